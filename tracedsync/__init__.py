@@ -1,0 +1,67 @@
+"""tracedsync: drop-in, instrumented replacements for Python's synchronization primitives.
+
+>>> import tracedsync
+>>> lock = tracedsync.RLock(name="accounts")
+>>> cond = tracedsync.Condition(lock)
+
+Each process writes JSON lines to ``<log_dir>/tracedsync-<pid>.jsonl``; see docs/events.md.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ._condition import Condition, TracedCondition
+from ._config import ConfigError, Settings
+from ._locks import Lock, RLock, TracedLock, TracedRLock
+from ._recorder import RECORDER
+from ._state import Statistics
+from ._version import SCHEMA_VERSION, __version__
+
+__all__ = [
+    "SCHEMA_VERSION",
+    "Condition",
+    "ConfigError",
+    "Lock",
+    "RLock",
+    "Settings",
+    "Statistics",
+    "TracedCondition",
+    "TracedLock",
+    "TracedRLock",
+    "__version__",
+    "configure",
+    "flush",
+    "log_path",
+    "settings",
+]
+
+
+def configure(**settings: Any) -> Settings:
+    """Change how tracedsync records; returns the settings now in force.
+
+    Keywords: ``log_dir``, ``level`` (``"full"``, ``"contention"``, ``"off"``),
+    ``flush_interval`` (seconds), ``buffer_limit``, ``overflow`` (``"flush"`` or ``"drop"``),
+    ``processors`` (structlog processors run before the JSON renderer) and ``logger`` (a structlog
+    logger that receives the events instead of the file). Defaults come from the ``TRACEDSYNC_*``
+    environment variables. Events recorded before the call are flushed under the old settings.
+    The new settings are exported to the environment so that child processes inherit them.
+    """
+    new = RECORDER.settings.replace(**settings)
+    RECORDER.configure(new)
+    return new
+
+
+def flush() -> None:
+    """Write every event recorded so far, by any thread, to the sink now."""
+    RECORDER.flush()
+
+
+def settings() -> Settings:
+    """The settings in force."""
+    return RECORDER.settings
+
+
+def log_path() -> str:
+    """The file this process writes to."""
+    return RECORDER.path

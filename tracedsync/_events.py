@@ -1,0 +1,208 @@
+"""Hot-path op tuples and their expansion into schema events (see docs/events.md).
+
+The application thread records a plain tuple whose first item is an ``OP_*`` code; all naming
+(native thread ids, call-site strings, event names) happens here, in the flusher. Keeping the
+tuple layouts next to their decoders is what keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+from ._sites import SiteFormatter
+
+# Tuple layouts, after the common (op, ts, ident) prefix:
+OP_THREAD = 0  # native_id, name, daemon
+OP_CREATED = 1  # prim, kind, name, code, lineno, extra(dict|None)
+OP_ACQUIRE = 2  # prim, depth, ok, contended, wait_ns, blocked_by, blocking, timeout, code, lineno
+OP_RELEASE = 3  # prim, depth, hold_ns(None unless depth 0)
+OP_SAVE = 4  # prim, saved_depth, hold_ns, code, lineno          (release before a condition wait)
+OP_RESTORE = 5  # prim, depth, wait_ns, contended, blocked_by, code, lineno
+OP_MISUSE = 6  # prim, what, message, code, lineno
+OP_COND_WAIT = 7  # prim, lock, saved_depth, timeout, code, lineno
+OP_COND_WAKE = 8  # prim, waited_ns, notified, reacquire_ns, code, lineno
+OP_NOTIFY = 9  # prim, n, waiters, woken(tuple of idents), all, code, lineno
+OP_STATS = 10  # prim, statistics dict
+OP_DROPPED = 11  # count
+OP_SESSION_END = 12  # counters dict
+OP_GENERIC = 13  # event name, fields dict, code, lineno   (rare events of other primitives)
+
+Event = dict[str, Any]
+
+
+class Decoder:
+    """Expands op tuples of one process into event dicts, in stream order.
+
+    It keeps the ident → native thread id map (updated by ``thread`` events, so a reused ident is
+    renamed at the right point of the stream) and a call-site cache.
+    """
+
+    def __init__(self, pid: int | None = None) -> None:
+        self.pid = os.getpid() if pid is None else pid
+        self.tids: dict[int, int] = {}
+        self.site = SiteFormatter()
+        self._table: dict[int, Callable[[tuple[Any, ...]], Event]] = {
+            OP_THREAD: self._thread,
+            OP_CREATED: self._created,
+            OP_ACQUIRE: self._acquire,
+            OP_RELEASE: self._release,
+            OP_SAVE: self._save,
+            OP_RESTORE: self._restore,
+            OP_MISUSE: self._misuse,
+            OP_COND_WAIT: self._cond_wait,
+            OP_COND_WAKE: self._cond_wake,
+            OP_NOTIFY: self._notify,
+            OP_STATS: self._stats,
+            OP_DROPPED: self._dropped,
+            OP_SESSION_END: self._session_end,
+            OP_GENERIC: self._generic,
+        }
+
+    def __call__(self, item: tuple[Any, ...]) -> Event:
+        return self._table[item[0]](item)
+
+    # -- helpers -----------------------------------------------------------------------------
+    def _tid(self, ident: int | None) -> int | None:
+        if ident is None:
+            return None
+        return self.tids.get(ident, ident)
+
+    def _base(self, name: str, item: tuple[Any, ...]) -> Event:
+        return {"event": name, "ts": item[1], "pid": self.pid, "tid": self.tids.get(item[2], item[2])}
+
+    def _with_site(self, ev: Event, code: Any, lineno: int) -> Event:
+        site, func = self.site(code, lineno)
+        if site is not None:
+            ev["site"] = site
+            ev["func"] = func
+        return ev
+
+    # -- one decoder per op ------------------------------------------------------------------
+    def _thread(self, item: tuple[Any, ...]) -> Event:
+        _, ts, ident, native, name, daemon = item
+        self.tids[ident] = native
+        return {
+            "event": "thread",
+            "ts": ts,
+            "pid": self.pid,
+            "tid": native,
+            "ident": ident,
+            "name": name,
+            "daemon": daemon,
+        }
+
+    def _created(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, kind, name, code, lineno, extra = item
+        ev = self._base("created", item)
+        ev["prim"] = prim
+        ev["kind"] = kind
+        ev["name"] = name
+        self._with_site(ev, code, lineno)
+        if extra:
+            ev.update(extra)
+        return ev
+
+    def _acquire(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, depth, ok, contended, wait_ns, blocked_by, blocking, timeout, code, ln = item
+        ev = self._base("acquire", item)
+        ev["prim"] = prim
+        ev["depth"] = depth
+        ev["ok"] = ok
+        ev["contended"] = contended
+        ev["wait_ns"] = wait_ns
+        ev["blocked_by"] = self._tid(blocked_by)
+        ev["blocking"] = blocking
+        ev["timeout"] = None if timeout is None or timeout < 0 else timeout
+        return self._with_site(ev, code, ln)
+
+    def _release(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, depth, hold_ns = item
+        ev = self._base("release", item)
+        ev["prim"] = prim
+        ev["depth"] = depth
+        if hold_ns is not None:
+            ev["hold_ns"] = hold_ns
+        return ev
+
+    def _save(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, saved, hold_ns, code, ln = item
+        ev = self._base("release", item)
+        ev["prim"] = prim
+        ev["depth"] = 0
+        ev["saved_depth"] = saved
+        if hold_ns is not None:
+            ev["hold_ns"] = hold_ns
+        return self._with_site(ev, code, ln)
+
+    def _restore(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, depth, wait_ns, contended, blocked_by, code, ln = item
+        ev = self._base("acquire", item)
+        ev["prim"] = prim
+        ev["depth"] = depth
+        ev["ok"] = True
+        ev["contended"] = contended
+        ev["wait_ns"] = wait_ns
+        ev["blocked_by"] = self._tid(blocked_by)
+        ev["blocking"] = True
+        ev["timeout"] = None
+        ev["restored"] = True
+        return self._with_site(ev, code, ln)
+
+    def _misuse(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, what, message, code, ln = item
+        ev = self._base("misuse", item)
+        ev["prim"] = prim
+        ev["what"] = what
+        ev["error"] = message
+        return self._with_site(ev, code, ln)
+
+    def _cond_wait(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, lock, saved, timeout, code, ln = item
+        ev = self._base("cond_wait", item)
+        ev["prim"] = prim
+        ev["lock"] = lock
+        ev["saved_depth"] = saved
+        ev["timeout"] = timeout
+        return self._with_site(ev, code, ln)
+
+    def _cond_wake(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, waited, notified, reacquire, code, ln = item
+        ev = self._base("cond_wake", item)
+        ev["prim"] = prim
+        ev["waited_ns"] = waited
+        ev["notified"] = notified
+        ev["reacquire_ns"] = reacquire
+        return self._with_site(ev, code, ln)
+
+    def _notify(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, n, waiters, woken, is_all, code, ln = item
+        ev = self._base("notify_all" if is_all else "notify", item)
+        ev["prim"] = prim
+        ev["n"] = n
+        ev["waiters"] = waiters
+        ev["woken"] = [self._tid(w) for w in woken]
+        return self._with_site(ev, code, ln)
+
+    def _stats(self, item: tuple[Any, ...]) -> Event:
+        ev = self._base("stats", item)
+        ev["prim"] = item[3]
+        ev.update(item[4])
+        return ev
+
+    def _dropped(self, item: tuple[Any, ...]) -> Event:
+        ev = self._base("dropped", item)
+        ev["count"] = item[3]
+        return ev
+
+    def _session_end(self, item: tuple[Any, ...]) -> Event:
+        ev = self._base("session_end", item)
+        ev.update(item[3])
+        return ev
+
+    def _generic(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, name, fields, code, ln = item
+        ev = self._base(name, item)
+        ev.update(fields)
+        return self._with_site(ev, code, ln)

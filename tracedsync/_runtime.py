@@ -1,0 +1,89 @@
+"""The values the hot path reads, and nothing else.
+
+Every traced method reads ``_runtime.level``, ``_runtime.emit`` and ``_runtime.now`` through this
+module (a module attribute read is one specialised instruction), so that `configure()`, `fork`
+and the test clock can swap them without touching the proxies.
+
+Design note: ``emit`` is ``collections.deque.append``, atomic under the GIL, so recording an event
+never takes a lock. The thread-local ``tls`` carries the caller's ident; its absence is how the
+first event of a thread is noticed (see `ident`).
+"""
+
+from __future__ import annotations
+
+import _thread
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from typing import Any
+
+OFF = 0
+CONTENTION = 1
+FULL = 2
+LEVELS = {"off": OFF, "contention": CONTENTION, "full": FULL}
+LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
+
+OP_THREAD = 0
+
+level: int = FULL
+buffer: deque[tuple[Any, ...]] = deque()
+emit: Callable[[tuple[Any, ...]], None] = buffer.append
+now: Callable[[], int] = time.monotonic_ns
+tls = _thread._local()
+guard = _thread._local()
+"""``guard.on`` is true while tracedsync's own code runs in this thread."""
+
+get_ident = _thread.get_ident
+
+
+def _nothing() -> None:
+    return None
+
+
+limit: int = 100_000
+"""Buffer length past which a recording thread calls `overflow`."""
+overflow: Callable[[], None] = _nothing
+"""Set by the recorder: handle a buffer over ``limit`` (flush without blocking, or drop)."""
+start: Callable[[], None] = _nothing
+"""Set by the recorder: make sure this process's flusher runs (called once per new thread)."""
+
+
+def ident() -> int:
+    """Return the caller's ident, emitting a ``thread`` event the first time a thread asks."""
+    try:
+        return tls.ident  # type: ignore[no-any-return]
+    except AttributeError:
+        return register_thread()
+
+
+def register_thread() -> int:
+    """Name the calling thread in the log (once per thread, again after fork)."""
+    me = get_ident()
+    tls.ident = me
+    thread = threading._active.get(me)  # type: ignore[attr-defined]
+    name = thread.name if thread is not None else f"foreign-{me}"
+    daemon = thread.daemon if thread is not None else True
+    emit((OP_THREAD, now(), me, threading.get_native_id(), name, daemon))
+    start()
+    return me
+
+
+def reset_after_fork(new_buffer: deque[tuple[Any, ...]]) -> None:
+    """Give the child a fresh buffer and thread-local (its threads have new native ids)."""
+    global buffer, emit, tls
+    buffer = new_buffer
+    emit = new_buffer.append
+    tls = _thread._local()
+
+
+def set_buffer(new_buffer: deque[tuple[Any, ...]]) -> None:
+    """Point the hot path at ``new_buffer``."""
+    global buffer, emit
+    buffer = new_buffer
+    emit = new_buffer.append
+
+
+def in_guard() -> bool:
+    """True while tracedsync's own machinery runs in this thread."""
+    return getattr(guard, "on", False)

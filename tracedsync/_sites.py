@@ -1,0 +1,59 @@
+"""Call sites: cheap capture on the hot path, formatting off it.
+
+The hot path stores ``(code, lineno)`` of the caller's frame; the flusher turns them into
+``"file:line"`` and a function name, cached per pair. Slow paths (condition waits entered from
+``threading.Condition``, creation from a factory) walk out of frames that belong to the standard
+library's ``threading`` module or to tracedsync itself, so the site is the user's line.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from types import CodeType, FrameType
+
+_PKG_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_SKIP_FILES = frozenset({threading.__file__})
+
+
+def _skipped(filename: str) -> bool:
+    return filename in _SKIP_FILES or filename.startswith(_PKG_DIR)
+
+
+def user_frame() -> FrameType | None:
+    """The innermost calling frame that is neither tracedsync's nor ``threading``'s."""
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and _skipped(frame.f_code.co_filename):
+        frame = frame.f_back
+    return frame
+
+
+def user_site() -> tuple[CodeType | None, int]:
+    """``(code, lineno)`` of the innermost user frame, or ``(None, 0)``."""
+    frame = user_frame()
+    if frame is None:
+        return None, 0
+    return frame.f_code, frame.f_lineno or 0
+
+
+class SiteFormatter:
+    """Turns ``(code, lineno)`` into ``("file:line", "function")``, with a cache."""
+
+    __slots__ = ("_cache",)
+
+    def __init__(self) -> None:
+        self._cache: dict[tuple[CodeType, int], tuple[str, str]] = {}
+
+    def __call__(self, code: CodeType | None, lineno: int) -> tuple[str | None, str | None]:
+        if code is None:
+            return None, None
+        key = (code, lineno)
+        hit = self._cache.get(key)
+        if hit is None:
+            func = getattr(code, "co_qualname", code.co_name)
+            hit = (f"{code.co_filename}:{lineno}", func)
+            if len(self._cache) > 100_000:
+                self._cache.clear()
+            self._cache[key] = hit
+        return hit
