@@ -1,0 +1,40 @@
+# Each target sets up its own virtualenv on first use; only a Python >= 3.10 is needed.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+DEMO_LOGS ?= demo-logs
+
+.PHONY: test demo bench lint typecheck check clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+## make test: the unit suite, CPython's lock_tests included
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+## make demo: the seed's Condition producer/consumer, traced, then summarised from its log
+demo: $(STAMP)
+	rm -rf $(DEMO_LOGS)
+	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS) $(BIN)/python examples/condition_producer_consumer.py
+	$(BIN)/tracedsync summary $(DEMO_LOGS)
+
+## make bench: pyperf overhead ratios, traced vs raw, in one run
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_locks.py
+
+lint: $(STAMP)
+	$(BIN)/ruff check tracedsync tests benchmarks examples
+	$(BIN)/ruff format --check tracedsync
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+check: lint typecheck test
+
+clean:
+	rm -rf $(VENV) .venv-* $(DEMO_LOGS) build dist *.egg-info
