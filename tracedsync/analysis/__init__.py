@@ -1,0 +1,1 @@
+"""Reading tracedsync logs back and turning them into answers."""

@@ -1,0 +1,99 @@
+"""A tolerant, streaming reader of tracedsync JSON-lines logs.
+
+Bad input never stops the reading: a line that is not JSON, is not an object, lacks the common
+fields, or is cut short (a process killed mid-write) is reported as a `Problem` with its file and
+line number, and the rest is read. A file whose ``session`` header announces a schema newer than
+this reader knows raises `SchemaError`: guessing at a future format would give wrong answers.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import orjson
+
+from .._version import SCHEMA_VERSION
+
+Event = dict[str, Any]
+_REQUIRED = ("event", "ts", "pid")
+
+
+class SchemaError(Exception):
+    """A log was written by a newer tracedsync than this one."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Problem:
+    """One line that could not be used."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+def log_files(paths: Iterable[str]) -> list[str]:
+    """Expand directories into their ``tracedsync-*.jsonl`` files (sorted); keep files as given.
+
+    Raises `FileNotFoundError` for a path that does not exist.
+    """
+    out: list[str] = []
+    for p in paths:
+        if os.path.isdir(p):
+            out.extend(
+                os.path.join(p, n)
+                for n in sorted(os.listdir(p))
+                if n.startswith("tracedsync-") and n.endswith(".jsonl")
+            )
+        elif os.path.exists(p):
+            out.append(p)
+        else:
+            raise FileNotFoundError(p)
+    return out
+
+
+def read_file(path: str, problems: list[Problem]) -> Iterator[Event]:
+    """Yield the events of one file in file order; append unusable lines to ``problems``."""
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            if not raw.strip():
+                continue
+            if not raw.endswith(b"\n"):
+                problems.append(Problem(path, lineno, "truncated last line (no newline)"))
+                continue
+            try:
+                ev = orjson.loads(raw)
+            except orjson.JSONDecodeError as exc:
+                problems.append(Problem(path, lineno, f"not valid JSON ({exc})"))
+                continue
+            if not isinstance(ev, dict):
+                problems.append(Problem(path, lineno, "not a JSON object"))
+                continue
+            missing = [k for k in _REQUIRED if k not in ev]
+            if missing:
+                problems.append(Problem(path, lineno, f"missing field(s) {', '.join(missing)}"))
+                continue
+            if not isinstance(ev["event"], str) or not isinstance(ev["ts"], int):
+                problems.append(Problem(path, lineno, "wrong type for 'event' or 'ts'"))
+                continue
+            if ev["event"] == "session":
+                schema = ev.get("schema")
+                if not isinstance(schema, int):
+                    problems.append(Problem(path, lineno, "session header without a schema"))
+                elif schema > SCHEMA_VERSION:
+                    raise SchemaError(
+                        f"{path}:{lineno}: written with event schema {schema}; this tracedsync "
+                        f"reads schema {SCHEMA_VERSION} and older. Upgrade tracedsync."
+                    )
+            yield ev
+
+
+def read_all(paths: Iterable[str], problems: list[Problem]) -> Iterator[Event]:
+    """Yield the events of every file under ``paths``, file after file."""
+    for path in log_files(paths):
+        yield from read_file(path, problems)

@@ -1,0 +1,117 @@
+"""The short per-primitive summary: acquisitions, contention, wait and hold totals, max depth.
+
+Built from the log alone (not from in-process counters), so it shows what the log can prove.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+
+from .reader import Event
+
+
+@dataclasses.dataclass
+class PrimSummary:
+    """Totals for one primitive, across every process that used it."""
+
+    prim: str
+    kind: str = "?"
+    name: str | None = None
+    site: str | None = None
+    acquisitions: int = 0
+    contended: int = 0
+    failed: int = 0
+    wait_ns: int = 0
+    hold_ns: int = 0
+    max_depth: int = 0
+    cond_waits: int = 0
+    cond_timeouts: int = 0
+    notifies: int = 0
+    unheard_notifies: int = 0
+    misuse: int = 0
+    pids: set[int] = dataclasses.field(default_factory=set)
+    tids: set[tuple[int, int]] = dataclasses.field(default_factory=set)
+
+    @property
+    def label(self) -> str:
+        return self.name if self.name else f"{self.kind} {self.prim}"
+
+
+def summarise(events: Iterable[Event]) -> dict[str, PrimSummary]:
+    """Fold events into per-primitive totals, keyed by ``prim``."""
+    out: dict[str, PrimSummary] = {}
+
+    def get(prim: str) -> PrimSummary:
+        s = out.get(prim)
+        if s is None:
+            s = out[prim] = PrimSummary(prim)
+        return s
+
+    for ev in events:
+        prim = ev.get("prim")
+        if not isinstance(prim, str):
+            continue
+        name = ev["event"]
+        s = get(prim)
+        if name == "created":
+            s.kind = str(ev.get("kind", "?"))
+            s.name = ev.get("name")
+            s.site = ev.get("site")
+        elif name == "acquire":
+            s.pids.add(ev["pid"])
+            if ev.get("ok"):
+                s.acquisitions += 1
+                s.tids.add((ev["pid"], ev.get("tid") or 0))
+                depth = ev.get("depth") or 0
+                if isinstance(depth, int) and depth > s.max_depth:
+                    s.max_depth = depth
+            else:
+                s.failed += 1
+            if ev.get("contended"):
+                s.contended += 1
+            wait = ev.get("wait_ns")
+            if isinstance(wait, int) and ev.get("contended"):
+                s.wait_ns += wait
+        elif name == "release":
+            hold = ev.get("hold_ns")
+            if isinstance(hold, int):
+                s.hold_ns += hold
+        elif name == "cond_wake":
+            s.cond_waits += 1
+            if not ev.get("notified"):
+                s.cond_timeouts += 1
+        elif name in ("notify", "notify_all"):
+            s.notifies += 1
+            if not ev.get("waiters"):
+                s.unheard_notifies += 1
+        elif name == "misuse":
+            s.misuse += 1
+    return out
+
+
+def _ms(ns: int) -> str:
+    return f"{ns / 1e6:.3f}"
+
+
+def render_text(summary: dict[str, PrimSummary]) -> str:
+    """A fixed-width table, one row per primitive, busiest first."""
+    rows = sorted(summary.values(), key=lambda s: (-s.acquisitions, s.prim))
+    head = ("primitive", "kind", "acquired", "contended", "failed", "wait ms", "hold ms",
+            "max depth", "waits", "notifies")
+    table = [head]
+    for s in rows:
+        table.append((
+            s.label, s.kind, str(s.acquisitions), str(s.contended), str(s.failed),
+            _ms(s.wait_ns), _ms(s.hold_ns), str(s.max_depth),
+            f"{s.cond_waits}" + (f" ({s.cond_timeouts} timed out)" if s.cond_timeouts else ""),
+            f"{s.notifies}" + (f" ({s.unheard_notifies} unheard)" if s.unheard_notifies else ""),
+        ))
+    widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    lines = []
+    for i, r in enumerate(table):
+        lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w)
+                               for j, (c, w) in enumerate(zip(r, widths))).rstrip())
+        if i == 0:
+            lines.append("  ".join("-" * w for w in widths))
+    return "\n".join(lines)
