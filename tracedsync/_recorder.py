@@ -37,7 +37,7 @@ from typing import Any
 
 from . import _runtime as rt
 from ._config import ConfigError, Settings
-from ._events import OP_DROPPED, OP_SESSION_END, Decoder, Event
+from ._events import OP_SESSION_END, Decoder, Event
 from ._sink import Sink, report
 from ._version import SCHEMA_VERSION, __version__
 
@@ -61,6 +61,7 @@ class Recorder:
         self._stop = False
         self._ended = False
         self._dropped = 0
+        self._dropped_unreported = 0
         self._written = 0
         self.captures: list[list[Event]] = []
         self.stats_hook: Callable[[], None] | None = None
@@ -134,26 +135,28 @@ class Recorder:
 
     def overflow(self) -> None:
         """Called by a recording thread that found the buffer over its limit."""
-        if self.settings.overflow == "drop":
-            buf = rt.buffer
-            n = 0
-            try:
-                while len(buf) > rt.limit:
-                    buf.pop()
-                    n += 1
-            except IndexError:  # pragma: no cover - drained concurrently
-                pass
-            self._dropped += n
-            if n:
-                rt.emit((OP_DROPPED, rt.now(), rt.get_ident(), n))
-        else:
+        if self.settings.overflow != "drop":
             self.try_flush()
+            return
+        # Drop the newest events down to the limit. Each pop removes exactly one event, so the
+        # count is exact; it is reported by the next flush as a `dropped` event.
+        buf = rt.buffer
+        n = 0
+        try:
+            while len(buf) > rt.limit:
+                buf.pop()
+                n += 1
+        except IndexError:  # pragma: no cover - drained concurrently
+            pass
+        self._dropped += n
+        self._dropped_unreported += n
 
     def _flush_locked(self) -> None:
         buf = rt.buffer
         pop = buf.popleft
         n = len(buf)
-        if not n and (self._sink is not None or not self.captures):
+        if not n and not self._dropped_unreported and (self._sink is not None
+                                                        or not self.captures):
             return
         items = []
         append = items.append
@@ -164,6 +167,10 @@ class Recorder:
             pass
         decode = self._decoder
         events = []
+        if self._dropped_unreported:
+            n_dropped, self._dropped_unreported = self._dropped_unreported, 0
+            events.append({"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
+                           "count": n_dropped, "reason": "overflow"})
         for item in items:
             try:
                 events.append(decode(item))
@@ -261,6 +268,7 @@ class Recorder:
         self._flusher_pid = None
         self._ended = False
         self._dropped = 0
+        self._dropped_unreported = 0
         self._written = 0
         self.captures = []
 
