@@ -4,6 +4,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_LOGS ?= demo-logs
+DEMO_SPEED ?= 0.2
 
 .PHONY: test demo bench lint typecheck check clean
 
@@ -20,7 +21,8 @@ test: $(STAMP)
 ## make demo: the seed's Condition producer/consumer, traced, then summarised from its log
 demo: $(STAMP)
 	rm -rf $(DEMO_LOGS)
-	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS) $(BIN)/python examples/condition_producer_consumer.py
+	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS) DEMO_SPEED=$(DEMO_SPEED) \
+		$(BIN)/python examples/condition_producer_consumer.py
 	$(BIN)/tracedsync summary $(DEMO_LOGS)
 
 ## make bench: pyperf overhead ratios, traced vs raw, in one run

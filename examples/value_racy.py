@@ -1,0 +1,32 @@
+"""The seed's warning: `v.value += 1` without get_lock() is not atomic across processes.
+
+Each `.value` access takes the lock, but the read and the write are two separate critical
+sections, so increments are lost. The result is usually below the expected total.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+N = 10_000
+
+
+def worker(v: Any, step: int) -> None:
+    for _ in range(N):
+        v.value += step  # unsynchronised read-modify-write
+
+
+def main() -> None:
+    counter = multiprocessing.Value("i", 0)
+    p1 = multiprocessing.Process(target=worker, args=(counter, 1))
+    p2 = multiprocessing.Process(target=worker, args=(counter, 2))
+    p1.start()
+    p2.start()
+    p1.join()
+    p2.join()
+    print("after:", counter.value, "expected:", 3 * N)
+
+
+if __name__ == "__main__":
+    main()
