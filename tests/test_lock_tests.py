@@ -46,3 +46,19 @@ class TestTracedCondition(lock_tests.ConditionTests):  # type: ignore[misc,name-
 
 class TestThreadingConditionOverTracedRLock(lock_tests.ConditionTests):  # type: ignore[misc,name-defined]
     condtype = staticmethod(_threading_cond_over_traced)
+
+
+class TestTracedSemaphore(lock_tests.SemaphoreTests):  # type: ignore[misc,name-defined]
+    semtype = staticmethod(tracedsync.Semaphore)
+
+
+class TestTracedBoundedSemaphore(lock_tests.BoundedSemaphoreTests):  # type: ignore[misc,name-defined]
+    semtype = staticmethod(tracedsync.BoundedSemaphore)
+
+
+class TestTracedEvent(lock_tests.EventTests):  # type: ignore[misc,name-defined]
+    eventtype = staticmethod(tracedsync.Event)
+
+
+class TestTracedBarrier(lock_tests.BarrierTests):  # type: ignore[misc,name-defined]
+    barriertype = staticmethod(tracedsync.Barrier)

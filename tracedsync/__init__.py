@@ -11,24 +11,35 @@ from __future__ import annotations
 
 from typing import Any
 
+from ._barrier import Barrier, TracedBarrier
 from ._condition import Condition, TracedCondition
 from ._config import ConfigError, Settings
+from ._event import Event, TracedEvent
 from ._locks import Lock, RLock, TracedLock, TracedRLock
 from ._recorder import RECORDER
+from ._semaphore import BoundedSemaphore, Semaphore, TracedBoundedSemaphore, TracedSemaphore
 from ._state import Statistics
 from ._version import SCHEMA_VERSION, __version__
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Barrier",
+    "BoundedSemaphore",
     "Condition",
     "ConfigError",
+    "Event",
     "Lock",
     "RLock",
+    "Semaphore",
     "Settings",
     "Statistics",
+    "TracedBarrier",
+    "TracedBoundedSemaphore",
     "TracedCondition",
+    "TracedEvent",
     "TracedLock",
     "TracedRLock",
+    "TracedSemaphore",
     "__version__",
     "configure",
     "flush",

@@ -28,6 +28,12 @@ OP_STATS = 10  # prim, statistics dict
 OP_DROPPED = 11  # count
 OP_SESSION_END = 12  # counters dict
 OP_GENERIC = 13  # event name, fields dict, code, lineno   (rare events of other primitives)
+OP_SEM_ACQUIRE = 14  # prim, ok, contended, wait_ns, permits, held, blocking, timeout, code, lineno
+OP_SEM_RELEASE = 15  # prim, n, permits, held, for_others, code, lineno
+OP_EVENT_SET = 16  # prim, flag(True: set(), False: clear()), was_set, code, lineno
+OP_EVENT_WAIT = 17  # prim, result, already_set, waited_ns, timeout, code, lineno
+OP_BARRIER_WAIT = 18  # prim, index, waited_ns, parties, n_waiting, timeout, code, lineno
+OP_BARRIER_BROKEN = 19  # prim, broken_by, why, error, waited_ns|None, n_waiting, timeout, code, ln
 
 Event = dict[str, Any]
 
@@ -58,6 +64,12 @@ class Decoder:
             OP_DROPPED: self._dropped,
             OP_SESSION_END: self._session_end,
             OP_GENERIC: self._generic,
+            OP_SEM_ACQUIRE: self._sem_acquire,
+            OP_SEM_RELEASE: self._sem_release,
+            OP_EVENT_SET: self._event_set,
+            OP_EVENT_WAIT: self._event_wait,
+            OP_BARRIER_WAIT: self._barrier_wait,
+            OP_BARRIER_BROKEN: self._barrier_broken,
         }
 
     def __call__(self, item: tuple[Any, ...]) -> Event:
@@ -189,6 +201,9 @@ class Decoder:
         ev = self._base("stats", item)
         ev["prim"] = item[3]
         ev.update(item[4])
+        if "held_by" in ev:  # semaphores: (ident, permits) pairs, named by thread here
+            ev["held_by"] = [{"tid": self._tid(ident), "ident": ident, "permits": n}
+                             for ident, n in ev["held_by"]]
         return ev
 
     def _dropped(self, item: tuple[Any, ...]) -> Event:
@@ -205,4 +220,69 @@ class Decoder:
         _, _, _, name, fields, code, ln = item
         ev = self._base(name, item)
         ev.update(fields)
+        return self._with_site(ev, code, ln)
+
+    def _sem_acquire(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, ok, contended, wait_ns, permits, held, blocking, timeout, code, ln = item
+        ev = self._base("sem_acquire", item)
+        ev["prim"] = prim
+        ev["ok"] = ok
+        ev["contended"] = contended
+        ev["wait_ns"] = wait_ns
+        ev["permits"] = permits
+        ev["held"] = held
+        ev["blocking"] = blocking
+        ev["timeout"] = timeout
+        return self._with_site(ev, code, ln)
+
+    def _sem_release(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, n, permits, held, for_others, code, ln = item
+        ev = self._base("sem_release", item)
+        ev["prim"] = prim
+        ev["n"] = n
+        ev["permits"] = permits
+        ev["held"] = held
+        ev["for_others"] = for_others
+        return self._with_site(ev, code, ln)
+
+    def _event_set(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, flag, was_set, code, ln = item
+        ev = self._base("event_set" if flag else "event_clear", item)
+        ev["prim"] = prim
+        ev["was_set"] = was_set
+        return self._with_site(ev, code, ln)
+
+    def _event_wait(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, result, already_set, waited_ns, timeout, code, ln = item
+        ev = self._base("event_wait", item)
+        ev["prim"] = prim
+        ev["result"] = result
+        ev["already_set"] = already_set
+        ev["waited_ns"] = waited_ns
+        ev["timeout"] = timeout
+        return self._with_site(ev, code, ln)
+
+    def _barrier_wait(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, index, waited_ns, parties, n_waiting, timeout, code, ln = item
+        ev = self._base("barrier_wait", item)
+        ev["prim"] = prim
+        ev["index"] = index
+        ev["waited_ns"] = waited_ns
+        ev["parties"] = parties
+        ev["n_waiting"] = n_waiting
+        ev["timeout"] = timeout
+        return self._with_site(ev, code, ln)
+
+    def _barrier_broken(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, broken_by, why, error, waited_ns, n_waiting, timeout, code, ln = item
+        ev = self._base("barrier_broken", item)
+        ev["prim"] = prim
+        ev["broken_by"] = self._tid(broken_by)
+        ev["why"] = why
+        if error is not None:
+            ev["error"] = error
+        if waited_ns is not None:  # absent for the aborting thread, which did not wait
+            ev["waited_ns"] = waited_ns
+            ev["timeout"] = timeout
+        ev["n_waiting"] = n_waiting
         return self._with_site(ev, code, ln)

@@ -9,6 +9,7 @@ instant they describe the real lock, seen from its holder.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from . import _runtime as rt
@@ -40,17 +41,54 @@ class Statistics:
     """The ident of the thread that holds it now (None if free)."""
     depth: int
     waits: int = 0
-    """Condition waits (conditions only)."""
+    """Condition, Event and Barrier waits (Barrier: ended, passed or broken)."""
     wait_timeouts: int = 0
-    """Condition waits that timed out (conditions only)."""
+    """Waits that timed out (Barrier: the waits whose timeout broke it)."""
     notifies: int = 0
     """notify/notify_all calls (conditions only)."""
     unheard_notifies: int = 0
     """notify/notify_all calls that found no waiter (conditions only)."""
+    # -- kind-specific fields: a stats event carries only those of its kind (see KIND_FIELDS) --
+    permits: int | None = None
+    """Permits available now (semaphores; a snapshot)."""
+    max_permits: int | None = None
+    """The bound of a BoundedSemaphore: its initial value."""
+    releases: int = 0
+    """Successful release() calls (semaphores)."""
+    held_by: tuple[tuple[int, int], ...] = ()
+    """``(ident, permits)`` of each thread holding permits now, oldest first (semaphores)."""
+    sets: int = 0
+    """set() calls (events)."""
+    clears: int = 0
+    """clear() calls (events)."""
+    flag: bool | None = None
+    """Whether the event is set now (events)."""
+    parties: int | None = None
+    """Threads needed to pass the barrier (barriers)."""
+    broken: bool | None = None
+    """Whether the barrier is broken now (barriers)."""
+    breaks: int = 0
+    """Times the barrier went from working to broken: timeouts, aborts, failing actions."""
+    broken_waits: int = 0
+    """Barrier waits that ended broken (BrokenBarrierError, or the action's own exception)."""
+    aborts: int = 0
+    """abort() calls (barriers)."""
+    resets: int = 0
+    """reset() calls (barriers)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a plain dict (the ``stats`` event's fields)."""
         return dataclasses.asdict(self)
+
+
+KIND_FIELDS: dict[str, frozenset[str]] = {
+    "Semaphore": frozenset({"permits", "releases", "held_by"}),
+    "BoundedSemaphore": frozenset({"permits", "max_permits", "releases", "held_by"}),
+    "Event": frozenset({"sets", "clears", "flag"}),
+    "Barrier": frozenset({"parties", "broken", "breaks", "broken_waits", "aborts", "resets"}),
+}
+"""The kind-specific `Statistics` fields that a ``stats`` event of each kind carries."""
+EXTENSION_FIELDS = frozenset().union(*KIND_FIELDS.values())
 
 
 class PrimState:
@@ -58,11 +96,19 @@ class PrimState:
 
     __slots__ = (
         "__weakref__",
+        "aborts",
         "acquire",
         "acquisitions",
+        "books",
+        "break_book",
+        "broken_waits",
+        "clears",
         "contended",
+        "default_timeout",
         "depth",
+        "extra_stats",
         "failed",
+        "held",
         "hold_ns",
         "kind",
         "lock",
@@ -72,12 +118,16 @@ class PrimState:
         "name",
         "notifies",
         "owner",
+        "parties",
         "prim",
         "raw",
-        "release",
         "reentrant",
+        "release",
+        "releases",
         "reported",
+        "resets",
         "restore_ns",
+        "sets",
         "t_hold",
         "unheard",
         "wait_ns",
@@ -113,6 +163,21 @@ class PrimState:
         self.restore_ns = 0
         self.lock: Any = None
         self.lock_state: PrimState | None = None
+        # Semaphore, Event and Barrier books, set up by their modules: ``books`` is a raw lock
+        # that guards the counters several threads update; ``extra_stats`` returns the kind's
+        # own `Statistics` fields (see `KIND_FIELDS`).
+        self.books: Any = None
+        self.extra_stats: Callable[[PrimState], dict[str, Any]] | None = None
+        self.held: dict[int, int] = {}
+        self.releases = 0
+        self.sets = 0
+        self.clears = 0
+        self.parties = 0
+        self.default_timeout: float | None = None
+        self.break_book: Any = None
+        self.broken_waits = 0
+        self.aborts = 0
+        self.resets = 0
 
     def statistics(self) -> Statistics:
         return Statistics(
@@ -132,6 +197,7 @@ class PrimState:
             wait_timeouts=self.wait_timeouts,
             notifies=self.notifies,
             unheard_notifies=self.unheard,
+            **(self.extra_stats(self) if self.extra_stats is not None else {}),
         )
 
     def report(self) -> None:
@@ -142,6 +208,8 @@ class PrimState:
         if rt.level != rt.OFF:
             stats = self.statistics().as_dict()
             del stats["prim"]
+            for key in EXTENSION_FIELDS - KIND_FIELDS.get(self.kind, frozenset()):
+                del stats[key]
             rt.emit((OP_STATS, rt.now(), rt.get_ident(), self.prim, stats))
 
     def __del__(self) -> None:

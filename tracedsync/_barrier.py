@@ -1,0 +1,269 @@
+"""`TracedBarrier`: ``threading.Barrier`` behind a proxy that records passes and breaks.
+
+Design note: who broke it, and why.
+
+A thread whose ``wait`` raises BrokenBarrierError learns nothing from the exception about the
+cause. The cause is decided inside the real barrier, under its lock, in ``Barrier._break``: called
+by the thread that timed out, by ``abort()``, or by the thread whose ``action`` raised. So the
+proxy replaces ``_break`` on the real barrier instance (an instance attribute; the class and
+everything else are untouched) with a hook that, still under the barrier's lock and before the
+state changes, writes ``(ident, why, error)`` to the barrier's `_BreakBook`. Every thread woken
+by the break re-acquires that lock before raising, so it reads a cause that is already complete.
+
+``why`` is "abort" when the proxy's ``abort()`` is the caller, "action" when our wrapper around
+the user's action saw it raise (the wrapper runs under the same lock, just before ``_break``),
+and otherwise "timeout" (the only other caller of ``_break`` in ``threading``). A ``_break`` on a
+barrier already broken keeps the first cause. ``reset()`` breaks current waiters without
+``_break``; the proxy notes "reset" as the cause first unless the barrier is already broken.
+Two breaks racing (a reset while a timeout breaks it) report whichever cause was noted last.
+
+``n_waiting`` in events is the real ``n_waiting`` read just before the call: a snapshot.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from . import _runtime as rt
+from ._events import OP_BARRIER_BROKEN, OP_BARRIER_WAIT, OP_GENERIC
+from ._proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
+from ._registry import new_state
+from ._sites import user_site
+from ._state import PrimState
+
+_getframe = sys._getframe
+_get_ident = rt.get_ident
+FULL = rt.FULL
+
+RawBarrier = threading.Barrier
+BrokenBarrierError = threading.BrokenBarrierError
+_raw_break: Callable[[Any], None] = RawBarrier.__dict__["_break"]
+_BROKEN = -2  # threading.Barrier._state when broken
+
+
+class _BreakBook:
+    """The causes of one barrier's breaks. Written under the real barrier's lock."""
+
+    __slots__ = ("cause", "count", "pending")
+
+    def __init__(self) -> None:
+        self.cause: tuple[int, str, str | None] | None = None
+        """``(ident, why, error)`` of the latest break."""
+        self.count = 0
+        """Breaks so far (a working barrier became broken)."""
+        self.pending: dict[int, tuple[str, str | None]] = {}
+        """Why a thread is about to call ``_break``, keyed by its ident (abort, action)."""
+
+
+def _install_break_hook(raw: Any, book: _BreakBook) -> None:
+    ref = weakref.ref(raw)  # no cycle: the real barrier does not keep itself alive
+
+    def _break() -> None:
+        barrier = ref()
+        why, error = book.pending.pop(_get_ident(), ("timeout", None))
+        if barrier is None:  # pragma: no cover - it is our caller
+            return
+        if barrier._state != _BROKEN:
+            book.cause = (_get_ident(), why, error)
+            book.count += 1
+        _raw_break(barrier)
+
+    raw._break = _break
+
+
+def _watch_action(action: Callable[[], None], book: _BreakBook) -> Callable[[], None]:
+    """The user's action, noting why the barrier is about to break if it raises."""
+
+    def run_action() -> None:
+        try:
+            action()
+        except BaseException as exc:
+            book.pending[_get_ident()] = ("action", repr(exc))
+            raise
+
+    return run_action
+
+
+def _ident() -> int:
+    try:
+        return rt.tls.ident  # type: ignore[no-any-return]
+    except AttributeError:
+        return rt.register_thread()
+
+
+class TracedBarrier(TracedProxy):
+    """A traced ``threading.Barrier``: same behaviour, plus each pass and who broke it, and why."""
+
+    __slots__ = ()
+
+    def __init__(
+        self,
+        parties: int,
+        action: Callable[[], None] | None = None,
+        timeout: float | None = None,
+        *,
+        name: str | None = None,
+        _site: tuple[Any, int] | None = None,
+    ) -> None:
+        book = _BreakBook()
+        raw = untraced(RawBarrier, parties, _watch_action(action, book) if action else action,
+                       timeout)
+        _install_break_hook(raw, book)
+        super().__init__(raw)
+        code, lineno = _site if _site is not None else user_site()
+        st = new_state(raw, "Barrier", name, code, lineno, {"parties": parties, "timeout": timeout})
+        new_books(st)
+        st.break_book = book
+        st.parties = parties
+        st.default_timeout = timeout
+        st.extra_stats = _extra_stats
+        self._self_state = st
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` threads wait, exactly as ``threading``'s does; record it."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            return raw.wait(timeout)  # type: ignore[no-any-return]
+        me = _ident()
+        book: _BreakBook = st.break_book
+        breaks = book.count
+        arrived = raw.n_waiting
+        t0 = rt.now()
+        try:
+            index = raw.wait(timeout)
+        except BaseException as exc:
+            t1 = rt.now()
+            cause = book.cause
+            mine = book.count != breaks and cause is not None and cause[0] == me
+            if isinstance(exc, BrokenBarrierError) or (mine and cause is not None
+                                                       and cause[1] == "action"):
+                _broken(st, me, t1, t1 - t0, arrived, timeout, mine)
+            elif plain_timeout(timeout):
+                f = _getframe(1)
+                rt.emit((OP_GENERIC, t1, me, "interrupted",
+                         {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+            raise
+        t1 = rt.now()
+        with st.books:
+            st.waits += 1
+            st.wait_ns += t1 - t0
+        level = rt.level
+        if level == FULL or (level and index != st.parties - 1):
+            f = _getframe(1)
+            rt.emit((OP_BARRIER_WAIT, t1, me, st.prim, index, t1 - t0, st.parties, arrived,
+                     st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
+        return index  # type: ignore[no-any-return]
+
+    def abort(self) -> None:
+        """Break the barrier, exactly as ``threading``'s ``abort``; record it."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            raw.abort()
+            return
+        me = _ident()
+        book: _BreakBook = st.break_book
+        breaks = book.count
+        waiting = raw.n_waiting
+        was_broken = raw.broken
+        book.pending[me] = ("abort", None)
+        try:
+            raw.abort()
+        finally:
+            book.pending.pop(me, None)
+        cause = book.cause
+        broke = book.count != breaks and cause is not None and cause[0] == me
+        with st.books:
+            st.aborts += 1
+        f = _getframe(1)
+        t = rt.now()
+        rt.emit((OP_GENERIC, t, me, "barrier_abort",
+                 {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
+                 f.f_code, f.f_lineno))
+        if broke:
+            rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, me, "abort", None, None, waiting, None,
+                     f.f_code, f.f_lineno))
+
+    def reset(self) -> None:
+        """Return the barrier to its empty state, exactly as ``threading``'s ``reset``."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            raw.reset()
+            return
+        me = _ident()
+        waiting = raw.n_waiting
+        was_broken = raw.broken
+        if not was_broken:  # current waiters will be broken by this reset
+            st.break_book.cause = (me, "reset", None)
+        raw.reset()
+        with st.books:
+            st.resets += 1
+        if rt.level == FULL:
+            f = _getframe(1)
+            rt.emit((OP_GENERIC, rt.now(), me, "barrier_reset",
+                     {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
+                     f.f_code, f.f_lineno))
+
+    @property
+    def parties(self) -> int:
+        """The number of threads required to pass the barrier."""
+        return get_state(self).raw.parties  # type: ignore[no-any-return]
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of threads waiting at the barrier now."""
+        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return get_state(self).raw.broken  # type: ignore[no-any-return]
+
+
+def _broken(st: PrimState, me: int, t: int, waited: int, arrived: int, timeout: float | None,
+            mine: bool) -> None:
+    """Books and record for a wait that ended with the barrier broken."""
+    cause = st.break_book.cause
+    broken_by, why, error = cause if cause is not None else (None, None, None)
+    with st.books:
+        st.waits += 1
+        st.broken_waits += 1
+        st.wait_ns += waited
+        if mine and why == "timeout":
+            st.wait_timeouts += 1
+    f = _getframe(2)
+    rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, broken_by, why, error, waited, arrived,
+             st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
+
+
+def _extra_stats(st: PrimState) -> dict[str, Any]:
+    book: _BreakBook = st.break_book
+    with st.books:
+        return {
+            "parties": st.parties,
+            "broken": st.raw.broken,
+            "breaks": book.count,
+            "broken_waits": st.broken_waits,
+            "aborts": st.aborts,
+            "resets": st.resets,
+        }
+
+
+def Barrier(
+    parties: int,
+    action: Callable[[], None] | None = None,
+    timeout: float | None = None,
+    *,
+    name: str | None = None,
+) -> TracedBarrier:
+    """A new traced ``threading.Barrier``; ``name`` labels it in the logs."""
+    if rt.in_guard():
+        return RawBarrier(parties, action, timeout)  # type: ignore[return-value]
+    f = _getframe(1)
+    return TracedBarrier(parties, action, timeout, name=name, _site=(f.f_code, f.f_lineno))

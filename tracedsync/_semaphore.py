@@ -1,0 +1,248 @@
+"""`TracedSemaphore` and `TracedBoundedSemaphore`: ``threading``'s semaphores, behind a proxy.
+
+Design note.
+
+* Behaviour. The real semaphore does all the counting, blocking and raising; the proxy calls its
+  ``acquire``/``release`` with the caller's own arguments and returns or raises what they do.
+* Contention. Like `TracedLock`: a blocking acquire first tries the real ``acquire(False)``
+  (which never raises, whatever the caller's timeout); success is *uncontended*. Failure makes it
+  *contended*: we read the clock and call the real ``acquire`` with the caller's own arguments,
+  which validates them as the original does. A non-blocking call goes straight to the real
+  ``acquire`` (``acquire(False, 1)`` raises its ValueError there); it is contended if it fails.
+* Holders. A semaphore has no owner, but knowing who holds permits is what explains a thread
+  stuck in ``acquire``. ``held`` maps ident -> permits, updated after the real call succeeds,
+  under the primitive's raw ``books`` lock (several threads update it at once). A release takes
+  back the releasing thread's own permits first; the rest (a hand-off, or a semaphore used as a
+  signal) is taken from the other holders, oldest first, and counted as ``for_others``. So the
+  books hold exactly acquires minus releases, never negative, and what is left at exit is
+  reported in the ``stats`` event (``held_by``).
+* ``permits`` in events is the real semaphore's value read just after the call: a snapshot,
+  since other threads may acquire or release at the same instant.
+* Misuse. Releasing a BoundedSemaphore past its initial value raises the original's ValueError
+  and is recorded as ``misuse`` (``over_release``); ``release(0)`` raises its own ValueError
+  (an argument error, not recorded).
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from . import _runtime as rt
+from ._events import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
+from ._proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
+from ._registry import new_state
+from ._sites import user_site
+from ._state import PrimState
+
+_getframe = sys._getframe
+FULL = rt.FULL
+
+# The real classes, captured before anyone can patch them.
+RawSemaphore = threading.Semaphore
+RawBoundedSemaphore = threading.BoundedSemaphore
+
+
+class TracedSemaphore(TracedProxy):
+    """A traced ``threading.Semaphore``: same behaviour, plus who waited and who holds permits."""
+
+    __slots__ = ()
+    _kind = "Semaphore"
+    _raw_class: Any = RawSemaphore
+
+    def __init__(
+        self,
+        value: int = 1,
+        *,
+        name: str | None = None,
+        _site: tuple[Any, int] | None = None,
+    ) -> None:
+        raw = untraced(self._raw_class, value)
+        super().__init__(raw)
+        code, lineno = _site if _site is not None else user_site()
+        st = new_state(raw, self._kind, name, code, lineno, {"value": value})
+        new_books(st)
+        st.extra_stats = _extra_stats
+        self._self_state = st
+
+    def acquire(self, blocking: bool = True, timeout: float | None = None, *,
+                _depth: int = 1) -> bool:
+        """Acquire a permit, exactly as ``threading``'s does, and record it."""
+        st = get_state(self)
+        level = rt.level
+        if not level:
+            return st.raw.acquire(blocking, timeout)  # type: ignore[no-any-return]
+        if blocking and st.raw.acquire(False):
+            return _booked(st, True, False, 0, blocking, timeout, _depth + 1, None)
+        return _acquire_slow(st, blocking, timeout, _depth + 1)
+
+    def __enter__(self) -> bool:
+        st = get_state(self)
+        level = rt.level
+        if not level:
+            return st.raw.acquire()  # type: ignore[no-any-return]
+        if st.raw.acquire(False):
+            return _booked(st, True, False, 0, True, None, 2, None)
+        return _acquire_slow(st, True, None, 2)
+
+    def release(self, n: int = 1, *, _depth: int = 1) -> None:
+        """Release ``n`` permits, exactly as ``threading``'s does, and record it."""
+        st = get_state(self)
+        if not rt.level:
+            st.raw.release(n)
+            return
+        try:
+            st.raw.release(n)
+        except ValueError as exc:
+            # The original checks n >= 1 first; any other ValueError from a bounded semaphore
+            # with a whole n is the over-release.
+            if st.kind == "BoundedSemaphore" and type(n) is int and n >= 1:
+                _over_release(st, exc, _depth + 1)
+            raise
+        _released(st, n, _depth + 1)
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.release(_depth=2)
+
+
+class TracedBoundedSemaphore(TracedSemaphore):
+    """A traced ``threading.BoundedSemaphore``; an over-release is also recorded as misuse."""
+
+    __slots__ = ()
+    _kind = "BoundedSemaphore"
+    _raw_class: Any = RawBoundedSemaphore
+
+
+def _ident() -> int:
+    try:
+        return rt.tls.ident  # type: ignore[no-any-return]
+    except AttributeError:
+        return rt.register_thread()
+
+
+def _acquire_slow(st: PrimState, blocking: bool, timeout: float | None, fdepth: int) -> bool:
+    """Every acquire whose first non-blocking try did not succeed (or that is non-blocking)."""
+    raw = st.raw
+    if not blocking:
+        ok = raw.acquire(blocking, timeout)  # the real one validates and answers
+        return _booked(st, ok, not ok, 0, blocking, timeout, fdepth + 1, None)
+    t0 = rt.now()
+    try:
+        ok = raw.acquire(blocking, timeout)
+    except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
+        if plain_timeout(timeout):
+            t1 = rt.now()
+            _booked(st, False, True, t1 - t0, blocking, timeout, fdepth + 1, t1)
+            f = _getframe(fdepth)
+            rt.emit((OP_GENERIC, t1, _ident(), "interrupted",
+                     {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+        raise
+    t1 = rt.now()
+    return _booked(st, ok, True, t1 - t0, blocking, timeout, fdepth + 1, t1)
+
+
+def _booked(
+    st: PrimState,
+    ok: bool,
+    contended: bool,
+    wait: int,
+    blocking: Any,
+    timeout: Any,
+    fdepth: int,
+    t: int | None,
+) -> bool:
+    """Update the books after an acquire and record it. Returns ``ok``."""
+    try:
+        me = rt.tls.ident
+    except AttributeError:
+        me = rt.register_thread()
+    with st.books:
+        held = st.held
+        if ok:
+            mine = held.get(me, 0) + 1
+            held[me] = mine
+            st.acquisitions += 1
+        else:
+            mine = held.get(me, 0)
+            st.failed += 1
+        if contended:
+            st.contended += 1
+            st.wait_ns += wait
+    level = rt.level
+    if level == FULL or (level and (contended or not ok)):
+        f = _getframe(fdepth)
+        rt.emit((OP_SEM_ACQUIRE, rt.now() if t is None else t, me, st.prim, bool(ok), contended,
+                 wait, st.raw._value, mine, bool(blocking), timeout, f.f_code, f.f_lineno))
+    return ok
+
+
+def _released(st: PrimState, n: int, fdepth: int) -> None:
+    """Books after a successful release: the caller's own permits first, then others'."""
+    try:
+        me = rt.tls.ident
+    except AttributeError:
+        me = rt.register_thread()
+    others = 0
+    with st.books:
+        held = st.held
+        mine = held.get(me, 0)
+        if mine > n:
+            held[me] = mine - n
+            mine -= n
+        else:
+            if mine:
+                del held[me]
+            rest = n - mine
+            mine = 0
+            while rest and held:
+                ident = next(iter(held))
+                count = held[ident]
+                if count > rest:
+                    held[ident] = count - rest
+                    others += rest
+                    rest = 0
+                else:
+                    del held[ident]
+                    others += count
+                    rest -= count
+        st.releases += 1
+    if rt.level == FULL:
+        f = _getframe(fdepth)
+        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, n, st.raw._value, mine, others,
+                 f.f_code, f.f_lineno))
+
+
+def _over_release(st: PrimState, exc: BaseException, fdepth: int) -> None:
+    with st.books:
+        st.misuse += 1
+    f = _getframe(fdepth)
+    rt.emit((OP_MISUSE, rt.now(), _ident(), st.prim, "over_release", str(exc),
+             f.f_code, f.f_lineno))
+
+
+def _extra_stats(st: PrimState) -> dict[str, Any]:
+    raw = st.raw
+    with st.books:
+        held_by = tuple(st.held.items())
+        releases = st.releases
+    extra: dict[str, Any] = {"permits": raw._value, "releases": releases, "held_by": held_by}
+    if st.kind == "BoundedSemaphore":
+        extra["max_permits"] = raw._initial_value
+    return extra
+
+
+def Semaphore(value: int = 1, *, name: str | None = None) -> TracedSemaphore:
+    """A new traced ``threading.Semaphore``; ``name`` labels it in the logs."""
+    if rt.in_guard():
+        return RawSemaphore(value)  # type: ignore[return-value]  # our own machinery: untraced
+    f = _getframe(1)
+    return TracedSemaphore(value, name=name, _site=(f.f_code, f.f_lineno))
+
+
+def BoundedSemaphore(value: int = 1, *, name: str | None = None) -> TracedBoundedSemaphore:
+    """A new traced ``threading.BoundedSemaphore``; ``name`` labels it in the logs."""
+    if rt.in_guard():
+        return RawBoundedSemaphore(value)  # type: ignore[return-value]
+    f = _getframe(1)
+    return TracedBoundedSemaphore(value, name=name, _site=(f.f_code, f.f_lineno))
