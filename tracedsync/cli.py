@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from typing import TextIO
 
 from .analysis.reader import Problem, SchemaError, read_all
 from .analysis.summary import render_text, summarise
+
+SHOWN_PROBLEMS = 20
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
@@ -29,6 +33,69 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_analyze(args: argparse.Namespace) -> int:
+    """Statistics, findings and timelines; exit 0 (clean), 1 (findings), 2 (unusable input)."""
+    try:
+        return _analyze(args)
+    except KeyboardInterrupt:
+        print("tracedsync: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # no traceback for any input: say what happened, briefly
+        print(f"tracedsync: analysis failed: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 2
+
+
+def _analyze(args: argparse.Namespace) -> int:
+    from .analysis.analyze import NoInputError, analyze, save_aggregate
+    from .analysis.findings import Options, severity_rank
+    from .analysis.renderers import get_renderer
+    from .analysis.report import build_report
+
+    if args.long_hold <= 0 or args.long_wait <= 0:
+        print("tracedsync: --long-hold and --long-wait must be > 0 ms", file=sys.stderr)
+        return 2
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    try:
+        agg = analyze(args.paths, jobs=args.jobs, progress=progress)
+    except FileNotFoundError as exc:
+        print(f"tracedsync: no such file or directory: {exc}", file=sys.stderr)
+        return 2
+    except (SchemaError, NoInputError) as exc:
+        print(f"tracedsync: {exc}", file=sys.stderr)
+        return 2
+    for path, line, reason in agg.problems[:SHOWN_PROBLEMS]:
+        print(f"tracedsync: skipped {path}:{line}: {reason}", file=sys.stderr)
+    if agg.problem_count > SHOWN_PROBLEMS:
+        print(
+            f"tracedsync: ... {agg.problem_count - SHOWN_PROBLEMS} more unusable line(s)",
+            file=sys.stderr,
+        )
+    if args.save_aggregate:
+        save_aggregate(agg, args.save_aggregate)
+    options = Options(
+        long_hold_ns=int(args.long_hold * 1e6), long_wait_ns=int(args.long_wait * 1e6)
+    )
+    report = build_report(agg, options)
+    renderer = get_renderer(args.format, top=args.top)
+    with _output(args.output) as out:
+        renderer.render(report, out)
+    worst = report.worst()
+    failed = worst is not None and args.fail_on != "never"
+    if failed and severity_rank(worst) >= severity_rank(args.fail_on):  # type: ignore[arg-type]
+        return 1
+    return 0
+
+
+@contextlib.contextmanager
+def _output(path: str | None) -> Iterator[TextIO]:
+    if path is None or path == "-":
+        yield sys.stdout
+        sys.stdout.flush()
+        return
+    with open(path, "w", encoding="utf-8") as fh:
+        yield fh
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="tracedsync",
@@ -38,11 +105,85 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("summary", help="per-primitive totals read back from logs")
     p.add_argument("paths", nargs="+", help="log files or directories of them")
     p.set_defaults(func=_cmd_summary)
+    _analyze_parser(sub)
     return parser
+
+
+def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    p = sub.add_parser(
+        "analyze",
+        help="statistics, findings (deadlocks, lock-order inversions, lost wake-ups...) and "
+        "timelines from logs",
+        description="Analyse tracedsync logs. Exit status: 0 nothing found at or above "
+        "--fail-on, 1 findings at or above it, 2 unusable input.",
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        help="log files, directories of them, or aggregates saved with --save-aggregate",
+    )
+    p.add_argument(
+        "-f",
+        "--format",
+        choices=("text", "json", "perfetto", "html"),
+        default="text",
+        help="output format (default: text)",
+    )
+    p.add_argument("-o", "--output", metavar="FILE", help="write to FILE instead of stdout")
+    p.add_argument(
+        "-j",
+        "--jobs",
+        type=int,
+        default=0,
+        metavar="N",
+        help="worker processes (default 0: one per CPU when the input is large)",
+    )
+    p.add_argument(
+        "--fail-on",
+        choices=("info", "warning", "error", "never"),
+        default="error",
+        help="exit 1 if a finding is at least this severe (default: error)",
+    )
+    p.add_argument(
+        "--long-hold",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="report holds longer than MS milliseconds (default 100)",
+    )
+    p.add_argument(
+        "--long-wait",
+        type=float,
+        default=100.0,
+        metavar="MS",
+        help="report lock waits longer than MS milliseconds (default 100)",
+    )
+    p.add_argument(
+        "--top",
+        type=int,
+        default=15,
+        metavar="N",
+        help="rows per table in the text format (default 15)",
+    )
+    p.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="progress on stderr (default: only when stderr is a terminal)",
+    )
+    p.add_argument(
+        "--save-aggregate",
+        metavar="FILE",
+        help="also save the merged aggregate as JSON, to combine with other shards",
+    )
+    p.set_defaults(func=_cmd_analyze)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # bad arguments (2) or --help (0): a status, not an exception
+        return exc.code if isinstance(exc.code, int) else 2
     return int(args.func(args))

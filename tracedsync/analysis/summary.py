@@ -97,21 +97,44 @@ def _ms(ns: int) -> str:
 def render_text(summary: dict[str, PrimSummary]) -> str:
     """A fixed-width table, one row per primitive, busiest first."""
     rows = sorted(summary.values(), key=lambda s: (-s.acquisitions, s.prim))
-    head = ("primitive", "kind", "acquired", "contended", "failed", "wait ms", "hold ms",
-            "max depth", "waits", "notifies")
+    head = (
+        "primitive",
+        "kind",
+        "acquired",
+        "contended",
+        "failed",
+        "wait ms",
+        "hold ms",
+        "max depth",
+        "waits",
+        "notifies",
+    )
     table = [head]
     for s in rows:
-        table.append((
-            s.label, s.kind, str(s.acquisitions), str(s.contended), str(s.failed),
-            _ms(s.wait_ns), _ms(s.hold_ns), str(s.max_depth),
-            f"{s.cond_waits}" + (f" ({s.cond_timeouts} timed out)" if s.cond_timeouts else ""),
-            f"{s.notifies}" + (f" ({s.unheard_notifies} unheard)" if s.unheard_notifies else ""),
-        ))
+        table.append(
+            (
+                s.label,
+                s.kind,
+                str(s.acquisitions),
+                str(s.contended),
+                str(s.failed),
+                _ms(s.wait_ns),
+                _ms(s.hold_ns),
+                str(s.max_depth),
+                f"{s.cond_waits}" + (f" ({s.cond_timeouts} timed out)" if s.cond_timeouts else ""),
+                f"{s.notifies}"
+                + (f" ({s.unheard_notifies} unheard)" if s.unheard_notifies else ""),
+            )
+        )
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
     lines = []
     for i, r in enumerate(table):
-        lines.append("  ".join(c.ljust(w) if j < 2 else c.rjust(w)
-                               for j, (c, w) in enumerate(zip(r, widths))).rstrip())
+        lines.append(
+            "  ".join(
+                c.ljust(w) if j < 2 else c.rjust(w)
+                for j, (c, w) in enumerate(zip(r, widths, strict=True))
+            ).rstrip()
+        )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)

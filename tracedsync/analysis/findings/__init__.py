@@ -1,0 +1,113 @@
+"""Findings: what is wrong (or worth a look) in the logs, each with a severity and one sentence.
+
+Every detector is a function ``(aggregate, options, labels) -> list[Finding]`` in a module of
+this package; `find_all` runs them all and sorts the result, most severe first.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from ..aggregate import Aggregate
+from ..labels import Labels
+
+SEVERITIES = ("info", "warning", "error")
+
+
+def severity_rank(severity: str) -> int:
+    """0 for info, 1 for warning, 2 for error."""
+    return SEVERITIES.index(severity)
+
+
+@dataclasses.dataclass(frozen=True)
+class Options:
+    """Thresholds of the detectors (the CLI's ``--long-hold``, ``--long-wait``...)."""
+
+    long_hold_ns: int = 100_000_000
+    long_wait_ns: int = 100_000_000
+    hot_sites: int = 3  # how many "most waited-on call site" notes to give
+
+
+@dataclasses.dataclass
+class Finding:
+    """One thing found. ``message`` is a single sentence saying what is wrong."""
+
+    kind: str
+    severity: str
+    message: str
+    call_sites: list[str] = dataclasses.field(default_factory=list)
+    threads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    processes: list[int] = dataclasses.field(default_factory=list)
+    prims: list[str] = dataclasses.field(default_factory=list)
+    count: int = 1
+    details: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Finding:
+        return cls(**d)
+
+
+def make(
+    kind: str,
+    severity: str,
+    message: str,
+    labels: Labels,
+    *,
+    sites: Iterable[str] = (),
+    threads: Iterable[tuple[int, int]] = (),
+    prims: Iterable[str] = (),
+    count: int = 1,
+    **details: Any,
+) -> Finding:
+    """A finding with de-duplicated, sorted sites, threads, processes and primitives."""
+    ths = sorted(set(threads))
+    return Finding(
+        kind=kind,
+        severity=severity,
+        message=message,
+        call_sites=list(dict.fromkeys(s for s in sites if s)),
+        threads=[labels.thread(p, t) for p, t in ths],
+        processes=sorted({p for p, _ in ths}),
+        prims=list(dict.fromkeys(prims)),
+        count=count,
+        details=details,
+    )
+
+
+Detector = Callable[[Aggregate, Options, Labels], list[Finding]]
+
+
+def find_all(agg: Aggregate, options: Options | None = None) -> list[Finding]:
+    """Run every detector; most severe first, then by kind and message (deterministic)."""
+    from . import deadlocks, lock_order, misuse, thresholds, wakeups
+
+    opts = options or Options()
+    labels = Labels(agg)
+    out: list[Finding] = []
+    detectors: list[Detector] = [
+        deadlocks.detect,
+        lock_order.detect,
+        wakeups.detect,
+        misuse.detect,
+        thresholds.detect,
+    ]
+    for det in detectors:
+        out.extend(det(agg, opts, labels))
+    out.sort(key=lambda f: (-severity_rank(f.severity), f.kind, f.message))
+    return out
+
+
+def ms(ns: int) -> str:
+    """A duration for a sentence: ``"12.3 ms"``, ``"2.05 s"``, ``"850 µs"``."""
+    if ns >= 1_000_000_000:
+        return f"{ns / 1e9:.3g} s"
+    if ns >= 1_000_000:
+        return f"{ns / 1e6:.3g} ms"
+    if ns >= 1_000:
+        return f"{ns / 1e3:.3g} µs"
+    return f"{ns} ns"

@@ -1,0 +1,154 @@
+"""Deadlocks: reported by the recorder at run time, or inferred from how the log ended.
+
+Limits, honestly. The log records an acquire once it has *finished*, so a thread blocked for
+ever in ``acquire`` leaves no record of what it is waiting for. What the log does show at its
+end is which locks each thread still held (acquires without their release, plus the owners in
+the ``stats`` counters written at exit). If thread T holds A, thread U holds B, and the
+lock-order graph shows that A's holders go on to take B while B's go on to take A, then T is
+probably waiting for U and U for T. Such a cycle among threads is reported as a *likely*
+deadlock: an error when the process did not exit normally (no ``session_end``: it hung and was
+killed), a warning otherwise (daemon threads stuck at exit). ``long_wait`` events that name the
+holder (``blocked_by``) add certain wait-for edges. Runtime ``deadlock`` events are certain.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..aggregate import Aggregate, ProcessEnd
+from ..graph import cycles
+from ..labels import Labels
+from . import Finding, Options, make
+
+Thread = tuple[int, int]
+
+
+def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
+    out = _runtime(agg, labels)
+    out.extend(_inferred(agg, labels, {f.details.get("key") for f in out}))
+    return out
+
+
+def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
+    seen: dict[Any, Finding] = {}
+    for ev in agg.deadlocks:
+        members = []
+        for c in ev["cycle"]:
+            pid = int(c.get("pid", ev.get("pid") or 0))
+            tid = c.get("tid")
+            members.append((pid, tid, c.get("prim"), c.get("site")))
+        key = tuple(sorted((p, t, str(x)) for p, t, x, _ in members))
+        if key in seen:
+            seen[key].count += 1
+            continue
+        chain = ", ".join(
+            f"{labels.thread_text(p, t) if isinstance(t, int) else t} waits for "
+            f"{labels.prim(x) if isinstance(x, str) else x}" + (f" at {s}" if s else "")
+            for p, t, x, s in members
+        )
+        seen[key] = make(
+            "deadlock",
+            "error",
+            f"Deadlock detected at run time: {chain}; none of these threads can proceed.",
+            labels,
+            sites=[s for *_, s in members if isinstance(s, str)],
+            threads=[(p, t) for p, t, *_ in members if isinstance(t, int)],
+            prims=[x for _, _, x, _ in members if isinstance(x, str)],
+            source="runtime",
+            key=key,
+            cycle=ev["cycle"],
+        )
+    return list(seen.values())
+
+
+def _held_at_end(end: ProcessEnd) -> dict[Thread, dict[str, str]]:
+    held: dict[Thread, dict[str, str]] = {}
+    for tid, items in end.held.items():
+        for prim, site, _ in items:
+            held.setdefault((end.pid, tid), {})[prim] = site
+    for prim, tid, _ in end.owners_at_exit:
+        held.setdefault((end.pid, tid), {}).setdefault(prim, "?")
+    return held
+
+
+def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
+    held: dict[Thread, dict[str, str]] = {}
+    hung: dict[int, bool] = {}
+    for end in agg.ends:
+        for t, hs in _held_at_end(end).items():
+            held.setdefault(t, {}).update(hs)
+        hung[end.pid] = hung.get(end.pid, False) or not end.ended
+    then: dict[str, set[str]] = {}  # A -> locks taken while holding A
+    for a, b in agg.edges:
+        then.setdefault(a, set()).add(b)
+    owner = {prim: t for t, hs in held.items() for prim in hs}
+    wait_for: dict[Thread, dict[Thread, str]] = {}  # T -> U -> the lock T probably waits for
+    for t, hs in held.items():
+        for x in hs:
+            for y in then.get(x, ()):
+                u = owner.get(y)
+                if u is not None and u != t and y not in hs:
+                    wait_for.setdefault(t, {})[u] = y
+    for (kind, prim, _site), tally in agg.runtime.items():
+        if kind == "long_wait":  # the recorder saw T waiting on prim, held by thread b
+            for p, t, b in tally.details.get("waits", []):
+                wait_for.setdefault((p, t), {})[(p, b)] = prim
+    out: list[Finding] = []
+    graph = {t: list(us) for t, us in wait_for.items()}
+    for cyc in cycles(graph):
+        steps = []
+        sites: list[str] = []
+        prims: list[str] = []
+        for t, u in zip(cyc, cyc[1:] + cyc[:1], strict=True):
+            y = wait_for[t][u]
+            mine = ", ".join(labels.prim(p) for p in held.get(t, {}))
+            steps.append(
+                f"{labels.thread_text(*t)} holds {mine or 'nothing'} and "
+                f"probably waits for {labels.prim(y)}"
+            )
+            sites.extend(held.get(t, {}).values())
+            prims.append(y)
+        pids = {p for p, _ in cyc}
+        stuck = any(hung.get(p, False) for p in pids)
+        out.append(
+            make(
+                "deadlock",
+                "error" if stuck else "warning",
+                "Likely deadlock at the end of the log: "
+                + "; ".join(steps)
+                + (
+                    " (the process never exited normally)."
+                    if stuck
+                    else " (the process exited, so these were probably daemon threads)."
+                ),
+                labels,
+                sites=[s for s in sites if s != "?"],
+                threads=cyc,
+                prims=prims,
+                source="inferred",
+            )
+        )
+    in_cycle = {t for f in out for t in ((x["pid"], x["tid"]) for x in f.threads)}
+    for end in agg.ends:
+        for t, hs in sorted(_held_at_end(end).items()):
+            if t in in_cycle:
+                continue
+            names = ", ".join(labels.prim(p) for p in hs)
+            where = "when the process exited" if end.ended else "at the end of the log"
+            out.append(
+                make(
+                    "held_at_end",
+                    "warning" if end.ended else "info",
+                    f"{labels.thread_text(*t)} still held {names} {where}"
+                    + (
+                        "; a release is missing or the thread was stuck."
+                        if end.ended
+                        else "; the process did not exit normally (killed, crashed or running)."
+                    ),
+                    labels,
+                    sites=[s for s in hs.values() if s != "?"],
+                    threads=[t],
+                    prims=list(hs),
+                )
+            )
+    return out

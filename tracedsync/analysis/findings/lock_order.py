@@ -1,0 +1,155 @@
+"""Lock-order inversions: cycles in the graph "A→B = B acquired while holding A", like lockdep.
+
+Checked per instance (these very locks) and per class (all locks created at one source line),
+so an inversion between two *instances* of the same two classes (account 1 → account 2 in one
+transfer, account 2 → account 1 in another) is found even though no deadlock happened. A cycle
+whose every edge was always taken while holding one same other lock (a "gate") cannot deadlock:
+it is reported as info.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..aggregate import Aggregate, Edge
+from ..graph import cycles
+from ..labels import Labels
+from . import Finding, Options, make
+
+
+def _edge_details(a: str, b: str, e: Edge, labels: Labels) -> dict[str, Any]:
+    return {
+        "from": a,
+        "to": b,
+        "count": e.count,
+        "sites": [[sa, sb, n] for (sa, sb), n in sorted(e.sites.items())],
+        "threads": [labels.thread(p, t) for p, t in sorted(e.threads)],
+    }
+
+
+def _first_sites(e: Edge) -> str:
+    (sa, sb), _ = max(e.sites.items(), key=lambda kv: (kv[1], kv[0]))
+    return f"{sa} then {sb}"
+
+
+def _gate(cycle_edges: list[Edge]) -> set[str]:
+    common: set[str] | None = None
+    for e in cycle_edges:
+        g = e.gates or set()
+        common = set(g) if common is None else common & g
+    return common or set()
+
+
+def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
+    out: list[Finding] = []
+    graph: dict[str, list[str]] = {}
+    for a, b in agg.edges:
+        graph.setdefault(a, []).append(b)
+    reported_classes: set[frozenset[str]] = set()
+    for cyc in cycles(graph):
+        pairs = list(zip(cyc, cyc[1:] + cyc[:1], strict=True))
+        edges = [agg.edges[p] for p in pairs]
+        gate = _gate(edges)
+        names = " → ".join(labels.prim(p) for p in [*cyc, cyc[0]])
+        how = "; ".join(
+            f"{labels.prim(a)} → {labels.prim(b)} at {_first_sites(e)}"
+            for (a, b), e in zip(pairs, edges, strict=True)
+        )
+        if gate:
+            sev = "info"
+            msg = (
+                f"Locks are taken in a cycle ({names}: {how}), but always under "
+                f"{', '.join(labels.prim(g) for g in sorted(gate))}, which keeps it safe."
+            )
+        else:
+            sev = "warning"
+            msg = (
+                f"Lock-order inversion {names} ({how}): threads taking these locks "
+                f"at the same time can deadlock."
+            )
+        out.append(
+            make(
+                "lock_order",
+                sev,
+                msg,
+                labels,
+                sites=[s for e in edges for pair in e.sites for s in pair],
+                threads=[t for e in edges for t in e.threads],
+                prims=cyc,
+                count=min(e.count for e in edges),
+                edges=[
+                    _edge_details(a, b, e, labels) for (a, b), e in zip(pairs, edges, strict=True)
+                ],
+                gate=sorted(gate),
+            )
+        )
+        reported_classes.add(frozenset(_class(agg, p) for p in cyc))
+    out.extend(_class_level(agg, labels, reported_classes))
+    return out
+
+
+def _class(agg: Aggregate, prim: str) -> str:
+    info = agg.prims.get(prim)
+    if info is None or not info.site:
+        return prim
+    return f"{info.kind} created at {info.site}"
+
+
+def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]]) -> list[Finding]:
+    cls_edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for a, b in agg.edges:
+        ca, cb = _class(agg, a), _class(agg, b)
+        cls_edges.setdefault((ca, cb), []).append((a, b))
+    graph: dict[str, list[str]] = {}
+    for ca, cb in cls_edges:
+        if ca != cb:
+            graph.setdefault(ca, []).append(cb)
+    out: list[Finding] = []
+    for cyc in cycles(graph):
+        if frozenset(cyc) in done:
+            continue
+        pairs = list(zip(cyc, cyc[1:] + cyc[:1], strict=True))
+        inst = [cls_edges[p] for p in pairs]
+        sample = [agg.edges[i[0]] for i in inst]
+        how = "; ".join(
+            f"{labels.prim(i[0][0])} → {labels.prim(i[0][1])} at {_first_sites(e)}"
+            for i, e in zip(inst, sample, strict=True)
+        )
+        out.append(
+            make(
+                "lock_order_class",
+                "warning",
+                f"Locks of classes {' → '.join([*cyc, cyc[0]])} are taken in both orders by "
+                f"different instances ({how}): the same code on the same instances can deadlock.",
+                labels,
+                sites=[s for e in sample for pair in e.sites for s in pair],
+                threads=[t for e in sample for t in e.threads],
+                prims=[p for i in inst for pair in i for p in pair],
+                count=min(sum(agg.edges[x].count for x in i) for i in inst),
+                classes=cyc,
+                edges=[_edge_details(*i[0], agg.edges[i[0]], labels) for i in inst],
+            )
+        )
+    for (ca, cb), same in sorted(cls_edges.items()):
+        if ca != cb:
+            continue
+        taken = set(same)
+        if any((b, a) in taken for a, b in taken):
+            continue  # already an instance-level inversion
+        e = agg.edges[same[0]]
+        out.append(
+            make(
+                "nested_same_class",
+                "info",
+                f"Two locks of the class {ca} are held at once ({labels.prim(same[0][0])} "
+                f"then {labels.prim(same[0][1])} at {_first_sites(e)}): unless instances are "
+                "always taken in one fixed order, this can deadlock.",
+                labels,
+                sites=[s for pair in e.sites for s in pair],
+                threads=e.threads,
+                prims=[p for pair in same for p in pair],
+                count=sum(agg.edges[x].count for x in same),
+                classes=[ca],
+            )
+        )
+    return out

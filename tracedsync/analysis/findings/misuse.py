@@ -1,0 +1,86 @@
+"""Misuse and unsafe patterns the recorder reports directly, and gaps in the logs themselves.
+
+Misuse (releasing a lock one does not hold, waiting on a condition without its lock),
+unsynchronised read-modify-writes of shared values, semaphore permits never returned, and lost
+events (an incomplete log makes every other figure an undercount).
+"""
+
+from __future__ import annotations
+
+from ..aggregate import Aggregate
+from ..labels import Labels
+from . import Finding, Options, make
+
+_MISUSE = {
+    "release_unowned": "released by a thread that does not own it",
+    "release_unlocked": "released while it was not locked",
+    "wait_unowned": "waited on without holding its lock",
+    "notify_unowned": "notified without holding its lock",
+}
+
+
+def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
+    out: list[Finding] = []
+    for (prim, what, site), t in sorted(agg.misuse.items()):
+        said = _MISUSE.get(what, f"misused ({what})")
+        out.append(
+            make(
+                "misuse",
+                "error",
+                f"{labels.prim(prim)} was {said} at {site} ({t.count} time(s)); this raised "
+                f"{t.details.get('error') or 'an error'} in the program.",
+                labels,
+                sites=[site],
+                threads=t.threads,
+                prims=[prim],
+                count=t.count,
+                what=what,
+            )
+        )
+    for (prim, site), t in sorted(agg.rmw.items()):
+        read = t.details.get("read_site")
+        out.append(
+            make(
+                "rmw",
+                "error",
+                f"Unsynchronised read-modify-write of {labels.prim(prim)} at {site}"
+                + (f" (read at {read})" if read else "")
+                + f", {t.count} time(s): concurrent updates can be lost; hold the value's lock "
+                "around the whole update.",
+                labels,
+                sites=[site, read or ""],
+                threads=t.threads,
+                prims=[prim],
+                count=t.count,
+            )
+        )
+    for p in agg.permits_held:
+        held = p.get("held_by") or {}
+        n = sum(int(v) for v in held.values())
+        who = ", ".join(f"{k} ({v})" for k, v in sorted(held.items()))
+        out.append(
+            make(
+                "permits_held",
+                "warning",
+                f"{n} permit(s) of {labels.prim(p['prim'])} were never returned (held by thread(s) "
+                f"{who} at exit); a release is missing on some path.",
+                labels,
+                prims=[p["prim"]],
+                threads=[(int(p["pid"]), int(k)) for k in held if str(k).isdigit()],
+                count=n,
+            )
+        )
+    for src in agg.sources:
+        if src.dropped:
+            out.append(
+                make(
+                    "dropped_events",
+                    "warning",
+                    f"{src.dropped} event(s) of process {src.pid} were lost by the recorder "
+                    f"({src.path}); every figure for that process is an undercount.",
+                    labels,
+                    count=src.dropped,
+                    path=src.path,
+                )
+            )
+    return out

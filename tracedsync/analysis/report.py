@@ -1,0 +1,327 @@
+"""The report: what ``tracedsync analyze`` found, as plain data that round-trips through JSON.
+
+Built from a merged `Aggregate` by `build_report`; every renderer (text, JSON, HTML, Perfetto)
+reads only this object, so a report saved as JSON (``--format json``) renders the same way
+later (`Report.from_dict`). Its JSON form is documented, with a JSON Schema, in
+docs/analysis.md; `REPORT_VERSION` changes whenever a field changes meaning or disappears.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterable
+from typing import Any
+
+from .._version import __version__
+from .aggregate import Aggregate, PrimInfo, SiteStat
+from .findings import Finding, Options, find_all
+from .hist import Histogram, bucket_high, bucket_low
+from .labels import Labels
+
+REPORT_VERSION = 1
+MAX_ROW_THREADS = 64
+TIMELINE_COLUMNS = 200
+TIMELINE_SERIES = 8
+
+
+@dataclasses.dataclass
+class Dist:
+    """A distribution of nanosecond durations: exact count/total/min/max, percentiles within
+    about 3 %, and the histogram as ``[low_ns, high_ns, count]`` buckets."""
+
+    count: int = 0
+    total: int = 0
+    min: int = 0
+    max: int = 0
+    p50: int = 0
+    p95: int = 0
+    p99: int = 0
+    buckets: list[list[int]] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def of(cls, h: Histogram) -> Dist:
+        s = h.summary()
+        return cls(
+            buckets=[[bucket_low(i), bucket_high(i), h.buckets[i]] for i in sorted(h.buckets)],
+            **s,
+        )
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Dist:
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class Row:
+    """Statistics of one primitive, one creation site or one call site."""
+
+    key: str
+    label: str
+    kind: str
+    func: str | None = None
+    created_at: str | None = None
+    prims: list[str] = dataclasses.field(default_factory=list)
+    acquisitions: int = 0
+    contended: int = 0
+    failed: int = 0
+    timeouts: int = 0
+    contended_share: float = 0.0
+    max_depth: int = 0
+    wait: Dist = dataclasses.field(default_factory=Dist)
+    hold: Dist = dataclasses.field(default_factory=Dist)
+    threads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    thread_count: int = 0
+    processes: list[int] = dataclasses.field(default_factory=list)
+    cond_waits: int = 0
+    cond_timeouts: int = 0
+    notifies: int = 0
+    unheard_notifies: int = 0
+    misuse: int = 0
+    other_events: dict[str, int] = dataclasses.field(default_factory=dict)
+    other_wait: Dist = dataclasses.field(default_factory=Dist)
+    other_timeouts: int = 0
+    counters_only: bool = False
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Row:
+        d = dict(d)
+        for k in ("wait", "hold", "other_wait"):
+            d[k] = Dist.from_dict(d[k])
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class Series:
+    """Contended acquisitions of one primitive per timeline column."""
+
+    prim: str
+    label: str
+    waits: list[int]
+    wait_ns: list[int]
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Series:
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class Timeline:
+    """Contention over time: ``series`` of equal-width columns from ``start_ts``."""
+
+    start_ts: int = 0
+    column_ns: int = 0
+    columns: int = 0
+    series: list[Series] = dataclasses.field(default_factory=list)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Timeline:
+        d = dict(d)
+        d["series"] = [Series.from_dict(s) for s in d["series"]]
+        return cls(**d)
+
+
+@dataclasses.dataclass
+class Report:
+    """Everything a renderer needs. See the module docstring."""
+
+    version: int = REPORT_VERSION
+    tracedsync: str = __version__
+    options: dict[str, int] = dataclasses.field(default_factory=dict)
+    totals: dict[str, Any] = dataclasses.field(default_factory=dict)
+    sources: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    problems: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    problem_count: int = 0
+    threads: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    primitives: list[Row] = dataclasses.field(default_factory=list)
+    creation_sites: list[Row] = dataclasses.field(default_factory=list)
+    call_sites: list[Row] = dataclasses.field(default_factory=list)
+    timeline: Timeline = dataclasses.field(default_factory=Timeline)
+    findings: list[Finding] = dataclasses.field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The documented JSON form."""
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Report:
+        """Rebuild a report from `to_dict` output; `ValueError` for a newer version."""
+        if not isinstance(d, dict) or "version" not in d:
+            raise ValueError("not a tracedsync report")
+        if int(d["version"]) > REPORT_VERSION:
+            raise ValueError(
+                f"report version {d['version']} is newer than this tracedsync reads "
+                f"({REPORT_VERSION}); upgrade tracedsync"
+            )
+        d = dict(d)
+        for k in ("primitives", "creation_sites", "call_sites"):
+            d[k] = [Row.from_dict(r) for r in d[k]]
+        d["timeline"] = Timeline.from_dict(d["timeline"])
+        d["findings"] = [Finding.from_dict(f) for f in d["findings"]]
+        return cls(**d)
+
+    def worst(self) -> str | None:
+        """The highest severity among the findings, or None."""
+        from .findings import severity_rank
+
+        if not self.findings:
+            return None
+        return max((f.severity for f in self.findings), key=severity_rank)
+
+
+# -- building ---------------------------------------------------------------------------------
+class _Group:
+    """Sums SiteStats (and PrimInfos) into one row."""
+
+    def __init__(self) -> None:
+        self.site = SiteStat("")
+        self.prims: dict[str, None] = {}
+        self.info = PrimInfo("")
+        self.funcs: dict[str, None] = {}
+
+    def add_site(self, prim: str, st: SiteStat) -> None:
+        self.site.merge(st)
+        self.prims[prim] = None
+        if st.func:
+            self.funcs[st.func] = None
+
+    def add_info(self, info: PrimInfo) -> None:
+        self.prims[info.prim] = None
+        self.info.merge(dataclasses.replace(info, kind="?"))  # counters only
+
+
+def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
+    st, info = g.site, g.info
+    acq, contended = st.acquisitions, st.contended
+    if info.counters_only:  # level "contention": uncontended acquires were not logged
+        acq = max(acq, info.stats_acquisitions)
+        contended = max(contended, info.stats_contended)
+    attempts = acq + st.failed
+    threads = sorted(st.threads)
+    return Row(
+        key=key,
+        label=label,
+        kind=kind,
+        func=", ".join(g.funcs) or None,
+        prims=sorted(g.prims),
+        acquisitions=acq,
+        contended=contended,
+        failed=st.failed,
+        timeouts=st.timeouts,
+        contended_share=round(contended / attempts, 6) if attempts else 0.0,
+        max_depth=st.max_depth,
+        wait=Dist.of(st.wait),
+        hold=Dist.of(st.hold),
+        threads=[labels.thread(p, t) for p, t in threads[:MAX_ROW_THREADS]],
+        thread_count=len(threads),
+        processes=sorted({p for p, _ in threads}),
+        cond_waits=info.cond_waits,
+        cond_timeouts=info.cond_timeouts,
+        notifies=info.notifies,
+        unheard_notifies=info.unheard_notifies,
+        misuse=info.misuse,
+        other_events=dict(sorted(info.events.items())),
+        other_wait=Dist.of(info.other_wait),
+        other_timeouts=info.other_timeouts,
+        counters_only=info.counters_only,
+    )
+
+
+def _order(rows: Iterable[Row]) -> list[Row]:
+    return sorted(rows, key=lambda r: (-r.wait.total, -r.acquisitions, -r.cond_waits, r.key))
+
+
+def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Row]]:
+    by_prim: dict[str, _Group] = {}
+    by_created: dict[tuple[str, str], _Group] = {}  # (kind, creation site)
+    by_call: dict[str, _Group] = {}
+    for prim in sorted(set(agg.prims) | set(agg.sites)):
+        info = agg.prims.get(prim) or PrimInfo(prim)
+        g = by_prim.setdefault(prim, _Group())
+        c = by_created.setdefault((info.kind, info.site or "?"), _Group())
+        g.add_info(info)
+        c.add_info(info)
+        for st in agg.sites.get(prim, {}).values():
+            g.add_site(prim, st)
+            c.add_site(prim, st)
+            by_call.setdefault(st.site, _Group()).add_site(prim, st)
+    prims = []
+    for prim, g in by_prim.items():
+        info = agg.prims.get(prim) or PrimInfo(prim)
+        r = _row(prim, labels.prim(prim), info.kind, g, labels)
+        r.created_at = info.site
+        prims.append(r)
+    created_rows = []
+    for (kind, site), g in by_created.items():
+        r = _row(f"{kind}@{site}", f"{kind} at {site}", kind, g, labels)
+        r.created_at = site
+        created_rows.append(r)
+    call_rows = []
+    for site, g in by_call.items():
+        ks = sorted({(agg.prims.get(p) or PrimInfo(p)).kind for p in g.prims})
+        call_rows.append(_row(site, site, "/".join(ks), g, labels))
+    return _order(prims), _order(created_rows), _order(call_rows)
+
+
+def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) -> Timeline:
+    if not agg.timeline or lo is None or hi is None:
+        return Timeline()
+    shift = agg.timeline_shift
+    first = min(min(b) for b in agg.timeline.values() if b)
+    last = max(max(b) for b in agg.timeline.values() if b)
+    start = min(lo, first << shift)
+    end = max(hi, ((last + 1) << shift) - 1)
+    width = max(1, (end - start) // TIMELINE_COLUMNS + 1)
+    cols = (end - start) // width + 1
+    totals = sorted(
+        ((sum(w for _, w in b.values()), p) for p, b in agg.timeline.items()), reverse=True
+    )
+    top = [p for _, p in totals[:TIMELINE_SERIES]]
+    rest = [p for _, p in totals[TIMELINE_SERIES:]]
+    series = []
+    for name, members in [(p, [p]) for p in top] + ([("other", rest)] if rest else []):
+        waits = [0] * cols
+        wait_ns = [0] * cols
+        for p in members:
+            for b, (n, w) in agg.timeline[p].items():
+                i = min(cols - 1, max(0, ((b << shift) - start) // width))
+                waits[i] += n
+                wait_ns[i] += w
+        label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
+        series.append(Series(prim=name, label=label, waits=waits, wait_ns=wait_ns))
+    return Timeline(start_ts=start, column_ns=width, columns=cols, series=series)
+
+
+def build_report(agg: Aggregate, options: Options | None = None) -> Report:
+    """Turn a merged aggregate into a report: rows, timeline and findings."""
+    opts = options or Options()
+    labels = Labels(agg)
+    prims, created, calls = _rows(agg, labels)
+    firsts = [s.first_ts for s in agg.sources if s.first_ts is not None]
+    lasts = [s.last_ts for s in agg.sources if s.last_ts is not None]
+    lo = min(firsts) if firsts else None
+    hi = max(lasts) if lasts else None
+    pids = {s.pid for s in agg.sources if s.pid is not None}
+    totals = {
+        "files": len(agg.sources),
+        "events": sum(agg.event_counts.values()),
+        "processes": len(pids),
+        "threads": len(agg.threads),
+        "primitives": len(prims),
+        "first_ts": lo,
+        "last_ts": hi,
+        "span_ns": (hi - lo) if lo is not None and hi is not None else 0,
+        "event_counts": dict(sorted(agg.event_counts.items())),
+    }
+    return Report(
+        options={"long_hold_ns": opts.long_hold_ns, "long_wait_ns": opts.long_wait_ns},
+        totals=totals,
+        sources=[s.to_dict() for s in agg.sources],
+        problems=[{"path": p, "line": n, "reason": r} for p, n, r in agg.problems],
+        problem_count=agg.problem_count,
+        threads=[labels.thread(p, t) for p, t in sorted(agg.threads)],
+        primitives=prims,
+        creation_sites=created,
+        call_sites=calls,
+        timeline=_timeline(agg, labels, lo, hi),
+        findings=find_all(agg, opts),
+    )

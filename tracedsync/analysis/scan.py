@@ -1,0 +1,581 @@
+"""One pass over one log file, folding its events into an `Aggregate`: the hot loop of analyze.
+
+Design note. Reading is dominated by JSON parsing (``orjson`` builds a dict per line), so the
+loop around it must stay cheap: ``acquire`` and ``release`` (the bulk of any log) are handled
+inline with locals, without allocating anything per event except what the aggregate keeps
+(a raw wait or hold value appended to an ``array``); every other event goes through a
+dispatch table. Malformed events are not checked field by field: they raise ``KeyError`` or
+``TypeError`` somewhere in the loop, which reports the line and resumes after it.
+
+Ordering. Lines of one file are in recording order, which is each *thread*'s program order but
+not a global ``ts`` order. Everything stateful here is per thread (the locks a thread holds,
+which call site took them, value reads before writes), except the condition-variable
+bookkeeping for lost wake-ups, which is per condition and safe because a notify and a
+``cond_wait`` are both recorded while holding the condition's lock.
+
+Hold attribution. A ``release`` that brings the depth to 0 carries ``hold_ns`` but no call site;
+the site is the one of the acquire that took that thread from depth 0 to 1, remembered in the
+thread's held-locks table (which also yields the lock-order edges: acquiring B for the first
+time while holding A adds A→B).
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from collections.abc import Callable
+from operator import itemgetter
+from typing import Any
+
+from . import reader
+from .aggregate import (
+    MAX_EXAMPLES,
+    MAX_PROBLEMS,
+    MAX_THREADS,
+    TIMELINE_MAX_BUCKETS,
+    UNKNOWN_SITE,
+    Aggregate,
+    Edge,
+    PrimInfo,
+    ProcessEnd,
+    SiteStat,
+    Source,
+    Tally,
+    rebin,
+)
+from .reader import Problem
+
+Event = dict[str, Any]
+_get_event = itemgetter("event")
+_get_ts = itemgetter("ts")
+
+# Event names of the primitives other than Lock/RLock/Condition (figures are counted per
+# primitive; waits and timeouts read from the fields these events are expected to carry).
+WAIT_FIELDS = ("wait_ns", "waited_ns")
+
+
+class Scanner:
+    """Folds the events of one file (fed chunk by chunk) into an `Aggregate`."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.agg = Aggregate()
+        self.source = Source(path=path)
+        self.agg.sources.append(self.source)
+        self.problems: list[Problem] = []
+        self.pid = 0
+        self.pid_of: dict[int, int] = {}  # tid -> pid, from `thread` events
+        self.ident_tid: dict[int, int] = {}  # threading ident -> native tid (for `stats`)
+        self.held: dict[int | None, dict[str, SiteStat]] = {}  # tid -> prim -> acquiring site
+        self.waiting: dict[tuple[int, str], tuple[str, bool]] = {}  # (tid, cond) -> site, lost?
+        self.last_notify: dict[str, tuple[int, int, str, int | None]] = {}  # ts, waiters, site
+        self.value_reads: dict[tuple[int, str], str] = {}  # unlocked value_get: (tid, prim)
+        self.owners_at_exit: list[tuple[str, int, int]] = []
+        self.session_no = 0
+        self.ended = False
+        self.last_ts = 0
+        self.counters_only = False
+        self._handlers: dict[str, Callable[[Event], None]] = {
+            "session": self._session,
+            "thread": self._thread,
+            "created": self._created,
+            "cond_wait": self._cond_wait,
+            "cond_wake": self._cond_wake,
+            "notify": self._notify,
+            "notify_all": self._notify,
+            "misuse": self._misuse,
+            "stats": self._stats,
+            "dropped": self._dropped,
+            "session_end": self._session_end,
+            "reinit": self._reinit,
+            "deadlock": self._deadlock,
+            "rmw": self._rmw,
+            "value_get": self._value_get,
+            "value_set": self._value_set,
+            "long_wait": self._long,
+            "long_hold": self._long,
+            "event_set": self._event_set,
+            "event_wait": self._event_wait,
+        }
+        self._lines: Any = ()  # line numbers of the chunk being fed
+        self._line = 0  # index in it of the event being handled (for handlers' problems)
+
+    # -- the hot loop -------------------------------------------------------------------------
+    def feed(self, lines: Any, evs: list[Any]) -> None:
+        """Fold one chunk of parsed lines (``lines[i]`` is the line number of ``evs[i]``)."""
+        n = len(evs)
+        if n == 0:
+            return
+        self._lines = lines
+        self._count(evs)
+        sites = self.agg.sites
+        held_by = self.held
+        handlers = self._handlers
+        timeline = self.agg.timeline
+        shift = self.agg.timeline_shift
+        unknown = self._unknown
+        start = 0
+        while start < n:
+            k = start
+            try:
+                for k in range(start, n):
+                    ev = evs[k]
+                    name = ev["event"]
+                    if name == "acquire":
+                        prim = ev["prim"]
+                        site = ev.get("site") or UNKNOWN_SITE
+                        per = sites.get(prim)
+                        if per is None:
+                            per = sites[prim] = {}
+                        ss = per.get(site)
+                        if ss is None:
+                            ss = per[site] = SiteStat(site, ev.get("func"))
+                        tid = ev["tid"]
+                        if ev["contended"]:
+                            wait = ev["wait_ns"]
+                            ss.waits.append(wait)
+                            ss.contended += 1
+                            tl = timeline.get(prim)
+                            if tl is None:
+                                tl = timeline[prim] = {}
+                            b = ev["ts"] >> shift
+                            cell = tl.get(b)
+                            if cell is None:
+                                tl[b] = [1, wait]
+                            else:
+                                cell[0] += 1
+                                cell[1] += wait
+                        if ev["ok"]:
+                            ss.acquisitions += 1
+                            ss.tids.add(tid)
+                            depth = ev["depth"]
+                            if depth > ss.max_depth:
+                                ss.max_depth = depth
+                            held = held_by.get(tid)
+                            if held is None:
+                                held = held_by[tid] = {}
+                            if prim not in held:
+                                if held:
+                                    self._edges(held, prim, ss, tid)
+                                held[prim] = ss
+                            if "restored" in ev:
+                                ss.restored += 1
+                        else:
+                            ss.failed += 1
+                            if ev.get("blocking", True):
+                                ss.timeouts += 1
+                    elif name == "release":
+                        if ev["depth"] == 0:
+                            held = held_by.get(ev["tid"])
+                            prim = ev["prim"]
+                            ss = held.pop(prim, None) if held else None
+                            hold = ev.get("hold_ns")
+                            if hold is not None:
+                                if ss is None:
+                                    ss = self._site(prim, UNKNOWN_SITE, None)
+                                ss.holds.append(hold)
+                    else:
+                        handler = handlers.get(name)
+                        self._line = k
+                        if handler is None:
+                            unknown(ev)
+                        else:
+                            handler(ev)
+            except reader.SchemaError:
+                raise
+            except Exception as exc:
+                self._problem(lines[k], _reason(evs[k], exc))
+                start = k + 1
+                continue
+            break
+        if len(timeline) and max(len(t) for t in timeline.values()) > TIMELINE_MAX_BUCKETS:
+            self._coarsen()
+
+    def _count(self, evs: list[Any]) -> None:
+        counts = self.agg.event_counts
+        try:
+            c: Counter[str] = Counter(map(_get_event, evs))
+            stamps = list(map(_get_ts, evs))
+            lo, hi = min(stamps), max(stamps)
+        except Exception:  # a line without "event" or "ts", or not an object: the good ones
+            good = [e for e in evs if isinstance(e, dict) and isinstance(e.get("event"), str)]
+            c = Counter(e["event"] for e in good)
+            stamps = [e["ts"] for e in good if isinstance(e.get("ts"), int)]
+            lo, hi = (min(stamps), max(stamps)) if stamps else (None, None)
+        src = self.source
+        if isinstance(lo, int) and isinstance(hi, int):
+            src.first_ts = lo if src.first_ts is None else min(src.first_ts, lo)
+            src.last_ts = hi if src.last_ts is None else max(src.last_ts, hi)
+            self.last_ts = max(self.last_ts, hi)
+        for name, v in c.items():
+            if isinstance(name, str):
+                counts[name] = counts.get(name, 0) + v
+        src.events += len(evs)
+
+    def _problem(self, line: int, reason: str) -> None:
+        self.problems.append(Problem(self.path, line, reason))
+
+    def _coarsen(self) -> None:
+        agg = self.agg
+        while max(len(t) for t in agg.timeline.values()) > TIMELINE_MAX_BUCKETS:
+            agg.timeline = {
+                p: rebin(b, agg.timeline_shift, agg.timeline_shift + 1)
+                for p, b in agg.timeline.items()
+            }
+            agg.timeline_shift += 1
+
+    # -- helpers of the hot loop --------------------------------------------------------------
+    def _site(self, prim: str, site: str, func: str | None) -> SiteStat:
+        per = self.agg.sites.setdefault(prim, {})
+        ss = per.get(site)
+        if ss is None:
+            ss = per[site] = SiteStat(site, func)
+        return ss
+
+    def _edges(self, held: dict[str, SiteStat], prim: str, ss: SiteStat, tid: int) -> None:
+        """Lock-order edges: every lock this thread holds → ``prim`` (acquired at ``ss``)."""
+        edges = self.agg.edges
+        for a, ass in held.items():
+            key = (a, prim)
+            e = edges.get(key)
+            if e is None:
+                e = edges[key] = Edge()
+            e.count += 1
+            pair = (ass.site, ss.site)
+            n = e.sites.get(pair)
+            if n is not None:
+                e.sites[pair] = n + 1
+            elif len(e.sites) < MAX_EXAMPLES:
+                e.sites[pair] = 1
+            if len(e.threads) < MAX_THREADS:
+                e.threads.add((self.pid_of.get(tid, self.pid), tid))
+            if e.gates is None:
+                e.gates = {g for g in held if g != a}
+            elif e.gates:
+                e.gates.intersection_update(held)
+                e.gates.discard(a)
+
+    def _prim(self, prim: str) -> PrimInfo:
+        info = self.agg.prims.get(prim)
+        if info is None:
+            info = self.agg.prims[prim] = PrimInfo(prim)
+            info.counters_only = self.counters_only
+        return info
+
+    def _tally(self, table: dict[Any, Tally], key: Any, ev: Event, ns: int = 0) -> Tally:
+        t = table.get(key)
+        if t is None:
+            t = table[key] = Tally()
+        t.hit(ev.get("pid", self.pid), ev.get("tid"), ns)
+        return t
+
+    # -- rare events --------------------------------------------------------------------------
+    def _session(self, ev: Event) -> None:
+        reader.check_session(ev, self.path, self._lineno(), self.problems)
+        if self.session_no:
+            self._close_process()  # a later run appended to the same file
+        self.session_no += 1
+        self.pid = int(ev["pid"])
+        self.source.pid = self.pid
+        settings = ev.get("settings") or {}
+        self.counters_only = isinstance(settings, dict) and settings.get("level") == "contention"
+        self.source.sessions.append(
+            {
+                k: ev.get(k)
+                for k in (
+                    "ts",
+                    "ppid",
+                    "argv",
+                    "python",
+                    "version",
+                    "hostname",
+                    "wall_ns",
+                    "mono_ns",
+                )
+            }
+            | {
+                "pid": self.pid,
+                "level": settings.get("level") if isinstance(settings, dict) else None,
+            }
+        )
+
+    def _lineno(self) -> int:
+        return int(self._lines[self._line]) if self._lines else 0
+
+    def _thread(self, ev: Event) -> None:
+        tid = ev["tid"]
+        pid = int(ev["pid"])
+        if not self.pid:
+            self.pid = pid
+            self.source.pid = pid
+        self.pid_of[tid] = pid
+        ident = ev.get("ident")
+        if isinstance(ident, int):
+            self.ident_tid[ident] = tid
+        self.agg.threads[(pid, tid)] = str(ev.get("name") or tid)
+
+    def _created(self, ev: Event) -> None:
+        info = self._prim(ev["prim"])
+        info.kind = str(ev.get("kind") or "?")
+        info.name = ev.get("name")
+        info.site = ev.get("site")
+        info.func = ev.get("func")
+        info.pid = int(ev["pid"])
+        lock = ev.get("lock")
+        info.lock = lock if isinstance(lock, str) else None
+
+    def _cond_wait(self, ev: Event) -> None:
+        prim = ev["prim"]
+        last = self.last_notify.get(prim)
+        lost = last is not None and last[1] == 0
+        self.waiting[(ev["tid"], prim)] = (ev.get("site") or UNKNOWN_SITE, lost)
+
+    def _cond_wake(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        info.cond_waits += 1
+        pending = self.waiting.pop((ev["tid"], prim), None)
+        if not ev.get("notified"):
+            info.cond_timeouts += 1
+            if pending is not None and pending[1]:
+                self._lost(ev, prim, pending[0], int(ev.get("waited_ns") or 0))
+
+    def _lost(self, ev: Event, prim: str, wait_site: str, waited: int) -> None:
+        last = self.last_notify.get(prim)
+        notify_site = last[2] if last else UNKNOWN_SITE
+        t = self._tally(self.agg.lost_wakeups, (prim, notify_site, wait_site), ev, waited)
+        if last is not None and last[3] is not None and len(t.threads) < MAX_THREADS:
+            t.threads.add((self.pid, last[3]))
+        t.details.setdefault("still_waiting", 0)
+
+    def _notify(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        info.notifies += 1
+        waiters = int(ev.get("waiters") or 0)
+        if waiters == 0:
+            info.unheard_notifies += 1
+        self.last_notify[prim] = (ev["ts"], waiters, ev.get("site") or UNKNOWN_SITE, ev["tid"])
+
+    def _event_set(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        waiters = ev.get("waiters")
+        if isinstance(waiters, int):
+            self.last_notify[prim] = (ev["ts"], waiters, ev.get("site") or UNKNOWN_SITE, ev["tid"])
+
+    def _event_wait(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        if _timed_out(ev):
+            last = self.last_notify.get(prim)
+            waited = _waited(ev)
+            if last is not None and last[1] == 0 and last[0] <= ev["ts"] - waited:
+                self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+
+    def _misuse(self, ev: Event) -> None:
+        prim = ev.get("prim") or "?"
+        if prim != "?":
+            self._prim(prim).misuse += 1
+        key = (prim, str(ev.get("what") or "misuse"), ev.get("site") or UNKNOWN_SITE)
+        t = self._tally(self.agg.misuse, key, ev)
+        t.details.setdefault("error", ev.get("error"))
+        t.details.setdefault("func", ev.get("func"))
+
+    def _stats(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        if info.kind == "?" and isinstance(ev.get("kind"), str):
+            info.kind = ev["kind"]
+            info.name = ev.get("name")
+        info.stats_acquisitions += int(ev.get("acquisitions") or 0)
+        info.stats_contended += int(ev.get("contended") or 0)
+        owner = ev.get("owner")
+        if isinstance(owner, int):
+            tid = self.ident_tid.get(owner, owner)
+            self.owners_at_exit.append((prim, tid, int(ev.get("depth") or 1)))
+        held_by = ev.get("held_by")
+        if held_by:
+            self.agg.permits_held.append(
+                {
+                    "prim": prim,
+                    "pid": self.pid,
+                    "kind": info.kind,
+                    "name": info.name,
+                    "held_by": _held_by(held_by, self.ident_tid),
+                }
+            )
+
+    def _dropped(self, ev: Event) -> None:
+        self.source.dropped += int(ev.get("count") or 0)
+
+    def _session_end(self, ev: Event) -> None:
+        self.ended = True
+        self.source.ended = True
+
+    def _reinit(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        for held in self.held.values():
+            held.pop(prim, None)
+
+    def _deadlock(self, ev: Event) -> None:
+        cycle = ev.get("cycle")
+        if not isinstance(cycle, list):
+            raise TypeError("'cycle' is not a list")
+        self.agg.deadlocks.append(
+            {
+                "pid": ev.get("pid", self.pid),
+                "ts": ev.get("ts"),
+                "path": self.path,
+                "cycle": [dict(c) for c in cycle if isinstance(c, dict)],
+            }
+        )
+
+    def _rmw(self, ev: Event) -> None:
+        prim = ev.get("prim") or "?"
+        self._count_other(ev)
+        self._tally(self.agg.rmw, (prim, ev.get("site") or UNKNOWN_SITE), ev)
+
+    def _value_get(self, ev: Event) -> None:
+        self._count_other(ev)
+        key = (ev["tid"], ev["prim"])
+        if ev.get("locked") is False:
+            self.value_reads[key] = ev.get("site") or UNKNOWN_SITE
+        else:
+            self.value_reads.pop(key, None)
+
+    def _value_set(self, ev: Event) -> None:
+        self._count_other(ev)
+        key = (ev["tid"], ev["prim"])
+        read_site = self.value_reads.pop(key, None)
+        if read_site is not None and ev.get("locked") is False:
+            t = self._tally(self.agg.rmw, (ev["prim"], ev.get("site") or UNKNOWN_SITE), ev)
+            t.details.setdefault("read_site", read_site)
+
+    def _long(self, ev: Event) -> None:
+        prim = ev.get("prim") or "?"
+        self._count_other(ev)
+        ns = _waited(ev) or int(ev.get("hold_ns") or 0)
+        key = (ev["event"], prim, ev.get("site") or UNKNOWN_SITE)
+        t = self._tally(self.agg.runtime, key, ev, ns)
+        holder = ev.get("blocked_by")
+        waits = t.details.setdefault("waits", [])
+        if isinstance(holder, int) and isinstance(ev.get("tid"), int) and len(waits) < MAX_THREADS:
+            waits.append([int(ev.get("pid", self.pid)), ev["tid"], holder])
+
+    def _unknown(self, ev: Event) -> None:
+        """Semaphores, events, barriers, `interrupted` and names we do not know: count them."""
+        if "prim" in ev:
+            self._count_other(ev)
+
+    def _count_other(self, ev: Event) -> None:
+        prim = ev.get("prim")
+        if not isinstance(prim, str):
+            return
+        info = self._prim(prim)
+        name = ev["event"]
+        info.events[name] = info.events.get(name, 0) + 1
+        waited = _waited(ev)
+        if waited:
+            info.other_wait.add(waited)
+        if _timed_out(ev):
+            info.other_timeouts += 1
+
+    # -- the end ------------------------------------------------------------------------------
+    def _close_process(self) -> None:
+        held = {
+            tid: [(p, ss.site, 0) for p, ss in hs.items()]
+            for tid, hs in self.held.items()
+            if hs and tid is not None
+        }
+        waiting: dict[int, list[tuple[str, str, bool]]] = {}
+        for (tid, prim), (site, lost) in self.waiting.items():
+            waiting.setdefault(tid, []).append((prim, site, lost))
+            if lost:
+                t = self.agg.lost_wakeups.setdefault(
+                    (prim, (self.last_notify.get(prim) or (0, 0, UNKNOWN_SITE))[2], site), Tally()
+                )
+                t.hit(self.pid, tid)
+                t.details["still_waiting"] = t.details.get("still_waiting", 0) + 1
+        if held or waiting or self.owners_at_exit or not self.ended:
+            self.agg.ends.append(
+                ProcessEnd(
+                    pid=self.pid,
+                    path=self.path,
+                    ended=self.ended,
+                    held=held,
+                    waiting=waiting,
+                    owners_at_exit=self.owners_at_exit,
+                    last_ts=self.last_ts,
+                )
+            )
+        self.held = {}
+        self.waiting = {}
+        self.last_notify = {}
+        self.value_reads = {}
+        self.owners_at_exit = []
+        self.ended = False
+
+    def finish(self) -> Aggregate:
+        """Close the file: record its end state, fold raw values, return the aggregate."""
+        self._close_process()
+        for per in self.agg.sites.values():
+            for ss in per.values():
+                ss.fold(self.pid_of, self.pid)
+        for prim in self.agg.sites:
+            self._prim(prim)
+        self.agg.problem_count = self.source.problems = len(self.problems)
+        self.agg.problems = [(p.path, p.line, p.reason) for p in self.problems[:MAX_PROBLEMS]]
+        return self.agg
+
+
+def _reason(ev: Any, exc: Exception) -> str:
+    if not isinstance(ev, dict):
+        return "not a JSON object"
+    if isinstance(exc, KeyError):
+        return f"missing field {exc}"
+    return f"unusable event ({type(exc).__name__}: {exc})"
+
+
+def _waited(ev: Event) -> int:
+    for f in WAIT_FIELDS:
+        v = ev.get(f)
+        if isinstance(v, int):
+            return v
+    return 0
+
+
+def _timed_out(ev: Event) -> bool:
+    return (
+        ev.get("ok") is False
+        or ev.get("result") is False
+        or ev.get("notified") is False
+        or ev.get("timed_out") is True
+    )
+
+
+def _held_by(value: Any, ident_tid: dict[int, int]) -> dict[str, int]:
+    """Normalise a semaphore's ``held_by`` (a {thread: count} map or a list of threads)."""
+    out: dict[str, int] = {}
+    items = value.items() if isinstance(value, dict) else ((t, 1) for t in value)
+    for t, n in items:
+        key = str(ident_tid.get(int(t), t)) if str(t).isdigit() else str(t)
+        out[key] = out.get(key, 0) + int(n)
+    return out
+
+
+def scan_file(
+    path: str, chunk_bytes: int = reader.CHUNK_BYTES, progress: Callable[[int], None] | None = None
+) -> Aggregate:
+    """Scan one log file into an aggregate; unusable lines become its ``problems``.
+
+    Raises `reader.SchemaError` for a newer schema and `OSError` if the file cannot be read.
+    """
+    sc = Scanner(path)
+    sc.source.bytes = os.path.getsize(path)
+    for lines, evs in reader.read_chunks(path, sc.problems, chunk_bytes):
+        sc.feed(lines, evs)
+        if progress is not None:
+            progress(len(evs))
+    return sc.finish()
