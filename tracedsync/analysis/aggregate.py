@@ -371,6 +371,7 @@ class Aggregate:
     rmw: dict[tuple[str, str], Tally] = dataclasses.field(default_factory=dict)
     lost_wakeups: dict[tuple[str, str, str], Tally] = dataclasses.field(default_factory=dict)
     runtime: dict[tuple[str, str, str], Tally] = dataclasses.field(default_factory=dict)
+    broken: dict[tuple[str, str, str], Tally] = dataclasses.field(default_factory=dict)
     deadlocks: list[dict[str, Any]] = dataclasses.field(default_factory=list)  # runtime events
     permits_held: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     timeline_shift: int = TIMELINE_SHIFT
@@ -411,6 +412,7 @@ class Aggregate:
         _merge_tallies(self.rmw, o.rmw)
         _merge_tallies(self.lost_wakeups, o.lost_wakeups)
         _merge_tallies(self.runtime, o.runtime)
+        _merge_tallies(self.broken, o.broken)
         self.deadlocks.extend(o.deadlocks)
         self.permits_held.extend(o.permits_held)
         self._merge_timeline(o)
@@ -460,6 +462,7 @@ class Aggregate:
             "rmw": tallies(self.rmw),
             "lost_wakeups": tallies(self.lost_wakeups),
             "runtime": tallies(self.runtime),
+            "broken": tallies(self.broken),
             "deadlocks": self.deadlocks,
             "permits_held": self.permits_held,
             "timeline_shift": self.timeline_shift,
@@ -499,6 +502,7 @@ class Aggregate:
             rmw=tallies(d["rmw"]),
             lost_wakeups=tallies(d["lost_wakeups"]),
             runtime=tallies(d["runtime"]),
+            broken=tallies(d["broken"]),
             deadlocks=list(d["deadlocks"]),
             permits_held=list(d["permits_held"]),
             timeline_shift=int(d["timeline_shift"]),

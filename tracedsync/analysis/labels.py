@@ -12,6 +12,7 @@ class Labels:
 
     def __init__(self, agg: Aggregate) -> None:
         self._agg = agg
+        self._lock_of = {i.lock: p for p, i in agg.prims.items() if i.lock}  # lock -> condition
 
     def prim(self, prim: str) -> str:
         """``"accounts (RLock 12.3)"`` or ``"RLock 12.3"``."""
@@ -19,7 +20,12 @@ class Labels:
         if info is None:
             return prim
         base = f"{info.kind} {prim}"
-        return f"{info.name} ({base})" if info.name else base
+        if info.name:
+            return f"{info.name} ({base})"
+        cond = self._lock_of.get(prim)
+        if cond is not None:
+            return f"{base} (lock of {self.prim(cond)})"
+        return base
 
     def created_at(self, prim: str) -> str | None:
         info = self._agg.prims.get(prim)

@@ -3,6 +3,7 @@ busiest primitives, call sites and creation sites, then the lines that had to be
 
 from __future__ import annotations
 
+import os
 from typing import Any, TextIO
 
 from rich import box
@@ -30,6 +31,18 @@ def _pct(d: Dist) -> str:
     if not d.count:
         return "-"
     return f"{dur(d.p50)} / {dur(d.p95)} / {dur(d.p99)} / {dur(d.max)}"
+
+
+def _cols(d: Dist) -> list[str]:
+    if not d.count:
+        return ["-", "", "", ""]
+    return [dur(d.p50), dur(d.p95), dur(d.p99), dur(d.max)]
+
+
+def shorten(text: str, cwd: str | None = None) -> str:
+    """Paths under the current directory written relative to it (sites get long)."""
+    here = (cwd if cwd is not None else os.getcwd()).rstrip(os.sep) + os.sep
+    return text.replace(here, "") if len(here) > 1 else text
 
 
 def _share(r: Row) -> str:
@@ -111,7 +124,7 @@ class TextRenderer:
             tab.add_row(
                 Text(f.severity, style=_STYLE.get(f.severity, "")),
                 f.kind,
-                f.message,
+                shorten(f.message),
                 threads or "-",
             )
         c.print(tab)
@@ -124,31 +137,30 @@ class TextRenderer:
         shown = rows[: self.top]
         more = f", top {len(shown)} by wait time" if len(rows) > len(shown) else ""
         tab = Table(title=f"{title} ({len(rows)}{more})", box=box.SIMPLE_HEAD, title_justify="left")
-        tab.add_column(first, overflow="fold", ratio=2)
+        tab.add_column(first, overflow="fold", min_width=24)
         if created:
-            tab.add_column("created at", overflow="fold", ratio=1)
+            tab.add_column("created at", overflow="fold", min_width=12)
         tab.add_column("acq", justify="right")
         tab.add_column("cont.", justify="right")
-        tab.add_column("wait p50/p95/p99/max", justify="right")
-        tab.add_column("hold p50/p95/p99/max", justify="right")
+        for head in ("wait p50", "p95", "p99", "max", "hold p50", "p95", "p99", "max"):
+            tab.add_column(head, justify="right", no_wrap=True)
         tab.add_column("depth", justify="right")
         tab.add_column("thr/proc", justify="right")
-        tab.add_column("cond waits (t/o) notifies (unheard)", justify="right")
+        tab.add_column("cond waits (t/o)", justify="right")
+        tab.add_column("notifies (unheard)", justify="right")
         for r in shown:
-            cond = "-"
-            if r.cond_waits or r.notifies:
-                cond = f"{r.cond_waits} ({r.cond_timeouts}) {r.notifies} ({r.unheard_notifies})"
-            cells = [r.label]
+            cells = [shorten(r.label)]
             if created:
-                cells.append(r.created_at or "?")
+                cells.append(shorten(r.created_at or "?"))
             cells += [
                 f"{r.acquisitions:,}" + (f" ({r.failed} failed)" if r.failed else ""),
                 _share(r),
-                _pct(r.wait),
-                _pct(r.hold),
+                *_cols(r.wait),
+                *_cols(r.hold),
                 str(r.max_depth or "-"),
                 f"{r.thread_count}/{len(r.processes)}",
-                cond,
+                f"{r.cond_waits} ({r.cond_timeouts})" if r.cond_waits else "-",
+                f"{r.notifies} ({r.unheard_notifies})" if r.notifies else "-",
             ]
             tab.add_row(*cells)
         c.print(tab)
@@ -168,7 +180,7 @@ class TextRenderer:
         tab.add_column("timeouts", justify="right")
         for x in rows[: self.top]:
             ev = ", ".join(f"{k} {v:,}" for k, v in x.other_events.items())
-            tab.add_row(x.label, ev, _pct(x.other_wait), str(x.other_timeouts))
+            tab.add_row(shorten(x.label), ev, _pct(x.other_wait), str(x.other_timeouts))
         c.print(tab)
 
     def _problems(self, c: Console, r: Report) -> None:

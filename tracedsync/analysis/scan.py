@@ -69,6 +69,8 @@ class Scanner:
         self.held: dict[int | None, dict[str, SiteStat]] = {}  # tid -> prim -> acquiring site
         self.waiting: dict[tuple[int, str], tuple[str, bool]] = {}  # (tid, cond) -> site, lost?
         self.last_notify: dict[str, tuple[int, int, str, int | None]] = {}  # ts, waiters, site
+        self.last_set: dict[str, tuple[int, str, int | None]] = {}  # Event: ts, site, tid
+        self.last_clear: dict[str, int] = {}  # Event: ts
         self.value_reads: dict[tuple[int, str], str] = {}  # unlocked value_get: (tid, prim)
         self.owners_at_exit: list[tuple[str, int, int]] = []
         self.session_no = 0
@@ -95,7 +97,10 @@ class Scanner:
             "long_wait": self._long,
             "long_hold": self._long,
             "event_set": self._event_set,
+            "event_clear": self._event_clear,
             "event_wait": self._event_wait,
+            "sem_acquire": self._sem_acquire,
+            "barrier_broken": self._barrier_broken,
         }
         self._lines: Any = ()  # line numbers of the chunk being fed
         self._line = 0  # index in it of the event being handled (for handlers' problems)
@@ -360,18 +365,54 @@ class Scanner:
     def _event_set(self, ev: Event) -> None:
         prim = ev["prim"]
         self._count_other(ev)
+        site = ev.get("site") or UNKNOWN_SITE
+        self.last_set[prim] = (ev["ts"], site, ev.get("tid"))
         waiters = ev.get("waiters")
         if isinstance(waiters, int):
-            self.last_notify[prim] = (ev["ts"], waiters, ev.get("site") or UNKNOWN_SITE, ev["tid"])
+            self.last_notify[prim] = (ev["ts"], waiters, site, ev["tid"])
+
+    def _event_clear(self, ev: Event) -> None:
+        self._count_other(ev)
+        self.last_clear[ev["prim"]] = ev["ts"]
 
     def _event_wait(self, ev: Event) -> None:
+        """A timed-out wait that began after a set *and* its clear missed that pulse."""
         prim = ev["prim"]
         self._count_other(ev)
-        if _timed_out(ev):
-            last = self.last_notify.get(prim)
-            waited = _waited(ev)
-            if last is not None and last[1] == 0 and last[0] <= ev["ts"] - waited:
-                self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+        if ev.get("result") is not False and ev.get("timed_out") is not True:
+            return
+        waited = _waited(ev)
+        began = ev["ts"] - waited
+        last = self.last_set.get(prim)
+        if last is None or last[0] > began:
+            return
+        cleared = self.last_clear.get(prim)
+        unheard = self.last_notify.get(prim)
+        if (cleared is not None and last[0] <= cleared <= began) or (
+            unheard is not None and unheard[1] == 0 and unheard[0] == last[0]
+        ):
+            self.last_notify[prim] = (last[0], 0, last[1], last[2])
+            self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+
+    def _sem_acquire(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        info.events["sem_acquire"] = info.events.get("sem_acquire", 0) + 1
+        if ev.get("contended"):
+            info.other_wait.add(int(ev.get("wait_ns") or 0))
+        if ev.get("ok") is False and ev.get("blocking", True):
+            info.other_timeouts += 1
+
+    def _barrier_broken(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        key = (prim, str(ev.get("why") or "?"), ev.get("site") or UNKNOWN_SITE)
+        t = self._tally(self.agg.broken, key, ev, _waited(ev))
+        by = ev.get("broken_by")
+        if isinstance(by, int):
+            t.details.setdefault("broken_by", [int(ev.get("pid", self.pid)), by])
+        if ev.get("error"):
+            t.details.setdefault("error", ev.get("error"))
 
     def _misuse(self, ev: Event) -> None:
         prim = ev.get("prim") or "?"
@@ -513,6 +554,8 @@ class Scanner:
         self.held = {}
         self.waiting = {}
         self.last_notify = {}
+        self.last_set = {}
+        self.last_clear = {}
         self.value_reads = {}
         self.owners_at_exit = []
         self.ended = False
@@ -556,11 +599,20 @@ def _timed_out(ev: Event) -> bool:
 
 
 def _held_by(value: Any, ident_tid: dict[int, int]) -> dict[str, int]:
-    """Normalise a semaphore's ``held_by`` (a {thread: count} map or a list of threads)."""
+    """A semaphore's ``held_by`` as {tid: permits}: from the recorder's list of
+    ``{"tid", "ident", "permits"}`` (or a plain {thread: permits} map, or a list of threads)."""
     out: dict[str, int] = {}
-    items = value.items() if isinstance(value, dict) else ((t, 1) for t in value)
-    for t, n in items:
-        key = str(ident_tid.get(int(t), t)) if str(t).isdigit() else str(t)
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        for item in value:
+            if isinstance(item, dict):
+                pairs.append((item.get("tid", item.get("ident")), item.get("permits", 1)))
+            else:
+                pairs.append((item, 1))
+    for t, n in pairs:
+        key = str(ident_tid.get(t, t)) if isinstance(t, int) else str(t)
         out[key] = out.get(key, 0) + int(n)
     return out
 

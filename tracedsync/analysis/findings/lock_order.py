@@ -41,51 +41,65 @@ def _gate(cycle_edges: list[Edge]) -> set[str]:
 
 
 def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
-    out: list[Finding] = []
     graph: dict[str, list[str]] = {}
     for a, b in agg.edges:
         graph.setdefault(a, []).append(b)
-    reported_classes: set[frozenset[str]] = set()
+    # Instance cycles through the same classes (e.g. every pair of accounts in a transfer that
+    # locks "from" then "to") are one mistake: group them into one finding with examples.
+    groups: dict[tuple[str, ...], list[list[str]]] = {}
     for cyc in cycles(graph):
-        pairs = list(zip(cyc, cyc[1:] + cyc[:1], strict=True))
-        edges = [agg.edges[p] for p in pairs]
-        gate = _gate(edges)
-        names = " → ".join(labels.prim(p) for p in [*cyc, cyc[0]])
-        how = "; ".join(
-            f"{labels.prim(a)} → {labels.prim(b)} at {_first_sites(e)}"
-            for (a, b), e in zip(pairs, edges, strict=True)
-        )
-        if gate:
-            sev = "info"
-            msg = (
-                f"Locks are taken in a cycle ({names}: {how}), but always under "
-                f"{', '.join(labels.prim(g) for g in sorted(gate))}, which keeps it safe."
-            )
-        else:
-            sev = "warning"
-            msg = (
-                f"Lock-order inversion {names} ({how}): threads taking these locks "
-                f"at the same time can deadlock."
-            )
-        out.append(
-            make(
-                "lock_order",
-                sev,
-                msg,
-                labels,
-                sites=[s for e in edges for pair in e.sites for s in pair],
-                threads=[t for e in edges for t in e.threads],
-                prims=cyc,
-                count=min(e.count for e in edges),
-                edges=[
-                    _edge_details(a, b, e, labels) for (a, b), e in zip(pairs, edges, strict=True)
-                ],
-                gate=sorted(gate),
-            )
-        )
-        reported_classes.add(frozenset(_class(agg, p) for p in cyc))
-    out.extend(_class_level(agg, labels, reported_classes))
+        groups.setdefault(_canon([_class(agg, p) for p in cyc]), []).append(cyc)
+    out: list[Finding] = []
+    for cycs in groups.values():
+        out.append(_instance_finding(agg, labels, cycs))
+    out.extend(_class_level(agg, labels, {frozenset(c) for c in groups}))
     return out
+
+
+def _canon(seq: list[str]) -> tuple[str, ...]:
+    k = seq.index(min(seq))
+    return tuple(seq[k:] + seq[:k])
+
+
+def _instance_finding(agg: Aggregate, labels: Labels, cycs: list[list[str]]) -> Finding:
+    cyc = cycs[0]
+    pairs = list(zip(cyc, cyc[1:] + cyc[:1], strict=True))
+    edges = [agg.edges[p] for p in pairs]
+    all_edges = [agg.edges[p] for c in cycs for p in zip(c, c[1:] + c[:1], strict=True)]
+    gate = set.intersection(
+        *(_gate([agg.edges[p] for p in zip(c, c[1:] + c[:1], strict=True)]) for c in cycs)
+    )
+    names = " → ".join(labels.prim(p) for p in [*cyc, cyc[0]])
+    how = "; ".join(
+        f"{labels.prim(a)} → {labels.prim(b)} at {_first_sites(e)}"
+        for (a, b), e in zip(pairs, edges, strict=True)
+    )
+    more = f" (and {len(cycs) - 1} more cycle(s) among locks of the same kind)" if cycs[1:] else ""
+    if gate:
+        sev = "info"
+        msg = (
+            f"Locks are taken in a cycle ({names}: {how}){more}, but always under "
+            f"{', '.join(labels.prim(g) for g in sorted(gate))}, which keeps it safe."
+        )
+    else:
+        sev = "warning"
+        msg = (
+            f"Lock-order inversion {names} ({how}){more}: threads taking these locks "
+            "at the same time can deadlock."
+        )
+    return make(
+        "lock_order",
+        sev,
+        msg,
+        labels,
+        sites=[s for e in edges for pair in e.sites for s in pair],
+        threads=[t for e in all_edges for t in e.threads],
+        prims=[p for c in cycs for p in c],
+        count=len(cycs),
+        cycles=cycs,
+        edges=[_edge_details(a, b, e, labels) for (a, b), e in zip(pairs, edges, strict=True)],
+        gate=sorted(gate),
+    )
 
 
 def _class(agg: Aggregate, prim: str) -> str:
@@ -106,7 +120,7 @@ def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]]) -> l
             graph.setdefault(ca, []).append(cb)
     out: list[Finding] = []
     for cyc in cycles(graph):
-        if frozenset(cyc) in done:
+        if frozenset(cyc) in done:  # the instance-level finding already says it
             continue
         pairs = list(zip(cyc, cyc[1:] + cyc[:1], strict=True))
         inst = [cls_edges[p] for p in pairs]

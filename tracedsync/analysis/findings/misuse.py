@@ -70,6 +70,27 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 count=n,
             )
         )
+    for (prim, why, site), t in sorted(agg.broken.items()):
+        cause = {
+            "abort": "abort() was called",
+            "timeout": "a wait timed out",
+            "action": "the barrier's action raised",
+            "reset": "reset() was called while threads waited",
+        }.get(why, why)
+        out.append(
+            make(
+                "barrier_broken",
+                "warning",
+                f"{labels.prim(prim)} was broken ({cause}); {t.count} wait(s) at {site} ended "
+                "with BrokenBarrierError.",
+                labels,
+                sites=[site],
+                threads=t.threads,
+                prims=[prim],
+                count=t.count,
+                why=why,
+            )
+        )
     for src in agg.sources:
         if src.dropped:
             out.append(
