@@ -23,7 +23,7 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}
 .error{background:#c62828}.warning{background:#ef8f00}.info{background:#1e88e5}
 .plots{display:flex;flex-wrap:wrap;gap:24px}svg{background:#fafafa;border:1px solid #ddd}
 svg text{font:11px system-ui,sans-serif;fill:#333}.none{color:#2e7d32;font-weight:600}
-code{font-size:12px}
+code{font-size:12px}td.l code{white-space:nowrap}
 """
 _COLORS = [
     "#1e88e5",
@@ -70,7 +70,7 @@ def distribution_svg(title: str, counts: dict[int, int], w: int = 520, h: int = 
         x = left + i * bw
         parts.append(
             f'<rect x="{x:.1f}" y="{bottom - bh:.1f}" width="{max(bw - 1, 1):.1f}" '
-            f'height="{bh:.1f}" fill="#1e88e5"><title>{dur(1 << (lo + i - 1))}–'
+            f'height="{bh:.1f}" fill="#1e88e5"><title>{dur(1 << (lo + i - 1))} to '
             f"{dur((1 << (lo + i)) - 1)}: {c:,}</title></rect>"
         )
         if i % max(1, n // 6) == 0:
@@ -109,7 +109,7 @@ def timeline_svg(report: Report, w: int = 1060, h: int = 260) -> str:
             )
     span = tl.columns * tl.column_ns
     for j in range(6):
-        x = left + (w - left - right) * j / 5
+        x = left + (w - left - right - 30) * j / 5
         parts.append(f'<text x="{x - 10:.1f}" y="{bottom + 14}">{dur(int(span * j / 5))}</text>')
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{w - right}" y2="{bottom}" stroke="#999"/>')
     parts.append(f'<text x="4" y="{top + 10}">{dur(peak)}</text><text x="4" y="{bottom}">0</text>')

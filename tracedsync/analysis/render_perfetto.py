@@ -143,7 +143,7 @@ class _Process:
         wait = ev.get("wait_ns") or 0
         key = (tid, prim)
         if ev.get("restored"):
-            for (t, cond), cw in self.cond_wait.items():
+            for (t, _cond), cw in self.cond_wait.items():
                 if t == tid and cw[1] == prim:
                     cw.append(ts - wait)  # the condition wait ends where the re-acquire starts
         if ev.get("contended") and wait > 0:

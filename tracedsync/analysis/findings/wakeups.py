@@ -29,7 +29,8 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 "lost_wakeup",
                 "error" if stuck else "warning",
                 f"Possible lost wake-up on {labels.prim(prim)}: the notify at {notify_site} "
-                f"found no waiter, then at {wait_site} {' and '.join(parts)}; the waiter missed the signal.",
+                f"found no waiter, then at {wait_site} {' and '.join(parts)}; the waiter "
+                "missed the signal.",
                 labels,
                 sites=[notify_site, wait_site],
                 threads=t.threads,

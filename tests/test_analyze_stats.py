@@ -1,0 +1,148 @@
+"""Statistics: histograms, per-primitive/creation-site/call-site figures, merging, round trips."""
+
+from __future__ import annotations
+
+import random
+from pathlib import Path
+
+import orjson
+from test_analyze_util import Log
+
+from tracedsync.analysis.aggregate import Aggregate
+from tracedsync.analysis.analyze import analyze
+from tracedsync.analysis.hist import Histogram, bucket_high, bucket_low, bucket_of
+from tracedsync.analysis.render_json import dumps, loads
+from tracedsync.analysis.report import build_report
+
+
+def test_buckets_are_contiguous_and_narrow() -> None:
+    """Every value falls in its bucket; buckets tile the line and are at most 1/16 wide."""
+    for v in [*range(0, 300), 10**6, 2**40 + 12345]:
+        i = bucket_of(v)
+        assert bucket_low(i) <= v <= bucket_high(i)
+        assert bucket_high(i) + 1 == bucket_low(i + 1)
+        assert bucket_high(i) - bucket_low(i) <= max(1, bucket_low(i) // 16)
+
+
+def test_percentiles_exact_for_small_values_and_close_for_large() -> None:
+    """Below 32 ns percentiles are exact; above, within half a bucket (about 3 %)."""
+    h = Histogram()
+    h.add_values(list(range(1, 21)))
+    assert (h.percentile(0.5), h.percentile(0.95), h.max) == (10, 19, 20)
+    rnd = random.Random(1)
+    values = [rnd.randrange(1, 10**9) for _ in range(5000)]
+    big = Histogram()
+    big.add_values(values)
+    exact = sorted(values)
+    for q in (0.5, 0.95, 0.99):
+        want = exact[int(q * len(exact) + 0.999999) - 1]
+        assert abs(big.percentile(q) - want) <= want * 0.04
+    assert (big.count, big.min, big.max, big.total) == (5000, exact[0], exact[-1], sum(values))
+
+
+def test_bulk_add_merge_and_json_agree_with_one_by_one() -> None:
+    """add_values, add and merge give the same histogram, which survives JSON."""
+    rnd = random.Random(2)
+    values = [rnd.randrange(0, 10**7) for _ in range(1000)]
+    one = Histogram()
+    for v in values:
+        one.add(v)
+    a, b = Histogram(), Histogram()
+    a.add_values(values[:300])
+    b.add_values(values[300:])
+    a.merge(b)
+    assert a == one
+    assert Histogram.from_dict(orjson.loads(orjson.dumps(one.to_dict()))) == one
+
+
+def _workload(tmp_path: Path) -> Log:
+    log = Log()
+    lock = log.created(1, "RLock", name="accounts", site="app.py:5")
+    log.thread(7, "a")
+    log.thread(8, "b")
+    log.acquire(7, lock, "app.py:10")
+    log.acquire(7, lock, "app.py:11", depth=2)
+    log.release(7, lock, depth=1)
+    log.release(7, lock, hold=5000)  # attributed to app.py:10, the depth-0 acquire
+    log.acquire(8, lock, "app.py:20", wait=3000, blocked_by=7)
+    log.release(8, lock, hold=700)
+    log.acquire(8, lock, "app.py:20", ok=False, dt=10)
+    log.ev("sem_acquire", 8, prim="100.9", ok=True, contended=True, wait_ns=400)
+    log.ev("mystery", 8, prim="100.9")
+    log.end()
+    return log
+
+
+def test_primitive_and_call_site_figures(tmp_path: Path) -> None:
+    """Acquisitions, contention, waits, holds by acquiring site, depth, owners, failures."""
+    report = build_report(_workload(tmp_path).scan(tmp_path))
+    prim = next(r for r in report.primitives if r.key == "100.1")
+    assert (prim.label, prim.kind, prim.created_at) == ("accounts (RLock 100.1)", "RLock",
+                                                        "app.py:5")
+    assert (prim.acquisitions, prim.contended, prim.failed, prim.max_depth) == (3, 1, 1, 2)
+    assert prim.contended_share == 0.25
+    assert (prim.wait.count, prim.wait.max, prim.hold.count, prim.hold.max) == (1, 3000, 2, 5000)
+    assert [(t["tid"], t["name"]) for t in prim.threads] == [(7, "a"), (8, "b")]
+    assert prim.processes == [100]
+    sites = {r.key: r for r in report.call_sites}
+    assert sites["app.py:10"].hold.max == 5000
+    assert sites["app.py:11"].hold.count == 0
+    assert (sites["app.py:20"].hold.max, sites["app.py:20"].wait.p50) == (700, 3000)
+    created = {r.key: r for r in report.creation_sites}
+    assert created["RLock@app.py:5"].acquisitions == 3
+    other = next(r for r in report.primitives if r.key == "100.9")
+    assert other.other_events == {"mystery": 1, "sem_acquire": 1}
+    assert other.other_wait.max == 400
+    assert report.totals["event_counts"]["mystery"] == 1
+
+
+def test_condition_figures(tmp_path: Path) -> None:
+    """Condition waits, timeouts, notifies and unheard notifies are counted per condition."""
+    log = Log()
+    lock = log.created(1, "RLock")
+    cond = log.created(2, "Condition", lock=lock)
+    log.ev("notify", 7, prim=cond, n=1, waiters=0, woken=[], site="app.py:3")
+    log.ev("cond_wait", 8, prim=cond, lock=lock, saved_depth=1, timeout=None, site="app.py:4")
+    log.ev("notify_all", 7, prim=cond, n=1, waiters=1, woken=[8], site="app.py:5")
+    log.ev("cond_wake", 8, prim=cond, waited_ns=10, notified=True, reacquire_ns=0)
+    report = build_report(log.scan(tmp_path))
+    row = next(r for r in report.primitives if r.key == cond)
+    assert (row.cond_waits, row.cond_timeouts, row.notifies, row.unheard_notifies) == (1, 0, 2, 1)
+
+
+def test_contention_level_uses_the_counters(tmp_path: Path) -> None:
+    """At level contention uncontended acquires are not logged: the stats counters count."""
+    log = Log(level="contention")
+    lock = log.created(1)
+    log.acquire(7, lock, "app.py:10", wait=50, blocked_by=8)
+    log.release(7, lock)
+    log.ev("stats", 7, prim=lock, kind="Lock", acquisitions=40, contended=1, owner=None)
+    row = build_report(log.scan(tmp_path)).primitives[0]
+    assert (row.acquisitions, row.contended, row.counters_only) == (40, 1, True)
+
+
+def test_merged_files_equal_one_pass_and_jobs_agree(tmp_path: Path) -> None:
+    """Aggregates of two files merge to the same report as analysing both; --jobs 2 too;
+    and a saved aggregate round-trips through JSON."""
+    a = _workload(tmp_path)
+    b = Log(pid=200)
+    lock_b = b.created(1)
+    b.acquire(9, lock_b, "app.py:10", wait=10, blocked_by=1)
+    b.release(9, lock_b)
+    a.write(tmp_path)
+    b.write(tmp_path)
+    serial = analyze([str(tmp_path)], jobs=1)
+    parallel = analyze([str(tmp_path)], jobs=2)
+    assert serial.to_dict() == parallel.to_dict()
+    again = Aggregate.from_dict(orjson.loads(orjson.dumps(serial.to_dict())))
+    assert again.to_dict() == serial.to_dict()
+    site = {r.key: r for r in build_report(serial).call_sites}["app.py:10"]
+    assert site.processes == [100, 200]
+    assert site.acquisitions == 2
+
+
+def test_report_round_trips_through_json(tmp_path: Path) -> None:
+    """The JSON form rebuilds an equal report."""
+    report = build_report(_workload(tmp_path).scan(tmp_path))
+    assert loads(dumps(report)) == report
+
