@@ -1,0 +1,133 @@
+"""``tracedsync analyze`` on the command line: formats, output files, exit statuses, shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_analyze_util import Log
+
+from tracedsync.cli import main
+
+
+def _clean(tmp_path: Path) -> Path:
+    log = Log()
+    lock = log.created(1, name="only")
+    log.acquire(7, lock, "app.py:10")
+    log.release(7, lock)
+    log.end()
+    d = tmp_path / "clean"
+    d.mkdir()
+    log.write(d)
+    return d
+
+
+def _misuse(tmp_path: Path) -> Path:
+    log = Log(pid=300)
+    lock = log.created(1)
+    log.ev("misuse", 7, prim=lock, what="release_unlocked", error="x", site="app.py:1")
+    d = tmp_path / "bad"
+    d.mkdir()
+    log.write(d)
+    return d
+
+
+def test_exit_0_when_nothing_found(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A clean log: status 0 and the text tables on stdout."""
+    assert main(["analyze", "--no-progress", str(_clean(tmp_path))]) == 0
+    out = capsys.readouterr().out
+    assert "No findings." in out and "only (Lock 100.1)" in out
+
+
+def test_exit_1_on_findings_at_fail_on(tmp_path: Path) -> None:
+    """An error finding fails by default; --fail-on never does not; info fails on warnings."""
+    bad = str(_misuse(tmp_path))
+    assert main(["analyze", bad, "-o", str(tmp_path / "r.txt")]) == 1
+    assert main(["analyze", bad, "--fail-on", "never", "-o", str(tmp_path / "r.txt")]) == 0
+    log = Log(pid=400)
+    lock = log.created(1)
+    log.acquire(7, lock, "app.py:1")
+    log.release(7, lock, hold=10**9)
+    d = tmp_path / "slow"
+    d.mkdir()
+    log.write(d)
+    assert main(["analyze", str(d), "-o", str(tmp_path / "r.txt")]) == 0
+    assert main(["analyze", str(d), "--fail-on", "warning", "-o", str(tmp_path / "r.txt")]) == 1
+
+
+def test_exit_2_on_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Missing path, empty directory, newer schema, unreadable garbage, bad arguments: 2, with
+    a one-line message and no traceback."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    newer = tmp_path / "newer"
+    newer.mkdir()
+    (newer / "tracedsync-1.jsonl").write_text('{"event":"session","ts":1,"pid":1,"schema":2}\n')
+    assert main(["analyze", str(tmp_path / "nope")]) == 2
+    assert main(["analyze", str(empty)]) == 2
+    assert main(["analyze", str(newer)]) == 2
+    assert main(["analyze", "--format", "pdf", str(empty)]) == 2
+    assert main(["analyze", "--long-hold", "-1", str(empty)]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    assert "schema 2" in err and "Upgrade tracedsync" in err
+    assert "no such file or directory" in err
+
+
+def test_corrupt_lines_are_listed_and_the_rest_analysed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Skipped lines go to stderr with file:line; the good events are still analysed."""
+    d = _clean(tmp_path)
+    path = next(d.iterdir())
+    with open(path, "ab") as fh:
+        fh.write(b"\x00\xffnot json\n{\"event\":\"acquire\"")
+    assert main(["analyze", str(d), "--format", "json"]) == 0
+    captured = capsys.readouterr()
+    assert f"skipped {path}:6: not valid JSON" in captured.err
+    assert f"skipped {path}:7: truncated last line" in captured.err
+    report = json.loads(captured.out)
+    assert report["problem_count"] == 2
+    assert report["primitives"][0]["acquisitions"] == 1
+
+
+@pytest.mark.parametrize("fmt", ["text", "json", "perfetto", "html"])
+def test_every_format_writes_its_output_file(tmp_path: Path, fmt: str) -> None:
+    """-o writes each format to a file."""
+    out = tmp_path / f"out.{fmt}"
+    assert main(["analyze", str(_misuse(tmp_path)), "-f", fmt, "-o", str(out),
+                 "--fail-on", "never"]) == 0
+    text = out.read_text(encoding="utf-8")
+    assert text
+    if fmt in ("json", "perfetto"):
+        json.loads(text)
+
+
+def test_shards_saved_on_two_machines_combine(tmp_path: Path) -> None:
+    """--save-aggregate per shard, then analysing the saved aggregates together."""
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    assert main(["analyze", str(_clean(tmp_path)), "--save-aggregate", str(a),
+                 "-o", str(tmp_path / "x")]) == 0
+    assert main(["analyze", str(_misuse(tmp_path)), "--save-aggregate", str(b),
+                 "-o", str(tmp_path / "x"), "--fail-on", "never"]) == 0
+    out = tmp_path / "both.json"
+    assert main(["analyze", str(a), str(b), "-f", "json", "-o", str(out)]) == 1
+    report = json.loads(out.read_text())
+    assert report["totals"]["processes"] == 2
+    assert [f["kind"] for f in report["findings"]] == ["misuse"]
+
+
+def test_jobs_option_gives_the_same_report(tmp_path: Path) -> None:
+    """--jobs 2 over two files prints the same JSON as --jobs 1."""
+    d = _clean(tmp_path)
+    log = Log(pid=500)
+    lock = log.created(1)
+    log.acquire(3, lock, "b.py:1", wait=5, blocked_by=4)
+    log.release(3, lock)
+    log.write(d)
+    one, two = tmp_path / "1.json", tmp_path / "2.json"
+    assert main(["analyze", str(d), "-j", "1", "-f", "json", "-o", str(one)]) == 0
+    assert main(["analyze", str(d), "-j", "2", "-f", "json", "-o", str(two)]) == 0
+    assert one.read_text() == two.read_text()
