@@ -70,40 +70,57 @@ class TracedSemaphore(TracedProxy):
                 _depth: int = 1) -> bool:
         """Acquire a permit, exactly as ``threading``'s does, and record it."""
         st = get_state(self)
+        raw = st.raw
         level = rt.level
+        if level and blocking and raw.acquire(False):
+            # Uncontended: the books and one event, inline (see _booked for the general case).
+            try:
+                me = rt.tls.ident
+            except AttributeError:
+                me = rt.register_thread()
+            held = st.held
+            with st.books:
+                mine = held.get(me, 0) + 1
+                held[me] = mine
+                st.acquisitions += 1
+            if level == FULL:
+                f = _getframe(_depth)
+                rt.emit((OP_SEM_ACQUIRE, rt.now(), me, st.prim, True, False, 0, raw._value, mine,
+                         bool(blocking), timeout, f.f_code, f.f_lineno))
+            return True
         if not level:
-            return st.raw.acquire(blocking, timeout)  # type: ignore[no-any-return]
-        if blocking and st.raw.acquire(False):
-            return _booked(st, True, False, 0, blocking, timeout, _depth + 1, None)
+            return raw.acquire(blocking, timeout)  # type: ignore[no-any-return]
         return _acquire_slow(st, blocking, timeout, _depth + 1)
 
     def __enter__(self) -> bool:
         st = get_state(self)
+        raw = st.raw
         level = rt.level
+        if level and raw.acquire(False):
+            try:
+                me = rt.tls.ident
+            except AttributeError:
+                me = rt.register_thread()
+            held = st.held
+            with st.books:
+                mine = held.get(me, 0) + 1
+                held[me] = mine
+                st.acquisitions += 1
+            if level == FULL:
+                f = _getframe(1)
+                rt.emit((OP_SEM_ACQUIRE, rt.now(), me, st.prim, True, False, 0, raw._value, mine,
+                         True, None, f.f_code, f.f_lineno))
+            return True
         if not level:
-            return st.raw.acquire()  # type: ignore[no-any-return]
-        if st.raw.acquire(False):
-            return _booked(st, True, False, 0, True, None, 2, None)
+            return raw.acquire()  # type: ignore[no-any-return]
         return _acquire_slow(st, True, None, 2)
 
-    def release(self, n: int = 1, *, _depth: int = 1) -> None:
+    def release(self, n: int = 1) -> None:
         """Release ``n`` permits, exactly as ``threading``'s does, and record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.release(n)
-            return
-        try:
-            st.raw.release(n)
-        except ValueError as exc:
-            # The original checks n >= 1 first; any other ValueError from a bounded semaphore
-            # with a whole n is the over-release.
-            if st.kind == "BoundedSemaphore" and type(n) is int and n >= 1:
-                _over_release(st, exc, _depth + 1)
-            raise
-        _released(st, n, _depth + 1)
+        _release(get_state(self), n)
 
     def __exit__(self, *exc_info: object) -> None:
-        self.release(_depth=2)
+        _release(get_state(self), 1)
 
 
 class TracedBoundedSemaphore(TracedSemaphore):
@@ -177,46 +194,65 @@ def _booked(
     return ok
 
 
-def _released(st: PrimState, n: int, fdepth: int) -> None:
-    """Books after a successful release: the caller's own permits first, then others'."""
+def _release(st: PrimState, n: int) -> None:
+    """release(n) on the real semaphore, then the books: the caller's own permits first."""
+    raw = st.raw
+    if not rt.level:
+        raw.release(n)
+        return
+    try:
+        raw.release(n)
+    except ValueError as exc:
+        # The original checks n >= 1 first; any other ValueError from a bounded semaphore
+        # with a whole n is the over-release.
+        if st.kind == "BoundedSemaphore" and type(n) is int and n >= 1:
+            _over_release(st, exc)
+        raise
     try:
         me = rt.tls.ident
     except AttributeError:
         me = rt.register_thread()
+    held = st.held
     others = 0
     with st.books:
-        held = st.held
-        mine = held.get(me, 0)
-        if mine > n:
-            held[me] = mine - n
-            mine -= n
+        mine = held.get(me, 0) - n
+        if mine > 0:
+            held[me] = mine
+        elif mine == 0:
+            del held[me]
         else:
-            if mine:
-                del held[me]
-            rest = n - mine
+            others = _take_from_others(held, me, -mine)
             mine = 0
-            while rest and held:
-                ident = next(iter(held))
-                count = held[ident]
-                if count > rest:
-                    held[ident] = count - rest
-                    others += rest
-                    rest = 0
-                else:
-                    del held[ident]
-                    others += count
-                    rest -= count
         st.releases += 1
     if rt.level == FULL:
-        f = _getframe(fdepth)
-        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, n, st.raw._value, mine, others,
+        f = _getframe(2)
+        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, n, raw._value, mine, others,
                  f.f_code, f.f_lineno))
 
 
-def _over_release(st: PrimState, exc: BaseException, fdepth: int) -> None:
+def _take_from_others(held: dict[int, int], me: int, rest: int) -> int:
+    """The caller released ``rest`` permits more than it held: take them from the other holders,
+    oldest first. Returns how many were found. Called with the books lock held."""
+    held.pop(me, None)
+    others = 0
+    while rest and held:
+        ident = next(iter(held))
+        count = held[ident]
+        if count > rest:
+            held[ident] = count - rest
+            others += rest
+            rest = 0
+        else:
+            del held[ident]
+            others += count
+            rest -= count
+    return others
+
+
+def _over_release(st: PrimState, exc: BaseException) -> None:
     with st.books:
         st.misuse += 1
-    f = _getframe(fdepth)
+    f = _getframe(3)  # _over_release <- _release <- release/__exit__ <- the caller
     rt.emit((OP_MISUSE, rt.now(), _ident(), st.prim, "over_release", str(exc),
              f.f_code, f.f_lineno))
 
