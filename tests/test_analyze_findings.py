@@ -69,7 +69,7 @@ def test_deadlock_inferred_from_the_end_of_a_log(tmp_path: Path) -> None:
 def test_lock_order_inversion_without_deadlock(tmp_path: Path) -> None:
     """A→B in one thread and B→A in another is an inversion even though nothing hung."""
     log = Log()
-    a, b = _ab_ba(log)
+    _ab_ba(log)
     log.end()
     found = _find(log, tmp_path)
     f = _one(found, "lock_order")

@@ -52,7 +52,7 @@ def test_torn_last_line_is_reported(tmp_path: Path) -> None:
     """A last line without its newline (a process killed mid-write) is a problem."""
     p = tmp_path / "c.jsonl"
     p.write_bytes(b'{"a":1}\n{"a":2')
-    nums, vals, problems = _lines(p, 1 << 20)
+    _, vals, problems = _lines(p, 1 << 20)
     assert vals == [{"a": 1}]
     assert [(x.line, x.reason) for x in problems] == [(2, "truncated last line (no newline)")]
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import os
 import re
@@ -125,7 +126,7 @@ def test_perfetto_slices_flows_counters_and_names(tmp_path: Path) -> None:
     assert max(e["args"]["threads"] for e in by["C"]) == 1
     for tid in (7, 8):
         spans = sorted((e["ts"], e["ts"] + e["dur"]) for e in by["X"] if e["tid"] == tid)
-        for (s1, e1), (s2, e2) in zip(spans, spans[1:]):
+        for (_, e1), (s2, e2) in itertools.pairwise(spans):
             assert s2 >= e1 - 1e-6 or e2 <= e1 + 1e-6, (tid, spans)
 
 

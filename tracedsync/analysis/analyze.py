@@ -9,9 +9,11 @@ machine), which are merged the same way: that is how shards from many machines c
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import multiprocessing
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
+from concurrent.futures.process import BrokenProcessPool
 
 import orjson
 
@@ -85,29 +87,51 @@ def analyze(
             jobs = 1
     jobs = max(1, min(jobs, len(logs)))
     bar = Progress(len(logs), sum(sizes.values())) if progress else None
-    results: dict[str, Aggregate] = {}
-    try:
-        if jobs == 1:
-            for p in logs:
-                results[p] = _one(p, bar)
-                if bar is not None:
-                    bar.add(files=1, nbytes=sizes[p])
-        else:
-            results = _parallel(logs, sizes, jobs, bar)
-    finally:
-        if bar is not None:
-            bar.done()
     total = Aggregate()
     for p in saved:
         try:
             total.merge(load_aggregate(p))
         except (OSError, ValueError, KeyError, TypeError) as exc:
             total.merge(_unreadable(p, OSError(f"not a usable aggregate: {exc}")))
-    for p in logs:
-        total.merge(results[p])
+    # Biggest files first (the last worker to finish then has a small one), and the same order
+    # for merging, serial or parallel, so that the result never depends on scheduling.
+    merger = _InOrder(sorted(logs, key=lambda p: (-sizes[p], p)), total)
+    try:
+        if jobs > 1:
+            # A worker that could not start (a __main__ that a new interpreter cannot import,
+            # like ``python -``) or died: what is left is done here, below.
+            with contextlib.suppress(BrokenProcessPool):
+                _parallel(merger, sizes, jobs, bar)
+        for p in merger.remaining():
+            merger.put(p, _one(p, bar))
+            if bar is not None:
+                bar.add(files=1, nbytes=sizes[p])
+    finally:
+        if bar is not None:
+            bar.done()
     if not any(s.bytes or s.events for s in total.sources) and not saved:
         raise NoInputError("no events could be read from the log files")
     return total
+
+
+class _InOrder:
+    """Merges per-file aggregates into ``total`` in a fixed order, as soon as they can be
+    (holding at most the results that arrived early)."""
+
+    def __init__(self, order: list[str], total: Aggregate) -> None:
+        self.order = order
+        self.total = total
+        self.next = 0
+        self.pending: dict[str, Aggregate] = {}
+
+    def put(self, path: str, agg: Aggregate) -> None:
+        self.pending[path] = agg
+        while self.next < len(self.order) and self.order[self.next] in self.pending:
+            self.total.merge(self.pending.pop(self.order[self.next]))
+            self.next += 1
+
+    def remaining(self) -> list[str]:
+        return [p for p in self.order[self.next :] if p not in self.pending]
 
 
 def _size(path: str) -> int:
@@ -126,25 +150,20 @@ def _one(path: str, bar: Progress | None) -> Aggregate:
         return _unreadable(path, exc)
 
 
-def _parallel(
-    logs: Sequence[str], sizes: dict[str, int], jobs: int, bar: Progress | None
-) -> dict[str, Aggregate]:
+def _parallel(merger: _InOrder, sizes: dict[str, int], jobs: int, bar: Progress | None) -> None:
     # "spawn": a clean interpreter per worker, the same on every platform and Python version
-    # (forking a process that runs a tracedsync flusher thread is what we would rather avoid).
+    # (a forked worker would inherit this process's recorder and could write logs at exit).
     ctx = multiprocessing.get_context("spawn")
-    results: dict[str, Aggregate] = {}
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_scan, p): p for p in sorted(logs, key=lambda p: -sizes[p])}
+        futures = {pool.submit(_scan, p): p for p in merger.order}
         for fut in concurrent.futures.as_completed(futures):
             p = futures[fut]
             try:
-                results[p] = fut.result()
+                agg = fut.result()
             except OSError as exc:
-                results[p] = _unreadable(p, exc)
+                agg = _unreadable(p, exc)
             if bar is not None:
                 bar.add(
-                    events=results[p].sources[0].events if results[p].sources else 0,
-                    files=1,
-                    nbytes=sizes[p],
+                    events=agg.sources[0].events if agg.sources else 0, files=1, nbytes=sizes[p]
                 )
-    return results
+            merger.put(p, agg)
