@@ -39,36 +39,101 @@ def _write_process(path: str, pid: int, events: int, threads: int, seed: int) ->
         out.append(orjson.dumps(ev))
         n += 1
 
-    emit({"event": "session", "ts": ts, "pid": pid, "tid": pid, "schema": 1,
-          "version": "0.1.0", "ppid": 1, "argv": ["bench.py"], "python": "3.11.7",
-          "implementation": "cpython", "executable": "python", "hostname": "bench",
-          "wall_ns": 0, "mono_ns": ts, "settings": {"level": "full"}})
+    emit(
+        {
+            "event": "session",
+            "ts": ts,
+            "pid": pid,
+            "tid": pid,
+            "schema": 1,
+            "version": "0.1.0",
+            "ppid": 1,
+            "argv": ["bench.py"],
+            "python": "3.11.7",
+            "implementation": "cpython",
+            "executable": "python",
+            "hostname": "bench",
+            "wall_ns": 0,
+            "mono_ns": ts,
+            "settings": {"level": "full"},
+        }
+    )
     tids = [pid + i for i in range(threads)]
     for tid in tids:
-        emit({"event": "thread", "ts": ts, "pid": pid, "tid": tid, "ident": tid * 7,
-              "name": f"worker-{tid - pid}", "daemon": False})
+        emit(
+            {
+                "event": "thread",
+                "ts": ts,
+                "pid": pid,
+                "tid": tid,
+                "ident": tid * 7,
+                "name": f"worker-{tid - pid}",
+                "daemon": False,
+            }
+        )
     prims = [f"{pid}.{i}" for i in range(1, 41)]
     for i, prim in enumerate(prims):
-        emit({"event": "created", "ts": ts, "pid": pid, "tid": pid, "prim": prim,
-              "kind": "RLock" if i % 3 == 0 else "Lock", "name": None,
-              "site": f"/srv/app/models/module{i % 7}.py:{10 + i}", "func": "__init__"})
+        emit(
+            {
+                "event": "created",
+                "ts": ts,
+                "pid": pid,
+                "tid": pid,
+                "prim": prim,
+                "kind": "RLock" if i % 3 == 0 else "Lock",
+                "name": None,
+                "site": f"/srv/app/models/module{i % 7}.py:{10 + i}",
+                "func": "__init__",
+            }
+        )
     cond = f"{pid}.99"
-    emit({"event": "created", "ts": ts, "pid": pid, "tid": pid, "prim": cond,
-          "kind": "Condition", "name": "jobs", "site": "/srv/app/queue.py:12",
-          "func": "__init__", "lock": prims[0]})
+    emit(
+        {
+            "event": "created",
+            "ts": ts,
+            "pid": pid,
+            "tid": pid,
+            "prim": cond,
+            "kind": "Condition",
+            "name": "jobs",
+            "site": "/srv/app/queue.py:12",
+            "func": "__init__",
+            "lock": prims[0],
+        }
+    )
     sites = [f"/srv/app/service/handlers{i % 9}.py:{100 + 3 * i}" for i in range(60)]
     funcs = [f"Handler{i % 9}.handle" for i in range(60)]
 
     def acquire(tid: int, prim: str, depth: int, contended: bool, site: int) -> None:
         wait = rnd.randrange(1000, 3_000_000) if contended else 0
-        emit({"event": "acquire", "ts": ts, "pid": pid, "tid": tid, "prim": prim,
-              "depth": depth, "ok": True, "contended": contended, "wait_ns": wait,
-              "blocked_by": rnd.choice(tids) if contended else None, "blocking": True,
-              "timeout": None, "site": sites[site], "func": funcs[site]})
+        emit(
+            {
+                "event": "acquire",
+                "ts": ts,
+                "pid": pid,
+                "tid": tid,
+                "prim": prim,
+                "depth": depth,
+                "ok": True,
+                "contended": contended,
+                "wait_ns": wait,
+                "blocked_by": rnd.choice(tids) if contended else None,
+                "blocking": True,
+                "timeout": None,
+                "site": sites[site],
+                "func": funcs[site],
+            }
+        )
 
     def release(tid: int, prim: str, depth: int) -> None:
-        ev: dict[str, object] = {"event": "release", "ts": ts, "pid": pid, "tid": tid,
-                                 "prim": prim, "depth": depth}
+        ev: dict[str, object] = {
+            "event": "release",
+            "ts": ts,
+            "pid": pid,
+            "tid": tid,
+            "prim": prim,
+            "depth": depth,
+        }
         if depth == 0:
             ev["hold_ns"] = rnd.randrange(300, 400_000)
         emit(ev)
@@ -98,29 +163,85 @@ def _write_process(path: str, pid: int, events: int, threads: int, seed: int) ->
             else:  # condition: notify, or wait/wake with the lock's release/re-acquire
                 acquire(tid, prims[0], 1, False, 0)
                 if rnd.random() < 0.5:
-                    emit({"event": "notify", "ts": ts, "pid": pid, "tid": tid, "prim": cond,
-                          "n": 1, "waiters": rnd.randrange(0, 2), "woken": [],
-                          "site": sites[1], "func": funcs[1]})
+                    emit(
+                        {
+                            "event": "notify",
+                            "ts": ts,
+                            "pid": pid,
+                            "tid": tid,
+                            "prim": cond,
+                            "n": 1,
+                            "waiters": rnd.randrange(0, 2),
+                            "woken": [],
+                            "site": sites[1],
+                            "func": funcs[1],
+                        }
+                    )
                     release(tid, prims[0], 0)
                 else:
-                    emit({"event": "cond_wait", "ts": ts, "pid": pid, "tid": tid, "prim": cond,
-                          "lock": prims[0], "saved_depth": 1, "timeout": None,
-                          "site": sites[2], "func": funcs[2]})
+                    emit(
+                        {
+                            "event": "cond_wait",
+                            "ts": ts,
+                            "pid": pid,
+                            "tid": tid,
+                            "prim": cond,
+                            "lock": prims[0],
+                            "saved_depth": 1,
+                            "timeout": None,
+                            "site": sites[2],
+                            "func": funcs[2],
+                        }
+                    )
                     release(tid, prims[0], 0)
                     ts += 1000
-                    emit({"event": "acquire", "ts": ts, "pid": pid, "tid": tid,
-                          "prim": prims[0], "depth": 1, "ok": True, "contended": False,
-                          "wait_ns": 0, "blocked_by": None, "blocking": True, "timeout": None,
-                          "restored": True, "site": sites[2], "func": funcs[2]})
-                    emit({"event": "cond_wake", "ts": ts, "pid": pid, "tid": tid,
-                          "prim": cond, "waited_ns": 1000, "notified": True,
-                          "reacquire_ns": 0, "site": sites[2], "func": funcs[2]})
+                    emit(
+                        {
+                            "event": "acquire",
+                            "ts": ts,
+                            "pid": pid,
+                            "tid": tid,
+                            "prim": prims[0],
+                            "depth": 1,
+                            "ok": True,
+                            "contended": False,
+                            "wait_ns": 0,
+                            "blocked_by": None,
+                            "blocking": True,
+                            "timeout": None,
+                            "restored": True,
+                            "site": sites[2],
+                            "func": funcs[2],
+                        }
+                    )
+                    emit(
+                        {
+                            "event": "cond_wake",
+                            "ts": ts,
+                            "pid": pid,
+                            "tid": tid,
+                            "prim": cond,
+                            "waited_ns": 1000,
+                            "notified": True,
+                            "reacquire_ns": 0,
+                            "site": sites[2],
+                            "func": funcs[2],
+                        }
+                    )
                     release(tid, prims[0], 0)
             if len(out) >= 100_000:
                 fh.write(b"\n".join(out) + b"\n")
                 out.clear()
-        emit({"event": "session_end", "ts": ts, "pid": pid, "tid": pid, "dropped": 0,
-              "written": n + 1})
+        emit(
+            {
+                "event": "session_end",
+                "ts": ts,
+                "pid": pid,
+                "tid": pid,
+                "dropped": 0,
+                "written": n + 1,
+            }
+        )
         fh.write(b"\n".join(out) + b"\n")
     return n
 
@@ -160,8 +281,10 @@ def main(argv: list[str] | None = None) -> int:
     events = generate(args.dir, args.events, args.processes, args.threads)
     gen = time.perf_counter() - t0
     size = sum(os.path.getsize(os.path.join(args.dir, n)) for n in os.listdir(args.dir))
-    print(f"log set: {events:,} events, {size / 2**20:.0f} MiB in {args.processes} files "
-          f"({gen:.1f} s to generate or reuse)")
+    print(
+        f"log set: {events:,} events, {size / 2**20:.0f} MiB in {args.processes} files "
+        f"({gen:.1f} s to generate or reuse)"
+    )
     t0 = time.perf_counter()
     agg = analyze([args.dir], jobs=args.jobs)
     t1 = time.perf_counter()
@@ -171,12 +294,18 @@ def main(argv: list[str] | None = None) -> int:
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     counted = report.totals["events"]
     rate = counted / (t2 - t0)
-    print(f"python {sys.version.split()[0]}, jobs {args.jobs}: analysed {counted:,} events in "
-          f"{t2 - t0:.2f} s (scan+merge {t1 - t0:.2f} s, report {t2 - t1:.2f} s)")
-    print(f"throughput: {rate / 1e6:.2f} M events/s overall, {rate / args.jobs / 1e6:.2f} M "
-          f"events/s per job")
-    print(f"peak RSS: main {main_rss:.0f} MiB, largest worker {worker_rss:.0f} MiB, "
-          f"bound for the total {main_rss + args.jobs * worker_rss:.0f} MiB")
+    print(
+        f"python {sys.version.split()[0]}, jobs {args.jobs}: analysed {counted:,} events in "
+        f"{t2 - t0:.2f} s (scan+merge {t1 - t0:.2f} s, report {t2 - t1:.2f} s)"
+    )
+    print(
+        f"throughput: {rate / 1e6:.2f} M events/s overall, {rate / args.jobs / 1e6:.2f} M "
+        f"events/s per job"
+    )
+    print(
+        f"peak RSS: main {main_rss:.0f} MiB, largest worker {worker_rss:.0f} MiB, "
+        f"bound for the total {main_rss + args.jobs * worker_rss:.0f} MiB"
+    )
     print(f"findings: {len(report.findings)}, problems: {report.problem_count}")
     return 0
 

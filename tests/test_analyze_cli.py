@@ -131,3 +131,21 @@ def test_jobs_option_gives_the_same_report(tmp_path: Path) -> None:
     assert main(["analyze", str(d), "-j", "1", "-f", "json", "-o", str(one)]) == 0
     assert main(["analyze", str(d), "-j", "2", "-f", "json", "-o", str(two)]) == 0
     assert one.read_text() == two.read_text()
+
+
+def test_progress_on_stderr_only_when_asked(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--progress draws on stderr, ending with the totals; without it a non-terminal gets none."""
+    d = str(_clean(tmp_path))
+    assert main(["analyze", d, "--progress", "-o", str(tmp_path / "r")]) == 0
+    err = capsys.readouterr().err
+    assert "tracedsync: 1/1 files, 100.0 %" in err and err.endswith("\n")
+    assert main(["analyze", d, "-o", str(tmp_path / "r")]) == 0
+    assert capsys.readouterr().err == ""
+
+
+def test_summary_still_works(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The older ``summary`` subcommand is untouched by ``analyze``."""
+    assert main(["summary", str(_clean(tmp_path))]) == 0
+    assert "only" in capsys.readouterr().out

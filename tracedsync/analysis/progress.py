@@ -8,7 +8,7 @@ from typing import TextIO
 
 
 class Progress:
-    """Rewrites one stderr line at most ten times a second; `done` clears it."""
+    """Rewrites one stderr line at most ten times a second; `done` leaves the final one."""
 
     def __init__(self, files: int, total_bytes: int, stream: TextIO | None = None) -> None:
         self.files = files
@@ -34,12 +34,13 @@ class Progress:
         rate = self.events / max(now - self.t0, 1e-9)
         pct = 100.0 * self.bytes_done / self.total_bytes if self.total_bytes else 100.0
         self.stream.write(
-            f"\rtracedsync: {self.files_done}/{self.files} files, {pct:5.1f} %, "
+            f"\r\033[Ktracedsync: {self.files_done}/{self.files} files, {pct:5.1f} %, "
             f"{self.events / 1e6:.2f} M events, {rate / 1e6:.2f} M events/s "
         )
         self.stream.flush()
 
     def done(self) -> None:
-        """Erase the progress line."""
-        self.stream.write("\r\033[K")
+        """Draw the final figures and end the line."""
+        self._draw(time.monotonic())
+        self.stream.write("\n")
         self.stream.flush()

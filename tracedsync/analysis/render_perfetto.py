@@ -2,7 +2,8 @@
 
 Unlike the other renderers this one needs the events themselves, so it re-reads the log files
 named in the report's sources, one file (one process) at a time, sorted by ``ts`` (the recorder
-writes each thread in order, but a release may land in the file after the acquire it enabled).
+writes each thread in order, but a release may land in the file after the acquire it enabled;
+a sliding window of events puts them back in order without holding the whole file).
 
 What it draws, per process and thread (named from ``thread`` events):
 
@@ -19,12 +20,14 @@ Timestamps are microseconds of the monotonic clock, as the format wants.
 
 from __future__ import annotations
 
+import heapq
 import os
+from collections.abc import Iterator
 from typing import Any, TextIO
 
 import orjson
 
-from .reader import Problem, read_file
+from .reader import Problem, read_chunks
 from .report import Report
 
 Event = dict[str, Any]
@@ -221,6 +224,30 @@ class _Process:
                 )
 
 
+REORDER_WINDOW = 100_000
+
+
+def in_ts_order(path: str, problems: list[Problem]) -> Iterator[Event]:
+    """The events of one file sorted by ``ts``, with bounded memory.
+
+    A file is each thread's program order and close to ``ts`` order overall (threads append
+    to one buffer), so a sliding heap of `REORDER_WINDOW` events puts it in order without
+    holding the whole file.
+    """
+    heap: list[tuple[int, int, Event]] = []
+    seq = 0
+    for _, values in read_chunks(path, problems):
+        for ev in values:
+            if isinstance(ev, dict) and isinstance(ev.get("ts"), int):
+                seq += 1
+                if len(heap) < REORDER_WINDOW:
+                    heapq.heappush(heap, (ev["ts"], seq, ev))
+                else:
+                    yield heapq.heappushpop(heap, (ev["ts"], seq, ev))[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
 class PerfettoRenderer:
     """See the module docstring. Problems re-reading the logs are listed in the metadata."""
 
@@ -255,18 +282,16 @@ class PerfettoRenderer:
                         "args": {"name": f"{name} ({src['pid']})"},
                     }
                 )
+            proc = _Process(w, labels, flow_ids)
             try:
-                events = [e for e in read_file(path, problems) if isinstance(e.get("ts"), int)]
+                for ev in in_ts_order(path, problems):
+                    try:
+                        proc.handle(ev)
+                    except (KeyError, TypeError, ValueError):
+                        continue  # the stats pass already reported malformed events
             except OSError as exc:
                 problems.append(Problem(path, 0, f"cannot read the file ({exc})"))
                 continue
-            events.sort(key=lambda e: e["ts"])
-            proc = _Process(w, labels, flow_ids)
-            for ev in events:
-                try:
-                    proc.handle(ev)
-                except (KeyError, TypeError, ValueError):
-                    continue  # the stats pass already reported malformed events
             proc.counters()
         w.close({"tracedsync": report.tracedsync, "problems": [str(p) for p in problems[:100]]})
 
