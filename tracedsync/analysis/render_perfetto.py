@@ -11,8 +11,9 @@ What it draws, per process and thread (named from ``thread`` events):
   (``release.ts - hold_ns`` .. ``release.ts``), named after the lock, with the acquiring site;
 * wait slices: contended acquires (``ts - wait_ns`` .. ``ts``) and condition waits (from the
   release before the wait to the start of the re-acquire, so they nest with the holds);
-* flow arrows: release → the contended acquire it handed the lock to (the ``blocked_by``
-  thread's last release of that lock), and notify → the wake of each thread it woke;
+* flow arrows: release → the contended acquire it handed the lock to (the last release of
+  that lock by another thread during the wait; often the ``blocked_by`` thread's, not always,
+  as the lock may have changed hands meanwhile), and notify → the wake of each thread it woke;
 * counters: the number of threads waiting on each lock and condition.
 
 Timestamps are microseconds of the monotonic clock, as the format wants.
@@ -65,7 +66,7 @@ class _Process:
         self.labels = labels
         self._ids = flow_ids  # a one-item list: the next flow id, shared across processes
         self.held: dict[tuple[int, str], str] = {}  # (tid, prim) -> acquiring site
-        self.last_release: dict[tuple[int, str], int] = {}  # (tid, prim) -> ts
+        self.last_release: dict[str, tuple[int, int]] = {}  # prim -> (ts, tid) of the last one
         self.cond_wait: dict[tuple[int, str], list[Any]] = {}  # (tid, cond) -> [t0, lock, start]
         self.notified: dict[tuple[int, str], list[tuple[int, int]]] = {}  # woken -> flows
         self.deltas: dict[tuple[int, str], list[tuple[int, int]]] = {}  # counters
@@ -160,11 +161,12 @@ class _Process:
                 blocked_by=ev.get("blocked_by"),
             )
             self.deltas.setdefault((ev["pid"], prim), []).extend(((ts - wait, 1), (ts, -1)))
-            holder = ev.get("blocked_by")
-            rel = self.last_release.get((holder, prim)) if isinstance(holder, int) else None
-            if rel is not None and ts - wait - 1 <= rel <= ts:
+            # The hand-off: the release that let this thread in, i.e. the last release of the
+            # lock by another thread during the wait (often, not always, the `blocked_by` one).
+            last = self.last_release.get(prim)
+            if last is not None and last[1] != tid and ts - wait - 1 <= last[0] <= ts:
                 fid = self.next_flow()
-                self.flow(ev["pid"], holder, rel - 1, "s", fid, "handoff")  # type: ignore[arg-type]
+                self.flow(ev["pid"], last[1], last[0] - 1, "s", fid, "handoff")
                 self.flow(ev["pid"], tid, ts - 1, "f", fid, "handoff")
         if ev.get("ok") and key not in self.held:
             self.held[key] = ev.get("site") or "?"
@@ -175,7 +177,7 @@ class _Process:
             return
         key = (tid, prim)
         site = self.held.pop(key, None)
-        self.last_release[key] = ev["ts"]
+        self.last_release[prim] = (ev["ts"], tid)
         hold = ev.get("hold_ns")
         if isinstance(hold, int):
             self.slice(
