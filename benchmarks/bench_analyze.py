@@ -8,8 +8,10 @@ contended, a few failed), condition waits and notifies, and the usual headers an
 set is cached in ``--dir`` and reused when it already holds the requested number of events.
 
 It reports the wall time of the analysis (reading, aggregating, findings and the report; no
-rendering), events/s overall and per job, the peak RSS of the main process and of the largest
-worker (RUSAGE_CHILDREN), and their sum bound (main + jobs x worker) for the total.
+rendering), events/s overall and per job, events per CPU-second (user+system time of this
+process and its workers: the per-core figure, less sensitive to other load), the peak RSS of
+the main process and of the largest worker (RUSAGE_CHILDREN), and their sum bound
+(main + jobs x worker) for the total.
 """
 
 from __future__ import annotations
@@ -285,11 +287,14 @@ def main(argv: list[str] | None = None) -> int:
         f"log set: {events:,} events, {size / 2**20:.0f} MiB in {args.processes} files "
         f"({gen:.1f} s to generate or reuse)"
     )
+    c0 = os.times()
     t0 = time.perf_counter()
     agg = analyze([args.dir], jobs=args.jobs)
     t1 = time.perf_counter()
     report = build_report(agg)
     t2 = time.perf_counter()
+    c1 = os.times()
+    cpu = sum(c1[:4]) - sum(c0[:4])  # user+system, this process and its (joined) workers
     main_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     counted = report.totals["events"]
@@ -300,7 +305,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(
         f"throughput: {rate / 1e6:.2f} M events/s overall, {rate / args.jobs / 1e6:.2f} M "
-        f"events/s per job"
+        f"events/s per job; {counted / cpu / 1e6:.2f} M events per CPU-second "
+        f"({cpu:.1f} s of CPU)"
     )
     print(
         f"peak RSS: main {main_rss:.0f} MiB, largest worker {worker_rss:.0f} MiB, "
