@@ -71,16 +71,18 @@ class TextRenderer:
         )
         self._header(console, report)
         self._findings(console, report)
-        self._rows(console, "Primitives", report.primitives, first="primitive", created=True)
+        locks = [r for r in report.primitives if r.acquisitions or r.failed]
+        self._rows(console, "Locks", locks, first="primitive", created=True)
         self._rows(
             console, "Call sites (where acquire was called)", report.call_sites, first="call site"
         )
         self._rows(
             console,
-            "Creation sites (all primitives created on one line)",
-            report.creation_sites,
+            "Creation sites (all locks created on one line)",
+            [r for r in report.creation_sites if r.acquisitions or r.failed],
             first="created at",
         )
+        self._conditions(console, report)
         self._other(console, report)
         self._problems(console, report)
 
@@ -146,8 +148,6 @@ class TextRenderer:
             tab.add_column(head, justify="right", no_wrap=True)
         tab.add_column("depth", justify="right")
         tab.add_column("thr/proc", justify="right")
-        tab.add_column("cond waits (t/o)", justify="right")
-        tab.add_column("notifies (unheard)", justify="right")
         for r in shown:
             cells = [shorten(r.label)]
             if created:
@@ -159,10 +159,28 @@ class TextRenderer:
                 *_cols(r.hold),
                 str(r.max_depth or "-"),
                 f"{r.thread_count}/{len(r.processes)}",
-                f"{r.cond_waits} ({r.cond_timeouts})" if r.cond_waits else "-",
-                f"{r.notifies} ({r.unheard_notifies})" if r.notifies else "-",
             ]
             tab.add_row(*cells)
+        c.print(tab)
+
+    def _conditions(self, c: Console, r: Report) -> None:
+        rows = [x for x in r.primitives if x.cond_waits or x.notifies]
+        if not rows:
+            return
+        tab = Table(title=f"Conditions ({len(rows)})", box=box.SIMPLE_HEAD, title_justify="left")
+        tab.add_column("condition", overflow="fold", min_width=24)
+        tab.add_column("created at", overflow="fold", min_width=12)
+        for head in ("waits", "timed out", "notifies", "heard by nobody"):
+            tab.add_column(head, justify="right")
+        for x in rows[: self.top]:
+            tab.add_row(
+                shorten(x.label),
+                shorten(x.created_at or "?"),
+                f"{x.cond_waits:,}",
+                f"{x.cond_timeouts:,}",
+                f"{x.notifies:,}",
+                f"{x.unheard_notifies:,}",
+            )
         c.print(tab)
 
     def _other(self, c: Console, r: Report) -> None:
