@@ -67,12 +67,17 @@ def test_exit_2_on_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["analyze", str(tmp_path / "nope")]) == 2
     assert main(["analyze", str(empty)]) == 2
     assert main(["analyze", str(newer)]) == 2
+    garbage = tmp_path / "garbage"
+    garbage.mkdir()
+    (garbage / "tracedsync-2.jsonl").write_bytes(b"\xff\xfe garbage\n{broken\n")
+    assert main(["analyze", str(garbage)]) == 2
     assert main(["analyze", "--format", "pdf", str(empty)]) == 2
     assert main(["analyze", "--long-hold", "-1", str(empty)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
     assert "schema 2" in err and "Upgrade tracedsync" in err
     assert "no such file or directory" in err
+    assert "no events could be read from the log files (2 unusable line(s); first:" in err
 
 
 def test_corrupt_lines_are_listed_and_the_rest_analysed(

@@ -109,8 +109,15 @@ def analyze(
     finally:
         if bar is not None:
             bar.done()
-    if not any(s.bytes or s.events for s in total.sources) and not saved:
-        raise NoInputError("no events could be read from the log files")
+    if not any(s.events for s in total.sources) and not saved:
+        first = ""
+        if total.problems:
+            path, line, reason = total.problems[0]
+            first = f"; first: {path}:{line}: {reason}"
+        raise NoInputError(
+            f"no events could be read from the log files ({total.problem_count} unusable "
+            f"line(s){first})"
+        )
     return total
 
 
