@@ -161,3 +161,23 @@ def test_html_opens_in_a_real_browser(tmp_path: Path) -> None:
     data = shot.read_bytes()
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     assert os.path.getsize(shot) > 10_000  # a blank page compresses to far less
+
+
+def test_perfetto_reorders_a_release_written_after_the_acquire_it_enabled(
+    tmp_path: Path,
+) -> None:
+    """The releaser may append its record after the waiter's acquire: the trace still draws
+    the hand-off from that release (events are put back in ts order)."""
+    log = Log()
+    lock = log.created(1)
+    log.acquire(7, lock, "a.py:1")
+    rel = log.ev("release", 7, prim=lock, depth=0, hold_ns=500)
+    log.acquire(8, lock, "a.py:2", wait=900, blocked_by=7)
+    log.lines[-1], log.lines[-2] = log.lines[-2], log.lines[-1]  # acquire written first
+    assert log.lines[-1] is rel
+    log.write(tmp_path)
+    from tracedsync.analysis.analyze import analyze
+
+    trace = json.loads(_render(build_report(analyze([str(tmp_path)])), "perfetto"))
+    flows = [e for e in trace["traceEvents"] if e.get("name") == "handoff"]
+    assert sorted((e["ph"], e["tid"]) for e in flows) == [("f", 8), ("s", 7)]

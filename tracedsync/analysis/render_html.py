@@ -133,21 +133,40 @@ def _pct(d: Dist) -> str:
 
 
 def _table(title: str, rows: list[Row], top: int) -> str:
+    rows = [r for r in rows if r.acquisitions or r.failed]
     if not rows:
         return ""
     out = [
         f"<h2>{_e(title)} ({len(rows)})</h2><table><tr><th class=l>name</th>"
         "<th>acquired</th><th>contended</th><th>wait p50</th><th>p95</th><th>p99</th>"
         "<th>max</th><th>hold p50</th><th>p95</th><th>p99</th><th>max</th><th>depth</th>"
-        "<th>threads</th><th>cond waits</th><th>timeouts</th><th>notifies</th>"
-        "<th>unheard</th></tr>"
+        "<th>threads</th></tr>"
     ]
     for r in rows[:top]:
         out.append(
             f"<tr><td class=l><code>{_e(r.label)}</code></td><td>{r.acquisitions:,}</td>"
             f"<td>{r.contended_share:.1%}</td>{_pct(r.wait)}{_pct(r.hold)}"
-            f"<td>{r.max_depth}</td><td>{r.thread_count}</td><td>{r.cond_waits}</td>"
-            f"<td>{r.cond_timeouts}</td><td>{r.notifies}</td><td>{r.unheard_notifies}</td></tr>"
+            f"<td>{r.max_depth}</td><td>{r.thread_count}</td></tr>"
+        )
+    out.append("</table>")
+    return "".join(out)
+
+
+def _conditions(rows: list[Row], top: int) -> str:
+    rows = [r for r in rows if r.cond_waits or r.notifies]
+    if not rows:
+        return ""
+    out = [
+        f"<h2>Conditions ({len(rows)})</h2><table><tr><th class=l>name</th>"
+        "<th class=l>created at</th><th>waits</th><th>timed out</th><th>notifies</th>"
+        "<th>heard by nobody</th></tr>"
+    ]
+    for r in rows[:top]:
+        out.append(
+            f"<tr><td class=l><code>{_e(r.label)}</code></td><td class=l><code>"
+            f"{_e(r.created_at or '?')}</code></td><td>{r.cond_waits:,}</td>"
+            f"<td>{r.cond_timeouts:,}</td><td>{r.notifies:,}</td>"
+            f"<td>{r.unheard_notifies:,}</td></tr>"
         )
     out.append("</table>")
     return "".join(out)
@@ -200,9 +219,10 @@ class HtmlRenderer:
             distribution_svg("lock hold times", _merge([r.hold for r in report.primitives]))
         )
         parts.append("</div>")
-        parts.append(_table("Primitives", report.primitives, self.top))
+        parts.append(_table("Locks", report.primitives, self.top))
         parts.append(_table("Call sites", report.call_sites, self.top))
         parts.append(_table("Creation sites", report.creation_sites, self.top))
+        parts.append(_conditions(report.primitives, self.top))
         if report.problems:
             parts.append(f"<h2>Skipped lines ({report.problem_count})</h2><ul>")
             parts.extend(
