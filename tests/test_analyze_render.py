@@ -172,7 +172,7 @@ def test_perfetto_reorders_a_release_written_after_the_acquire_it_enabled(
     lock = log.created(1)
     log.acquire(7, lock, "a.py:1")
     rel = log.ev("release", 7, prim=lock, depth=0, hold_ns=500)
-    log.acquire(8, lock, "a.py:2", wait=900, blocked_by=7)
+    log.acquire(8, lock, "a.py:2", wait=1500, blocked_by=7)  # waited across the release
     log.lines[-1], log.lines[-2] = log.lines[-2], log.lines[-1]  # acquire written first
     assert log.lines[-1] is rel
     log.write(tmp_path)
