@@ -82,7 +82,8 @@ class Decoder:
         return self.tids.get(ident, ident)
 
     def _base(self, name: str, item: tuple[Any, ...]) -> Event:
-        return {"event": name, "ts": item[1], "pid": self.pid, "tid": self.tids.get(item[2], item[2])}
+        ident = item[2]
+        return {"event": name, "ts": item[1], "pid": self.pid, "tid": self.tids.get(ident, ident)}
 
     def _with_site(self, ev: Event, code: Any, lineno: int) -> Event:
         site, func = self.site(code, lineno)
@@ -116,27 +117,40 @@ class Decoder:
             ev.update(extra)
         return ev
 
+    # _acquire and _release are the bulk of every log: one dict literal each, no helper calls
+    # beyond the call-site cache.
     def _acquire(self, item: tuple[Any, ...]) -> Event:
-        _, _, _, prim, depth, ok, contended, wait_ns, blocked_by, blocking, timeout, code, ln = item
-        ev = self._base("acquire", item)
-        ev["prim"] = prim
-        ev["depth"] = depth
-        ev["ok"] = ok
-        ev["contended"] = contended
-        ev["wait_ns"] = wait_ns
-        ev["blocked_by"] = self._tid(blocked_by)
-        ev["blocking"] = blocking
-        ev["timeout"] = None if timeout is None or timeout < 0 else timeout
-        return self._with_site(ev, code, ln)
+        _, ts, ident, prim, depth, ok, contended, wait_ns, blocked_by, blocking, timeout, code, ln = (
+            item
+        )
+        tids = self.tids
+        site, func = self.site(code, ln)
+        ev = {
+            "event": "acquire",
+            "ts": ts,
+            "pid": self.pid,
+            "tid": tids.get(ident, ident),
+            "prim": prim,
+            "depth": depth,
+            "ok": ok,
+            "contended": contended,
+            "wait_ns": wait_ns,
+            "blocked_by": None if blocked_by is None else tids.get(blocked_by, blocked_by),
+            "blocking": blocking,
+            "timeout": None if timeout is None or timeout < 0 else timeout,
+        }
+        if site is not None:
+            ev["site"] = site
+            ev["func"] = func
+        return ev
 
     def _release(self, item: tuple[Any, ...]) -> Event:
-        _, _, _, prim, depth, hold_ns = item
-        ev = self._base("release", item)
-        ev["prim"] = prim
-        ev["depth"] = depth
-        if hold_ns is not None:
-            ev["hold_ns"] = hold_ns
-        return ev
+        _, ts, ident, prim, depth, hold_ns = item
+        if hold_ns is None:
+            return {"event": "release", "ts": ts, "pid": self.pid,
+                    "tid": self.tids.get(ident, ident), "prim": prim, "depth": depth}
+        return {"event": "release", "ts": ts, "pid": self.pid, "tid": self.tids.get(ident, ident),
+                "prim": prim, "depth": depth, "hold_ns": hold_ns}
 
     def _save(self, item: tuple[Any, ...]) -> Event:
         _, _, _, prim, saved, hold_ns, code, ln = item

@@ -37,11 +37,13 @@ def report(message: str) -> None:
         pass
 
 
+_dumps = orjson.dumps
+_OPT = orjson.OPT_APPEND_NEWLINE
+
+
 def default_renderer() -> Processor:
     """structlog's JSON renderer with orjson, one line per event."""
-    return structlog.processors.JSONRenderer(
-        serializer=orjson.dumps, option=orjson.OPT_APPEND_NEWLINE, default=str
-    )
+    return structlog.processors.JSONRenderer(serializer=_dumps, option=_OPT, default=str)
 
 
 class FileWriter:
@@ -133,7 +135,10 @@ class Sink:
         renderer = self.renderer
         procs = self.processors
         if not procs:
-            return b"".join([renderer(None, _method(ev), ev) for ev in events])
+            # The chain is only structlog's JSONRenderer, whose __call__ is exactly
+            # ``serializer(event_dict, **kw)``: call the serializer directly (a third of the
+            # rendering cost is the processor-call overhead).
+            return b"".join([_dumps(ev, default=str, option=_OPT) for ev in events])
         out = []
         for ev in events:
             method = _method(ev)

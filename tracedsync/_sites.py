@@ -38,22 +38,26 @@ def user_site() -> tuple[CodeType | None, int]:
 
 
 class SiteFormatter:
-    """Turns ``(code, lineno)`` into ``("file:line", "function")``, with a cache."""
+    """Turns ``(code, lineno)`` into ``("file:line", "function")``, with a cache.
+
+    The cache is keyed by ``id(code)``: hashing a code object hashes its bytecode and constants,
+    which costs more than formatting. Each entry keeps its code object alive, so an id in the
+    cache can never be reused by another code object.
+    """
 
     __slots__ = ("_cache",)
 
     def __init__(self) -> None:
-        self._cache: dict[tuple[CodeType, int], tuple[str, str]] = {}
+        self._cache: dict[tuple[int, int], tuple[CodeType, str, str]] = {}
 
     def __call__(self, code: CodeType | None, lineno: int) -> tuple[str | None, str | None]:
         if code is None:
             return None, None
-        key = (code, lineno)
-        hit = self._cache.get(key)
+        hit = self._cache.get((id(code), lineno))
         if hit is None:
             func = getattr(code, "co_qualname", code.co_name)
-            hit = (f"{code.co_filename}:{lineno}", func)
+            hit = (code, f"{code.co_filename}:{lineno}", func)
             if len(self._cache) > 100_000:
                 self._cache.clear()
-            self._cache[key] = hit
-        return hit
+            self._cache[(id(code), lineno)] = hit
+        return hit[1], hit[2]

@@ -1,0 +1,134 @@
+"""Overhead of traced locks against the raw primitives, measured in one pyperf run.
+
+    python benchmarks/bench_locks.py [--fast] [pyperf options]
+
+Each benchmark runs in pyperf's worker processes; the ratios printed at the end divide each
+traced figure by the raw figure measured in the same run. Logs go to a temporary directory
+and are written after each timed loop: the figures are the *inline* cost, what the application
+thread pays on its own path. The flusher's CPU per event (decode, render, write) is measured
+separately; in a real program it runs in a background thread and shares the GIL.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import pyperf
+
+import tracedsync
+
+UNROLL = 10
+LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-logs")
+
+
+def _make(kind: str, level: str) -> Any:
+    if level == "raw":
+        return threading.RLock() if kind == "rlock" else threading.Lock()
+    # The inline cost is measured with the flusher held off (it would take the GIL from the
+    # timed thread); the flusher's own cost per event is `bench_flush_cost`, measured apart.
+    tracedsync.configure(level=level, log_dir=LOG_DIR, flush_interval=3600,
+                         buffer_limit=10**9)
+    return tracedsync.RLock() if kind == "rlock" else tracedsync.Lock()
+
+
+def bench_with(loops: int, kind: str, level: str) -> float:
+    lock = _make(kind, level)
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+    dt = time.perf_counter() - t0
+    tracedsync.flush()
+    return dt
+
+
+def bench_acquire_release(loops: int, kind: str, level: str) -> float:
+    lock = _make(kind, level)
+    acquire = lock.acquire
+    release = lock.release
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+        acquire(); release()  # noqa: E702
+    dt = time.perf_counter() - t0
+    tracedsync.flush()
+    return dt
+
+
+def bench_flush_cost(loops: int) -> float:
+    """CPU to decode, render and write one recorded event (the flusher's share)."""
+    tracedsync.configure(level="full", log_dir=LOG_DIR, flush_interval=3600)
+    lock = tracedsync.RLock()
+    total = 0.0
+    for _ in range(loops):
+        for _ in range(500):
+            with lock:
+                pass  # 1000 events
+        t0 = time.process_time()
+        tracedsync.flush()
+        total += time.process_time() - t0
+    return total
+
+
+BENCHES = [
+    ("with RLock", bench_with, "rlock"),
+    ("acquire/release RLock", bench_acquire_release, "rlock"),
+    ("with Lock", bench_with, "lock"),
+    ("acquire/release Lock", bench_acquire_release, "lock"),
+]
+LEVELS = ["raw", "off", "contention", "full"]
+
+
+def main() -> None:
+    runner = pyperf.Runner()
+    results: dict[tuple[str, str], float] = {}
+    for title, func, kind in BENCHES:
+        for level in LEVELS:
+            bench = runner.bench_time_func(f"{title} [{level}]", func, kind, level,
+                                           inner_loops=UNROLL)
+            if bench is not None and not runner.args.worker:
+                results[(title, level)] = bench.mean()
+    flush = runner.bench_time_func("flusher CPU per event", bench_flush_cost, inner_loops=1000)
+    if runner.args.worker or not results:
+        return
+    lines = ["", "| operation | raw | off | contention | full |", "|---|---|---|---|---|"]
+    for title, _, _ in BENCHES:
+        raw = results[(title, "raw")]
+        cells = [f"{raw * 1e9:.0f} ns"]
+        for level in LEVELS[1:]:
+            t = results[(title, level)]
+            cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    if flush is not None:
+        lines.append("")
+        lines.append(f"Flusher CPU per recorded event (decode + render + write): "
+                     f"{flush.mean() * 1e6:.2f} µs")
+    lines.append(f"Python {sys.version.split()[0]}, tracedsync {tracedsync.__version__}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
