@@ -19,6 +19,7 @@ Design note (read docs/architecture.md, "The hot path", first).
 from __future__ import annotations
 
 import copy
+import os
 import sys
 import threading
 from typing import Any
@@ -94,7 +95,7 @@ class _TracedLockBase(wrapt.BaseObjectProxy):  # type: ignore[misc]
             if level == FULL:
                 f = _getframe(_depth)
                 rt.emit((OP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, True, -1,
-                         f.f_code, f.f_lineno))
+                         f.f_code, -1 - f.f_lasti))
             return True
         return _acquire_slow(st, blocking, timeout, _depth + 1)
 
@@ -120,7 +121,7 @@ class _TracedLockBase(wrapt.BaseObjectProxy):  # type: ignore[misc]
             if level == FULL:
                 f = _getframe(_depth)
                 rt.emit((OP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, True, -1,
-                         f.f_code, f.f_lineno))
+                         f.f_code, -1 - f.f_lasti))
             return True
         return _acquire_slow(st, True, -1, _depth + 1)
 
@@ -461,3 +462,23 @@ def wrap_lock(lock: Any, *, name: str | None = None, site: tuple[Any, int] | Non
     if isinstance(lock, _RAW_RLOCK_TYPES):
         return TracedRLock(lock, name=name, _site=site)
     return lock
+
+
+def _install_speedups() -> bool:
+    """Put the C hot path (tracedsync._speedups) on the proxies, unless absent or disabled.
+
+    ``TRACEDSYNC_PURE_PYTHON=1`` keeps the pure-Python methods (the test suite runs both).
+    """
+    if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
+        return False
+    try:
+        from . import _speedups  # type: ignore[attr-defined]
+    except ImportError:
+        return False
+    _speedups.install(_TracedLockBase, PrimState, rt, _acquire_slow, _release_unbooked,
+                      OP_ACQUIRE, OP_RELEASE)
+    return True
+
+
+SPEEDUPS = _install_speedups()
+"""Whether the C hot path is in use."""

@@ -37,8 +37,20 @@ def user_site() -> tuple[CodeType | None, int]:
     return frame.f_code, frame.f_lineno or 0
 
 
+def line_of(code: CodeType, lasti: int) -> int:
+    """The line of the instruction at byte offset ``lasti`` in ``code`` (0 if unknown)."""
+    for start, end, line in code.co_lines():
+        if start <= lasti < end:
+            return line or 0
+    return 0
+
+
 class SiteFormatter:
-    """Turns ``(code, lineno)`` into ``("file:line", "function")``, with a cache.
+    """Turns ``(code, pos)`` into ``("file:line", "function")``, with a cache.
+
+    ``pos`` is a line number, or, when negative, ``-(lasti + 1)`` where ``lasti`` is the byte
+    offset of the calling instruction (``frame.f_lasti``). The hot paths record the offset: it is
+    a plain read, while ``f_lineno`` scans the code's line table on every call.
 
     The cache is keyed by ``id(code)``: hashing a code object hashes its bytecode and constants,
     which costs more than formatting. Each entry keeps its code object alive, so an id in the
@@ -56,7 +68,8 @@ class SiteFormatter:
         hit = self._cache.get((id(code), lineno))
         if hit is None:
             func = getattr(code, "co_qualname", code.co_name)
-            hit = (code, f"{code.co_filename}:{lineno}", func)
+            line = lineno if lineno >= 0 else line_of(code, -lineno - 1)
+            hit = (code, f"{code.co_filename}:{line}", func)
             if len(self._cache) > 100_000:
                 self._cache.clear()
             self._cache[(id(code), lineno)] = hit
