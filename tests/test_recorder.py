@@ -72,10 +72,9 @@ def test_level_off_records_nothing(level: None) -> None:
     """At `off` the proxies pass straight through and nothing is recorded."""
     lock = tracedsync.RLock()
     tracedsync.configure(level="off")
-    with capture() as events:
-        with lock:
-            assert lock.acquire(False)
-            lock.release()
+    with capture() as events, lock:
+        assert lock.acquire(False)
+        lock.release()
     tracedsync.configure(level="full")
     assert events == []
     assert lock.statistics().acquisitions == 0

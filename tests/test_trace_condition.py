@@ -21,11 +21,10 @@ def test_wait_with_recursively_held_rlock_saves_and_restores_depth() -> None:
     """A wait under a depth-3 RLock records release(saved_depth=3) and acquire(restored, 3)."""
     lock = tracedsync.RLock(name="r")
     cond = tracedsync.Condition(lock, name="c")
-    with capture() as events:
-        with lock, lock, cond:
-            assert cond.wait(timeout=0.001) is False
-            assert lock._is_owned()
-            assert lock._recursion_count() == 3 if hasattr(lock, "_recursion_count") else True
+    with capture() as events, lock, lock, cond:
+        assert cond.wait(timeout=0.001) is False
+        assert lock._is_owned()
+        assert lock._recursion_count() == 3 if hasattr(lock, "_recursion_count") else True
     seq = [(e["event"], e["depth"], e.get("saved_depth"), e.get("restored"))
            for e in events.where(prim=_prim(lock))]
     assert seq == [
@@ -45,10 +44,8 @@ def test_threading_condition_over_traced_lock_records_release_and_restore() -> N
     """threading.Condition(traced RLock) goes through our _release_save/_acquire_restore."""
     lock = tracedsync.RLock()
     cond = threading.Condition(lock)
-    with capture() as events:
-        with cond:
-            with cond:
-                cond.wait(0.001)
+    with capture() as events, cond, cond:
+        cond.wait(0.001)
     kinds = [(e["event"], e["depth"], e.get("saved_depth")) for e in events.where(prim=_prim(lock))]
     assert ("release", 0, 2) in kinds
     restored = events.where(prim=_prim(lock), restored=True)
@@ -99,10 +96,9 @@ def test_notify_names_the_woken_thread() -> None:
 def test_notify_with_no_waiter_is_recorded_as_unheard() -> None:
     """A notify that nobody receives has waiters=0 and counts as unheard."""
     cond = tracedsync.Condition()
-    with capture() as events:
-        with cond:
-            cond.notify()
-            cond.notify_all()
+    with capture() as events, cond:
+        cond.notify()
+        cond.notify_all()
     assert [(e["event"], e["waiters"]) for e in events.where(prim=_prim(cond))
             if e["event"].startswith("notify")] == [("notify", 0), ("notify_all", 0)]
     assert cond.statistics().unheard_notifies == 2
@@ -138,10 +134,9 @@ def test_notify_all_wakes_every_waiter_in_order() -> None:
 def test_wait_for_records_each_wait() -> None:
     """wait_for goes through the traced wait and returns the predicate's value."""
     cond = tracedsync.Condition()
-    with capture() as events:
-        with cond:
-            assert cond.wait_for(lambda: False, timeout=0.002) is False
-            assert cond.wait_for(lambda: 5) == 5
+    with capture() as events, cond:
+        assert cond.wait_for(lambda: False, timeout=0.002) is False
+        assert cond.wait_for(lambda: 5) == 5
     waits = events.where(event="cond_wait", prim=_prim(cond))
     assert waits and all(w["site"].startswith(__file__) for w in waits)
 
@@ -162,9 +157,8 @@ def test_condition_over_real_lock_is_wrapped() -> None:
     """Condition(real Lock) wraps it, so acquisitions through the condition are recorded."""
     raw = threading.Lock()
     cond = tracedsync.Condition(raw)
-    with capture() as events:
-        with cond:
-            assert raw.locked()
+    with capture() as events, cond:
+        assert raw.locked()
     acquires = events.where(event="acquire")
     assert len(acquires) == 1 and acquires[0]["site"].startswith(__file__)
     assert not raw.locked()

@@ -20,12 +20,11 @@ def _prim(lock: Any) -> str:
 def test_nested_rlock_depth_sequence() -> None:
     """Nested acquires and releases record depths 1, 2, 3, 2, 1, 0 in order."""
     lock = tracedsync.RLock(name="nested")
-    with capture() as events:
+    with capture() as events, lock:
+        lock.acquire()
         with lock:
-            lock.acquire()
-            with lock:
-                pass
-            lock.release()
+            pass
+        lock.release()
     seq = [(e["event"], e["depth"]) for e in events.where(prim=_prim(lock))]
     assert seq == [
         ("acquire", 1), ("acquire", 2), ("acquire", 3),
@@ -213,9 +212,8 @@ def test_argument_errors_are_the_originals(factory: Any) -> None:
 def test_exception_inside_with_releases_and_propagates() -> None:
     """An exception in a `with` block propagates unchanged and the release is recorded."""
     lock = tracedsync.RLock()
-    with capture() as events, pytest.raises(KeyError):
-        with lock:
-            raise KeyError("x")
+    with capture() as events, pytest.raises(KeyError), lock:
+        raise KeyError("x")
     assert [e["event"] for e in events.where(prim=_prim(lock))] == ["acquire", "release"]
     assert lock.acquire(False)
     lock.release()
@@ -267,9 +265,8 @@ def test_at_fork_reinit_resets_books() -> None:
     lock.acquire()
     lock._at_fork_reinit()
     assert lock.statistics().owner is None
-    with capture() as events:
-        with lock:
-            pass
+    with capture() as events, lock:
+        pass
     assert [e["depth"] for e in events.where(prim=_prim(lock))] == [1, 0]
 
 

@@ -47,7 +47,7 @@ def _ident() -> int:
         return rt.register_thread()
 
 
-class TracedCondition(wrapt.BaseObjectProxy):  # type: ignore[misc]
+class TracedCondition(wrapt.BaseObjectProxy[Any]):
     """A traced ``threading.Condition``. ``lock`` may be a traced or a real lock (a real one is
     wrapped, so acquisitions through the condition are recorded), or None for a new traced RLock.
     """
@@ -167,7 +167,7 @@ class TracedCondition(wrapt.BaseObjectProxy):  # type: ignore[misc]
         _notify(st, None, True)
         return None
 
-    def notifyAll(self) -> None:  # noqa: N802 - the deprecated alias, as threading has it
+    def notifyAll(self) -> None:
         """Deprecated alias of `notify_all`, with ``threading``'s warning."""
         warnings.warn("notifyAll() is deprecated, use notify_all() instead",
                       DeprecationWarning, stacklevel=2)
@@ -176,7 +176,7 @@ class TracedCondition(wrapt.BaseObjectProxy):  # type: ignore[misc]
     # -- introspection -----------------------------------------------------------------------
     def statistics(self) -> Statistics:
         """A snapshot of this condition's counters (its lock has its own)."""
-        return _get_state(self).statistics()  # type: ignore[no-any-return]
+        return _get_state(self).statistics()
 
     def __repr__(self) -> str:
         st: PrimState = _get_state(self)
@@ -197,8 +197,8 @@ class TracedCondition(wrapt.BaseObjectProxy):  # type: ignore[misc]
         return self.__wrapped__.__reduce_ex__(protocol)
 
 
-_get_state = TracedCondition._self_state.__get__  # type: ignore[attr-defined]
-_lock_state = _TracedLockBase._self_state.__get__  # type: ignore[attr-defined]
+_get_state: Callable[[Any], PrimState] = vars(TracedCondition)["_self_state"].__get__
+_lock_state: Callable[[Any], PrimState] = vars(_TracedLockBase)["_self_state"].__get__
 
 
 def waiters_owned(st: PrimState) -> bool:

@@ -27,7 +27,8 @@ class Settings:
     log_dir: str = "tracedsync-logs"
     """Directory of the per-process ``tracedsync-<pid>.jsonl`` files (created on first write)."""
     level: str = "full"
-    """``full`` (every event), ``contention`` (contended/failed/waits/misuse + counters), ``off``."""
+    """``full`` (every event), ``contention`` (contended/failed/waits/misuse + counters) or
+    ``off``."""
     flush_interval: float = 0.2
     """Seconds between background flushes."""
     buffer_limit: int = 100_000

@@ -120,9 +120,8 @@ class Decoder:
     # _acquire and _release are the bulk of every log: one dict literal each, no helper calls
     # beyond the call-site cache.
     def _acquire(self, item: tuple[Any, ...]) -> Event:
-        _, ts, ident, prim, depth, ok, contended, wait_ns, blocked_by, blocking, timeout, code, ln = (
-            item
-        )
+        (_, ts, ident, prim, depth, ok, contended, wait_ns, blocked_by, blocking, timeout, code,
+         ln) = item
         tids = self.tids
         site, func = self.site(code, ln)
         ev = {

@@ -22,7 +22,8 @@ import copy
 import os
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import wrapt
 
@@ -41,11 +42,12 @@ RawLock = threading.Lock
 RawRLock = threading.RLock
 _RAW_LOCK_TYPE = type(RawLock())
 _RAW_RLOCK_TYPES: tuple[type, ...] = tuple(
-    t for t in (getattr(threading, "_CRLock", None), threading._PyRLock) if t is not None
+    t for t in (getattr(threading, "_CRLock", None), getattr(threading, "_PyRLock", None))
+    if t is not None
 )
 
 
-class _TracedLockBase(wrapt.BaseObjectProxy):  # type: ignore[misc]
+class _TracedLockBase(wrapt.BaseObjectProxy[Any]):
     """Common code of `TracedLock` and `TracedRLock`. Not for direct use."""
 
     __slots__ = ("_self_state",)
@@ -200,7 +202,8 @@ class _TracedLockBase(wrapt.BaseObjectProxy):  # type: ignore[misc]
         return self.__wrapped__.__reduce_ex__(protocol)
 
 
-_get_state = _TracedLockBase._self_state.__get__  # type: ignore[attr-defined]
+# The slot's descriptor, read once: calling its __get__ skips wrapt's getattro.
+_get_state: Callable[[Any], PrimState] = vars(_TracedLockBase)["_self_state"].__get__
 
 
 def _ident() -> int:
@@ -218,7 +221,8 @@ def _acquire_slow(st: PrimState, blocking: bool, timeout: float, fdepth: int) ->
     if not blocking:
         # The real lock validates (acquire(False, 1) raises ValueError) and answers.
         ok = st.acquire(blocking, timeout)
-        return _booked(st, ok, fdepth + 1, blocking, timeout, 0, not ok, st.owner if not ok else None)
+        blocked_by = None if ok else st.owner
+        return _booked(st, ok, fdepth + 1, blocking, timeout, 0, not ok, blocked_by)
     if timeout != -1 and not (
         type(timeout) in (int, float) and 0 <= timeout <= TIMEOUT_MAX
     ):
@@ -439,7 +443,7 @@ class TracedRLock(_TracedLockBase):
 def Lock(*, name: str | None = None) -> TracedLock:
     """A new traced ``threading.Lock``; ``name`` labels it in the logs."""
     if rt.in_guard():
-        return RawLock()  # type: ignore[return-value]  # tracedsync's own machinery: untraced
+        return cast(TracedLock, RawLock())  # tracedsync's own machinery: untraced
     f = _getframe(1)
     return TracedLock(name=name, _site=(f.f_code, f.f_lineno))
 
@@ -448,7 +452,7 @@ def RLock(*args: Any, name: str | None = None, **kwargs: Any) -> TracedRLock:
     """A new traced ``threading.RLock`` (extra arguments are handled as ``threading`` does)."""
     raw = RawRLock(*args, **kwargs)
     if rt.in_guard():
-        return raw  # type: ignore[no-any-return]
+        return cast(TracedRLock, raw)  # tracedsync's own machinery: untraced
     f = _getframe(1)
     return TracedRLock(raw, name=name, _site=(f.f_code, f.f_lineno))
 

@@ -41,7 +41,6 @@ from ._events import OP_SESSION_END, Decoder, Event
 from ._sink import Sink, report
 from ._version import SCHEMA_VERSION, __version__
 
-
 _CHUNK = 256
 
 

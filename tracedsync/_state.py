@@ -138,8 +138,9 @@ class PrimState:
 
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         self.raw = raw
-        self.acquire = getattr(raw, "acquire", None)
-        self.release = getattr(raw, "release", None)
+        # The real primitive's bound methods (None for one that has no such method).
+        self.acquire: Any = getattr(raw, "acquire", None)
+        self.release: Any = getattr(raw, "release", None)
         self.prim = prim
         self.kind = kind
         self.name = name
