@@ -16,7 +16,8 @@ from ._condition import Condition, TracedCondition
 from ._config import ConfigError, Settings
 from ._event import Event, TracedEvent
 from ._locks import Lock, RLock, TracedLock, TracedRLock
-from ._recorder import RECORDER
+from ._patch import patch, patched, unpatch
+from ._recorder import RECORDER as _RECORDER
 from ._semaphore import BoundedSemaphore, Semaphore, TracedBoundedSemaphore, TracedSemaphore
 from ._state import Statistics
 from ._version import SCHEMA_VERSION, __version__
@@ -44,7 +45,10 @@ __all__ = [
     "configure",
     "flush",
     "log_path",
+    "patch",
+    "patched",
     "settings",
+    "unpatch",
 ]
 
 
@@ -58,21 +62,21 @@ def configure(**settings: Any) -> Settings:
     environment variables. Events recorded before the call are flushed under the old settings.
     The new settings are exported to the environment so that child processes inherit them.
     """
-    new = RECORDER.settings.replace(**settings)
-    RECORDER.configure(new)
+    new = _RECORDER.settings.replace(**settings)
+    _RECORDER.configure(new)
     return new
 
 
 def flush() -> None:
     """Write every event recorded so far, by any thread, to the sink now."""
-    RECORDER.flush()
+    _RECORDER.flush()
 
 
 def settings() -> Settings:
     """The settings in force."""
-    return RECORDER.settings
+    return _RECORDER.settings
 
 
 def log_path() -> str:
     """The file this process writes to."""
-    return RECORDER.path
+    return _RECORDER.path

@@ -106,7 +106,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("paths", nargs="+", help="log files or directories of them")
     p.set_defaults(func=_cmd_summary)
     _analyze_parser(sub)
+    _run_parser(sub)
     return parser
+
+
+def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    # Listed for --help only: main() hands "run ..." to the runner before argparse sees it,
+    # since the program's own arguments must not be parsed as ours.
+    p = sub.add_parser(
+        "run",
+        help="run a Python program (script.py or -m module) with tracing on, then summarise "
+        "(tracedsync run --help)",
+        add_help=False,
+    )
+    p.add_argument("argv", nargs=argparse.REMAINDER)
+    p.set_defaults(func=_cmd_run)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    from ._runner import main as run_main
+
+    return run_main(args.argv)
 
 
 def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -181,6 +201,11 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["run"]:
+        from ._runner import main as run_main
+
+        return run_main(argv[1:])
     parser = build_parser()
     try:
         args = parser.parse_args(argv)

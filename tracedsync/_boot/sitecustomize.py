@@ -1,0 +1,43 @@
+"""Start-up hook of the Python child processes of ``tracedsync run``.
+
+``tracedsync run`` puts this directory first on ``PYTHONPATH``, so every Python it starts (a
+multiprocessing spawn or forkserver child, a ``subprocess`` of ``sys.executable``) imports this
+``sitecustomize`` while starting. With ``TRACEDSYNC_PATCH=1`` in the environment it calls
+``tracedsync.patch()`` (which reads its settings from the ``TRACEDSYNC_*`` variables). Then it
+runs the ``sitecustomize`` that this one hides, if there is one further along ``sys.path``, and
+leaves it in ``sys.modules``. A Python without tracedsync is left alone.
+
+Kept to plain Python 3 (no recent syntax): any Python that inherits the environment imports it.
+"""
+
+import importlib.machinery
+import importlib.util
+import os
+import sys
+
+
+def _patch() -> None:
+    if os.environ.get("TRACEDSYNC_PATCH") != "1":
+        return
+    try:
+        import tracedsync
+    except ImportError:
+        return
+    tracedsync.patch()
+
+
+def _chain() -> None:
+    here = os.path.dirname(os.path.abspath(__file__))
+    path = [p for p in sys.path if os.path.abspath(p or os.curdir) != here]
+    spec = importlib.machinery.PathFinder.find_spec("sitecustomize", path)
+    if spec is None or spec.loader is None:
+        return
+    module = importlib.util.module_from_spec(spec)
+    sys.modules["sitecustomize"] = module
+    spec.loader.exec_module(module)
+
+
+try:
+    _patch()
+finally:
+    _chain()
