@@ -14,9 +14,12 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## make test: the unit suite, CPython's lock_tests included
+## make test: the unit suite, CPython's lock_tests included; then the lock tests again on the
+## pure-Python hot path (the C one is used by default when it could be built)
 test: $(STAMP)
 	$(BIN)/python -m pytest
+	TRACEDSYNC_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
+		tests/test_lock_tests.py tests/test_trace_locks.py tests/test_trace_condition.py
 
 ## make demo: the seed's Condition producer/consumer, traced, then summarised from its log
 demo: $(STAMP)
