@@ -43,3 +43,48 @@ def level() -> Iterator[None]:
 @pytest.fixture
 def fresh_dir(tmp_path: object) -> str:
     return os.fspath(tmp_path)  # type: ignore[arg-type]
+
+
+# -- nothing left patched ------------------------------------------------------------------------
+_PATCHABLE = ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier")
+
+
+def _patchable_now() -> dict[str, object]:
+    import multiprocessing
+    import multiprocessing.context
+    import threading
+
+    now: dict[str, object] = {}
+    for name in _PATCHABLE:
+        now[f"threading.{name}"] = getattr(threading, name)
+    for name in (*_PATCHABLE, "Value", "Array"):
+        now[f"multiprocessing.{name}"] = getattr(multiprocessing, name)
+        now[f"BaseContext.{name}"] = vars(multiprocessing.context.BaseContext).get(name)
+    return now
+
+
+_ORIGINALS = _patchable_now()
+
+
+def _left_patched() -> list[str]:
+    from tracedsync import _patch
+
+    now = _patchable_now()
+    changed = [k for k, v in _ORIGINALS.items() if now[k] is not v]
+    if _patch.is_patched():
+        changed.append("tracedsync._patch (a patch is in force)")
+    return changed
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_patched() -> Iterator[None]:
+    """Every test starts and ends with threading and multiprocessing unpatched."""
+    before = _left_patched()
+    if before:
+        tracedsync.unpatch()
+        pytest.fail(f"patched before the test: {before}")
+    yield
+    after = _left_patched()
+    if after:
+        tracedsync.unpatch()
+        pytest.fail(f"left patched by the test: {after}")

@@ -216,13 +216,21 @@ def _apply(request: Request) -> _Applied:
             original = vars(parent).get(name, _MISSING)
             current = getattr(parent, name)  # what callers see now (inherited for a method)
             hook = Hook(current if original is _MISSING else original, builder, scope)
-            replacement = make_shim(hook)
+            replacement = make_shim(hook, *_location(parent, name))
             setattr(parent, name, replacement)
             applied.slots.append(_Slot(target, parent, name, original, replacement, hook))
     except BaseException:
         _undo(applied)
         raise
     return applied
+
+
+def _location(parent: Any, name: str) -> tuple[str, str]:
+    """Where the replacement is found: ``("threading", "Lock")``,
+    ``("multiprocessing.context", "BaseContext.Lock")``."""
+    if isinstance(parent, ModuleType):
+        return parent.__name__, name
+    return parent.__module__, f"{parent.__qualname__}.{name}"
 
 
 def _undo(applied: _Applied) -> None:

@@ -114,25 +114,26 @@ def layout() -> _Layout:
 class Scope:
     """Decides, per creation site, whether a patched factory returns a traced primitive."""
 
-    __slots__ = ("_cache", "exclude", "include")
+    __slots__ = ("cache", "exclude", "include")
 
     def __init__(self, include: Iterable[str] = (), exclude: Iterable[str] = ()) -> None:
         self.include = tuple(include)
         self.exclude = tuple(exclude)
-        self._cache: dict[int, tuple[CodeType, bool]] = {}
+        self.cache: dict[int, tuple[CodeType, bool]] = {}
+        """``id(code) -> (code, decision)``; the shims read it directly, then call `traced`."""
 
     def traced(self, frame: FrameType) -> bool:
         """Whether a primitive created by ``frame`` is traced (cached per code object)."""
         code = frame.f_code
-        hit = self._cache.get(id(code))
+        hit = self.cache.get(id(code))
         if hit is not None and hit[0] is code:
             return hit[1]
         module = frame.f_globals.get("__name__")
         decision = self.decide(module if isinstance(module, str) else "", code.co_filename)
-        if len(self._cache) >= _CACHE_LIMIT:
-            self._cache.clear()
+        if len(self.cache) >= _CACHE_LIMIT:
+            self.cache.clear()
         # The code object is kept alive with its answer, so its id cannot be reused meanwhile.
-        self._cache[id(code)] = (code, decision)
+        self.cache[id(code)] = (code, decision)
         return decision
 
     def decide(self, module: str, filename: str) -> bool:
