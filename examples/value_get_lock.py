@@ -1,14 +1,20 @@
 """The seed's first lesson: multiprocessing.Value with get_lock() (the correct version).
 
 `v.value += 1` is a read then a write, each taking the value's lock separately, so two processes
-can interleave between them. Holding `get_lock()` across both makes the increment atomic. Run
-with `python -m tracedsync run` (or after `tracedsync.patch()`) to trace the Value itself.
+can interleave between them. Holding `get_lock()` across both makes the increment atomic.
+
+`tracedsync.Value` is a traced `multiprocessing.Value`: traced and analysed like
+examples/value_racy.py, this version reports no read-modify-write::
+
+    TRACEDSYNC_LOG_DIR=logs python examples/value_get_lock.py && tracedsync analyze logs
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from typing import Any
+
+import tracedsync
 
 N = 10_000
 
@@ -20,7 +26,7 @@ def worker(v: Any, step: int) -> None:
 
 
 def main() -> None:
-    counter = multiprocessing.Value("i", 0)
+    counter = tracedsync.Value("i", 0, name="counter")
     print("before:", counter.value)
     p1 = multiprocessing.Process(target=worker, args=(counter, 1))
     p2 = multiprocessing.Process(target=worker, args=(counter, 2))

@@ -2,12 +2,19 @@
 
 Each `.value` access takes the lock, but the read and the write are two separate critical
 sections, so increments are lost. The result is usually below the expected total.
+
+`tracedsync.Value` is a traced `multiprocessing.Value`: run this with logging on and analyse it,
+and the `+=` line is reported as an unsynchronised read-modify-write (finding `rmw`)::
+
+    TRACEDSYNC_LOG_DIR=logs python examples/value_racy.py && tracedsync analyze logs
 """
 
 from __future__ import annotations
 
 import multiprocessing
 from typing import Any
+
+import tracedsync
 
 N = 10_000
 
@@ -18,7 +25,7 @@ def worker(v: Any, step: int) -> None:
 
 
 def main() -> None:
-    counter = multiprocessing.Value("i", 0)
+    counter = tracedsync.Value("i", 0, name="counter")
     p1 = multiprocessing.Process(target=worker, args=(counter, 1))
     p2 = multiprocessing.Process(target=worker, args=(counter, 2))
     p1.start()

@@ -3,6 +3,7 @@
 >>> import tracedsync
 >>> lock = tracedsync.RLock(name="accounts")
 >>> cond = tracedsync.Condition(lock)
+>>> counter = tracedsync.Value("i", 0)  # a multiprocessing.Value (more in tracedsync.mp)
 
 Each process writes JSON lines to ``<log_dir>/tracedsync-<pid>.jsonl``; see docs/events.md.
 """
@@ -21,9 +22,11 @@ from ._recorder import RECORDER as _RECORDER
 from ._semaphore import BoundedSemaphore, Semaphore, TracedBoundedSemaphore, TracedSemaphore
 from ._state import Statistics
 from ._version import SCHEMA_VERSION, __version__
+from .mp import Array, Value
 
 __all__ = [
     "SCHEMA_VERSION",
+    "Array",
     "Barrier",
     "BoundedSemaphore",
     "Condition",
@@ -41,6 +44,7 @@ __all__ = [
     "TracedLock",
     "TracedRLock",
     "TracedSemaphore",
+    "Value",
     "__version__",
     "configure",
     "flush",

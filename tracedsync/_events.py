@@ -34,6 +34,12 @@ OP_EVENT_SET = 16  # prim, flag(True: set(), False: clear()), was_set, code, lin
 OP_EVENT_WAIT = 17  # prim, result, already_set, waited_ns, timeout, code, lineno
 OP_BARRIER_WAIT = 18  # prim, index, waited_ns, parties, n_waiting, timeout, code, lineno
 OP_BARRIER_BROKEN = 19  # prim, broken_by, why, error, waited_ns|None, n_waiting, timeout, code, ln
+# multiprocessing primitives (tracedsync/_mp_*.py). A holder in another process is named by
+# (pid, native tid), read from the lock's shared owner record, never by a local ident.
+OP_MP_ACQUIRE = 20  # prim, depth, ok, contended, wait_ns, by_pid, by_tid, blocking, timeout,
+#                     restored, code, lineno
+OP_VALUE = 21  # prim, is_set, key, locked, code, lineno  (key: None, int, (start, stop, step), str)
+OP_RMW = 22  # prim, key, read_code, read_lineno, read_locked, code, lineno
 
 Event = dict[str, Any]
 
@@ -70,6 +76,9 @@ class Decoder:
             OP_EVENT_WAIT: self._event_wait,
             OP_BARRIER_WAIT: self._barrier_wait,
             OP_BARRIER_BROKEN: self._barrier_broken,
+            OP_MP_ACQUIRE: self._mp_acquire,
+            OP_VALUE: self._value,
+            OP_RMW: self._rmw,
         }
 
     def __call__(self, item: tuple[Any, ...]) -> Event:
@@ -299,3 +308,54 @@ class Decoder:
             ev["timeout"] = timeout
         ev["n_waiting"] = n_waiting
         return self._with_site(ev, code, ln)
+
+    def _mp_acquire(self, item: tuple[Any, ...]) -> Event:
+        (_, _, _, prim, depth, ok, contended, wait_ns, by_pid, by_tid, blocking, timeout, restored,
+         code, ln) = item
+        ev = self._base("acquire", item)
+        ev["prim"] = prim
+        ev["depth"] = depth
+        ev["ok"] = ok
+        ev["contended"] = contended
+        ev["wait_ns"] = wait_ns
+        ev["blocked_by"] = by_tid  # a native id already: the holder may be in another process
+        ev["blocked_by_pid"] = by_pid
+        ev["blocking"] = blocking
+        ev["timeout"] = timeout
+        if restored:
+            ev["restored"] = True
+        return self._with_site(ev, code, ln)
+
+    def _value(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, is_set, key, locked, code, ln = item
+        ev = self._base("value_set" if is_set else "value_get", item)
+        ev["prim"] = prim
+        _put_key(ev, key)
+        ev["locked"] = locked
+        return self._with_site(ev, code, ln)
+
+    def _rmw(self, item: tuple[Any, ...]) -> Event:
+        _, _, _, prim, key, read_code, read_ln, read_locked, code, ln = item
+        ev = self._base("rmw", item)
+        ev["prim"] = prim
+        _put_key(ev, key)
+        read_site, read_func = self.site(read_code, read_ln)
+        ev["read_site"] = read_site
+        ev["read_func"] = read_func
+        ev["read_locked"] = read_locked
+        return self._with_site(ev, code, ln)
+
+
+def _put_key(ev: Event, key: Any) -> None:
+    """What part of a Value or Array was read or written: nothing for ``.value`` of a Value,
+    ``index`` (an int, or ``"start:stop"``/``"start:stop:step"`` for a slice, normalised to the
+    array's length) for an item, ``field`` for a structure field or a char array's value/raw."""
+    if key is None:
+        return
+    if type(key) is int:
+        ev["index"] = key
+    elif type(key) is tuple:
+        start, stop, step = key
+        ev["index"] = f"{start}:{stop}" if step == 1 else f"{start}:{stop}:{step}"
+    else:
+        ev["field"] = key

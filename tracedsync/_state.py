@@ -75,6 +75,15 @@ class Statistics:
     """abort() calls (barriers)."""
     resets: int = 0
     """reset() calls (barriers)."""
+    reads: int = 0
+    """Gets of ``.value`` or of an item, in this process (multiprocessing Values and Arrays)."""
+    writes: int = 0
+    """Sets of ``.value`` or of an item, in this process (Values and Arrays)."""
+    unlocked: int = 0
+    """Reads and writes made without the caller holding the value's lock (Values and Arrays)."""
+    rmws: int = 0
+    """Unsynchronised read-modify-writes seen in this process (Values and Arrays; each one, not
+    only the first of its site, which is the one an ``rmw`` event reports)."""
 
     def as_dict(self) -> dict[str, Any]:
         """The counters as a plain dict (the ``stats`` event's fields)."""
@@ -86,6 +95,8 @@ KIND_FIELDS: dict[str, frozenset[str]] = {
     "BoundedSemaphore": frozenset({"permits", "max_permits", "releases", "held_by"}),
     "Event": frozenset({"sets", "clears", "flag"}),
     "Barrier": frozenset({"parties", "broken", "breaks", "broken_waits", "aborts", "resets"}),
+    "Value": frozenset({"reads", "writes", "unlocked", "rmws"}),
+    "Array": frozenset({"reads", "writes", "unlocked", "rmws"}),
 }
 """The kind-specific `Statistics` fields that a ``stats`` event of each kind carries."""
 EXTENSION_FIELDS = frozenset().union(*KIND_FIELDS.values())
@@ -106,6 +117,7 @@ class PrimState:
         "contended",
         "default_timeout",
         "depth",
+        "ext",
         "extra_stats",
         "failed",
         "held",
@@ -179,6 +191,10 @@ class PrimState:
         self.broken_waits = 0
         self.aborts = 0
         self.resets = 0
+        # Kind-specific data of the multiprocessing primitives (see tracedsync/_mp_*.py): the
+        # shared owner record of a lock, the books of a Value, the shared break record of a
+        # Barrier.
+        self.ext: Any = None
 
     def statistics(self) -> Statistics:
         return Statistics(

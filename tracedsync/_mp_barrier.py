@@ -1,0 +1,266 @@
+"""`TracedMpBarrier`: ``multiprocessing.Barrier`` behind a proxy that records passes and breaks.
+
+Design note: who broke it, and why, when the parties are processes.
+
+multiprocessing's Barrier is ``threading.Barrier``'s algorithm over a multiprocessing Condition
+and two shared ints. As in `_barrier.py`, the cause of a break is decided in ``_break``, called
+under the barrier's condition lock by the thread that timed out, by ``abort()``, or by the
+thread whose ``action`` raised; the proxy puts a hook in the real barrier's ``_break`` (an
+instance attribute, installed again in every process that receives the barrier). Since the
+threads that see the barrier broken may be in other processes, the cause is written to a small
+record in shared memory, allocated with the barrier and sent with it:
+
+    [BREAKS] times the barrier went from working to broken
+    [WHO]    owner word (pid << 32 | native tid, see `_mp_owner`) of the thread that broke it
+    [WHY]    1 timeout, 2 abort, 3 action, 4 reset
+
+It is written under the barrier's condition lock, which every woken waiter re-takes before it
+raises, so a waiter reads a complete cause; it reads it after its ``wait`` raised, so a second
+break in between (a ``reset`` and a new timeout) would show the later cause. The text of an
+action's exception is known only in the process where the action ran (``error`` appears in
+that process's events). ``reset()`` notes "reset" under the same lock, only when it breaks
+waiters (the barrier was filling and someone was waiting).
+
+The action given to the barrier is wrapped in a small picklable callable (`_WatchedAction`) that
+notes "action" before the exception reaches ``_break``: the action of a multiprocessing barrier
+is pickled to children, so it cannot be a closure.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+from . import _runtime as rt
+from ._events import OP_BARRIER_WAIT, OP_GENERIC
+from ._mp_base import MpProxy, get_state, ident
+from ._mp_owner import owner_word, split
+from ._proxy import new_books, plain_timeout
+from ._state import PrimState
+
+_getframe = sys._getframe
+_get_ident = threading.get_ident
+FULL = rt.FULL
+BrokenBarrierError = threading.BrokenBarrierError
+_raw_break: Callable[[Any], None] = threading.Barrier.__dict__["_break"]
+_BROKEN = -2  # threading.Barrier._state when broken
+
+BREAKS, WHO, WHY = 0, 1, 2
+_WHY = {"timeout": 1, "abort": 2, "action": 3, "reset": 4}
+_WHY_NAME = {v: k for k, v in _WHY.items()}
+
+_pending: dict[tuple[str | None, int], tuple[str, str | None]] = {}
+"""(prim, ident) → why this thread is about to call ``_break`` (abort, action), this process."""
+_errors: dict[str, str] = {}
+"""prim → repr of the exception of the last action that broke it in this process."""
+
+
+def new_record() -> Any:
+    from multiprocessing.sharedctypes import RawArray
+
+    return RawArray("q", 3)
+
+
+class _WatchedAction:
+    """The user's barrier action, noting why the barrier is about to break if it raises."""
+
+    def __init__(self, action: Callable[[], Any]) -> None:
+        self.action = action
+        self.prim: str | None = None
+
+    def __call__(self) -> None:
+        try:
+            self.action()
+        except BaseException as exc:
+            _pending[(self.prim, _get_ident())] = ("action", repr(exc))
+            raise
+
+
+def watch(action: Callable[[], Any] | None) -> Callable[[], Any] | None:
+    return None if action is None else _WatchedAction(action)
+
+
+def _install_break_hook(raw: Any, prim: str, rec: Any) -> None:
+    ref = weakref.ref(raw)  # no cycle: the real barrier does not keep itself alive
+
+    def _break() -> None:
+        barrier = ref()
+        why, error = _pending.pop((prim, _get_ident()), ("timeout", None))
+        if barrier is None:  # pragma: no cover - it is our caller
+            return
+        if barrier._state != _BROKEN:
+            rec[WHO] = owner_word()
+            rec[WHY] = _WHY[why]
+            rec[BREAKS] += 1
+            if error is not None:
+                _errors[prim] = error
+        _raw_break(barrier)
+
+    raw._break = _break
+
+
+class TracedMpBarrier(MpProxy):
+    """A traced ``multiprocessing.Barrier``: same behaviour, plus each pass, and who broke it
+    (in which process) and why."""
+
+    __slots__ = ()
+
+    @classmethod
+    def _setup(cls, st: PrimState, shared: Any) -> None:
+        raw = st.raw
+        rec = new_record() if shared is None else shared
+        st.ext = rec
+        if isinstance(raw._action, _WatchedAction):
+            raw._action.prim = st.prim
+        _install_break_hook(raw, st.prim, rec)
+        new_books(st)
+        st.parties = raw.parties
+        st.default_timeout = raw._timeout
+        st.extra_stats = _extra_stats
+
+    def _shared(self) -> Any:
+        return get_state(self).ext
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` threads wait, exactly as multiprocessing's does; record it."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            return raw.wait(timeout)  # type: ignore[no-any-return]
+        me = ident()
+        rec = st.ext
+        breaks = rec[BREAKS]
+        arrived = raw.n_waiting
+        t0 = rt.now()
+        try:
+            index = raw.wait(timeout)
+        except BaseException as exc:
+            t1 = rt.now()
+            mine = rec[BREAKS] != breaks and rec[WHO] == owner_word()
+            if isinstance(exc, BrokenBarrierError) or (mine and rec[WHY] == _WHY["action"]):
+                _broken(st, me, t1, t1 - t0, arrived, timeout, mine)
+            elif plain_timeout(timeout):
+                f = _getframe(1)
+                rt.emit((OP_GENERIC, t1, me, "interrupted",
+                         {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+            raise
+        t1 = rt.now()
+        with st.books:
+            st.waits += 1
+            st.wait_ns += t1 - t0
+        level = rt.level
+        if level == FULL or (level and index != st.parties - 1):
+            f = _getframe(1)
+            rt.emit((OP_BARRIER_WAIT, t1, me, st.prim, index, t1 - t0, st.parties, arrived,
+                     st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
+        return index  # type: ignore[no-any-return]
+
+    def abort(self) -> None:
+        """Break the barrier, exactly as multiprocessing's ``abort``; record it."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            raw.abort()
+            return
+        me = ident()
+        rec = st.ext
+        breaks = rec[BREAKS]
+        waiting = raw.n_waiting
+        was_broken = raw.broken
+        key = (st.prim, _get_ident())
+        _pending[key] = ("abort", None)
+        try:
+            raw.abort()
+        finally:
+            _pending.pop(key, None)
+        word = owner_word()
+        broke = rec[BREAKS] != breaks and rec[WHO] == word
+        with st.books:
+            st.aborts += 1
+        f = _getframe(1)
+        t = rt.now()
+        rt.emit((OP_GENERIC, t, me, "barrier_abort",
+                 {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
+                 f.f_code, f.f_lineno))
+        if broke:
+            pid, tid = split(word)
+            rt.emit((OP_GENERIC, t, me, "barrier_broken",
+                     {"prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": "abort",
+                      "n_waiting": waiting}, f.f_code, f.f_lineno))
+
+    def reset(self) -> None:
+        """Return the barrier to its empty state, exactly as multiprocessing's ``reset``."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            raw.reset()
+            return
+        me = ident()
+        rec = st.ext
+        with raw._cond:  # an RLock: the real reset takes it again
+            waiting = raw.n_waiting
+            was_broken = raw.broken
+            if raw._state == 0 and raw._count > 0:  # the waiters will be broken by this reset
+                rec[WHO] = owner_word()
+                rec[WHY] = _WHY["reset"]
+            raw.reset()
+        with st.books:
+            st.resets += 1
+        if rt.level == FULL:
+            f = _getframe(1)
+            rt.emit((OP_GENERIC, rt.now(), me, "barrier_reset",
+                     {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
+                     f.f_code, f.f_lineno))
+
+    @property
+    def parties(self) -> int:
+        """The number of parties required to pass the barrier."""
+        return get_state(self).raw.parties  # type: ignore[no-any-return]
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of parties waiting at the barrier now."""
+        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return get_state(self).raw.broken  # type: ignore[no-any-return]
+
+
+def _broken(st: PrimState, me: int, t: int, waited: int, arrived: int, timeout: float | None,
+            mine: bool) -> None:
+    """Books and record for a wait that ended with the barrier broken."""
+    rec = st.ext
+    pid, tid = split(rec[WHO])
+    why = _WHY_NAME.get(rec[WHY])
+    with st.books:
+        st.waits += 1
+        st.broken_waits += 1
+        st.wait_ns += waited
+        if mine and why == "timeout":
+            st.wait_timeouts += 1
+    fields: dict[str, Any] = {
+        "prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": why,
+        "waited_ns": waited, "n_waiting": arrived,
+        "timeout": st.default_timeout if timeout is None else timeout,
+    }
+    if mine and why == "action" and st.prim in _errors:
+        fields["error"] = _errors[st.prim]
+    f = _getframe(2)
+    rt.emit((OP_GENERIC, t, me, "barrier_broken", fields, f.f_code, f.f_lineno))
+
+
+def _extra_stats(st: PrimState) -> dict[str, Any]:
+    with st.books:
+        return {
+            "parties": st.parties,
+            "broken": st.raw.broken,
+            "breaks": st.ext[BREAKS],
+            "broken_waits": st.broken_waits,
+            "aborts": st.aborts,
+            "resets": st.resets,
+        }
