@@ -68,8 +68,8 @@ def render(report: Report | None, log_dir: str, out: TextIO) -> None:
     """The one-screen report, then where the logs are and how to see all of it."""
     from .analysis.render_text import TextRenderer
 
-    if report is None:
-        print(f"tracedsync: no events recorded (logs: {log_dir})", file=out)
+    if report is None or not report.totals.get("primitives"):
+        print(f"tracedsync: no traced primitive recorded anything (logs: {log_dir})", file=out)
         return
     TextRenderer(top=TOP_ROWS).render(report, out)
     print(f"tracedsync: logs in {log_dir}; full report: tracedsync analyze {log_dir}", file=out)
