@@ -290,3 +290,36 @@ def test_bad_environment_is_reported_not_fatal(tmp_path: Any) -> None:
     assert proc.returncode == 0
     assert proc.stdout.strip() == "full"
     assert "level must be one of" in proc.stderr
+
+
+def test_logger_taking_traced_locks_does_not_feed_back(tmp_path: Any) -> None:
+    """A user logger whose handler takes a traced lock: the flusher's own events are dropped,
+    so the log does not grow by itself (structlog and logging take locks too)."""
+    proc = _run("""
+        import json, os, threading, time, tracedsync
+        written = []
+        handler_lock = tracedsync.RLock(name="handler")
+        class Logger:
+            def info(self, event, **kw):
+                with handler_lock:          # like logging.Handler.acquire()
+                    written.append(event)
+            warning = error = info
+        tracedsync.configure(logger=Logger(), flush_interval=0.02)
+        lock = tracedsync.Lock(name="app")
+        for _ in range(10):
+            with lock:
+                pass
+        # Let the background flusher (not this thread) write a few times.
+        done = threading.Event()
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and written.count("release") < 10:
+            done.wait(0.02)
+        first = len(written)
+        for _ in range(10):
+            done.wait(0.02)          # ten more flush intervals with nothing new recorded
+        print(first, len(written), written.count("acquire"))
+    """, env={"TRACEDSYNC_LOG_DIR": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    first, later, acquires = map(int, proc.stdout.split())
+    assert later == first, "the log kept growing with the flusher's own events"
+    assert acquires == 10

@@ -60,6 +60,9 @@ class Recorder:
         self._decoder = Decoder(self._pid)
         self._sink: Sink | None = None
         self._flusher_pid: int | None = None
+        # Events recorded by the flusher thread itself (a user processor or logger that takes a
+        # traced lock) are dropped when decoded: writing them would record more, forever.
+        self._flusher_ident: int | None = None
         self._stop = False
         self._ended = False
         self._dropped = 0
@@ -67,6 +70,12 @@ class Recorder:
         self._written = 0
         self.captures: list[list[Event]] = []
         self.stats_hook: Callable[[], None] | None = None
+        # Runtime detection (_detect.py, _watchdog.py...) plugs in here: ``config_hooks`` get the
+        # new settings after every configure(); ``tick_hooks`` run in the flusher thread, just
+        # before each periodic flush, so what they record is written in the same tick. A hook
+        # that raises is reported once and removed (it must never stop the flusher).
+        self.config_hooks: list[Callable[[Settings], None]] = []
+        self.tick_hooks: list[Callable[[], None]] = []
         rt.level = rt.LEVELS[self.settings.level]
         rt.limit = self.settings.buffer_limit
 
@@ -87,6 +96,8 @@ class Recorder:
         rt.limit = settings.buffer_limit
         rt.level = rt.LEVELS[settings.level]
         os.environ.update(settings.to_env())
+        for hook in list(self.config_hooks):
+            hook(settings)
 
     @property
     def path(self) -> str:
@@ -106,12 +117,25 @@ class Recorder:
 
     def _run(self) -> None:
         rt.guard.on = True
+        self._flusher_ident = _thread.get_ident()
         pid = self._pid
         while not self._stop and pid == self._pid:
             time.sleep(self.settings.flush_interval)
             if pid != self._pid:  # pragma: no cover - a forked copy of this thread cannot exist
                 return
+            self._tick()
             self.flush()
+
+    def _tick(self) -> None:
+        for hook in list(self.tick_hooks):
+            try:
+                hook()
+            except Exception as exc:
+                report(f"a periodic check failed and was switched off: {exc!r}")
+                try:
+                    self.tick_hooks.remove(hook)
+                except ValueError:  # pragma: no cover - removed concurrently
+                    pass
 
     # -- flushing ----------------------------------------------------------------------------
     def _locked(self) -> Any:
@@ -175,8 +199,11 @@ class Recorder:
                                "tid": None, "count": n_dropped, "reason": "overflow"})
             first = False
             try:
+                skip = self._flusher_ident
                 for _ in range(take):
                     item = pop()
+                    if item[2] == skip:
+                        continue
                     try:
                         events.append(decode(item))
                     except Exception as exc:  # pragma: no cover - a decoder bug must not kill us
@@ -280,6 +307,7 @@ class Recorder:
             self._sink.writer.abandon()
         self._sink = None
         self._flusher_pid = None
+        self._flusher_ident = None
         self._ended = False
         self._dropped = 0
         self._dropped_unreported = 0
