@@ -64,14 +64,21 @@ def load_report(log_dir: str) -> Report | None:
     return build_report(agg)
 
 
-def render(report: Report | None, log_dir: str, out: TextIO) -> None:
-    """The one-screen report, then where the logs are and how to see all of it."""
+def render(
+    report: Report | None,
+    log_dir: str,
+    out: TextIO,
+    width: int | None = None,
+    color: bool | None = None,
+) -> None:
+    """The one-screen report, then where the logs are and how to see all of it. ``width`` and
+    ``color`` default to what ``out`` is (a terminal or not)."""
     from .analysis.render_text import TextRenderer
 
     if report is None or not report.totals.get("primitives"):
         print(f"tracedsync: no traced primitive recorded anything (logs: {log_dir})", file=out)
         return
-    TextRenderer(top=TOP_ROWS).render(report, out)
+    TextRenderer(top=TOP_ROWS, width=width, color=color).render(report, out)
     print(f"tracedsync: logs in {log_dir}; full report: tracedsync analyze {log_dir}", file=out)
 
 

@@ -15,7 +15,12 @@ from __future__ import annotations
 import io
 import os
 
+from typing import TYPE_CHECKING
+
 import pytest
+
+if TYPE_CHECKING:
+    from .analysis.report import Report
 
 ENV_ENABLE = "TRACEDSYNC_PYTEST"
 _PLUGIN_NAME = "tracedsync-session"
@@ -66,7 +71,7 @@ class TracedSession:
     def __init__(self, log_dir: str | None, fail_on: frozenset[str]) -> None:
         self.log_dir = os.path.abspath(log_dir) if log_dir else None
         self.fail_on = fail_on
-        self.report_text = ""
+        self.report: Report | None = None
         self.failing: list[str] = []
 
     @pytest.hookimpl(tryfirst=True)
@@ -88,10 +93,7 @@ class TracedSession:
         unpatch()
         flush()
         assert self.log_dir is not None
-        report = _runsummary.load_report(self.log_dir)
-        out = io.StringIO()
-        _runsummary.render(report, self.log_dir, out)
-        self.report_text = out.getvalue()
+        self.report = report = _runsummary.load_report(self.log_dir)
         found = _runsummary.failing(report, self.fail_on)
         self.failing = [f"{f.severity} {f.kind}: {f.message}" for f in found]
         if found and session.exitstatus == pytest.ExitCode.OK:
@@ -99,8 +101,14 @@ class TracedSession:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The report, and why the run fails if it does."""
+        from . import _runsummary
+
+        tw = terminalreporter.config.get_terminal_writer()
+        out = io.StringIO()
+        assert self.log_dir is not None
+        _runsummary.render(self.report, self.log_dir, out, width=tw.fullwidth, color=tw.hasmarkup)
         terminalreporter.write_sep("=", "tracedsync")
-        terminalreporter.write(self.report_text)
+        terminalreporter.write(out.getvalue())
         if self.failing:
             terminalreporter.write_line(
                 f"tracedsync: failing the run: {len(self.failing)} finding(s) selected by "
