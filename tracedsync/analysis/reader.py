@@ -153,12 +153,29 @@ def read_file(path: str, problems: list[Problem]) -> Iterator[Event]:
             if missing:
                 problems.append(Problem(path, lineno, f"missing field(s) {', '.join(missing)}"))
                 continue
-            if not isinstance(ev["event"], str) or not isinstance(ev["ts"], int):
-                problems.append(Problem(path, lineno, "wrong type for 'event' or 'ts'"))
+            bad = _wrong_types(ev)
+            if bad:
+                problems.append(Problem(path, lineno, f"wrong type for {bad}"))
                 continue
             if ev["event"] == "session":
                 check_session(ev, path, lineno, problems)
             yield ev
+
+
+def _wrong_types(ev: Event) -> str | None:
+    """The first common field whose type is wrong, quoted, or None if they are all right."""
+    if not isinstance(ev["event"], str):
+        return "'event'"
+    for key in ("ts", "pid"):
+        if type(ev[key]) is not int:
+            return repr(key)
+    tid = ev.get("tid")
+    if tid is not None and type(tid) is not int:
+        return "'tid'"
+    prim = ev.get("prim")
+    if prim is not None and not isinstance(prim, str):
+        return "'prim'"
+    return None
 
 
 def read_all(paths: Iterable[str], problems: list[Problem]) -> Iterator[Event]:

@@ -55,9 +55,10 @@ def summarise(events: Iterable[Event]) -> dict[str, PrimSummary]:
         name = ev["event"]
         s = get(prim)
         if name == "created":
-            s.kind = str(ev.get("kind", "?"))
-            s.name = ev.get("name")
-            s.site = ev.get("site")
+            kind, name, site = ev.get("kind"), ev.get("name"), ev.get("site")
+            s.kind = kind if isinstance(kind, str) else "?"
+            s.name = name if isinstance(name, str) else None
+            s.site = site if isinstance(site, str) else None
         elif name == "acquire":
             s.pids.add(ev["pid"])
             if ev.get("ok"):
