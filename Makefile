@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_LOGS ?= demo-logs
 DEMO_SPEED ?= 0.2
 
-.PHONY: test demo bench lint typecheck check clean
+.PHONY: test demo bench stress lint typecheck check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,12 +28,19 @@ demo: $(STAMP)
 		$(BIN)/python examples/condition_producer_consumer.py
 	$(BIN)/tracedsync summary $(DEMO_LOGS)
 
+## make stress: 64 threads on every primitive, a million operations; the logs must account
+## for each one (full, contention, and overflow=drop with an exact dropped count)
+stress: $(STAMP)
+	$(BIN)/python stress/stress_mix.py --level full
+	$(BIN)/python stress/stress_mix.py --level contention
+	$(BIN)/python stress/stress_mix.py --overflow drop --buffer-limit 1000 --ops 200000
+
 ## make bench: pyperf overhead ratios, traced vs raw, in one run
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_locks.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check tracedsync tests benchmarks examples
+	$(BIN)/ruff check tracedsync tests benchmarks examples stress
 	$(BIN)/ruff format --check tracedsync
 
 typecheck: $(STAMP)
