@@ -12,14 +12,17 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _watchdog  # noqa: F401  (puts the watchdog in the flusher's loop)
 from ._barrier import Barrier, TracedBarrier
 from ._condition import Condition, TracedCondition
 from ._config import ConfigError, Settings
+from ._detect import DeadlockError
 from ._event import Event, TracedEvent
 from ._locks import Lock, RLock, TracedLock, TracedRLock
 from ._patch import patch, patched, unpatch
 from ._recorder import RECORDER as _RECORDER
 from ._semaphore import BoundedSemaphore, Semaphore, TracedBoundedSemaphore, TracedSemaphore
+from ._snapshot import snapshot
 from ._state import Statistics
 from ._version import SCHEMA_VERSION, __version__
 from .mp import Array, Value
@@ -31,6 +34,7 @@ __all__ = [
     "BoundedSemaphore",
     "Condition",
     "ConfigError",
+    "DeadlockError",
     "Event",
     "Lock",
     "RLock",
@@ -52,6 +56,7 @@ __all__ = [
     "patch",
     "patched",
     "settings",
+    "snapshot",
     "unpatch",
 ]
 
@@ -62,7 +67,12 @@ def configure(**settings: Any) -> Settings:
     Keywords: ``log_dir``, ``level`` (``"full"``, ``"contention"``, ``"off"``),
     ``flush_interval`` (seconds), ``buffer_limit``, ``overflow`` (``"flush"`` or ``"drop"``),
     ``processors`` (structlog processors run before the JSON renderer) and ``logger`` (a structlog
-    logger that receives the events instead of the file). Defaults come from the ``TRACEDSYNC_*``
+    logger that receives the events instead of the file); runtime detection: ``on_deadlock``
+    (``"report"`` or ``"raise"``: raise `DeadlockError` instead of blocking for ever),
+    ``lock_order`` (check lock-order inversions online), ``long_wait`` and ``long_hold``
+    (seconds, None for off: report waits and holds still going on past them) and
+    ``snapshot_signal`` (``"SIGUSR1"``; ``"none"`` for no handler). Defaults come from the
+    ``TRACEDSYNC_*``
     environment variables. Events recorded before the call are flushed under the old settings.
     The new settings are exported to the environment so that child processes inherit them.
     """

@@ -29,6 +29,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, wait_other
 from ._events import OP_BARRIER_BROKEN, OP_BARRIER_WAIT, OP_GENERIC
 from ._proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
 from ._registry import new_state
@@ -134,9 +135,13 @@ class TracedBarrier(TracedProxy):
         breaks = book.count
         arrived = raw.n_waiting
         t0 = rt.now()
+        # In the wait-for graph while waiting (_detect.py; for snapshots and long waits).
+        wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
+                   _getframe(1))
         try:
             index = raw.wait(timeout)
         except BaseException as exc:
+            forget(me)
             t1 = rt.now()
             cause = book.cause
             mine = book.count != breaks and cause is not None and cause[0] == me
@@ -148,6 +153,7 @@ class TracedBarrier(TracedProxy):
                 rt.emit((OP_GENERIC, t1, me, "interrupted",
                          {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
             raise
+        forget(me)
         t1 = rt.now()
         with st.books:
             st.waits += 1

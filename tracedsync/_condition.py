@@ -28,6 +28,7 @@ from typing import Any, TypeVar
 import wrapt
 
 from . import _runtime as rt
+from ._detect import forget, wait_cond
 from ._events import OP_COND_WAIT, OP_COND_WAKE, OP_MISUSE, OP_NOTIFY
 from ._locks import TracedRLock, _TracedLockBase, wrap_lock
 from ._registry import new_state
@@ -112,9 +113,12 @@ class TracedCondition(wrapt.BaseObjectProxy[Any]):
         t0 = rt.now()
         rt.emit((OP_COND_WAIT, t0, me, st.prim, None if lock_st is None else lock_st.prim,
                  saved, timeout, code, lineno))
+        # Runtime detection (_detect.py): in the wait-for graph while waiting (no check here).
+        wait_cond(me, st, timeout, f)
         try:
             result = st.raw.wait(timeout)
         except BaseException as exc:
+            forget(me)
             _forget(waiters, me)
             t1 = rt.now()
             if isinstance(exc, RuntimeError) and not waiters_owned(st):
@@ -123,6 +127,7 @@ class TracedCondition(wrapt.BaseObjectProxy[Any]):
             else:
                 rt.emit((OP_COND_WAKE, t1, me, st.prim, t1 - t0, False, 0, code, lineno))
             raise
+        forget(me)
         t1 = rt.now()
         if not result:
             _forget(waiters, me)

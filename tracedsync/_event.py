@@ -14,6 +14,7 @@ import threading
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, wait_other
 from ._events import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
 from ._proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
 from ._registry import new_state
@@ -76,14 +77,19 @@ class TracedEvent(TracedProxy):
         me = _ident()
         already = raw.is_set()
         t0 = rt.now()
+        if not already:  # about to block: in the wait-for graph meanwhile (_detect.py)
+            wait_other(me, st, "event_wait", timeout if plain_timeout(timeout) else None,
+                       _getframe(1))
         try:
             result = raw.wait(timeout)
         except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
+            forget(me)
             if plain_timeout(timeout):
                 f = _getframe(1)
                 rt.emit((OP_GENERIC, rt.now(), me, "interrupted",
                          {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
             raise
+        forget(me)
         t1 = rt.now()
         waited = t1 - t0
         with st.books:

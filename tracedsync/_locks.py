@@ -28,6 +28,7 @@ from typing import Any, cast
 import wrapt
 
 from . import _runtime as rt
+from ._detect import forget, wait_lock, wait_restore
 from ._events import OP_ACQUIRE, OP_GENERIC, OP_MISUSE, OP_RELEASE, OP_RESTORE, OP_SAVE
 from ._registry import new_state
 from ._sites import user_site
@@ -232,18 +233,26 @@ def _acquire_slow(st: PrimState, blocking: bool, timeout: float, fdepth: int) ->
     if st.acquire(False):
         return _booked(st, True, fdepth + 1, blocking, timeout, 0, False, None)
     blocked_by = st.owner
+    me = _ident()
     t0 = rt.now()
     try:
-        ok = st.acquire(True, timeout)
-    except BaseException as exc:  # KeyboardInterrupt while blocked, for one
+        # Runtime detection (_detect.py): enter the wait-for graph before blocking, leave it
+        # when the real acquire returns. wait_lock raises DeadlockError (unregistered already)
+        # when this wait closes a cycle and on_deadlock="raise".
+        wait_lock(me, st, timeout, _getframe(fdepth))
+        try:
+            ok = st.acquire(True, timeout)
+        finally:
+            forget(me)
+    except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError, for two
         wait = rt.now() - t0
         st.contended += 1
         st.wait_ns += wait
         st.failed += 1
         f = _getframe(fdepth)
-        rt.emit((OP_ACQUIRE, t0 + wait, _ident(), st.prim, st.depth, False, True, wait,
+        rt.emit((OP_ACQUIRE, t0 + wait, me, st.prim, st.depth, False, True, wait,
                  blocked_by, True, timeout, f.f_code, f.f_lineno))
-        rt.emit((OP_GENERIC, t0 + wait, _ident(), "interrupted",
+        rt.emit((OP_GENERIC, t0 + wait, me, "interrupted",
                  {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
         raise
     wait = rt.now() - t0
@@ -388,7 +397,14 @@ class TracedLock(_TracedLockBase):
         me = _ident()
         blocked_by = st.owner
         t0 = rt.now()
-        st.acquire()
+        if not st.acquire(False):
+            # About to block: in the wait-for graph meanwhile (_detect.py; reported, never
+            # raised: failing here would leave Condition.wait's caller without the lock).
+            wait_restore(me, st)
+            try:
+                st.acquire()
+            finally:
+                forget(me)
         _restore_booked(st, me, 1, t0, blocked_by)
 
 
@@ -436,7 +452,16 @@ class TracedRLock(_TracedLockBase):
         me = _ident()
         blocked_by = st.owner
         t0 = rt.now()
-        st.raw._acquire_restore(state)
+        if blocked_by is None or blocked_by == me:
+            st.raw._acquire_restore(state)
+        else:
+            # Held by another thread as far as our books say: about to block, so in the
+            # wait-for graph meanwhile (_detect.py; reported, never raised, as for TracedLock).
+            wait_restore(me, st)
+            try:
+                st.raw._acquire_restore(state)
+            finally:
+                forget(me)
         _restore_booked(st, me, state[0], t0, blocked_by)
 
 

@@ -30,6 +30,7 @@ import threading
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, wait_sem
 from ._events import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
 from ._proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
 from ._registry import new_state
@@ -145,8 +146,15 @@ def _acquire_slow(st: PrimState, blocking: bool, timeout: float | None, fdepth: 
         ok = raw.acquire(blocking, timeout)  # the real one validates and answers
         return _booked(st, ok, not ok, 0, blocking, timeout, fdepth + 1, None)
     t0 = rt.now()
+    me = _ident()
     try:
-        ok = raw.acquire(blocking, timeout)
+        # Runtime detection (_detect.py): in the wait-for graph while blocked (owners: the
+        # permit holders); raises DeadlockError, unregistered, with on_deadlock="raise".
+        wait_sem(me, st, timeout if plain_timeout(timeout) else None, _getframe(fdepth))
+        try:
+            ok = raw.acquire(blocking, timeout)
+        finally:
+            forget(me)
     except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
         if plain_timeout(timeout):
             t1 = rt.now()

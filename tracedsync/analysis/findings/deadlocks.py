@@ -25,7 +25,9 @@ Thread = tuple[int, int]
 
 def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     out = _runtime(agg, labels)
-    out.extend(_inferred(agg, labels, {f.details.get("key") for f in out}))
+    # A deadlock the recorder reported at run time is not inferred a second time.
+    done = {frozenset((t["pid"], t["tid"]) for t in f.threads) for f in out}
+    out.extend(_inferred(agg, labels, done))
     return out
 
 
@@ -96,6 +98,8 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
     out: list[Finding] = []
     graph = {t: list(us) for t, us in wait_for.items()}
     for cyc in cycles(graph):
+        if frozenset(cyc) in done:
+            continue
         steps = []
         sites: list[str] = []
         prims: list[str] = []
@@ -129,6 +133,7 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
             )
         )
     in_cycle = {t for f in out for t in ((x["pid"], x["tid"]) for x in f.threads)}
+    in_cycle.update(t for threads in done for t in threads)
     for end in agg.ends:
         for t, hs in sorted(_held_at_end(end).items()):
             if t in in_cycle:
