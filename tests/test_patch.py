@@ -9,6 +9,7 @@ import logging
 import multiprocessing
 import multiprocessing.context
 import os
+import pickle
 import queue
 import subprocess
 import sys
@@ -245,6 +246,27 @@ def test_subclass_defined_while_patched_is_an_ordinary_subclass(no_mp: None) -> 
         assert not _traced(gate)
     again = Gate()
     assert not again.is_set() and isinstance(again, RawEvent)
+
+
+def test_shims_pickle_as_the_attribute_they_replaced(no_mp: None) -> None:
+    """A shim pickles by name (as multiprocessing pickles a manager's registry) and unpickles as
+    whatever that name is then: the shim while patched, the original after unpatch()."""
+    with tracedsync.patched():
+        shim_lock, shim_event = threading.Lock, threading.Event
+        assert pickle.loads(pickle.dumps(shim_lock)) is shim_lock
+        assert pickle.loads(pickle.dumps(shim_event)) is shim_event
+        data = pickle.dumps((shim_lock, shim_event))
+    assert pickle.loads(data) == (ORIGINALS["Lock"], ORIGINALS["Event"])
+    assert pickle.loads(pickle.dumps(shim_lock)) is ORIGINALS["Lock"]
+
+
+def test_patch_applies_recorder_settings(no_mp: None, level: None) -> None:
+    """Keywords other than patch's own are configure() settings."""
+    with tracedsync.patched(level="contention"):
+        assert tracedsync.settings().level == "contention"
+    tracedsync.patch(level="full", primitives=["Lock"])
+    tracedsync.unpatch()
+    assert tracedsync.settings().level == "full"
 
 
 def test_argument_errors_are_the_originals(no_mp: None) -> None:
@@ -667,3 +689,32 @@ def test_threads_and_queues_keep_working_under_the_patch(no_mp: None) -> None:
             w.join(TIMEOUT)
     assert sorted(total) == list(range(100))
     assert lock.statistics().acquisitions == 100
+
+
+def _real_mp_available() -> bool:
+    try:
+        import tracedsync._mp  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+needs_real_mp = pytest.mark.skipif(not _real_mp_available(), reason="no tracedsync._mp yet")
+
+
+@needs_real_mp
+def test_real_multiprocessing_primitives_are_traced_at_the_users_line() -> None:
+    """With the real tracedsync._mp: module functions and context methods give traced objects
+    created at the caller's line; multiprocessing's own Queue keeps raw locks."""
+    with tracedsync.patched(primitives=["multiprocessing.Value", "multiprocessing.Lock"]):
+        with capture() as events:
+            line = sys._getframe().f_lineno + 1
+            value = multiprocessing.Value("i", 0)
+            lock = multiprocessing.get_context("spawn").Lock()
+        q = multiprocessing.Queue()
+        q.close()
+        q.join_thread()
+    assert type(value).__name__.startswith("Traced") and type(lock).__name__.startswith("Traced")
+    assert not type(q._rlock).__name__.startswith("Traced")  # type: ignore[attr-defined]
+    sites = {e["kind"]: e["site"] for e in _created(events) if e["kind"] in ("Value", "Lock")}
+    assert sites["Value"] == f"{__file__}:{line}" and sites["Lock"] == f"{__file__}:{line + 1}"

@@ -202,3 +202,21 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
     proc = inner_pytest(tmp_path, "--help")
     assert proc.returncode == 0
     assert "--tracedsync-fail-on" in proc.stdout and "--tracedsync-log-dir" in proc.stdout
+
+
+RMW_TESTS = '''
+import multiprocessing
+
+def test_bump():
+    v = multiprocessing.Value("i", 0)
+    v.value += 1
+'''
+
+
+def test_fail_on_rmw(tmp_path: Path) -> None:
+    """``v.value += 1`` on a multiprocessing.Value with --tracedsync-fail-on=rmw fails the run."""
+    pytest.importorskip("tracedsync._mp")
+    proc = inner_pytest(tmp_path, "--tracedsync-fail-on=rmw", "--tracedsync-log-dir", "logs",
+                        tests=RMW_TESTS)
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "error rmw:" in proc.stdout and "1 passed" in proc.stdout

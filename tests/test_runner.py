@@ -326,3 +326,30 @@ def test_exit_status_rules(capsys: pytest.CaptureFixture[str]) -> None:
     assert exit_status(None) == 0 and exit_status(7) == 7 and exit_status(False) == 0
     assert exit_status("no") == 1
     assert capsys.readouterr().err == "no\n"
+
+
+def test_multiprocessing_value_races_are_found_in_spawned_children(tmp_path: Path) -> None:
+    """Plain ``multiprocessing`` code, unchanged: ``v.value += 1`` in two spawned children is
+    reported as an unsynchronised read-modify-write."""
+    pytest.importorskip("tracedsync._mp")
+    write(tmp_path / "prog.py", """
+        import multiprocessing
+
+        def bump(v):
+            for _ in range(50):
+                v.value += 1
+
+        if __name__ == "__main__":
+            ctx = multiprocessing.get_context("spawn")
+            counter = ctx.Value("i", 0)
+            workers = [ctx.Process(target=bump, args=(counter,)) for _ in range(2)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(60)
+            print(type(counter).__name__)
+    """)
+    proc = run(tmp_path, "--log-dir", "logs", "prog.py")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith("Traced")
+    assert "rmw" in proc.stderr and "prog.py:5" in proc.stderr
