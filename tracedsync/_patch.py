@@ -61,8 +61,15 @@ from ._shim import Builder, Hook, make_shim
 
 __all__ = ["is_patched", "patch", "patched", "unpatch"]
 
-THREADING_KINDS = ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event",
-                   "Barrier")
+THREADING_KINDS = (
+    "Lock",
+    "RLock",
+    "Condition",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Barrier",
+)
 MP_KINDS = (*THREADING_KINDS, "Value", "Array")
 ALL_TARGETS = tuple(f"threading.{k}" for k in THREADING_KINDS) + tuple(
     f"multiprocessing.{k}" for k in MP_KINDS
@@ -102,7 +109,10 @@ def _event(frame: FrameType, /) -> Any:
 
 
 def _barrier(
-    frame: FrameType, /, parties: int, action: Callable[[], None] | None = None,
+    frame: FrameType,
+    /,
+    parties: int,
+    action: Callable[[], None] | None = None,
     timeout: float | None = None,
 ) -> Any:
     return TracedBarrier(parties, action, timeout, _site=_site(frame))
@@ -144,11 +154,17 @@ def _load_mp() -> ModuleType | None:
     except ModuleNotFoundError as exc:
         if exc.name == "tracedsync._mp":
             return None
-        warnings.warn(f"tracedsync: multiprocessing primitives not patched: {exc!r}",
-                      RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"tracedsync: multiprocessing primitives not patched: {exc!r}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     except Exception as exc:
-        warnings.warn(f"tracedsync: multiprocessing primitives not patched: {exc!r}",
-                      RuntimeWarning, stacklevel=4)
+        warnings.warn(
+            f"tracedsync: multiprocessing primitives not patched: {exc!r}",
+            RuntimeWarning,
+            stacklevel=4,
+        )
     return None
 
 
@@ -203,8 +219,14 @@ def _table(request: Request) -> list[tuple[str, Any, str, Builder]]:
                 continue
             target = f"multiprocessing.{kind}"
             table.append((target, multiprocessing, kind, _mp_builder(factory, method=False)))
-            table.append((target, multiprocessing.context.BaseContext, kind,
-                          _mp_builder(factory, method=True)))
+            table.append(
+                (
+                    target,
+                    multiprocessing.context.BaseContext,
+                    kind,
+                    _mp_builder(factory, method=True),
+                )
+            )
     return table
 
 
@@ -261,7 +283,8 @@ def _renew_lock() -> None:
     _LOCK = _thread.RLock()
 
 
-os.register_at_fork(after_in_child=_renew_lock)
+if hasattr(os, "register_at_fork"):  # POSIX
+    os.register_at_fork(after_in_child=_renew_lock)
 
 
 def _set(request: Request | None) -> tuple[str, ...]:

@@ -42,15 +42,31 @@ def build_parser() -> argparse.ArgumentParser:
         description="Run a Python program with threading (and multiprocessing) primitives "
         "traced, in this process and in its Python child processes; then print a summary.",
     )
-    p.add_argument("--log-dir", metavar="DIR",
-                   help="where the logs go (default: a new directory under ./tracedsync-logs/)")
-    p.add_argument("--level", choices=("full", "contention", "off"),
-                   help="what is recorded (default: TRACEDSYNC_LEVEL, else full)")
-    p.add_argument("--include", action="append", default=[], metavar="PATTERNS",
-                   help="also trace primitives created by these modules (comma-separated "
-                   "fnmatch patterns, e.g. 'queue,concurrent.futures.*')")
-    p.add_argument("--exclude", action="append", default=[], metavar="PATTERNS",
-                   help="do not trace primitives created by these modules")
+    p.add_argument(
+        "--log-dir",
+        metavar="DIR",
+        help="where the logs go (default: a new directory under ./tracedsync-logs/)",
+    )
+    p.add_argument(
+        "--level",
+        choices=("full", "contention", "off"),
+        help="what is recorded (default: TRACEDSYNC_LEVEL, else full)",
+    )
+    p.add_argument(
+        "--include",
+        action="append",
+        default=[],
+        metavar="PATTERNS",
+        help="also trace primitives created by these modules (comma-separated "
+        "fnmatch patterns, e.g. 'queue,concurrent.futures.*')",
+    )
+    p.add_argument(
+        "--exclude",
+        action="append",
+        default=[],
+        metavar="PATTERNS",
+        help="do not trace primitives created by these modules",
+    )
     p.add_argument("--no-summary", action="store_true", help="print no summary at exit")
     return p
 
@@ -62,16 +78,16 @@ def split_argv(argv: Sequence[str]) -> tuple[list[str], str | None, str | None, 
     while i < len(argv):
         a = argv[i]
         if a == "--":
-            rest = list(argv[i + 1:])
+            rest = list(argv[i + 1 :])
             return ours, (rest[0] if rest else None), None, rest[1:]
         if a == "-m":
             if i + 1 >= len(argv):
                 return [*ours, a], None, None, []
-            return ours, None, argv[i + 1], list(argv[i + 2:])
+            return ours, None, argv[i + 1], list(argv[i + 2 :])
         if a.startswith("-m") and not a.startswith("--"):
-            return ours, None, a[2:], list(argv[i + 1:])
+            return ours, None, a[2:], list(argv[i + 1 :])
         if a == "-" or not a.startswith("-"):
-            return ours, a, None, list(argv[i + 1:])
+            return ours, a, None, list(argv[i + 1 :])
         ours.append(a)
         if a in _VALUED and i + 1 < len(argv):
             ours.append(argv[i + 1])
@@ -93,8 +109,11 @@ def main(argv: Sequence[str]) -> int:
         print("tracedsync run: error: a script or -m module is required", file=sys.stderr)
         return 2
     if script is not None and not os.path.exists(script):
-        print(f"tracedsync run: can't open file {os.path.abspath(script)!r}: "
-              "[Errno 2] No such file or directory", file=sys.stderr)
+        print(
+            f"tracedsync run: can't open file {os.path.abspath(script)!r}: "
+            "[Errno 2] No such file or directory",
+            file=sys.stderr,
+        )
         return 2
     log_dir = os.path.abspath(opts.log_dir) if opts.log_dir else _runsummary.fresh_log_dir()
     include = [p for v in opts.include for p in v.split(",") if p.strip()]
@@ -105,8 +124,12 @@ def main(argv: Sequence[str]) -> int:
         _runsummary.preload()
     import tracedsync
 
-    tracedsync.patch(include=include, exclude=exclude, log_dir=log_dir,
-                     **({"level": opts.level} if opts.level else {}))
+    tracedsync.patch(
+        include=include,
+        exclude=exclude,
+        log_dir=log_dir,
+        **({"level": opts.level} if opts.level else {}),
+    )
     return run_program(script, module, args)
 
 
@@ -204,8 +227,10 @@ def _at_exit(pid: int, log_dir: str) -> None:
     try:
         _runsummary.render(_runsummary.load_report(log_dir), log_dir, sys.stderr)
     except Exception as exc:  # a summary that fails must not change the program's exit
-        print(f"tracedsync: no summary: {type(exc).__name__}: {exc} (logs: {log_dir})",
-              file=sys.stderr)
+        print(
+            f"tracedsync: no summary: {type(exc).__name__}: {exc} (logs: {log_dir})",
+            file=sys.stderr,
+        )
 
 
 def _join_children() -> None:

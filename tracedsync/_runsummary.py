@@ -19,14 +19,30 @@ from .analysis.report import Report
 BASE_DIR = "tracedsync-logs"
 TOP_ROWS = 5
 
-FINDING_KINDS = frozenset({
-    "deadlock", "held_at_end", "lock_order", "lock_order_class", "nested_same_class",
-    "lost_wakeup", "unfinished_wait", "long_hold", "long_wait", "hot_site", "misuse", "rmw",
-    "permits_held", "barrier_broken", "dropped_events",
-})
+FINDING_KINDS = frozenset(
+    {
+        "deadlock",
+        "held_at_end",
+        "lock_order",
+        "lock_order_class",
+        "nested_same_class",
+        "lost_wakeup",
+        "unfinished_wait",
+        "long_hold",
+        "long_wait",
+        "hot_site",
+        "misuse",
+        "rmw",
+        "permits_held",
+        "barrier_broken",
+        "dropped_events",
+    }
+)
 """The ``kind`` of every finding (docs/analysis.md, "Findings")."""
-ALIASES = {"order": frozenset({"lock_order", "lock_order_class"}),
-           "wakeup": frozenset({"lost_wakeup"})}
+ALIASES = {
+    "order": frozenset({"lock_order", "lock_order_class"}),
+    "wakeup": frozenset({"lost_wakeup"}),
+}
 SEVERITIES = frozenset({"warning", "error"})
 """A name in a fail-on list that selects findings by severity rather than kind."""
 
@@ -108,6 +124,7 @@ def failing(report: Report | None, kinds: frozenset[str]) -> list[Finding]:
     if report is None or not kinds:
         return []
     return [
-        f for f in report.findings
+        f
+        for f in report.findings
         if f.severity in SEVERITIES and (f.kind in kinds or f.severity in kinds)
     ]

@@ -32,13 +32,24 @@ from types import CodeType, FrameType
 ENV_INCLUDE = "TRACEDSYNC_INCLUDE"
 ENV_EXCLUDE = "TRACEDSYNC_EXCLUDE"
 
-DEFAULT_EXCLUDED = frozenset({
-    # tracedsync's dependencies, and theirs
-    "structlog", "wrapt", "orjson", "rich", "pygments", "markdown_it", "mdurl",
-    "typing_extensions",
-    # the tools that run the program: a test runner's or a coverage tool's own locks are noise
-    "pytest", "_pytest", "pluggy", "coverage",
-})
+DEFAULT_EXCLUDED = frozenset(
+    {
+        # tracedsync's dependencies, and theirs
+        "structlog",
+        "wrapt",
+        "orjson",
+        "rich",
+        "pygments",
+        "markdown_it",
+        "mdurl",
+        "typing_extensions",
+        # the tools that run the program: a test runner's or a coverage tool's own locks are noise
+        "pytest",
+        "_pytest",
+        "pluggy",
+        "coverage",
+    }
+)
 """Top-level packages whose primitives are not traced unless ``include`` names them."""
 
 _CACHE_LIMIT = 50_000
@@ -78,8 +89,12 @@ class _Layout:
     def __init__(self) -> None:
         paths = sysconfig.get_paths()
         self.stdlib = _with_real(
-            [paths.get("stdlib", ""), paths.get("platstdlib", ""),
-             os.path.dirname(os.__file__), os.path.dirname(sysconfig.__file__)]
+            [
+                paths.get("stdlib", ""),
+                paths.get("platstdlib", ""),
+                os.path.dirname(os.__file__),
+                os.path.dirname(sysconfig.__file__),
+            ]
         )
         sites = [paths.get("purelib", ""), paths.get("platlib", "")]
         sites += site.getsitepackages() if hasattr(site, "getsitepackages") else []
@@ -138,8 +153,10 @@ class Scope:
 
     def decide(self, module: str, filename: str) -> bool:
         """The rules of the module docstring, uncached."""
-        if filename.startswith(_PKG_DIR) or module == "tracedsync" or module.startswith(
-            "tracedsync."
+        if (
+            filename.startswith(_PKG_DIR)
+            or module == "tracedsync"
+            or module.startswith("tracedsync.")
         ):
             return False
         if matches(module, self.exclude):

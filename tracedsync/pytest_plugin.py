@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import io
 import os
-
 from typing import TYPE_CHECKING
 
 import pytest
@@ -29,15 +28,27 @@ _PLUGIN_NAME = "tracedsync-session"
 def pytest_addoption(parser: pytest.Parser) -> None:
     """``--tracedsync``, ``--tracedsync-fail-on``, ``--tracedsync-log-dir``; ini ``tracedsync``."""
     group = parser.getgroup("tracedsync", "tracedsync: trace threading primitives")
-    group.addoption("--tracedsync", action="store_true", default=False,
-                    help="trace the primitives created by the tests and print a summary")
-    group.addoption("--tracedsync-fail-on", metavar="KINDS", default=None,
-                    help="fail the run on these findings, e.g. deadlock,order,rmw "
-                    "(implies --tracedsync)")
-    group.addoption("--tracedsync-log-dir", metavar="DIR", default=None,
-                    help="where the logs go (default: a new directory under ./tracedsync-logs/)")
-    parser.addini("tracedsync", type="bool", default=False,
-                  help="trace the session as with --tracedsync")
+    group.addoption(
+        "--tracedsync",
+        action="store_true",
+        default=False,
+        help="trace the primitives created by the tests and print a summary",
+    )
+    group.addoption(
+        "--tracedsync-fail-on",
+        metavar="KINDS",
+        default=None,
+        help="fail the run on these findings, e.g. deadlock,order,rmw (implies --tracedsync)",
+    )
+    group.addoption(
+        "--tracedsync-log-dir",
+        metavar="DIR",
+        default=None,
+        help="where the logs go (default: a new directory under ./tracedsync-logs/)",
+    )
+    parser.addini(
+        "tracedsync", type="bool", default=False, help="trace the session as with --tracedsync"
+    )
 
 
 def enabled(config: pytest.Config) -> bool:
@@ -112,7 +123,9 @@ class TracedSession:
         if self.failing:
             terminalreporter.write_line(
                 f"tracedsync: failing the run: {len(self.failing)} finding(s) selected by "
-                f"--tracedsync-fail-on", red=True, bold=True,
+                f"--tracedsync-fail-on",
+                red=True,
+                bold=True,
             )
             for line in self.failing:
                 terminalreporter.write_line(f"  {line}", red=True)
