@@ -27,6 +27,7 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
+import signal
 import socket
 import sys
 import threading
@@ -302,7 +303,12 @@ class Recorder:
         self._write_lock = _thread.allocate_lock()
         self._start_lock = _thread.allocate_lock()
         self._ppid, self._pid = self._pid, os.getpid()
+        parent_tids = self._decoder.tids
         self._decoder = Decoder(self._pid)
+        # The parent's threads do not exist here, but the child's events can still name them
+        # (blocked_by a lock held at fork): keep their native ids, newer registrations win.
+        self._decoder.tids.update(parent_tids)
+        self._decoder.tids.update(rt.native_ids)
         if self._sink is not None:
             self._sink.writer.abandon()
         self._sink = None
@@ -323,6 +329,40 @@ class Recorder:
             register(self._at_threading_shutdown)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
+        self._install_sigterm()
+
+    def _install_sigterm(self) -> None:
+        """Flush on SIGTERM, then die of it as the program would have.
+
+        Only when SIGTERM still has its default action (a program's own handler is never
+        replaced) and only from the main thread (``signal.signal`` requires it). The handler
+        flushes with a bounded wait for the write lock, restores the default action and sends
+        SIGTERM again, so the exit status is the original one. Caveat: Python runs signal
+        handlers in the main thread between bytecodes, so a main thread stuck inside a long C
+        call dies when that call returns rather than at once.
+        """
+        if threading.current_thread() is not threading.main_thread():
+            return
+        try:
+            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+                return
+            signal.signal(signal.SIGTERM, self._on_sigterm)
+        except (ValueError, OSError, AttributeError):  # pragma: no cover - no SIGTERM here
+            return
+
+    def _on_sigterm(self, signum: int, frame: object) -> None:
+        if self._write_lock.acquire(timeout=1.0):
+            was = getattr(rt.guard, "on", False)
+            rt.guard.on = True
+            try:
+                self._flush_locked()
+            except Exception:  # pragma: no cover - dying anyway
+                pass
+            finally:
+                rt.guard.on = was
+                self._write_lock.release()
+        signal.signal(signum, signal.SIG_DFL)
+        os.kill(os.getpid(), signum)
 
 
 class _Guarded:

@@ -35,6 +35,9 @@ guard = _thread._local()
 """``guard.on`` is true while tracedsync's own code runs in this thread."""
 
 get_ident = _thread.get_ident
+native_ids: dict[int, int] = {}
+"""ident -> native id of every thread that registered in this process (or its parent, before a
+fork); the decoder prefers what the stream says, this fills in for threads of a forked parent."""
 
 
 def _nothing() -> None:
@@ -64,7 +67,9 @@ def register_thread() -> int:
     thread = threading._active.get(me)  # type: ignore[attr-defined]
     name = thread.name if thread is not None else f"foreign-{me}"
     daemon = thread.daemon if thread is not None else True
-    emit((OP_THREAD, now(), me, threading.get_native_id(), name, daemon))
+    native = threading.get_native_id()
+    native_ids[me] = native
+    emit((OP_THREAD, now(), me, native, name, daemon))
     start()
     return me
 
