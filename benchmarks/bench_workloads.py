@@ -1,0 +1,151 @@
+"""Whole workloads, raw vs traced at each level, measured in one pyperf run (issue: overhead).
+
+    python benchmarks/bench_workloads.py [--fast] [pyperf options]
+
+* Condition ping-pong: two threads hand a token back and forth through one Condition.
+* Producer/consumer: 4 producers and 4 consumers move 200,000 items through a list guarded by a
+  Condition, with the background flusher writing the log to disk as in real use (throughput is
+  the figure; ratios < 1 mean slower).
+* The seed programs (examples/), run as subprocesses: wall time traced (full) against
+  TRACEDSYNC_LEVEL=off.
+
+Raw runs use ``threading``'s primitives; traced runs use tracedsync's at ``off``,
+``contention`` and ``full``.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import pyperf
+
+import tracedsync
+
+LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-workloads")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LEVELS = ["raw", "off", "contention", "full"]
+
+
+def _condition(level: str) -> Any:
+    if level == "raw":
+        return threading.Condition()
+    tracedsync.configure(level=level, log_dir=LOG_DIR, flush_interval=0.2)
+    return tracedsync.Condition()
+
+
+def ping_pong(loops: int, level: str) -> float:
+    cond = _condition(level)
+    turn = [0]
+    n = 2000
+
+    def player(me: int) -> None:
+        for _ in range(n):
+            with cond:
+                while turn[0] != me:
+                    cond.wait()
+                turn[0] = 1 - me
+                cond.notify()
+
+    total = 0.0
+    for _ in range(loops):
+        turn[0] = 0
+        threads = [threading.Thread(target=player, args=(i,)) for i in (0, 1)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total += time.perf_counter() - t0
+    tracedsync.flush()
+    return total
+
+
+def producer_consumer(loops: int, level: str) -> float:
+    items, producers, consumers = 200_000, 4, 4
+    total = 0.0
+    for _ in range(loops):
+        cond = _condition(level)
+        queue: list[int] = []
+        per_producer = items // producers
+        done = [0]
+
+        def produce() -> None:
+            for i in range(per_producer):
+                with cond:
+                    queue.append(i)
+                    cond.notify()
+
+        def consume() -> None:
+            while True:
+                with cond:
+                    while not queue:
+                        if done[0] >= items:
+                            return
+                        cond.wait(0.05)
+                    queue.pop()
+                    done[0] += 1
+                    if done[0] >= items:
+                        cond.notify_all()
+
+        threads = [threading.Thread(target=produce) for _ in range(producers)]
+        threads += [threading.Thread(target=consume) for _ in range(consumers)]
+        t0 = time.perf_counter()
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        total += time.perf_counter() - t0
+        tracedsync.flush()
+    return total
+
+
+def seed_program(loops: int, script: str, level: str) -> float:
+    env = dict(os.environ, TRACEDSYNC_LEVEL=level, TRACEDSYNC_LOG_DIR=LOG_DIR, DEMO_SPEED="0.05")
+    total = 0.0
+    for _ in range(loops):
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, os.path.join(ROOT, "examples", script)], env=env,
+                       check=True, stdout=subprocess.DEVNULL)
+        total += time.perf_counter() - t0
+    return total
+
+
+def main() -> None:
+    runner = pyperf.Runner()
+    res: dict[tuple[str, str], float] = {}
+    for title, func in (("Condition ping-pong (2 x 2000)", ping_pong),
+                        ("producer/consumer 4x4, 200k items", producer_consumer)):
+        for level in LEVELS:
+            b = runner.bench_time_func(f"{title} [{level}]", func, level)
+            if b is not None and not runner.args.worker:
+                res[(title, level)] = b.mean()
+    seeds = ("condition_producer_consumer.py", "rlock_recursion.py")
+    for script in seeds:
+        for level in ("off", "full"):
+            b = runner.bench_time_func(f"seed {script} [{level}]", seed_program, script, level)
+            if b is not None and not runner.args.worker:
+                res[(script, level)] = b.mean()
+    if runner.args.worker or not res:
+        return
+    print("\n| workload | raw | off | contention | full |\n|---|---|---|---|---|")
+    for title in ("Condition ping-pong (2 x 2000)", "producer/consumer 4x4, 200k items"):
+        raw = res[(title, "raw")]
+        cells = [f"{raw * 1e3:.0f} ms"] + [
+            f"{res[(title, lv)] * 1e3:.0f} ms ({raw / res[(title, lv)]:.2f}x throughput)"
+            for lv in LEVELS[1:]]
+        print(f"| {title} | " + " | ".join(cells) + " |")
+    print("\n| seed program (wall time) | level off | full | full / off |\n|---|---|---|---|")
+    for script in seeds:
+        off, full = res[(script, "off")], res[(script, "full")]
+        print(f"| {script} | {off * 1e3:.0f} ms | {full * 1e3:.0f} ms | {full / off:.3f} |")
+    print(f"\nPython {sys.version.split()[0]}, tracedsync {tracedsync.__version__}")
+
+
+if __name__ == "__main__":
+    main()
