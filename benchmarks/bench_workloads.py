@@ -66,43 +66,45 @@ def ping_pong(loops: int, level: str) -> float:
     return total
 
 
-def producer_consumer(loops: int, level: str) -> float:
+def _producer_consumer_once(level: str) -> float:
     items, producers, consumers = 200_000, 4, 4
-    total = 0.0
-    for _ in range(loops):
-        cond = _condition(level)
-        queue: list[int] = []
-        per_producer = items // producers
-        done = [0]
+    cond = _condition(level)
+    queue: list[int] = []
+    per_producer = items // producers
+    done = [0]
 
-        def produce() -> None:
-            for i in range(per_producer):
-                with cond:
-                    queue.append(i)
-                    cond.notify()
+    def produce() -> None:
+        for i in range(per_producer):
+            with cond:
+                queue.append(i)
+                cond.notify()
 
-        def consume() -> None:
-            while True:
-                with cond:
-                    while not queue:
-                        if done[0] >= items:
-                            return
-                        cond.wait(0.05)
-                    queue.pop()
-                    done[0] += 1
+    def consume() -> None:
+        while True:
+            with cond:
+                while not queue:
                     if done[0] >= items:
-                        cond.notify_all()
+                        return
+                    cond.wait(0.05)
+                queue.pop()
+                done[0] += 1
+                if done[0] >= items:
+                    cond.notify_all()
 
-        threads = [threading.Thread(target=produce) for _ in range(producers)]
-        threads += [threading.Thread(target=consume) for _ in range(consumers)]
-        t0 = time.perf_counter()
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        total += time.perf_counter() - t0
-        tracedsync.flush()
-    return total
+    threads = [threading.Thread(target=produce) for _ in range(producers)]
+    threads += [threading.Thread(target=consume) for _ in range(consumers)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.perf_counter() - t0
+    tracedsync.flush()
+    return elapsed
+
+
+def producer_consumer(loops: int, level: str) -> float:
+    return sum(_producer_consumer_once(level) for _ in range(loops))
 
 
 def seed_program(loops: int, script: str, level: str) -> float:
