@@ -88,12 +88,15 @@ class _Layout:
 
     def __init__(self) -> None:
         paths = sysconfig.get_paths()
+        base = os.path.join(os.path.abspath(sys.base_prefix), "")
+        zipped = [p for p in sys.path if p.endswith(".zip") and os.path.abspath(p).startswith(base)]
         self.stdlib = _with_real(
             [
                 paths.get("stdlib", ""),
                 paths.get("platstdlib", ""),
                 os.path.dirname(os.__file__),
                 os.path.dirname(sysconfig.__file__),
+                *zipped,  # python3XX.zip, when the standard library is shipped zipped
             ]
         )
         sites = [paths.get("purelib", ""), paths.get("platlib", "")]

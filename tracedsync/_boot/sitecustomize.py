@@ -5,7 +5,8 @@ multiprocessing spawn or forkserver child, a ``subprocess`` of ``sys.executable`
 ``sitecustomize`` while starting. With ``TRACEDSYNC_PATCH=1`` in the environment it calls
 ``tracedsync.patch()`` (which reads its settings from the ``TRACEDSYNC_*`` variables). Then it
 runs the ``sitecustomize`` that this one hides, if there is one further along ``sys.path``, and
-leaves it in ``sys.modules``. A Python without tracedsync is left alone.
+leaves it in ``sys.modules``. A Python that cannot import tracedsync (or its dependencies) is
+left alone.
 
 Kept to plain Python 3 (no recent syntax): any Python that inherits the environment imports it.
 """
@@ -14,16 +15,32 @@ import importlib.machinery
 import importlib.util
 import os
 import sys
+from typing import Any
+
+
+def _import_tracedsync() -> Any:
+    try:
+        import tracedsync
+    except ImportError:
+        # Not installed (run from a source checkout): this file is inside the package, so its
+        # parent directory is on the way. Look there, at the end of sys.path, shadowing nothing.
+        parent = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        sys.path.append(parent)
+        try:
+            import tracedsync
+        except ImportError:
+            return None
+        finally:
+            sys.path.remove(parent)
+    return tracedsync
 
 
 def _patch() -> None:
     if os.environ.get("TRACEDSYNC_PATCH") != "1":
         return
-    try:
-        import tracedsync
-    except ImportError:
-        return
-    tracedsync.patch()
+    tracedsync = _import_tracedsync()
+    if tracedsync is not None:
+        tracedsync.patch()
 
 
 def _chain() -> None:
