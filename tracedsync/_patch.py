@@ -384,16 +384,16 @@ def patched(
     """
     request = _request(primitives, include, exclude)
     before_settings = None
-    if settings:
-        from . import configure
-        from . import settings as current_settings
-
-        before_settings = current_settings()
-        configure(**settings)
     with _LOCK:
         before = _current.request if _current is not None else None
         names = _set(request)
     try:
+        if settings:
+            from . import configure
+            from . import settings as current_settings
+
+            before_settings = current_settings()
+            configure(**settings)
         yield names
     finally:
         _set(before)

@@ -116,8 +116,8 @@ def main(argv: Sequence[str]) -> int:
         )
         return 2
     log_dir = os.path.abspath(opts.log_dir) if opts.log_dir else _runsummary.fresh_log_dir()
-    include = [p for v in opts.include for p in v.split(",") if p.strip()]
-    exclude = [p for v in opts.exclude for p in v.split(",") if p.strip()]
+    include = [p.strip() for v in opts.include for p in v.split(",") if p.strip()]
+    exclude = [p.strip() for v in opts.exclude for p in v.split(",") if p.strip()]
     _prepare_environment(include, exclude)
     if not opts.no_summary:
         atexit.register(_at_exit, os.getpid(), log_dir)
@@ -151,8 +151,9 @@ def run_program(script: str | None, module: str | None, args: list[str]) -> int:
             if not safe_path:
                 sys.path[0] = os.getcwd()
             sys.argv = [module, *args]  # runpy replaces argv[0] by the module's file
-            if not _module_exists(module):
-                print(f"{sys.executable}: No module named {module}", file=sys.stderr)
+            missing = _missing_module(module)
+            if missing is not None:
+                print(f"{sys.executable}: No module named {missing}", file=sys.stderr)
                 return 1
             runpy.run_module(module, run_name="__main__", alter_sys=True)
         else:
@@ -174,13 +175,19 @@ def run_program(script: str | None, module: str | None, args: list[str]) -> int:
     return 0
 
 
-def _module_exists(name: str) -> bool:
+def _missing_module(name: str) -> str | None:
+    """The name Python would report as missing for ``-m name``, or None when it can be found
+    (an error while importing its parent package is left for runpy to raise, with traceback)."""
     import importlib.util
 
     try:
-        return importlib.util.find_spec(name) is not None
-    except (ImportError, ValueError):
-        return False
+        return name if importlib.util.find_spec(name) is None else None
+    except ModuleNotFoundError as exc:
+        if exc.name and (name == exc.name or name.startswith(exc.name + ".")):
+            return exc.name
+        return None
+    except Exception:
+        return None
 
 
 def exit_status(code: object) -> int:
