@@ -84,6 +84,19 @@ def test_script_runs_as_main_with_its_arguments_and_path(tmp_path: Path) -> None
     assert created["site"] == f"{script.resolve()}:2" and created["kind"] == "Lock"
 
 
+def test_a_directory_with_main_runs_like_python_runs_it(tmp_path: Path) -> None:
+    """``tracedsync run appdir``: its ``__main__.py`` runs with the directory as sys.path[0]."""
+    write(tmp_path / "appdir" / "helper.py", "VALUE = 42\n")
+    write(tmp_path / "appdir" / "__main__.py", """
+        import sys, threading, helper
+        print(sys.path[0], helper.VALUE, type(threading.Lock()).__name__)
+    """)
+    proc = run(tmp_path, "--no-summary", "--log-dir", "logs", "appdir")
+    assert proc.returncode == 0, proc.stderr
+    path0, value, kind = proc.stdout.split()
+    assert os.path.samefile(path0, tmp_path / "appdir") and (value, kind) == ("42", "TracedLock")
+
+
 def test_module_runs_with_dash_m(tmp_path: Path) -> None:
     """``-m pkg.mod args``: run as ``__main__`` with sys.path[0] the current directory."""
     write(tmp_path / "pkg" / "__init__.py", "")

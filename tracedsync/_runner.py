@@ -159,7 +159,7 @@ def run_program(script: str | None, module: str | None, args: list[str]) -> int:
         else:
             assert script is not None
             if not safe_path:
-                sys.path[0] = os.path.dirname(os.path.realpath(script))
+                sys.path[0] = _script_path0(script)
             sys.argv = [script, *args]
             # Absolute, as Python makes a script's __file__ and code file names (3.9+), so that
             # sites read the same in every process; runpy also sets sys.argv[0] to it.
@@ -173,6 +173,16 @@ def run_program(script: str | None, module: str | None, args: list[str]) -> int:
         _print_exception(exc)
         return 1
     return 0
+
+
+def _script_path0(script: str) -> str:
+    """What Python puts first on sys.path for ``python script``: the script's directory (links
+    resolved), or the directory or zip file itself when it holds a ``__main__.py``."""
+    import zipfile
+
+    if os.path.isdir(script) or zipfile.is_zipfile(script):
+        return os.path.abspath(script)
+    return os.path.dirname(os.path.realpath(script))
 
 
 def _missing_module(name: str) -> str | None:
