@@ -48,6 +48,9 @@ DEFAULT_EXCLUDED = frozenset(
         "_pytest",
         "pluggy",
         "coverage",
+        "hypothesis",
+        "xdist",
+        "execnet",
     }
 )
 """Top-level packages whose primitives are not traced unless ``include`` names them."""
