@@ -210,7 +210,8 @@ def test_three_lock_cycle() -> None:
                 if wait_for is not None:
                     _until(lambda: WAITS.get(threads[wait_for].ident or 0), "the others to block")
                 try:
-                    if want.acquire(timeout=LIMIT):
+                    # The last to block (t3) has no timeout: only the DeadlockError ends it.
+                    if want.acquire(timeout=LIMIT if wait_for is None or wait_for == 0 else -1):
                         want.release()
                 except tracedsync.DeadlockError as exc:
                     caught.append(exc)
@@ -245,7 +246,7 @@ def test_condition_lockout_is_a_deadlock() -> None:
     def notifier() -> None:
         with cond:
             try:
-                outer.acquire(timeout=LIMIT)  # held by the waiter, which waits for our notify
+                outer.acquire()  # held by the waiter, which waits for our notify: raises
             except tracedsync.DeadlockError as exc:
                 caught.append(exc)
             cond.notify()
@@ -293,7 +294,7 @@ def test_self_deadlock_on_a_plain_lock() -> None:
     tracedsync.configure(on_deadlock="raise")
     lock = tracedsync.Lock(name="self")
     with capture() as events, lock, pytest.raises(tracedsync.DeadlockError) as info:
-        lock.acquire(timeout=LIMIT)
+        lock.acquire()
     (ev,) = events.where(event="deadlock")
     assert [c["prim"] for c in ev["cycle"]] == [_prim(lock)]
     assert [c["prim"] for c in info.value.cycle] == [_prim(lock)]
@@ -302,6 +303,17 @@ def test_self_deadlock_on_a_plain_lock() -> None:
     assert failed["contended"] is True
     (why,) = events.where(event="interrupted", prim=_prim(lock))
     assert "DeadlockError" in why["error"]
+
+
+def test_raise_leaves_a_timed_acquire_its_contract() -> None:
+    """With on_deadlock="raise", an acquire *with a timeout* that closes a cycle is reported
+    and then times out, returning False, as it would without tracedsync."""
+    tracedsync.configure(on_deadlock="raise")
+    lock = tracedsync.Lock()
+    with capture() as events, lock:
+        assert lock.acquire(timeout=0.01) is False
+    (ev,) = events.where(event="deadlock")
+    assert ev["action"] == "report" and ev["cycle"][0]["timeout"] == 0.01
 
 
 def test_semaphores_in_the_wait_for_graph() -> None:
@@ -323,7 +335,7 @@ def test_semaphores_in_the_wait_for_graph() -> None:
             both.wait(LIMIT)
             _until(lambda: _waits_on(t_left, s2, "sem_acquire"), "left to block on s2")
             try:
-                s1.acquire(timeout=LIMIT)
+                s1.acquire()  # raises
             except tracedsync.DeadlockError as exc:
                 caught.append(exc)
 
@@ -362,7 +374,7 @@ def test_function_api_with_pid_tid_owners() -> None:
         both.wait(LIMIT)
         _until(lambda: _waits_on(t_left, external), "left to register its wait")
         try:
-            a.acquire(timeout=LIMIT)
+            a.acquire()  # raises
         except tracedsync.DeadlockError as exc:
             caught.append(exc)
         released.set()
@@ -392,7 +404,7 @@ def test_remote_lookup_continues_the_walk_into_another_process() -> None:
     _detect.set_remote(lookup)
     try:
         with a, pytest.raises(tracedsync.DeadlockError) as info:
-            _detect.waiting(st_a, lambda: ((other_pid, 42),), timeout=LIMIT)
+            _detect.waiting(st_a, lambda: ((other_pid, 42),))
     finally:
         _detect.set_remote(None)
         _detect.done()

@@ -45,7 +45,8 @@ class Settings:
     on_deadlock: str = "report"
     """What a thread whose blocking acquire closes a wait-for cycle does: ``report`` (write a
     ``deadlock`` event, then block as the program would) or ``raise`` (write it, then raise
-    `tracedsync.DeadlockError` instead of blocking)."""
+    `tracedsync.DeadlockError` instead of blocking; only for an acquire without a timeout, as
+    one with a timeout returns False when it expires)."""
     lock_order: bool = False
     """Check lock-order inversions online (``order_violation`` events); costs on every
     acquire, so off by default."""

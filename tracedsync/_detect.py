@@ -43,8 +43,10 @@ threads, what each waits for and where, and every involved thread's stack from
 write lock may be held by a thread that is itself part of the cycle (a flush running user
 processors), so we never wait for it; if it is busy, the flusher writes the event within one
 ``flush_interval``. With ``on_deadlock="raise"`` the thread that closed the cycle unregisters and
-raises `DeadlockError` instead of blocking (the re-acquire inside ``Condition.wait`` only
-reports: failing there would leave the caller without its lock).
+raises `DeadlockError` instead of blocking, if its own wait has no timeout (one with a timeout
+keeps its contract: it is reported, then returns False when the timeout expires), and except
+for the re-acquire inside ``Condition.wait``, which only reports: failing there would leave the
+caller without its lock.
 
 API for other primitives (the multiprocessing locks call these; all run in the waiting thread):
 
@@ -443,8 +445,13 @@ def _deadlock(cycle: list[tuple[Key, Node]], me: int, detected_by: str, may_rais
     for _, node in cycle:
         if isinstance(node, Wait):
             node.deadlocked = True
-    action = "raise" if (_raise and may_raise and detected_by == "acquire") else "report"
     mine = cycle[0][1]
+    # Raise only instead of an untimed wait: an acquire with a timeout keeps its contract (it
+    # returns False when the timeout expires), so it is reported and left to time out.
+    action = "raise" if (
+        _raise and may_raise and detected_by == "acquire" and isinstance(mine, Wait)
+        and mine.timeout is None
+    ) else "report"
     code, line = mine.site() if isinstance(mine, Wait) else (None, 0)
     rt.emit((OP_GENERIC, rt.now(), me, "deadlock",
              {"detected_by": detected_by, "action": action, "cycle": entries}, code, line))

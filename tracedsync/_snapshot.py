@@ -195,6 +195,8 @@ def _order(ident: int) -> tuple[int, str]:
 
 def _record(snap: Snapshot, reason: str) -> None:
     """Record ``snap`` as a ``snapshot`` event, and flush if the recorder is idle."""
+    if not rt.level:
+        return  # level "off": nothing is written
     fields = snap.as_dict()
     del fields["ts"], fields["pid"]
     fields["reason"] = reason

@@ -41,12 +41,13 @@ ticks = 0
 def tick() -> None:
     """One watchdog pass (the flusher calls it every ``flush_interval``)."""
     global ticks
-    if WAITS:
-        _detect.scan()
-        if _long_wait_ns is not None:
-            _long_waits(_long_wait_ns)
-    if _long_hold_ns is not None:
-        _long_holds(_long_hold_ns)
+    if rt.level:  # at "off" nothing is traced and the books are not kept
+        if WAITS:
+            _detect.scan()
+            if _long_wait_ns is not None:
+                _long_waits(_long_wait_ns)
+        if _long_hold_ns is not None:
+            _long_holds(_long_hold_ns)
     ticks += 1
 
 
