@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -189,6 +190,8 @@ def test_deadlock_error_is_raised_in_the_closing_thread() -> None:
     assert isinstance(exc, RuntimeError) and isinstance(exc, tracedsync.DeadlockError)
     assert [c["thread"] for c in exc.cycle] == ["right", "left"]
     assert "right waits for RLock" in str(exc) and "'a'" in str(exc)
+    again = pickle.loads(pickle.dumps(exc))
+    assert (str(again), again.cycle) == (str(exc), exc.cycle)
     ev = _deadlock_on_disk(_prim(a), _prim(b))
     assert ev["action"] == "raise"
     assert not WAITS.get(t_right.ident or 0)

@@ -95,9 +95,12 @@ class DeadlockError(RuntimeError):
     cycle of threads each waiting for a primitive the next one holds. ``cycle`` is the list the
     ``deadlock`` event carries; the acquire did not take the primitive."""
 
-    def __init__(self, message: str, cycle: list[dict[str, Any]]) -> None:
+    def __init__(self, message: str, cycle: list[dict[str, Any]] | None = None) -> None:
         super().__init__(message)
-        self.cycle = cycle
+        self.cycle: list[dict[str, Any]] = [] if cycle is None else cycle
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.cycle))
 
 
 # -- the table ----------------------------------------------------------------------------------
@@ -360,15 +363,16 @@ def _path_back(start: Key, edges: dict[Key, tuple[Key, ...]]) -> list[Key]:
 
 # -- reporting ------------------------------------------------------------------------------
 def format_stack(frame: FrameType | None, limit: int = _STACK_LIMIT) -> list[str]:
-    """``"file:line function"`` per frame, outermost first, without tracedsync's own innermost
-    frames; at most ``limit`` innermost frames."""
+    """``"file:line function"`` per frame, outermost first, without tracedsync's own frames
+    (the stack reads as if the program called ``threading`` directly); at most ``limit``
+    innermost frames."""
     f = frame
-    while f is not None and f.f_code.co_filename.startswith(_PKG_DIR):
-        f = f.f_back
     out: list[str] = []
     while f is not None and len(out) < limit:
         code = f.f_code
-        out.append(f"{code.co_filename}:{f.f_lineno} {getattr(code, 'co_qualname', code.co_name)}")
+        if not code.co_filename.startswith(_PKG_DIR):
+            name = getattr(code, "co_qualname", code.co_name)
+            out.append(f"{code.co_filename}:{f.f_lineno} {name}")
         f = f.f_back
     out.reverse()
     return out
@@ -456,7 +460,12 @@ def _deadlock(cycle: list[tuple[Key, Node]], me: int, detected_by: str, may_rais
     rt.emit((OP_GENERIC, rt.now(), me, "deadlock",
              {"detected_by": detected_by, "action": action, "cycle": entries}, code, line))
     # Written now if the recorder is idle; never wait for its lock (see the design note).
+    entry = WAITS.get(me)
     RECORDER.try_flush()
+    if entry is not None and WAITS.get(me) is not entry:
+        # A sink processor that took a traced lock in this thread replaced (and removed) our
+        # entry; we are still about to block on ours.
+        WAITS[me] = entry
     if action == "raise":
         WAITS.pop(me, None)
         raise DeadlockError(deadlock_message(entries), entries)
