@@ -113,6 +113,49 @@ def untraced(factory: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         guard.on = was
 
 
+def given_args(block: Any, timeout: Any, rest: tuple[Any, ...]) -> tuple[Any, ...]:
+    """The positional arguments of an ``acquire(block=True, timeout=None, *rest)`` call as the
+    caller gave them (defaults at the end dropped), to hand an unusual call to the real
+    ``acquire`` so that it raises its own error."""
+    if rest:
+        return (block, timeout, *rest)
+    if timeout is not None:
+        return (block, timeout)
+    return () if block is True else (block,)
+
+
+_forked_reset: weakref.WeakKeyDictionary[PrimState, Callable[[PrimState], None]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+_COUNTERS = ("acquisitions", "contended", "failed", "max_depth", "wait_ns", "hold_ns", "misuse",
+             "waits", "wait_timeouts", "notifies", "unheard", "releases", "sets", "clears",
+             "broken_waits", "aborts", "resets", "restore_ns")
+
+
+def _nothing(st: PrimState) -> None:
+    return None
+
+
+def reset_in_fork_child(st: PrimState, reset: Callable[[PrimState], None] = _nothing) -> None:
+    """In every child forked from now on, zero the counters of ``st`` (each process counts its
+    own: summing the files gives the totals) and call ``reset(st)`` for its kind's own books
+    (see "Local books" above)."""
+    _forked_reset[st] = reset
+
+
+def _reset_after_fork() -> None:
+    for st, reset in list(_forked_reset.items()):
+        for name in _COUNTERS:
+            setattr(st, name, 0)
+        st.reported = False
+        reset(st)
+
+
+os.register_at_fork(after_in_child=_reset_after_fork)
+
+
 # -- registration ---------------------------------------------------------------------------------
 def attach_state(
     raw: Any,
@@ -130,22 +173,15 @@ def attach_state(
         return st
     st = PrimState(raw, prim, kind, name)
     _extras[st] = extra
+    reset_in_fork_child(st)
     setup(st)
     _registry._live[prim] = st
     if rt.level != rt.OFF:
         fields: dict[str, Any] = {"prim": prim, "kind": kind, "name": name}
         if extra:
             fields.update(extra)
-        fields["parent_pid"] = _parent_pid()
         rt.emit((OP_GENERIC, rt.now(), ident(), "attached", fields, None, 0))
     return st
-
-
-def _parent_pid() -> int | None:
-    """The pid of the process that started this one (multiprocessing's view: the requesting
-    process, not the forkserver that forked it)."""
-    parent = multiprocessing.parent_process()
-    return None if parent is None else parent.pid
 
 
 _extras: weakref.WeakKeyDictionary[PrimState, dict[str, Any] | None] = (
@@ -161,25 +197,10 @@ def new_state(
     ``extra`` fields are kept to be repeated by ``attached`` events in children."""
     st = _registry.new_state(raw, kind, name, site[0], site[1], extra)
     _extras[st] = extra
+    reset_in_fork_child(st)
     return st
 
 
-_forked_reset: weakref.WeakKeyDictionary[PrimState, Callable[[PrimState], None]] = (
-    weakref.WeakKeyDictionary()
-)
-
-
-def reset_in_fork_child(st: PrimState, reset: Callable[[PrimState], None]) -> None:
-    """Call ``reset(st)`` in every child forked from now on (see "Local books" above)."""
-    _forked_reset[st] = reset
-
-
-def _reset_after_fork() -> None:
-    for st, reset in list(_forked_reset.items()):
-        reset(st)
-
-
-os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 # -- the proxy base -------------------------------------------------------------------------------

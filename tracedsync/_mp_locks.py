@@ -30,7 +30,15 @@ from typing import Any
 
 from . import _runtime as rt
 from ._events import OP_GENERIC, OP_MISUSE, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
-from ._mp_base import MpProxy, get_state, ident, new_state, reset_in_fork_child, user_site
+from ._mp_base import (
+    MpProxy,
+    get_state,
+    given_args,
+    ident,
+    new_state,
+    reset_in_fork_child,
+    user_site,
+)
 from ._mp_owner import DEPTH, OWNER, new_record, owner_word, split
 from ._state import PrimState
 
@@ -57,10 +65,12 @@ class _MpLockBase(MpProxy):
         return get_state(self).ext
 
     # -- acquire -----------------------------------------------------------------------------
-    def acquire(self, block: bool = True, timeout: float | None = None, *,
-                _depth: int = 1) -> bool:
+    def acquire(self, block: bool = True, timeout: float | None = None, *args: Any,
+                _depth: int = 1, **kwargs: Any) -> bool:
         """Acquire the lock, exactly as multiprocessing's does, and record it."""
         st = get_state(self)
+        if args or kwargs:  # not multiprocessing's signature: let the real lock say so
+            return st.acquire(*given_args(block, timeout, args), **kwargs)  # type: ignore[no-any-return]
         level = rt.level
         if level and block is True and timeout is None and st.acquire(False):
             rec = st.ext

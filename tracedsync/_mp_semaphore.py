@@ -16,7 +16,7 @@ from typing import Any
 
 from . import _runtime as rt
 from ._events import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
-from ._mp_base import MpProxy, get_state, ident, reset_in_fork_child
+from ._mp_base import MpProxy, get_state, given_args, ident, reset_in_fork_child
 from ._proxy import new_books
 from ._semaphore import _take_from_others
 from ._state import PrimState
@@ -45,13 +45,13 @@ class TracedMpSemaphore(MpProxy):
         st.extra_stats = _extra_stats
         reset_in_fork_child(st, _forget_holders)
 
-    def acquire(self, block: bool = True, timeout: float | None = None, *,
-                _depth: int = 1) -> bool:
+    def acquire(self, block: bool = True, timeout: float | None = None, *args: Any,
+                _depth: int = 1, **kwargs: Any) -> bool:
         """Acquire a permit, exactly as multiprocessing's does, and record it."""
         st = get_state(self)
         level = rt.level
-        if not level:
-            return st.acquire(block, timeout)  # type: ignore[no-any-return]
+        if not level or args or kwargs:  # off, or not multiprocessing's signature
+            return st.acquire(*given_args(block, timeout, args), **kwargs)  # type: ignore[no-any-return]
         if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
             ok = st.acquire(block, timeout)  # the real one validates (raises) and answers
             return _booked(st, ok, False, 0, block, timeout, _depth + 1)
