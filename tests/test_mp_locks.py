@@ -260,3 +260,62 @@ def test_a_lock_released_by_another_thread_is_a_release() -> None:
     assert _mp_owner.read_owner(get_state(lock).ext) == (None, None)
     assert lock.acquire(False)
     lock.release()
+
+
+# -- runtime deadlock detection (_detect.py) ------------------------------------------------------
+@pytest.fixture
+def on_deadlock_raise() -> Any:
+    """on_deadlock="raise" for the test, put back after it."""
+    before = tracedsync.settings().on_deadlock
+    tracedsync.configure(on_deadlock="raise")
+    yield
+    tracedsync.configure(on_deadlock=before)
+
+
+def test_self_deadlock_on_a_multiprocessing_lock(on_deadlock_raise: None) -> None:
+    """Acquiring a held Lock from its own holder is a cycle of one (found through the owner
+    record): DeadlockError instead of blocking for ever; a timed acquire only reports."""
+    lock = tracedsync.mp.Lock(ctx=CTX, name="self")
+    with capture() as events, lock:
+        with pytest.raises(tracedsync.DeadlockError):
+            lock.acquire()
+        assert lock.acquire(timeout=0.01) is False
+    raised, reported = events.where(event="deadlock")
+    assert [c["prim"] for c in raised["cycle"]] == [_prim(lock)]
+    assert (raised["action"], reported["action"]) == ("raise", "report")
+    (why,) = events.where(event="interrupted", prim=_prim(lock))
+    assert "DeadlockError" in why["error"]
+
+
+def test_two_threads_deadlocked_on_multiprocessing_locks(on_deadlock_raise: None) -> None:
+    """A-then-B against B-then-A on multiprocessing locks: the thread closing the cycle gets
+    DeadlockError, the other one proceeds."""
+    a, b = tracedsync.mp.RLock(ctx=CTX, name="a"), tracedsync.mp.RLock(ctx=CTX, name="b")
+    both = threading.Barrier(2)
+    caught: list[BaseException] = []
+    got_b: list[bool] = []
+
+    def left() -> None:
+        with a:
+            both.wait(30)
+            got_b.append(b.acquire(timeout=30))
+            b.release()
+
+    def right() -> None:
+        with b:
+            both.wait(30)
+            _until(lambda: waiting_here(b) == 1)
+            try:
+                a.acquire()  # no timeout: only the DeadlockError can end this
+            except tracedsync.DeadlockError as exc:
+                caught.append(exc)
+
+    with capture() as events:
+        threads = [threading.Thread(target=left), threading.Thread(target=right)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+    assert got_b == [True] and len(caught) == 1
+    (ev,) = events.where(event="deadlock")
+    assert {c["prim"] for c in ev["cycle"]} == {_prim(a), _prim(b)}

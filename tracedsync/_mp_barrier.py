@@ -35,6 +35,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, wait_other
 from ._events import OP_BARRIER_WAIT, OP_GENERIC
 from ._mp_base import MpProxy, get_state, ident
 from ._mp_owner import owner_word, split
@@ -136,7 +137,12 @@ class TracedMpBarrier(MpProxy):
         arrived = raw.n_waiting
         t0 = rt.now()
         try:
-            index = raw.wait(timeout)
+            wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
+                       _getframe(1))  # in the wait-for graph while waiting (_detect.py)
+            try:
+                index = raw.wait(timeout)
+            finally:
+                forget(me)
         except BaseException as exc:
             t1 = rt.now()
             mine = rec[BREAKS] != breaks and rec[WHO] == owner_word()

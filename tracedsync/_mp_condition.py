@@ -28,6 +28,7 @@ from collections.abc import Callable
 from typing import Any, TypeVar
 
 from . import _runtime as rt
+from ._detect import forget, wait_cond
 from ._events import OP_COND_WAIT, OP_COND_WAKE, OP_GENERIC, OP_MISUSE
 from ._mp_base import MpProxy, get_state, ident, user_site
 from ._mp_locks import _MpLockBase, acquire_restore, release_save
@@ -93,7 +94,11 @@ class TracedMpCondition(MpProxy):
         rt.emit((OP_COND_WAIT, t0, me, st.prim, lst.prim, count, timeout, code, lineno))
         result = False
         try:
-            result = raw._wait_semaphore.acquire(True, timeout)
+            wait_cond(me, st, timeout, f)  # in the wait-for graph while waiting (_detect.py)
+            try:
+                result = raw._wait_semaphore.acquire(True, timeout)
+            finally:
+                forget(me)
         finally:
             raw._woken_count.release()  # indicate that this thread has woken
             t1 = rt.now()

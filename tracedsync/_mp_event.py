@@ -12,6 +12,7 @@ import sys
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, wait_other
 from ._events import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
 from ._mp_base import MpProxy, get_state, ident
 from ._proxy import new_books, plain_timeout
@@ -53,7 +54,12 @@ class TracedMpEvent(MpProxy):
         already = raw.is_set()
         t0 = rt.now()
         try:
-            result = raw.wait(timeout)
+            wait_other(me, st, "event_wait", timeout if plain_timeout(timeout) else None,
+                       _getframe(1))  # in the wait-for graph while waiting (_detect.py)
+            try:
+                result = raw.wait(timeout)
+            finally:
+                forget(me)
         except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
             if plain_timeout(timeout):
                 f = _getframe(1)

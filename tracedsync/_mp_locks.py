@@ -29,6 +29,7 @@ from types import CodeType
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, waiting
 from ._events import OP_GENERIC, OP_MISUSE, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
 from ._mp_base import (
     MpProxy,
@@ -198,14 +199,22 @@ def acquire_slow(st: PrimState, block: Any, timeout: Any, fdepth: int) -> bool:
                        None if ok else st.ext[OWNER])
     if st.acquire(False):
         return _booked(st, True, fdepth + 1, block, timeout, 0, False, None)
-    holder = st.ext[OWNER]
+    rec = st.ext
+    holder = rec[OWNER]
     me = ident()
     waiters = st.waiters
     waiters.append(me)
     t0 = rt.now()
     try:
-        ok = st.acquire(True, timeout)
-    except BaseException as exc:  # KeyboardInterrupt while blocked, for one
+        # Runtime detection (_detect.py): in the wait-for graph while blocked, the holder read
+        # from the owner record (a thread of this process or of another). May raise
+        # DeadlockError (on_deadlock="raise"), already unregistered.
+        waiting(st, lambda: (split(rec[OWNER]),), timeout=timeout, frame=_getframe(fdepth))
+        try:
+            ok = st.acquire(True, timeout)
+        finally:
+            forget(me)
+    except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError, for two
         wait = rt.now() - t0
         _forget(waiters, me)
         st.contended += 1
@@ -339,8 +348,13 @@ def acquire_restore(st: PrimState, count: int) -> None:
     contended = not st.acquire(False)
     holder = None
     if contended:
-        holder = st.ext[OWNER]
-        st.acquire()
+        rec = st.ext
+        holder = rec[OWNER]
+        waiting(st, lambda: (split(rec[OWNER]),), what="restore", may_raise=False)
+        try:
+            st.acquire()
+        finally:
+            forget(me)
     for _ in range(count - 1):
         st.acquire()
     t1 = rt.now()

@@ -15,6 +15,7 @@ import sys
 from typing import Any
 
 from . import _runtime as rt
+from ._detect import forget, wait_sem
 from ._events import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
 from ._mp_base import MpProxy, get_state, given_args, ident, reset_in_fork_child
 from ._proxy import new_books
@@ -61,9 +62,15 @@ class TracedMpSemaphore(MpProxy):
         if st.acquire(False):
             return _booked(st, True, False, 0, block, timeout, _depth + 1)
         t0 = rt.now()
+        me = ident()
         try:
-            ok = st.acquire(True, timeout)
-        except BaseException as exc:  # KeyboardInterrupt while blocked
+            # In the wait-for graph while blocked (_detect.py; owners: this process's holders).
+            wait_sem(me, st, timeout, _getframe(_depth))
+            try:
+                ok = st.acquire(True, timeout)
+            finally:
+                forget(me)
+        except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError
             t1 = rt.now()
             _booked(st, False, True, t1 - t0, block, timeout, _depth + 1)
             f = _getframe(_depth)
