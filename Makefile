@@ -41,7 +41,6 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check tracedsync tests benchmarks examples stress
-	$(BIN)/ruff format --check tracedsync
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -245,6 +245,7 @@ class Recorder:
             "version": __version__,
             "ppid": self._ppid,
             "argv": list(sys.argv),
+            "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
             "python": sys.version.split()[0],
             "implementation": sys.implementation.name,
             "executable": sys.executable,
@@ -278,7 +279,9 @@ class Recorder:
                 self.stats_hook()
             except Exception as exc:  # pragma: no cover
                 report(f"could not write statistics at exit: {exc!r}")
-        if rt.level != rt.OFF or self._sink is not None:
+        # A process that never recorded anything (tracedsync imported, nothing traced) leaves
+        # no file behind.
+        if self._sink is not None or len(rt.buffer) > 0:
             rt.emit((OP_SESSION_END, rt.now(), rt.get_ident(), {
                 "dropped": self._dropped,
                 "written": self._written + 1,
