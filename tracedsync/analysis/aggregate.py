@@ -148,14 +148,17 @@ class PrimInfo:
 
     def merge(self, o: PrimInfo) -> None:
         """Add what another file knows of the same primitive."""
-        if self.kind == "?" and o.kind != "?":  # only the creating process saw `created`
-            self.kind, self.name, self.site, self.func, self.lock = (
-                o.kind,
-                o.name,
-                o.site,
-                o.func,
-                o.lock,
-            )
+        # Only the creating process saw `created`; other processes (a forked child, an attached
+        # Value) may know the kind and name from `stats` but not the creation site. Fill each
+        # field from whichever file knows it.
+        if self.kind == "?":
+            self.kind = o.kind
+        if self.name is None:
+            self.name = o.name
+        if self.site is None:
+            self.site, self.func = o.site, o.func
+        if self.lock is None:
+            self.lock = o.lock
         self.pid = self.pid if self.pid is not None else o.pid
         for f in (
             "cond_waits",
