@@ -146,3 +146,24 @@ def test_report_round_trips_through_json(tmp_path: Path) -> None:
     report = build_report(_workload(tmp_path).scan(tmp_path))
     assert loads(dumps(report)) == report
 
+
+
+def test_creation_site_survives_a_child_that_only_has_stats(tmp_path: Path) -> None:
+    """A forked child knows an inherited lock only from `stats`; merged in either order, the
+    report still has the creating process's site."""
+    parent = Log(pid=500)
+    prim = parent.created(1, "Lock", name="shared", site="app.py:7")
+    parent.acquire(500, prim, "app.py:9")
+    parent.release(500, prim)
+    parent.end()
+    child = Log(pid=100)  # tracedsync-100.jsonl sorts first: merged before the parent's file
+    child.ev("stats", 100, prim=prim, kind="Lock", name="shared", acquisitions=1, contended=0)
+    child.acquire(100, prim, "app.py:12")
+    child.release(100, prim)
+    child.end()
+    parent.write(tmp_path)
+    child.write(tmp_path)
+    report = build_report(analyze([str(tmp_path)]))
+    (row,) = [r for r in report.primitives if r.key == prim]
+    assert row.created_at == "app.py:7"
+    assert row.acquisitions == 2
