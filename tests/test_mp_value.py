@@ -527,3 +527,22 @@ def test_lock_taken_behind_the_proxy_still_counts_as_held() -> None:
         v.value += 1
     assert [e["locked"] for e in _value_events(events, v)] == [True, True]
     assert events.where(event="rmw") == []
+
+
+def test_patched_multiprocessing_gives_traced_values_and_locks() -> None:
+    """Under tracedsync.patched(), multiprocessing's own factories (module functions and context
+    methods) return these traced objects, created at the caller's line."""
+    with tracedsync.patched(primitives=["multiprocessing.Value", "multiprocessing.Lock"]):
+        with capture() as events:
+            line = _lineno() + 1
+            v = multiprocessing.Value("i", 0)
+            lock = CTX.Lock()
+            q = CTX.SimpleQueue()  # multiprocessing's own internals stay untraced
+    assert isinstance(v, tracedsync.mp.TracedValue)
+    assert isinstance(lock, tracedsync.mp.TracedMpLock)
+    assert not isinstance(q._rlock, tracedsync.mp.TracedMpLock)
+    created = {e["prim"]: e for e in events.where(event="created")}
+    assert set(created) == {_prim(v), _prim(v.get_lock()), _prim(lock)}
+    assert created[_prim(v)]["site"] == f"{__file__}:{line}"
+    assert created[_prim(lock)]["site"] == f"{__file__}:{line + 1}"
+    assert created[_prim(lock)]["start_method"] == "spawn"

@@ -74,86 +74,102 @@ class _MpLockBase(MpProxy):
             return st.acquire(*given_args(block, timeout, args), **kwargs)  # type: ignore[no-any-return]
         level = rt.level
         if level and block is True and timeout is None and st.acquire(False):
-            rec = st.ext
-            rec[OWNER] = owner_word()  # first: the window in which others see no owner is short
-            try:
-                me = rt.tls.ident
-            except AttributeError:
-                me = rt.register_thread()
-            t = rt.now()
-            if st.reentrant and st.owner == me:
-                depth = st.depth + 1
-            else:
-                st.owner = me
-                st.t_hold = t
-                depth = 1
-            rec[DEPTH] = depth
-            st.depth = depth
-            st.acquisitions += 1
-            if depth > st.max_depth:
-                st.max_depth = depth
-            if level == FULL:
-                f = _getframe(_depth)
-                rt.emit((OP_MP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, None, True,
-                         None, False, f.f_code, -1 - f.f_lasti))
+            _took(st, level, _depth + 1)
             return True
         if not level:
             return st.acquire(block, timeout)  # type: ignore[no-any-return]
         return acquire_slow(st, block, timeout, _depth + 1)
 
     def __enter__(self) -> bool:
-        return self.acquire(True, None, _depth=2)
+        st = get_state(self)
+        level = rt.level
+        if level and st.acquire(False):
+            _took(st, level, 2)
+            return True
+        if not level:
+            return st.acquire()  # type: ignore[no-any-return]
+        return acquire_slow(st, True, None, 2)
 
     # -- release -----------------------------------------------------------------------------
     def release(self) -> None:
         """Release the lock, exactly as multiprocessing's does, and record it."""
-        st = get_state(self)
-        if not rt.level:
-            return st.release()  # type: ignore[no-any-return]
-        try:
-            me = rt.tls.ident
-        except AttributeError:
-            me = rt.register_thread()
-        depth = st.depth
-        if depth == 0 or (st.reentrant and st.owner != me):
-            return _release_unbooked(st, me)
-        depth -= 1
-        hold = None
-        t = rt.now()
-        rec = st.ext
-        if depth == 0:
-            hold = t - st.t_hold
-            owner = st.owner
-            word = rec[OWNER]
-            st.owner = None
-            st.depth = 0
-            rec[DEPTH] = 0
-            rec[OWNER] = 0  # last before the real release (see _mp_owner)
-            try:
-                st.release()
-            except BaseException as exc:
-                rec[OWNER] = word
-                rec[DEPTH] = 1
-                if isinstance(exc, (ValueError, AssertionError)):
-                    # Our books were stale: the real lock was not this thread's to release.
-                    _misuse(st, me, "release_unowned" if st.reentrant else "release_unlocked", exc)
-                else:
-                    st.owner = owner
-                    st.depth = 1
-                raise
-            st.hold_ns += hold
-        else:
-            st.depth = depth
-            rec[DEPTH] = depth
-            st.release()
-        if rt.level == FULL:
-            rt.emit((OP_RELEASE, t, me, st.prim, depth, hold))
-            if len(rt.buffer) > rt.limit:
-                rt.overflow()
-        return None
+        _release(get_state(self))
 
     def __exit__(self, *exc_info: object) -> None:
-        self.release()
+        _release(get_state(self))
+
+
+def _took(st: PrimState, level: int, fdepth: int) -> None:
+    """Books, owner record and event of an uncontended acquire (the real lock is ours now)."""
+    rec = st.ext
+    rec[OWNER] = owner_word()  # first: the window in which others see no owner is short
+    try:
+        me = rt.tls.ident
+    except AttributeError:
+        me = rt.register_thread()
+    t = rt.now()
+    if st.reentrant and st.owner == me:
+        depth = st.depth + 1
+    else:
+        st.owner = me
+        st.t_hold = t
+        depth = 1
+    rec[DEPTH] = depth
+    st.depth = depth
+    st.acquisitions += 1
+    if depth > st.max_depth:
+        st.max_depth = depth
+    if level == FULL:
+        f = _getframe(fdepth)
+        rt.emit((OP_MP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, None, True, None,
+                 False, f.f_code, -1 - f.f_lasti))
+
+
+def _release(st: PrimState) -> None:
+    """release() of the real lock, with the books, the owner record and the event."""
+    if not rt.level:
+        return st.release()  # type: ignore[no-any-return]
+    try:
+        me = rt.tls.ident
+    except AttributeError:
+        me = rt.register_thread()
+    depth = st.depth
+    if depth == 0 or (st.reentrant and st.owner != me):
+        return _release_unbooked(st, me)
+    depth -= 1
+    hold = None
+    t = rt.now()
+    rec = st.ext
+    if depth == 0:
+        hold = t - st.t_hold
+        owner = st.owner
+        word = rec[OWNER]
+        st.owner = None
+        st.depth = 0
+        rec[DEPTH] = 0
+        rec[OWNER] = 0  # last before the real release (see _mp_owner)
+        try:
+            st.release()
+        except BaseException as exc:
+            rec[OWNER] = word
+            rec[DEPTH] = 1
+            if isinstance(exc, (ValueError, AssertionError)):
+                # Our books were stale: the real lock was not this thread's to release.
+                _misuse(st, me, "release_unowned" if st.reentrant else "release_unlocked", exc)
+            else:
+                st.owner = owner
+                st.depth = 1
+            raise
+        st.hold_ns += hold
+    else:
+        st.depth = depth
+        rec[DEPTH] = depth
+        st.release()
+    if rt.level == FULL:
+        rt.emit((OP_RELEASE, t, me, st.prim, depth, hold))
+        if len(rt.buffer) > rt.limit:
+            rt.overflow()
+    return None
 
 
 class TracedMpLock(_MpLockBase):

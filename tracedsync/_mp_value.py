@@ -37,7 +37,7 @@ from . import _runtime as rt
 from ._events import OP_RMW, OP_VALUE
 from ._locks import _TracedLockBase
 from ._mp_base import MpProxy, attach_state, get_state, ident, reset_in_fork_child
-from ._mp_locks import _MpLockBase
+from ._mp_locks import _MpLockBase, _release, _took, acquire_slow
 from ._state import PrimState
 
 _getframe = sys._getframe
@@ -50,22 +50,25 @@ _OTHER, _MP, _THREADING = 0, 1, 2
 class _ValueBooks:
     """The per-process books of one traced Value or Array."""
 
-    __slots__ = ("gets", "length", "lock", "lock_kind", "lock_state", "obj", "owned", "rmws",
-                 "sets", "unlocked")
+    __slots__ = ("gets", "length", "lock", "lock_kind", "lock_state", "obj", "owned",
+                 "real_lock", "rmws", "sets", "unlocked")
 
     def __init__(self, raw: Any) -> None:
         self.obj = raw.get_obj()
         self.lock = lock = raw.get_lock()
+        self.real_lock = lock  # what level off takes: the traced lock's real one, if traced
         self.length = len(self.obj) if hasattr(type(self.obj), "__len__") else 0
         self.lock_state: PrimState | None = None
         if isinstance(lock, _MpLockBase):
             self.lock_kind = _MP
             self.lock_state = get_state(lock)
             self.owned: Any = self.lock_state.raw._semlock._is_mine
+            self.real_lock = self.lock_state.raw
         elif isinstance(lock, _TracedLockBase):
             self.lock_kind = _THREADING
             lst = self.lock_state = _threading_state(lock)
             self.owned = lambda: lst.owner == ident() and lst.depth > 0
+            self.real_lock = lst.raw
         else:
             self.lock_kind = _OTHER
             is_owned = getattr(lock, "_is_owned", None)  # a real threading.RLock
@@ -94,11 +97,15 @@ def _hold(vb: _ValueBooks, me: int) -> int | None:
     return None
 
 
-def _take(vb: _ValueBooks, fdepth: int) -> None:
+def _take(vb: _ValueBooks, level: int, fdepth: int) -> None:
     """Acquire the value's lock, its event attributed to the frame ``fdepth`` above _take."""
     kind = vb.lock_kind
-    if kind == _MP:
-        vb.lock.acquire(True, None, _depth=fdepth + 1)
+    if kind == _MP:  # the traced lock's own paths, without the proxy's method call
+        lst = vb.lock_state
+        if lst.acquire(False):  # type: ignore[union-attr]
+            _took(lst, level, fdepth + 1)  # type: ignore[arg-type]
+        else:
+            acquire_slow(lst, True, None, fdepth + 1)  # type: ignore[arg-type]
     elif kind == _THREADING:
         vb.lock.acquire(True, -1, _depth=fdepth + 1)
     else:
@@ -110,9 +117,9 @@ def _access(st: PrimState, f: FrameType, fdepth: int, is_set: bool, item: bool, 
     """One get or set, as the real wrapper does it, recorded. ``where`` is an attribute name or
     an index; ``key`` what the events say (None: work it out from the index)."""
     vb: _ValueBooks = st.ext
-    lock = vb.lock
     level = rt.level
-    if not level:
+    if not level:  # the real lock itself: nothing to record
+        lock = vb.real_lock
         lock.acquire()
         try:
             if is_set:
@@ -127,7 +134,7 @@ def _access(st: PrimState, f: FrameType, fdepth: int, is_set: bool, item: bool, 
     me = ident()
     locked = vb.owned()
     hold = _hold(vb, me) if locked else None
-    _take(vb, fdepth + 1)
+    _take(vb, level, fdepth + 1)
     try:
         obj = vb.obj
         if is_set:
@@ -155,7 +162,10 @@ def _access(st: PrimState, f: FrameType, fdepth: int, is_set: bool, item: bool, 
         if level == FULL:
             rt.emit((OP_VALUE, rt.now(), me, st.prim, is_set, key, locked, code, pos))
     finally:
-        lock.release()
+        if vb.lock_kind == _MP:
+            _release(vb.lock_state)  # type: ignore[arg-type]
+        else:
+            vb.lock.release()
     return result
 
 
