@@ -450,15 +450,20 @@ def _deadlock(cycle: list[tuple[Key, Node]], me: int, detected_by: str, may_rais
         if isinstance(node, Wait):
             node.deadlocked = True
     mine = cycle[0][1]
+    certain = _certain(cycle)
     # Raise only instead of an untimed wait: an acquire with a timeout keeps its contract (it
-    # returns False when the timeout expires), so it is reported and left to time out.
+    # returns False when the timeout expires), so it is reported and left to time out. And only
+    # when the cycle is certain: a plain Lock or a semaphore may legally be released by a thread
+    # outside the cycle (a Lock used as a signal waits on itself by design), so raising there
+    # could break a correct program.
     action = "raise" if (
-        _raise and may_raise and detected_by == "acquire" and isinstance(mine, Wait)
-        and mine.timeout is None
+        _raise and may_raise and certain and detected_by == "acquire"
+        and isinstance(mine, Wait) and mine.timeout is None
     ) else "report"
     code, line = mine.site() if isinstance(mine, Wait) else (None, 0)
     rt.emit((OP_GENERIC, rt.now(), me, "deadlock",
-             {"detected_by": detected_by, "action": action, "cycle": entries}, code, line))
+             {"detected_by": detected_by, "action": action, "certain": certain,
+              "cycle": entries}, code, line))
     # Written now if the recorder is idle; never wait for its lock (see the design note).
     entry = WAITS.get(me)
     RECORDER.try_flush()
@@ -469,6 +474,35 @@ def _deadlock(cycle: list[tuple[Key, Node]], me: int, detected_by: str, may_rais
     if action == "raise":
         WAITS.pop(me, None)
         raise DeadlockError(deadlock_message(entries), entries)
+
+
+def _certain(cycle: list[tuple[Key, Node]]) -> bool:
+    """Whether nothing outside the cycle can end it.
+
+    Certain when every wait can only be ended by its recorded holder (RLocks, conditions over
+    one). A cycle of two or more threads through plain Locks or semaphores is counted as certain
+    too: that is the classic deadlock, and a thread outside it releasing one of those locks is
+    rare. A thread waiting for a plain Lock it holds itself is certain only when no other thread
+    is alive: otherwise it may be the Lock-as-a-signal pattern, where another thread releases it.
+    """
+    if all(_owned(node) for _, node in cycle):
+        return True
+    if len(cycle) >= 2:
+        return True
+    return threading.active_count() <= 1
+
+
+def _owned(node: Node) -> bool:
+    """Whether only the recorded holder can end this wait (an RLock, or a condition over one).
+
+    A plain Lock or a semaphore can be released by any thread, so a cycle through one is a
+    likely deadlock, not a certain one."""
+    if isinstance(node, RemoteWait):
+        return node.kind == "RLock"
+    st = node.st
+    if node.what == "cond_wait":
+        return st.lock_state is not None and bool(st.lock_state.reentrant)
+    return bool(st.reentrant)
 
 
 def deadlock_message(entries: list[dict[str, Any]]) -> str:

@@ -484,6 +484,7 @@ class Scanner:
                 "pid": ev.get("pid", self.pid),
                 "ts": ev.get("ts"),
                 "path": self.path,
+                "certain": ev.get("certain", True) is not False,
                 "cycle": [dict(c) for c in cycle if isinstance(c, dict)],
             }
         )

@@ -48,10 +48,14 @@ def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
             f"{labels.prim(x) if isinstance(x, str) else x}" + (f" at {s}" if s else "")
             for p, t, x, s in members
         )
+        certain = ev.get("certain", True) is not False
         seen[key] = make(
             "deadlock",
-            "error",
-            f"Deadlock detected at run time: {chain}; none of these threads can proceed.",
+            "error" if certain else "warning",
+            f"Deadlock detected at run time: {chain}; none of these threads can proceed."
+            if certain else
+            f"Likely deadlock at run time: {chain}; only a thread outside this cycle releasing "
+            "a plain Lock or semaphore in it could end the wait.",
             labels,
             sites=[s for *_, s in members if isinstance(s, str)],
             threads=[(p, t) for p, t, *_ in members if isinstance(t, int)],
