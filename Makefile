@@ -21,12 +21,25 @@ test: $(STAMP)
 	TRACEDSYNC_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
 		tests/test_lock_tests.py tests/test_trace_locks.py tests/test_trace_condition.py
 
-## make demo: the seed's Condition producer/consumer, traced, then summarised from its log
+## make demo: the seed's programs traced, each summarised from the logs it wrote:
+## the Condition producer/consumer, then multiprocessing.Value with and without get_lock()
 demo: $(STAMP)
-	rm -rf $(DEMO_LOGS)
-	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS) DEMO_SPEED=$(DEMO_SPEED) \
-		$(BIN)/python examples/condition_producer_consumer.py
-	$(BIN)/tracedsync summary $(DEMO_LOGS)
+	rm -rf $(DEMO_LOGS) && mkdir -p $(DEMO_LOGS)
+	@echo "== 1. The seed's Condition producer/consumer, traced (last lines of its output):"
+	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS)/condition DEMO_SPEED=$(DEMO_SPEED) \
+		$(BIN)/python examples/condition_producer_consumer.py > $(DEMO_LOGS)/condition.out
+	@tail -n 3 $(DEMO_LOGS)/condition.out
+	$(BIN)/tracedsync summary $(DEMO_LOGS)/condition
+	@echo
+	@echo "== 2. multiprocessing.Value in two processes, v.value += step WITHOUT get_lock():"
+	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS)/racy $(BIN)/python examples/value_racy.py
+	$(BIN)/tracedsync summary $(DEMO_LOGS)/racy
+	@echo
+	@echo "== 3. The same WITH get_lock() held across the read and the write:"
+	TRACEDSYNC_LOG_DIR=$(DEMO_LOGS)/get_lock $(BIN)/python examples/value_get_lock.py
+	$(BIN)/tracedsync summary $(DEMO_LOGS)/get_lock
+	@echo
+	@echo "Everything, with percentiles and findings: $(BIN)/tracedsync analyze $(DEMO_LOGS)"
 
 ## make stress: 64 threads on every primitive, a million operations; the logs must account
 ## for each one (full, contention, and overflow=drop with an exact dropped count)

@@ -30,6 +30,10 @@ class PrimSummary:
     notifies: int = 0
     unheard_notifies: int = 0
     misuse: int = 0
+    gets: int = 0
+    sets: int = 0
+    rmw_sites: dict[str, set[int]] = dataclasses.field(default_factory=dict)
+    """Unsynchronised read-modify-write sites -> the pids where they happened."""
     pids: set[int] = dataclasses.field(default_factory=set)
     tids: set[tuple[int, int]] = dataclasses.field(default_factory=set)
 
@@ -88,7 +92,22 @@ def summarise(events: Iterable[Event]) -> dict[str, PrimSummary]:
                 s.unheard_notifies += 1
         elif name == "misuse":
             s.misuse += 1
+        elif name == "value_get":
+            s.gets += 1
+        elif name == "value_set":
+            s.sets += 1
+        elif name == "rmw":
+            site = ev.get("site")
+            s.rmw_sites.setdefault(site if isinstance(site, str) else "?", set()).add(ev["pid"])
     return out
+
+
+def _short(site: str) -> str:
+    """A site relative to the current directory when it is under it."""
+    import os
+
+    cwd = os.getcwd() + os.sep
+    return site[len(cwd):] if site.startswith(cwd) else site
 
 
 def _ms(ns: int) -> str:
@@ -128,6 +147,14 @@ def render_text(summary: dict[str, PrimSummary]) -> str:
             )
         )
     widths = [max(len(r[i]) for r in table) for i in range(len(head))]
+    notes = []
+    for s in rows:
+        if s.gets or s.sets:
+            notes.append(f"{s.label}: {s.gets} reads and {s.sets} writes of its value")
+        for site, pids in sorted(s.rmw_sites.items()):
+            notes.append(f"{s.label}: UNSYNCHRONISED read-modify-write at {_short(site)} "
+                         f"(in {len(pids)} process{'es' if len(pids) != 1 else ''}): the lock "
+                         f"is not held across the read and the write, so updates are lost")
     lines = []
     for i, r in enumerate(table):
         lines.append(
@@ -138,4 +165,7 @@ def render_text(summary: dict[str, PrimSummary]) -> str:
         )
         if i == 0:
             lines.append("  ".join("-" * w for w in widths))
+    if notes:
+        lines.append("")
+        lines.extend(notes)
     return "\n".join(lines)

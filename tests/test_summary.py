@@ -1,0 +1,46 @@
+"""The short summary printed by `make demo` and `tracedsync summary`."""
+
+from __future__ import annotations
+
+from tracedsync.analysis.summary import render_text, summarise
+
+
+def _ev(event: str, **fields: object) -> dict[str, object]:
+    return {"event": event, "ts": 1, "pid": 5, "tid": 5, **fields}
+
+
+def test_counts_acquisitions_waits_and_holds() -> None:
+    """Acquisitions, contention, wait and hold totals and max depth come from the events."""
+    events = [
+        _ev("created", prim="5.1", kind="RLock", name="acc"),
+        _ev("acquire", prim="5.1", ok=True, depth=1, contended=True, wait_ns=2_000_000),
+        _ev("acquire", prim="5.1", ok=True, depth=2, contended=False, wait_ns=0),
+        _ev("release", prim="5.1", depth=1),
+        _ev("release", prim="5.1", depth=0, hold_ns=3_000_000),
+        _ev("acquire", prim="5.1", ok=False, depth=0, contended=True, wait_ns=1_000_000),
+    ]
+    (s,) = summarise(events).values()
+    assert (s.acquisitions, s.contended, s.failed, s.max_depth) == (2, 2, 1, 2)
+    assert (s.wait_ns, s.hold_ns) == (3_000_000, 3_000_000)
+    text = render_text(summarise(events))
+    assert "acc" in text and "3.000" in text
+
+
+def test_rmw_and_value_traffic_are_called_out() -> None:
+    """An rmw event becomes a line naming the site; value gets and sets are counted."""
+    events = [
+        _ev("created", prim="5.2", kind="Value", name="counter"),
+        _ev("value_get", prim="5.2", locked=False),
+        _ev("value_set", prim="5.2", locked=False),
+        _ev("rmw", prim="5.2", site="app.py:9", read_site="app.py:9"),
+        {**_ev("rmw", prim="5.2", site="app.py:9"), "pid": 6},
+    ]
+    text = render_text(summarise(events))
+    assert "counter: 1 reads and 1 writes of its value" in text
+    assert "UNSYNCHRONISED read-modify-write at app.py:9 (in 2 processes)" in text
+
+
+def test_wrong_types_do_not_break_the_table() -> None:
+    """A name or kind of the wrong type is shown as unknown instead of crashing."""
+    events = [_ev("created", prim="5.3", kind=["x"], name=True)]
+    assert "5.3" in render_text(summarise(events))
