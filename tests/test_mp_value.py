@@ -532,12 +532,12 @@ def test_lock_taken_behind_the_proxy_still_counts_as_held() -> None:
 def test_patched_multiprocessing_gives_traced_values_and_locks() -> None:
     """Under tracedsync.patched(), multiprocessing's own factories (module functions and context
     methods) return these traced objects, created at the caller's line."""
-    with tracedsync.patched(primitives=["multiprocessing.Value", "multiprocessing.Lock"]):
-        with capture() as events:
-            line = _lineno() + 1
-            v = multiprocessing.Value("i", 0)
-            lock = CTX.Lock()
-            q = CTX.SimpleQueue()  # multiprocessing's own internals stay untraced
+    wanted = ["multiprocessing.Value", "multiprocessing.Lock"]
+    with tracedsync.patched(primitives=wanted), capture() as events:
+        line = _lineno() + 1
+        v = multiprocessing.Value("i", 0)
+        lock = CTX.Lock()
+        q = CTX.SimpleQueue()  # multiprocessing's own internals stay untraced
     assert isinstance(v, tracedsync.mp.TracedValue)
     assert isinstance(lock, tracedsync.mp.TracedMpLock)
     assert not isinstance(q._rlock, tracedsync.mp.TracedMpLock)
