@@ -167,3 +167,33 @@ def test_creation_site_survives_a_child_that_only_has_stats(tmp_path: Path) -> N
     (row,) = [r for r in report.primitives if r.key == prim]
     assert row.created_at == "app.py:7"
     assert row.acquisitions == 2
+
+
+def _rmw_log(pairs: int, with_values: bool, pid: int = 300) -> Log:
+    log = Log(pid=pid)
+    prim = log.created(2, "Value", name="counter", site="app.py:3")
+    for i in range(pairs):
+        if with_values:
+            log.ev("value_get", pid, prim=prim, locked=False, site="app.py:9")
+        if i == 0:  # the run-time finding comes once per site, before its value_set
+            log.ev("rmw", pid, prim=prim, site="app.py:9", read_site="app.py:9",
+                   read_locked=False)
+        if with_values:
+            log.ev("value_set", pid, prim=prim, locked=False, site="app.py:9")
+    log.end()
+    return log
+
+
+def test_rmw_counted_once_per_occurrence(tmp_path: Path) -> None:
+    """At full, the value_get/value_set pairs give the count (the rmw event does not add one);
+    with only the rmw event (level contention) it counts once."""
+    full = tmp_path / "full"
+    full.mkdir()
+    _rmw_log(3, with_values=True).write(full)
+    (row,) = build_report(analyze([str(full)])).findings
+    assert row.kind == "rmw" and row.count == 3
+    quiet = tmp_path / "quiet"
+    quiet.mkdir()
+    _rmw_log(3, with_values=False).write(quiet)
+    (row,) = build_report(analyze([str(quiet)])).findings
+    assert row.kind == "rmw" and row.count == 1

@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import multiprocessing
 import os
-import sys
 import threading
 from collections.abc import Callable
 from typing import Any
@@ -235,12 +234,7 @@ def test_condition_notified_from_another_process(method: str, log_dir: str) -> N
 
 @pytest.mark.parametrize(
     "method",
-    [pytest.param(m, marks=pytest.mark.xfail(
-        m == "forkserver" and sys.version_info < (3, 13), strict=True,
-        reason="before 3.13 a forkserver child leaves through os._exit without atexit; the "
-               "recorder ends a forked child at threading shutdown only if tracedsync was "
-               "imported before the fork (not in the fork server here)"))
-     for m in METHODS],
+    METHODS,
 )
 def test_child_log_ends_with_stats_and_session_end(method: str, log_dir: str) -> None:
     """A child's log ends like any process's: counters of its live primitives, session_end."""

@@ -489,6 +489,9 @@ def _certain(cycle: list[tuple[Key, Node]]) -> bool:
         return True
     if len(cycle) >= 2:
         return True
+    (_, node), = cycle
+    if isinstance(node, RemoteWait) or node.owners_fn is not None:
+        return False  # a multiprocessing Lock: another process may release it
     return threading.active_count() <= 1
 
 

@@ -289,8 +289,14 @@ class Recorder:
         self.flush()
 
     def _at_threading_shutdown(self) -> None:
-        if os.getpid() != self._main_pid:
-            self.shutdown()  # a forked child: atexit will not run after os._exit
+        # multiprocessing children call threading._shutdown() at the end of Process._bootstrap
+        # and then leave through os._exit (fork; forkserver before 3.13) without atexit. A
+        # forkserver child usually imported tracedsync after its fork, so test for being a
+        # multiprocessing child as well as for a changed pid.
+        process = sys.modules.get("multiprocessing.process")
+        child = process is not None and process.parent_process() is not None
+        if os.getpid() != self._main_pid or child:
+            self.shutdown()
         else:
             self.flush()
 

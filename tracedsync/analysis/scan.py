@@ -72,6 +72,11 @@ class Scanner:
         self.last_set: dict[str, tuple[int, str, int | None]] = {}  # Event: ts, site, tid
         self.last_clear: dict[str, int] = {}  # Event: ts
         self.value_reads: dict[tuple[int, str], str] = {}  # unlocked value_get: (tid, prim)
+        # Read-modify-writes: at `full` the value_get/value_set pairs give the count and the
+        # run-time `rmw` event (once per site and process, written before its value_set) only
+        # makes sure a site is reported; with no value events (`contention`) it is the count.
+        self.saw_values = False
+        self.rmw_unpaired: set[tuple[str, str]] = set()
         self.owners_at_exit: list[tuple[str, int, int]] = []
         self.session_no = 0
         self.ended = False
@@ -492,9 +497,20 @@ class Scanner:
     def _rmw(self, ev: Event) -> None:
         prim = ev.get("prim") or "?"
         self._count_other(ev)
-        self._tally(self.agg.rmw, (prim, ev.get("site") or UNKNOWN_SITE), ev)
+        key = (prim, ev.get("site") or UNKNOWN_SITE)
+        if self.saw_values:
+            self.rmw_unpaired.add(key)  # counted by its value_set pair, or once at the end
+            t = self.agg.rmw.get(key)
+            if t is None:
+                t = self.agg.rmw[key] = Tally()
+        else:
+            t = self._tally(self.agg.rmw, key, ev)
+        read = ev.get("read_site")
+        if isinstance(read, str):
+            t.details.setdefault("read_site", read)
 
     def _value_get(self, ev: Event) -> None:
+        self.saw_values = True
         self._count_other(ev)
         key = (ev["tid"], ev["prim"])
         if ev.get("locked") is False:
@@ -503,12 +519,15 @@ class Scanner:
             self.value_reads.pop(key, None)
 
     def _value_set(self, ev: Event) -> None:
+        self.saw_values = True
         self._count_other(ev)
         key = (ev["tid"], ev["prim"])
         read_site = self.value_reads.pop(key, None)
         if read_site is not None and ev.get("locked") is False:
-            t = self._tally(self.agg.rmw, (ev["prim"], ev.get("site") or UNKNOWN_SITE), ev)
+            site_key = (ev["prim"], ev.get("site") or UNKNOWN_SITE)
+            t = self._tally(self.agg.rmw, site_key, ev)
             t.details.setdefault("read_site", read_site)
+            self.rmw_unpaired.discard(site_key)
 
     def _long(self, ev: Event) -> None:
         prim = ev.get("prim") or "?"
@@ -573,6 +592,11 @@ class Scanner:
         self.last_set = {}
         self.last_clear = {}
         self.value_reads = {}
+        for key in self.rmw_unpaired:  # seen at run time by a rule wider than the pairs above
+            t = self.agg.rmw[key]
+            if t.count == 0:
+                t.hit(self.pid, None)
+        self.rmw_unpaired = set()
         self.owners_at_exit = []
         self.ended = False
 
