@@ -25,6 +25,14 @@ def pytest_configure(config: pytest.Config) -> None:
     tracedsync.flush()
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    # The session's own log (every test's events) is large and of no use afterwards.
+    import shutil
+
+    tracedsync.flush()
+    shutil.rmtree(_LOG_DIR, ignore_errors=True)
+
+
 @pytest.fixture
 def log_dir() -> str:
     """The directory the test session's own process logs to."""
