@@ -13,7 +13,8 @@ from typing import Any
 
 from . import _runtime as rt
 from ._detect import forget, wait_other
-from ._events import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
+from ._event import _extra_stats, _flip  # the books and record are threading.Event's
+from ._events import OP_EVENT_WAIT, OP_GENERIC
 from ._mp_base import MpProxy, get_state, ident
 from ._proxy import new_books, plain_timeout
 from ._state import PrimState
@@ -38,11 +39,19 @@ class TracedMpEvent(MpProxy):
 
     def set(self) -> None:
         """Set the flag and wake every waiter, exactly as multiprocessing's does; record it."""
-        _flip(get_state(self), True)
+        st = get_state(self)
+        if not rt.level:
+            st.raw.set()
+            return
+        _flip(st, True)
 
     def clear(self) -> None:
         """Clear the flag, exactly as multiprocessing's does; record it."""
-        _flip(get_state(self), False)
+        st = get_state(self)
+        if not rt.level:
+            st.raw.clear()
+            return
+        _flip(st, False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes, exactly as multiprocessing's."""
@@ -80,28 +89,3 @@ class TracedMpEvent(MpProxy):
             rt.emit((OP_EVENT_WAIT, t1, me, st.prim, bool(result), already, waited, timeout,
                      f.f_code, f.f_lineno))
         return result  # type: ignore[no-any-return]
-
-
-def _flip(st: PrimState, flag: bool) -> None:
-    raw = st.raw
-    if not rt.level:
-        raw.set() if flag else raw.clear()
-        return
-    was = raw.is_set()
-    if flag:
-        raw.set()
-    else:
-        raw.clear()
-    with st.books:
-        if flag:
-            st.sets += 1
-        else:
-            st.clears += 1
-    if rt.level == FULL:
-        f = _getframe(2)
-        rt.emit((OP_EVENT_SET, rt.now(), ident(), st.prim, flag, was, f.f_code, f.f_lineno))
-
-
-def _extra_stats(st: PrimState) -> dict[str, Any]:
-    with st.books:
-        return {"sets": st.sets, "clears": st.clears, "flag": st.raw.is_set()}

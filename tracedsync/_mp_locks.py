@@ -30,7 +30,8 @@ from typing import Any
 
 from . import _runtime as rt
 from ._detect import forget, waiting
-from ._events import OP_GENERIC, OP_MISUSE, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
+from ._events import OP_GENERIC, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
+from ._locks import _misuse
 from ._mp_base import (
     MpProxy,
     get_state,
@@ -319,12 +320,6 @@ def _release_unbooked(st: PrimState, me: int) -> None:
     st.depth = 0
     if rt.level == FULL:
         rt.emit((OP_RELEASE, rt.now(), me, st.prim, 0, None))
-
-
-def _misuse(st: PrimState, me: int, what: str, exc: BaseException) -> None:
-    st.misuse += 1
-    code, lineno = user_site()
-    rt.emit((OP_MISUSE, rt.now(), me, st.prim, what, str(exc), code, lineno))
 
 
 # -- the condition protocol (used by TracedMpCondition.wait) -----------------------------------
