@@ -169,6 +169,12 @@ class RemoteWait:
     what: str = "acquire"
     site: str | None = None
     stack: tuple[str, ...] | None = None
+    since: int | None = None
+    """When the wait began (``time.monotonic_ns``, the same clock in every process)."""
+    read_at: int | None = dataclasses.field(default=None, compare=False)
+    """When ``owners`` was read, if it may be stale (read by the waiter, not from the lock
+    itself): the edge to an owner is trusted only if that owner's own wait began before it."""
+    timeout: float | None = None
 
 
 WAITS: dict[int, Wait] = {}
@@ -339,7 +345,23 @@ def find_cycle(start: Key) -> list[tuple[Key, Node]] | None:
         if _owners(node) != owners:
             return None
     path = _path_back(start, {k: v[1] for k, v in found.items()})
-    return [(k, found[k][0]) for k in path]
+    cycle = [(k, found[k][0]) for k in path]
+    return cycle if _fresh_enough(cycle) else None
+
+
+def _fresh_enough(cycle: list[tuple[Key, Node]]) -> bool:
+    """Whether every edge read from a possibly stale record still holds.
+
+    A remote wait's holder may have been read a while ago (``read_at``): it still holds the
+    lock if its own wait began before that read, for a blocked thread releases nothing. If
+    not, the cycle is left to a later pass, after the holder's process refreshed the read."""
+    n = len(cycle)
+    for i, (_, node) in enumerate(cycle):
+        if isinstance(node, RemoteWait) and node.read_at is not None:
+            since = cycle[(i + 1) % n][1].since
+            if since is None or since > node.read_at:
+                return False
+    return True
 
 
 def _path_back(start: Key, edges: dict[Key, tuple[Key, ...]]) -> list[Key]:
@@ -389,9 +411,12 @@ def describe(
 ) -> dict[str, Any]:
     """One thread's entry in a ``deadlock`` cycle: who, what it waits for, where, its stack."""
     if isinstance(node, RemoteWait):
+        site, _, func = (node.site or "").partition(" ")
         return {
             "pid": node.pid, "tid": node.tid, "prim": node.prim, "name": node.name,
-            "kind": node.kind, "what": node.what, "site": node.site,
+            "kind": node.kind, "what": node.what, "site": site or None, "func": func or None,
+            "waited_ns": None if node.since is None else now - node.since,
+            "timeout": node.timeout,
             "held_by": _tid_of(holder), "held_by_pid": _pid_of(holder),
             "stack": list(node.stack) if node.stack is not None else None,
         }
@@ -514,10 +539,12 @@ def deadlock_message(entries: list[dict[str, Any]]) -> str:
     for e in entries:
         name = e.get("name")
         what = f"{e.get('kind') or 'primitive'} {e.get('prim')}" + (f" {name!r}" if name else "")
-        who = e.get("thread") or f"tid {e.get('tid')}"
+        who = e.get("thread") or f"pid {e.get('pid')} tid {e.get('tid')}"
         where = f" at {e['site']}" if e.get("site") else ""
         held = "whose lock is held by" if e.get("what") == "cond_wait" else "held by"
-        parts.append(f"{who} waits for {what}{where}, {held} tid {e.get('held_by')}")
+        by_pid = e.get("held_by_pid")
+        by = f"pid {by_pid} tid" if by_pid is not None and by_pid != _pid else "tid"
+        parts.append(f"{who} waits for {what}{where}, {held} {by} {e.get('held_by')}")
     return "deadlock: " + "; ".join(parts)
 
 

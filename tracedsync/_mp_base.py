@@ -61,17 +61,24 @@ def ident() -> int:
         return rt.register_thread()
 
 
-def user_site() -> tuple[CodeType | None, int]:
-    """``(code, lineno)`` of the innermost frame outside tracedsync, ``threading`` and
-    ``multiprocessing`` (whose Condition, Event and sharedctypes call our locks). Slow paths
-    only."""
+def user_frame() -> FrameType | None:
+    """The innermost frame outside tracedsync, ``threading`` and ``multiprocessing`` (whose
+    Condition, Event and sharedctypes call our locks). Slow paths only."""
     frame: FrameType | None = sys._getframe(1)
     while frame is not None:
         name = frame.f_code.co_filename
         if not (name.startswith(_PKG_DIR) or name.startswith(_MP_DIR) or name == _THREADING):
-            return frame.f_code, frame.f_lineno or 0
+            return frame
         frame = frame.f_back
-    return None, 0
+    return None
+
+
+def user_site() -> tuple[CodeType | None, int]:
+    """``(code, lineno)`` of `user_frame` (``(None, 0)`` if there is none)."""
+    frame = user_frame()
+    if frame is None:
+        return None, 0
+    return frame.f_code, frame.f_lineno or 0
 
 
 def creation_site() -> tuple[CodeType | None, int]:

@@ -28,6 +28,7 @@ import weakref
 from types import CodeType
 from typing import Any
 
+from . import _registry, _xwaits
 from . import _runtime as rt
 from ._detect import forget, waiting
 from ._events import OP_GENERIC, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
@@ -39,6 +40,7 @@ from ._mp_base import (
     ident,
     new_state,
     reset_in_fork_child,
+    user_frame,
     user_site,
 )
 from ._mp_owner import DEPTH, OWNER, new_record, owner_word, split
@@ -60,11 +62,19 @@ class _MpLockBase(MpProxy):
     @classmethod
     def _setup(cls, st: PrimState, shared: Any) -> None:
         st.reentrant = cls._reentrant
-        st.ext = new_record() if shared is None else shared
+        if shared is None:  # made here
+            st.ext = new_record()
+            path = _xwaits.table_for_new_lock()
+        else:  # arrived from the process that made it: its owner record and wait table
+            st.ext, path = shared
+            _xwaits.adopt(path)
+        if path is not None:
+            _tables[st.prim] = path
         reset_in_fork_child(st, _forget_holders)
 
     def _shared(self) -> Any:
-        return get_state(self).ext
+        st = get_state(self)
+        return st.ext, _tables.get(st.prim)
 
     # -- acquire -----------------------------------------------------------------------------
     def acquire(self, block: bool = True, timeout: float | None = None, *args: Any,
@@ -191,6 +201,21 @@ class TracedMpRLock(_MpLockBase):
     _reentrant = True
 
 
+_tables: dict[str, str] = {}
+"""prim → the path of the wait table its waits are published in (see `_xwaits`)."""
+
+
+def _owner_now(prim: str) -> int | None:
+    """The owner word of the multiprocessing lock ``prim`` read now, if this process has it."""
+    st = _registry._live.get(prim)
+    if st is None or type(st.raw) not in lock_classes():
+        return None
+    return int(st.ext[OWNER])
+
+
+_xwaits._fresh_owner = _owner_now
+
+
 def _forget_holders(st: PrimState) -> None:
     # In a forked child, none of this process's threads holds the lock (see _mp_base).
     st.owner = None
@@ -222,15 +247,22 @@ def acquire_slow(st: PrimState, block: Any, timeout: Any, fdepth: int) -> bool:
     waiters = st.waiters
     waiters.append(me)
     t0 = rt.now()
+    frame = _getframe(fdepth)
     try:
-        # Runtime detection (_detect.py): in the wait-for graph while blocked, the holder read
-        # from the owner record (a thread of this process or of another). May raise
-        # DeadlockError (on_deadlock="raise"), already unregistered.
-        waiting(st, lambda: (split(rec[OWNER]),), timeout=timeout, frame=_getframe(fdepth))
+        # Runtime detection (_detect.py): published for other processes (_xwaits.py), then in
+        # this process's wait-for graph while blocked, the holder read from the owner record (a
+        # thread of this process or of another). May raise DeadlockError
+        # (on_deadlock="raise"), already unregistered.
+        shared = _xwaits.publish(_tables.get(st.prim), st.prim, rec, st.reentrant, False,
+                                 timeout, frame)
         try:
-            ok = st.acquire(True, timeout)
+            waiting(st, lambda: (split(rec[OWNER]),), timeout=timeout, frame=frame)
+            try:
+                ok = st.acquire(True, timeout)
+            finally:
+                forget(me)
         finally:
-            forget(me)
+            _xwaits.unpublish(shared)
     except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError, for two
         wait = rt.now() - t0
         _forget(waiters, me)
@@ -361,11 +393,16 @@ def acquire_restore(st: PrimState, count: int) -> None:
     if contended:
         rec = st.ext
         holder = rec[OWNER]
-        waiting(st, lambda: (split(rec[OWNER]),), what="restore", may_raise=False)
+        shared = _xwaits.publish(_tables.get(st.prim), st.prim, rec, st.reentrant, True, None,
+                                 user_frame())
         try:
-            st.acquire()
+            waiting(st, lambda: (split(rec[OWNER]),), what="restore", may_raise=False)
+            try:
+                st.acquire()
+            finally:
+                forget(me)
         finally:
-            forget(me)
+            _xwaits.unpublish(shared)
     for _ in range(count - 1):
         st.acquire()
     t1 = rt.now()

@@ -22,7 +22,7 @@ from __future__ import annotations
 import sys
 from typing import Any
 
-from . import _detect
+from . import _detect, _xwaits
 from . import _runtime as rt
 from ._config import Settings
 from ._detect import WAITS, format_stack, native_id
@@ -42,6 +42,7 @@ def tick() -> None:
     """One watchdog pass (the flusher calls it every ``flush_interval``)."""
     global ticks
     if rt.level:  # at "off" nothing is traced and the books are not kept
+        _xwaits.refresh()  # first: the scan below, and other processes', read it
         if WAITS:
             _detect.scan()
             if _long_wait_ns is not None:

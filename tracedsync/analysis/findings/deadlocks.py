@@ -32,7 +32,11 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
 
 
 def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
+    """One finding per cycle. A cycle across processes is reported by each process in it, each
+    with the stacks of its own threads: the reports are merged (each thread's stack from
+    whichever report has it), and a cycle counts as often as one process reported it."""
     seen: dict[Any, Finding] = {}
+    reports: dict[Any, dict[Any, int]] = {}
     for ev in agg.deadlocks:
         members = []
         for c in ev["cycle"]:
@@ -40,8 +44,11 @@ def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
             tid = c.get("tid")
             members.append((pid, tid, c.get("prim"), c.get("site")))
         key = tuple(sorted((p, t, str(x)) for p, t, x, _ in members))
+        by = reports.setdefault(key, {})
+        by[ev.get("pid")] = by.get(ev.get("pid"), 0) + 1
         if key in seen:
-            seen[key].count += 1
+            seen[key].count = max(by.values())
+            _merge_stacks(seen[key].details["cycle"], ev["cycle"])
             continue
         chain = ", ".join(
             f"{labels.thread_text(p, t) if isinstance(t, int) else t} waits for "
@@ -62,9 +69,18 @@ def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
             prims=[x for _, _, x, _ in members if isinstance(x, str)],
             source="runtime",
             key=key,
-            cycle=ev["cycle"],
+            cycle=[dict(c) for c in ev["cycle"]],
         )
     return list(seen.values())
+
+
+def _merge_stacks(into: list[dict[str, Any]], other: list[dict[str, Any]]) -> None:
+    stacks = {(c.get("pid"), c.get("tid")): c.get("stack") for c in other}
+    for c in into:
+        if not c.get("stack"):
+            stack = stacks.get((c.get("pid"), c.get("tid")))
+            if stack:
+                c["stack"] = stack
 
 
 def _held_at_end(end: ProcessEnd) -> dict[Thread, dict[str, str]]:
