@@ -405,12 +405,13 @@ def test_remote_lookup_continues_the_walk_into_another_process() -> None:
             return RemoteWait(pid, tid, f"{other_pid}.1", owners=(me,), name="theirs", kind="Lock")
         return None
 
+    before = _detect._remote
     _detect.set_remote(lookup)
     try:
         with a, pytest.raises(tracedsync.DeadlockError) as info:
             _detect.waiting(st_a, lambda: ((other_pid, 42),))
     finally:
-        _detect.set_remote(None)
+        _detect.set_remote(before)
         _detect.done()
     mine, theirs = info.value.cycle
     assert mine["held_by"] == 42 and mine["held_by_pid"] == other_pid

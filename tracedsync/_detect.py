@@ -411,10 +411,10 @@ def describe(
 ) -> dict[str, Any]:
     """One thread's entry in a ``deadlock`` cycle: who, what it waits for, where, its stack."""
     if isinstance(node, RemoteWait):
-        site, _, func = (node.site or "").partition(" ")
+        where, _, name = (node.site or "").partition(" ")
         return {
             "pid": node.pid, "tid": node.tid, "prim": node.prim, "name": node.name,
-            "kind": node.kind, "what": node.what, "site": site or None, "func": func or None,
+            "kind": node.kind, "what": node.what, "site": where or None, "func": name or None,
             "waited_ns": None if node.since is None else now - node.since,
             "timeout": node.timeout,
             "held_by": _tid_of(holder), "held_by_pid": _pid_of(holder),

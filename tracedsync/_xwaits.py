@@ -368,6 +368,21 @@ def lookup(pid: int, tid: int) -> RemoteWait | None:
     return None
 
 
+def waits_of(pid: int) -> list[RemoteWait]:
+    """Every published wait of process ``pid`` (for snapshots and tests)."""
+    out = []
+    for table in list(_tables.values()):
+        for b, claimed in enumerate(_HEADS.unpack_from(table.mm, 0)):
+            if claimed != pid:
+                continue
+            base = _HEADERS + b * SLOTS * _SLOT_BYTES
+            for s in range(SLOTS):
+                got = table.read_slot(base + s * _SLOT_BYTES)
+                if got is not None and got[0][WAITER] >> 32 == pid:
+                    out.append(_remote_wait(pid, got[0][WAITER] & _TID_MASK, *got))
+    return out
+
+
 def _remote_wait(pid: int, tid: int, fields: tuple[int, ...], site: bytes) -> RemoteWait:
     prim = f"{fields[PRIM_PID]}.{fields[PRIM_N]}"
     flags = fields[FLAGS]
