@@ -15,6 +15,8 @@ divides by the raw figure measured in the same run.
 * "contended: graph check" is what a blocking acquire adds before it blocks (register, walk
   to the holder, unregister) when the holder is running: the only place the deadlock check
   runs.
+* "contended mp: publish" is what a blocking multiprocessing-lock acquire adds on top, to be
+  visible to other processes' checks (write its slot in the shared wait table, clear it).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from typing import Any
 import pyperf
 
 import tracedsync
+import tracedsync.mp
 
 UNROLL = 10
 LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-logs")
@@ -126,11 +129,37 @@ def bench_graph_check(loops: int) -> float:
     return dt
 
 
+def bench_publish(loops: int) -> float:
+    """Publish a wait on a multiprocessing lock in the shared table and clear it: what a
+    contended multiprocessing acquire adds, besides the graph check, before it blocks."""
+    from tracedsync import _mp_base, _xwaits
+
+    _configure("traced")
+    lock = tracedsync.mp.Lock()
+    st = _mp_base.get_state(lock)
+    path = _xwaits.table_for_new_lock()
+    frame = sys._getframe()
+    publish, unpublish = _xwaits.publish, _xwaits.unpublish
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        unpublish(publish(path, st.prim, st.ext, False, False, None, frame))
+    dt = time.perf_counter() - t0
+    tracedsync.flush()
+    return dt
+
+
 BENCHES = [
     ("with Lock", bench_with, "lock"),
     ("with RLock", bench_with, "rlock"),
     ("with a, b (Lock)", bench_nested, "lock"),
 ]
+
+
+def _xwaits_enabled() -> bool:
+    from tracedsync import _xwaits
+
+    return _xwaits.enabled()
 
 
 def main() -> None:
@@ -143,6 +172,8 @@ def main() -> None:
             if bench is not None and not runner.args.worker:
                 results[(title, variant)] = bench.mean()
     check = runner.bench_time_func("contended: graph check", bench_graph_check)
+    shared = (runner.bench_time_func("contended mp: publish in the shared table", bench_publish)
+              if _xwaits_enabled() else None)
     if runner.args.worker or not results:
         return
     header = " | ".join(VARIANTS)
@@ -158,6 +189,9 @@ def main() -> None:
         lines.append("")
         lines.append(f"Contended acquire, added before blocking (register, check, unregister): "
                      f"{check.mean() * 1e9:.0f} ns")
+    if shared is not None:
+        lines.append(f"Contended multiprocessing acquire, also added before blocking (publish "
+                     f"the wait for other processes, clear it): {shared.mean() * 1e9:.0f} ns")
     speedups = "C hot path" if tracedsync._locks.SPEEDUPS else "pure Python"
     lines.append(f"Python {sys.version.split()[0]}, tracedsync {tracedsync.__version__}, "
                  f"{speedups}")

@@ -107,6 +107,9 @@ def test_abba_across_processes_raises_in_the_thread_that_closes_it(
             go.set()
             (theirs,) = _until(lambda: _xwaits.waits_of(child.pid or 0), "the child to block")
             assert theirs.prim == _prim(a)
+            (seen,) = [o for o in tracedsync.snapshot().other_processes if o.pid == child.pid]
+            assert (seen.prim, seen.what, seen.held_by) == (
+                _prim(a), "acquire", (os.getpid(), threading.get_native_id()))
             with capture() as events, pytest.raises(tracedsync.DeadlockError) as info, b:
                 pass  # pragma: no cover - the cycle is closed: it raises
         assert out.get(timeout=LIMIT) == "took"

@@ -77,3 +77,28 @@ def test_get_lock_example_reports_no_rmw(method: str, tmp_path: Path) -> None:
     report = _run_traced("value_get_lock", method, tmp_path)
     assert [f for f in report["findings"] if f["kind"] == "rmw"] == []
     assert [f for f in report["findings"] if f["severity"] == "error"] == []
+
+
+def test_deadlock_across_processes_example(tmp_path: Path) -> None:
+    """examples/deadlock_processes.py under `tracedsync run`: the two processes' AB-BA is
+    reported at run time by both (one finding, both threads' stacks), and the program still
+    finishes as it does untraced (one side times out, backs off, retries in order)."""
+    logs = tmp_path / "logs"
+    env = {**os.environ, "TRACEDSYNC_FLUSH_INTERVAL": "0.05"}
+    run = subprocess.run([sys.executable, "-m", "tracedsync", "run", "--no-summary",
+                          "--log-dir", str(logs), str(EXAMPLES / "deadlock_processes.py")],
+                         env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.count("moved the money") == 2
+    analyzed = subprocess.run([sys.executable, "-m", "tracedsync", "analyze", "-f", "json",
+                               "--no-progress", str(logs)],
+                              capture_output=True, text=True, timeout=120)
+    report = json.loads(analyzed.stdout)
+    (dead,) = [f for f in report["findings"] if f["kind"] == "deadlock"]
+    assert dead["severity"] == "error" and dead["count"] == 1
+    assert dead["details"]["source"] == "runtime" and len(dead["processes"]) == 2
+    cycle = dead["details"]["cycle"]
+    assert len(cycle) == 2 and all(c["stack"] for c in cycle)
+    lines = (EXAMPLES / "deadlock_processes.py").read_text(encoding="utf-8").splitlines()
+    (line,) = [i for i, text in enumerate(lines, 1) if "dst.acquire(timeout=2.0)" in text]
+    assert all(c["site"].endswith(f"deadlock_processes.py:{line}") for c in cycle)

@@ -33,7 +33,7 @@ import threading
 from types import FrameType
 from typing import Any
 
-from . import _detect
+from . import _detect, _xwaits
 from . import _runtime as rt
 from ._config import Settings
 from ._detect import WAITS, format_stack, native_id, thread_name
@@ -78,6 +78,26 @@ class WaitingFor:
     held_by: tuple[int, ...]
     """Native ids of the threads that could end the wait (a lock's holder, permit holders, the
     holder of a condition's lock); empty when unknown."""
+    held_by_pid: tuple[int, ...] = ()
+    """The process of each of ``held_by`` (a multiprocessing lock's holder may be elsewhere)."""
+
+
+@dataclasses.dataclass(frozen=True)
+class OtherWait:
+    """A thread of another process blocked on a multiprocessing lock this process can know of
+    (published in the shared wait table)."""
+
+    pid: int
+    tid: int
+    prim: str
+    kind: str | None
+    what: str
+    waited_ns: int | None
+    timeout: float | None
+    site: str | None
+    """Where it waits (``file:line function``)."""
+    held_by: tuple[int, int] | None
+    """``(pid, tid)`` of the holder, as last read (it may have changed since)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +123,8 @@ class Snapshot:
     threads: tuple[ThreadSnapshot, ...]
     deadlocks: tuple[tuple[int, ...], ...]
     """Cycles of threads (native ids) found deadlocked in the wait-for graph at that moment."""
+    other_processes: tuple[OtherWait, ...] = ()
+    """Threads of other processes blocked on multiprocessing locks shared with this one."""
 
     def thread(self, tid: int) -> ThreadSnapshot | None:
         """The entry of the thread with native id ``tid``."""
@@ -138,6 +160,7 @@ def snapshot(*, record: bool = False) -> Snapshot:
 
 def _take() -> Snapshot:
     now = rt.now()
+    pid = os.getpid()
     frames = sys._current_frames()
     waits = WAITS.copy()
     holds: dict[int, list[Held]] = {}
@@ -160,10 +183,12 @@ def _take() -> Snapshot:
         waiting = None
         if w is not None:
             code, line = w.site()
+            owners = w.owners()
             waiting = WaitingFor(
                 w.st.prim, w.st.name, w.st.kind, w.what, now - w.since, w.timeout,
                 None if code is None else f"{code.co_filename}:{line}",
-                tuple(o[1] if isinstance(o, tuple) else native_id(o) for o in w.owners()))
+                tuple(o[1] if isinstance(o, tuple) else native_id(o) for o in owners),
+                tuple(o[0] if isinstance(o, tuple) else pid for o in owners))
         threads.append(ThreadSnapshot(
             ident, native_id(ident), thread_name(ident), ident in frames,
             tuple(sorted(holds.get(ident, ()), key=lambda h: -(h.held_ns or 0))),
@@ -175,7 +200,12 @@ def _take() -> Snapshot:
             tids = tuple(k[1] if isinstance(k, tuple) else native_id(k) for k, _ in cyc)
             if not any(set(tids) == set(c) for c in cycles):
                 cycles.append(tids)
-    return Snapshot(now, os.getpid(), tuple(threads), tuple(cycles))
+    others = tuple(
+        OtherWait(r.pid, r.tid, r.prim, r.kind, r.what,
+                  None if r.since is None else now - r.since, r.timeout, r.site,
+                  r.owners[0] if r.owners and isinstance(r.owners[0], tuple) else None)
+        for r in sorted(_xwaits.waits_of(), key=lambda r: (r.pid, r.tid)) if r.pid != pid)
+    return Snapshot(now, pid, tuple(threads), tuple(cycles), others)
 
 
 def _ours(frame: FrameType) -> bool:

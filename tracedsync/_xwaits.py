@@ -368,19 +368,23 @@ def lookup(pid: int, tid: int) -> RemoteWait | None:
     return None
 
 
-def waits_of(pid: int) -> list[RemoteWait]:
-    """Every published wait of process ``pid`` (for snapshots and tests)."""
-    out = []
+def waits_of(pid: int | None = None) -> list[RemoteWait]:
+    """Every published wait of process ``pid`` (of every process if None), from every table
+    this process knows (for snapshots and tests)."""
+    out: dict[int, RemoteWait] = {}
     for table in list(_tables.values()):
         for b, claimed in enumerate(_HEADS.unpack_from(table.mm, 0)):
-            if claimed != pid:
+            if not claimed or (pid is not None and claimed != pid):
                 continue
             base = _HEADERS + b * SLOTS * _SLOT_BYTES
             for s in range(SLOTS):
                 got = table.read_slot(base + s * _SLOT_BYTES)
-                if got is not None and got[0][WAITER] >> 32 == pid:
-                    out.append(_remote_wait(pid, got[0][WAITER] & _TID_MASK, *got))
-    return out
+                if got is None:
+                    continue
+                word = got[0][WAITER]
+                if word and word >> 32 == claimed:
+                    out[word] = _remote_wait(claimed, word & _TID_MASK, *got)
+    return list(out.values())
 
 
 def _remote_wait(pid: int, tid: int, fields: tuple[int, ...], site: bytes) -> RemoteWait:

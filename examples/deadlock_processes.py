@@ -1,0 +1,50 @@
+"""A deadlock across processes: two processes move money between the same two accounts, each
+taking the accounts' locks in its own order (source first, then destination).
+
+Both hold their source account at the same moment (a barrier makes sure of it, so the bug shows
+on every run), then each waits for the other's. Untraced, the program only stalls: each gives
+up after two seconds, backs off and retries. Traced, the process whose wait closes the cycle
+writes a `deadlock` event at once, and the other process's watchdog writes its side of the same
+cycle, each with its own thread's stack::
+
+    python -m tracedsync run examples/deadlock_processes.py
+    tracedsync analyze tracedsync-logs/<run>
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+from typing import Any
+
+
+def transfer(name: str, src: Any, dst: Any, both_hold_one: Any, in_order: Any) -> None:
+    with src:
+        both_hold_one.wait()
+        if dst.acquire(timeout=2.0):  # the second lock, in opposite orders: deadlock
+            dst.release()
+            print(f"{name}: moved the money")
+            return
+    print(f"{name}: gave up after 2 s (deadlocked), backing off")
+    first, second = in_order
+    with first, second:  # the fix: every process takes the locks in one global order
+        print(f"{name}: moved the money on retry")
+
+
+def main() -> None:
+    alice = multiprocessing.Lock()
+    bob = multiprocessing.Lock()
+    both_hold_one = multiprocessing.Barrier(2)
+    procs = [
+        multiprocessing.Process(target=transfer, args=("alice->bob", alice, bob, both_hold_one,
+                                                            (alice, bob))),
+        multiprocessing.Process(target=transfer, args=("bob->alice", bob, alice, both_hold_one,
+                                                            (alice, bob))),
+    ]
+    for p in procs:
+        p.start()
+    for p in procs:
+        p.join()
+
+
+if __name__ == "__main__":
+    main()
