@@ -21,6 +21,7 @@ import pytest
 import tracedsync
 import tracedsync.mp
 from tracedsync import _detect, _mp_owner, _xwaits
+from tracedsync._mp_locks import waiting_here
 from tracedsync.analysis.analyze import analyze
 from tracedsync.analysis.report import build_report
 from tracedsync.testing import capture
@@ -349,3 +350,29 @@ def test_a_forked_child_claims_its_own_block() -> None:
     before, ok, after = out.get(timeout=LIMIT)
     p.join(LIMIT)
     assert before == [] and ok and after and not set(after) & set(mine)
+
+
+def test_a_failing_table_never_fails_the_acquire(monkeypatch: pytest.MonkeyPatch,
+                                                  capfd: pytest.CaptureFixture[str]) -> None:
+    """If the wait table fails, a contended multiprocessing acquire still blocks and succeeds as
+    the original; cross-process detection turns itself off, saying so once on stderr."""
+    def broken(*args: Any) -> None:
+        raise OSError("the table is gone")
+
+    monkeypatch.setattr(_xwaits, "_publish", broken)
+    monkeypatch.setattr(_xwaits, "_broken", False)
+    lock = tracedsync.mp.Lock(ctx=multiprocessing.get_context("spawn"))
+    got = threading.Event()
+
+    def take() -> None:
+        with lock:
+            got.set()
+
+    with lock:
+        t = threading.Thread(target=take)
+        t.start()
+        _until(lambda: waiting_here(lock), "the thread to block")
+    assert got.wait(LIMIT)
+    t.join(LIMIT)
+    assert _xwaits._broken
+    assert capfd.readouterr().err.count("cross-process deadlock detection is off") == 1

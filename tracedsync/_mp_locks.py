@@ -69,12 +69,12 @@ class _MpLockBase(MpProxy):
             st.ext, path = shared
             _xwaits.adopt(path)
         if path is not None:
-            _tables[st.prim] = path
+            _tables[st] = path
         reset_in_fork_child(st, _forget_holders)
 
     def _shared(self) -> Any:
         st = get_state(self)
-        return st.ext, _tables.get(st.prim)
+        return st.ext, _tables.get(st)
 
     # -- acquire -----------------------------------------------------------------------------
     def acquire(self, block: bool = True, timeout: float | None = None, *args: Any,
@@ -201,8 +201,8 @@ class TracedMpRLock(_MpLockBase):
     _reentrant = True
 
 
-_tables: dict[str, str] = {}
-"""prim → the path of the wait table its waits are published in (see `_xwaits`)."""
+_tables: weakref.WeakKeyDictionary[PrimState, str] = weakref.WeakKeyDictionary()
+"""A lock's state → the path of the wait table its waits are published in (see `_xwaits`)."""
 
 
 def _owner_now(prim: str) -> int | None:
@@ -253,7 +253,7 @@ def acquire_slow(st: PrimState, block: Any, timeout: Any, fdepth: int) -> bool:
         # this process's wait-for graph while blocked, the holder read from the owner record (a
         # thread of this process or of another). May raise DeadlockError
         # (on_deadlock="raise"), already unregistered.
-        shared = _xwaits.publish(_tables.get(st.prim), st.prim, rec, st.reentrant, False,
+        shared = _xwaits.publish(_tables.get(st), st.prim, rec, st.reentrant, False,
                                  timeout, frame)
         try:
             waiting(st, lambda: (split(rec[OWNER]),), timeout=timeout, frame=frame)
@@ -393,7 +393,7 @@ def acquire_restore(st: PrimState, count: int) -> None:
     if contended:
         rec = st.ext
         holder = rec[OWNER]
-        shared = _xwaits.publish(_tables.get(st.prim), st.prim, rec, st.reentrant, True, None,
+        shared = _xwaits.publish(_tables.get(st), st.prim, rec, st.reentrant, True, None,
                                  user_frame())
         try:
             waiting(st, lambda: (split(rec[OWNER]),), what="restore", may_raise=False)

@@ -229,7 +229,9 @@ _tables: dict[str, Table] = {}
 """path → the tables this process has mapped (usually one)."""
 _current: Table | None = None
 """The table for the locks this process creates."""
-_slots_lock = _thread.allocate_lock()
+_slots_lock = _thread.RLock()
+"""Reentrant: a signal handler that blocks on a multiprocessing lock may interrupt this very
+thread inside `publish`; it must not wait for itself."""
 _published: dict[int, tuple[Table, int, Any, int]] = {}
 """ident → (table, slot offset, the lock's owner record, flags) of each published wait."""
 _broken = False
@@ -295,7 +297,33 @@ def publish(
     frame: FrameType | None,
 ) -> int | None:
     """Publish the calling thread's wait on the multiprocessing lock ``prim`` (before it blocks);
-    returns its ident for `unpublish`, or None if not published."""
+    returns its ident for `unpublish`, or None if not published. Never raises an error of its
+    own: a wait that cannot be published is only invisible to other processes."""
+    try:
+        return _publish(path, prim, rec, reentrant, restore, timeout, frame)
+    except Exception as exc:  # the traced program's acquire must go on
+        _give_up(exc)
+        return None
+
+
+def _give_up(exc: BaseException) -> None:
+    global _broken
+    if not _broken:
+        _broken = True
+        report(f"cross-process deadlock detection is off: the wait table failed ({exc!r})")
+
+
+def _publish(
+    path: str | None,
+    prim: str,
+    rec: Any,
+    reentrant: bool,
+    restore: bool,
+    timeout: float | None,
+    frame: FrameType | None,
+) -> int | None:
+    if _broken:
+        return None
     table = _tables.get(path) if path is not None else None
     if table is None:
         return None
@@ -328,11 +356,14 @@ def unpublish(me: int | None) -> None:
     """The thread's wait ended (call in a ``finally``)."""
     if me is None:
         return
-    with _slots_lock:
-        entry = _published.pop(me, None)
-        if entry is not None:
-            table, off, _, _ = entry
-            table.write(off, (0,) * 10)
+    try:
+        with _slots_lock:
+            entry = _published.pop(me, None)
+            if entry is not None:
+                table, off, _, _ = entry
+                table.write(off, (0,) * 10)
+    except Exception as exc:  # as in publish
+        _give_up(exc)
 
 
 def refresh() -> None:
@@ -341,15 +372,18 @@ def refresh() -> None:
     if not _published:
         return
     now = rt.now()
-    with _slots_lock:
-        for table, off, rec, _ in _published.values():
-            got = table.read_slot(off)
-            if got is None:
-                continue
-            fields = list(got[0])
-            fields[HOLDER] = rec[OWNER]
-            fields[READ_AT] = now
-            table.write(off, tuple(fields))
+    try:
+        with _slots_lock:
+            for table, off, rec, _ in list(_published.values()):
+                got = table.read_slot(off)
+                if got is None:
+                    continue
+                fields = list(got[0])
+                fields[HOLDER] = rec[OWNER]
+                fields[READ_AT] = now
+                table.write(off, tuple(fields))
+    except Exception as exc:  # as in publish; the watchdog's other checks go on
+        _give_up(exc)
 
 
 # -- the lookup `_detect` calls -------------------------------------------------------------
@@ -413,7 +447,7 @@ def _remote_wait(pid: int, tid: int, fields: tuple[int, ...], site: bytes) -> Re
 # -- fork and exit ----------------------------------------------------------------------------
 def _after_fork_child() -> None:
     global _slots_lock
-    _slots_lock = _thread.allocate_lock()  # a parent's thread may have held it
+    _slots_lock = _thread.RLock()  # a parent's thread may have held it
     _published.clear()  # the parent's waiting threads do not exist here
     for table in _tables.values():
         table.blocks = []  # the parent's blocks stay the parent's
