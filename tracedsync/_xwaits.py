@@ -89,9 +89,10 @@ _CLAIM_TRIES = 100
 class Table:
     """One mapped wait table (see the module note)."""
 
-    def __init__(self, path: str, creator: bool) -> None:
+    def __init__(self, path: str, creator: bool, fd: int | None = None) -> None:
         self.path = path
-        fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if creator else 0), 0o600)
+        if fd is None:
+            fd = os.open(path, os.O_RDWR | (os.O_CREAT | os.O_EXCL if creator else 0), 0o600)
         try:
             if creator:
                 os.ftruncate(fd, SIZE)
@@ -256,10 +257,14 @@ def table_for_new_lock() -> str | None:
     if _current is None:
         try:
             fd, path = tempfile.mkstemp(prefix="tracedsync-waits-", dir=_directory())
-            os.close(fd)
-            os.unlink(path)
-            table = Table(path, creator=True)
+        except OSError as exc:
+            _broken = True
+            report(f"cross-process deadlock detection is off: no wait table ({exc!r})")
+            return None
+        try:
+            table = Table(path, creator=True, fd=fd)
         except (OSError, ValueError) as exc:
+            os.unlink(path)
             _broken = True
             report(f"cross-process deadlock detection is off: no wait table ({exc!r})")
             return None
