@@ -170,6 +170,19 @@ def test_long_holds_and_waits_over_thresholds(tmp_path: Path) -> None:
     assert "long_hold" not in kinds(quiet) and "long_wait" not in kinds(quiet)
 
 
+def test_a_wait_that_timed_out_names_its_thread(tmp_path: Path) -> None:
+    """A long wait that ended in a timeout (the acquire failed) still names the thread that
+    waited."""
+    log = Log()
+    lock = log.created(1)
+    log.thread(8, "waiter")
+    log.acquire(7, lock, "app.py:10")
+    log.acquire(8, lock, "app.py:20", wait=9_000_000, blocked_by=7, ok=False)
+    log.release(7, lock, hold=9_000_000)
+    found = _find(log, tmp_path, long_hold_ns=10**9, long_wait_ns=1_000_000)
+    assert [t["name"] for t in _one(found, "long_wait").threads] == ["waiter"]
+
+
 def test_misuse_rmw_permits_dropped_and_broken_barrier(tmp_path: Path) -> None:
     """Events the recorder reports directly each become a finding."""
     log = Log()

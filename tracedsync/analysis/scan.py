@@ -143,6 +143,7 @@ class Scanner:
                         if ss is None:
                             ss = per[site] = SiteStat(site, ev.get("func"))
                         tid = ev["tid"]
+                        ss.tids.add(tid)  # those that failed (timed out) waited here too
                         if ev["contended"]:
                             wait = ev["wait_ns"]
                             ss.waits.append(wait)
@@ -159,7 +160,6 @@ class Scanner:
                                 cell[1] += wait
                         if ev["ok"]:
                             ss.acquisitions += 1
-                            ss.tids.add(tid)
                             depth = ev["depth"]
                             if depth > ss.max_depth:
                                 ss.max_depth = depth
