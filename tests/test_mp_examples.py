@@ -82,7 +82,8 @@ def test_get_lock_example_reports_no_rmw(method: str, tmp_path: Path) -> None:
 def test_deadlock_across_processes_example(tmp_path: Path) -> None:
     """examples/deadlock_processes.py under `tracedsync run`: the two processes' AB-BA is
     reported at run time by both (one finding, both threads' stacks), and the program still
-    finishes as it does untraced (one side times out, backs off, retries in order)."""
+    finishes as it does untraced (one side times out, backs off, retries in order: no second
+    cycle)."""
     logs = tmp_path / "logs"
     env = {**os.environ, "TRACEDSYNC_FLUSH_INTERVAL": "0.05"}
     run = subprocess.run([sys.executable, "-m", "tracedsync", "run", "--no-summary",
@@ -100,5 +101,5 @@ def test_deadlock_across_processes_example(tmp_path: Path) -> None:
     cycle = dead["details"]["cycle"]
     assert len(cycle) == 2 and all(c["stack"] for c in cycle)
     lines = (EXAMPLES / "deadlock_processes.py").read_text(encoding="utf-8").splitlines()
-    (line,) = [i for i, text in enumerate(lines, 1) if "dst.acquire(timeout=2.0)" in text]
+    (line,) = [i for i, text in enumerate(lines, 1) if "dst.acquire(timeout=" in text]
     assert all(c["site"].endswith(f"deadlock_processes.py:{line}") for c in cycle)
