@@ -13,10 +13,10 @@ import multiprocessing
 import os
 import threading
 import time
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from test_detect import _until
 
 import tracedsync
 import tracedsync.mp
@@ -30,18 +30,6 @@ pytestmark = pytest.mark.skipif(not _xwaits.enabled(), reason="no shared wait ta
 
 METHODS = multiprocessing.get_all_start_methods()
 LIMIT = 30.0
-
-
-def _until(predicate: Callable[[], Any], what: str) -> Any:
-    """Poll for a state (not a duration), for at most LIMIT seconds; return it."""
-    deadline = time.monotonic() + LIMIT
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
 
 
 def _prim(obj: Any) -> str:

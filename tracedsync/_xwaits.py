@@ -318,15 +318,8 @@ def _give_up(exc: BaseException) -> None:
         report(f"cross-process deadlock detection is off: the wait table failed ({exc!r})")
 
 
-def _publish(
-    path: str | None,
-    prim: str,
-    rec: Any,
-    reentrant: bool,
-    restore: bool,
-    timeout: float | None,
-    frame: FrameType | None,
-) -> int | None:
+def _publish(path: str | None, prim: str, rec: Any, reentrant: bool, restore: bool,
+             timeout: float | None, frame: FrameType | None) -> int | None:
     if _broken:
         return None
     table = _tables.get(path) if path is not None else None
