@@ -98,6 +98,9 @@ def test_deadlock_across_processes_example(tmp_path: Path) -> None:
     (dead,) = [f for f in report["findings"] if f["kind"] == "deadlock"]
     assert dead["severity"] == "error" and dead["count"] == 1
     assert dead["details"]["source"] == "runtime" and len(dead["processes"]) == 2
+    # Both threads are "MainThread": the report names them by their process too.
+    assert sorted(t["name"] for t in dead["threads"]) == ["Process-1/MainThread",
+                                                          "Process-2/MainThread"]
     cycle = dead["details"]["cycle"]
     assert len(cycle) == 2 and all(c["stack"] for c in cycle)
     lines = (EXAMPLES / "deadlock_processes.py").read_text(encoding="utf-8").splitlines()

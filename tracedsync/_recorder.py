@@ -45,6 +45,18 @@ from ._version import SCHEMA_VERSION, __version__
 _CHUNK = 256
 
 
+def _process_name() -> str | None:
+    """multiprocessing's name for this process (``"MainProcess"``, ``"Process-1"``, a pool
+    worker's), if the program uses multiprocessing (it is not imported for this)."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return None
+    try:
+        return str(mp.current_process().name)
+    except Exception:  # a half-initialised module
+        return None
+
+
 class Recorder:
     """One per process. Use the module-level `RECORDER`."""
 
@@ -244,6 +256,7 @@ class Recorder:
             "schema": SCHEMA_VERSION,
             "version": __version__,
             "ppid": self._ppid,
+            "process": _process_name(),
             "argv": list(sys.argv),
             "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
             "python": sys.version.split()[0],

@@ -13,6 +13,12 @@ class Labels:
     def __init__(self, agg: Aggregate) -> None:
         self._agg = agg
         self._lock_of = {i.lock: p for p, i in agg.prims.items() if i.lock}  # lock -> condition
+        names = {s.get("pid"): s.get("process") for src in agg.sources for s in src.sessions}
+        # Threads of child processes are all "MainThread": name them by their process too.
+        self._process = {
+            pid: name for pid, name in names.items()
+            if isinstance(name, str) and name != "MainProcess" and len(names) > 1
+        }
 
     def prim(self, prim: str) -> str:
         """``"accounts (RLock 12.3)"`` or ``"RLock 12.3"``."""
@@ -32,7 +38,11 @@ class Labels:
         return info.site if info is not None else None
 
     def thread_name(self, pid: int, tid: int) -> str:
-        return self._agg.threads.get((pid, tid), str(tid))
+        """The thread's name; in a log of several processes, ``"Process-1/MainThread"`` for a
+        thread of a child process."""
+        name = self._agg.threads.get((pid, tid), str(tid))
+        process = self._process.get(pid)
+        return f"{process}/{name}" if process else name
 
     def thread(self, pid: int, tid: int) -> dict[str, Any]:
         """A thread reference as reports carry it."""

@@ -310,6 +310,7 @@ class Scanner:
                 for k in (
                     "ts",
                     "ppid",
+                    "process",
                     "argv",
                     "python",
                     "version",
