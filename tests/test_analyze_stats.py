@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import random
 from pathlib import Path
+from typing import Any
 
 import orjson
+import pytest
 from test_analyze_util import Log
 
 from tracedsync.analysis.aggregate import Aggregate
@@ -197,3 +199,38 @@ def test_rmw_counted_once_per_occurrence(tmp_path: Path) -> None:
     _rmw_log(3, with_values=False).write(quiet)
     (row,) = build_report(analyze([str(quiet)])).findings
     assert row.kind == "rmw" and row.count == 1
+
+
+def _pairs_log(accesses: list[tuple[str, dict[str, Any]]]) -> Log:
+    log = Log(pid=400)
+    prim = log.created(2, "Array", name="a", site="app.py:3")
+    for name, fields in accesses:
+        log.ev(name, 400, prim=prim, site="app.py:9", **fields)
+    log.end()
+    return log
+
+
+@pytest.mark.parametrize(("accesses", "count"), [
+    # another item: no read-modify-write of either
+    ([("value_get", {"locked": False, "index": 0}), ("value_set", {"locked": False, "index": 1})],
+     0),
+    # the same item
+    ([("value_get", {"locked": False, "index": 0}), ("value_set", {"locked": False, "index": 0})],
+     1),
+    # read without the lock, written with it: the update can still be lost
+    ([("value_get", {"locked": False}), ("value_set", {"locked": True})], 1),
+    # read with it, written without it
+    ([("value_get", {"locked": True}), ("value_set", {"locked": False})], 1),
+    # held at both
+    ([("value_get", {"locked": True}), ("value_set", {"locked": True})], 0),
+    # unknown is not unsafe
+    ([("value_get", {"locked": None}), ("value_set", {"locked": False})], 0),
+])
+def test_rmw_pairs_follow_the_run_time_rule(
+    tmp_path: Path, accesses: list[tuple[str, dict[str, Any]]], count: int
+) -> None:
+    """The analyzer pairs a value_get with the value_set of the same item, and counts it when
+    the lock was not held at the read or at the write, as the run-time rule does."""
+    _pairs_log(accesses).write(tmp_path)
+    rows = [f for f in build_report(analyze([str(tmp_path)])).findings if f.kind == "rmw"]
+    assert sum(r.count for r in rows) == count

@@ -54,6 +54,9 @@ _get_event = itemgetter("event")
 WAIT_FIELDS = ("wait_ns", "waited_ns")
 
 
+_MAX_VALUE_READS = 100_000  # reads remembered for pairing, per file
+
+
 class Scanner:
     """Folds the events of one file (fed chunk by chunk) into an `Aggregate`."""
 
@@ -71,7 +74,8 @@ class Scanner:
         self.last_notify: dict[str, tuple[int, int, str, int | None]] = {}  # ts, waiters, site
         self.last_set: dict[str, tuple[int, str, int | None]] = {}  # Event: ts, site, tid
         self.last_clear: dict[str, int] = {}  # Event: ts
-        self.value_reads: dict[tuple[int, str], str] = {}  # unlocked value_get: (tid, prim)
+        # value_get not yet written back: (tid, prim, index, field) -> (site, locked)
+        self.value_reads: dict[tuple[Any, ...], tuple[str, bool]] = {}
         # Read-modify-writes: at `full` the value_get/value_set pairs give the count and the
         # run-time `rmw` event (once per site and process, written before its value_set) only
         # makes sure a site is reported; with no value events (`contention`) it is the count.
@@ -510,24 +514,33 @@ class Scanner:
         if isinstance(read, str):
             t.details.setdefault("read_site", read)
 
+    # The run-time rule (_mp_rmw.py), as far as the log shows it: a thread read an item (the
+    # same Value, index or field) and then wrote it, and did not hold the value's lock at the
+    # read or at the write. (A lock held at both but released in between is not visible here:
+    # the run-time `rmw` event still reports such a site, counted once.) Unknown (`locked`
+    # null) is not unsafe.
     def _value_get(self, ev: Event) -> None:
         self.saw_values = True
         self._count_other(ev)
-        key = (ev["tid"], ev["prim"])
-        if ev.get("locked") is False:
-            self.value_reads[key] = ev.get("site") or UNKNOWN_SITE
-        else:
+        key = (ev["tid"], ev["prim"], ev.get("index"), ev.get("field"))
+        locked = ev.get("locked")
+        if locked is None:
             self.value_reads.pop(key, None)
+        else:
+            if len(self.value_reads) >= _MAX_VALUE_READS:
+                self.value_reads.clear()  # reads never written back: forget (at worst a miss)
+            self.value_reads[key] = (ev.get("site") or UNKNOWN_SITE, locked is True)
 
     def _value_set(self, ev: Event) -> None:
         self.saw_values = True
         self._count_other(ev)
-        key = (ev["tid"], ev["prim"])
-        read_site = self.value_reads.pop(key, None)
-        if read_site is not None and ev.get("locked") is False:
+        key = (ev["tid"], ev["prim"], ev.get("index"), ev.get("field"))
+        read = self.value_reads.pop(key, None)
+        locked = ev.get("locked")
+        if read is not None and locked is not None and not (read[1] and locked):
             site_key = (ev["prim"], ev.get("site") or UNKNOWN_SITE)
             t = self._tally(self.agg.rmw, site_key, ev)
-            t.details.setdefault("read_site", read_site)
+            t.details.setdefault("read_site", read[0])
             self.rmw_unpaired.discard(site_key)
 
     def _long(self, ev: Event) -> None:
