@@ -116,8 +116,8 @@ def test_process_arguments_keep_their_ids(method: str, log_dir: str) -> None:
     events = _log(log_dir, p.pid)
     session = events[0]
     assert session["event"] == "session" and session["pid"] == p.pid
-    if method != "forkserver":  # a forkserver child's parent is the fork server
-        assert session["ppid"] == os.getpid()
+    assert session["ppid"] == os.getpid()  # under forkserver too: not the fork server
+    assert session["process"] == p.name
     attached = {e["prim"]: e for e in events if e["event"] == "attached"}
     if method == "fork":
         assert attached == {}  # inherited: nothing was pickled

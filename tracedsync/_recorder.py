@@ -57,6 +57,19 @@ def _process_name() -> str | None:
         return None
 
 
+def _mp_parent() -> int | None:
+    """The pid of the process that started this one with multiprocessing (under forkserver,
+    not the fork server that forked it), if multiprocessing started it."""
+    mp = sys.modules.get("multiprocessing")
+    if mp is None:
+        return None
+    try:
+        parent = mp.parent_process()
+        return None if parent is None else int(parent.pid)
+    except Exception:  # a half-initialised module
+        return None
+
+
 class Recorder:
     """One per process. Use the module-level `RECORDER`."""
 
@@ -255,7 +268,7 @@ class Recorder:
             "tid": threading.get_native_id(),
             "schema": SCHEMA_VERSION,
             "version": __version__,
-            "ppid": self._ppid,
+            "ppid": _mp_parent() or self._ppid,
             "process": _process_name(),
             "argv": list(sys.argv),
             "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
