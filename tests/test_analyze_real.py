@@ -3,13 +3,13 @@ log has its own directory, its exit counters and its session_end)."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import clean_env
 
 from tracedsync.analysis.analyze import analyze
 from tracedsync.analysis.report import build_report
@@ -101,9 +101,8 @@ def _run(tmp_path: Path, mode: str) -> Path:
     logs = tmp_path / "logs"
     script = tmp_path / "prog.py"
     script.write_text(PROGRAM)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
     subprocess.run([sys.executable, str(script), str(logs), mode], check=True, timeout=60,
-                   env=env)
+                   env=clean_env())
     return logs
 
 

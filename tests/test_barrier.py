@@ -3,34 +3,19 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import prim_of, until
 
 import tracedsync
 from tracedsync import _runtime as rt
 from tracedsync.testing import Captured, capture
 
-RawEvent = threading.Event
 RawBarrier = threading.Barrier
 RawCondition = threading.Condition
 RawLockType = type(threading.Lock())
 Broken = threading.BrokenBarrierError
-
-
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
-def _until(predicate: Callable[[], bool]) -> None:
-    """Poll for a state the test waits for (not a duration), for at most 10 s."""
-    pause = RawEvent()
-    for _ in range(10_000):
-        if predicate():
-            return
-        pause.wait(0.001)
-    raise AssertionError("the awaited state never came")
 
 
 class _Waiter:
@@ -57,7 +42,7 @@ class _Waiter:
 
 
 def _broken(events: Captured, barrier: Any) -> list[dict[str, Any]]:
-    return events.where(prim=_prim(barrier), event="barrier_broken")
+    return events.where(prim=prim_of(barrier), event="barrier_broken")
 
 
 def test_each_pass_records_its_index() -> None:
@@ -70,7 +55,7 @@ def test_each_pass_records_its_index() -> None:
             w.join()
     indices = sorted([mine] + [w.outcome[0] for w in waiters])
     assert indices == [0, 1, 2]
-    passes = events.where(prim=_prim(barrier), event="barrier_wait")
+    passes = events.where(prim=prim_of(barrier), event="barrier_wait")
     assert sorted(e["index"] for e in passes) == [0, 1, 2]
     assert {e["parties"] for e in passes} == {3}
     assert {e["timeout"] for e in passes} == {10}
@@ -85,7 +70,7 @@ def test_default_timeout_is_the_one_recorded() -> None:
     barrier = tracedsync.Barrier(1, timeout=5)
     with capture() as events:
         assert barrier.wait() == 0
-    (e,) = events.where(prim=_prim(barrier), event="barrier_wait")
+    (e,) = events.where(prim=prim_of(barrier), event="barrier_wait")
     assert e["timeout"] == 5 and e["index"] == 0
 
 
@@ -93,7 +78,7 @@ def test_created_event_carries_parties_and_timeout() -> None:
     """Creation records kind Barrier, parties and the default timeout."""
     with capture() as events:
         barrier = tracedsync.Barrier(4, timeout=2.5, name="b")
-    (created,) = events.where(event="created", prim=_prim(barrier))
+    (created,) = events.where(event="created", prim=prim_of(barrier))
     assert (created["kind"], created["parties"], created["timeout"]) == ("Barrier", 4, 2.5)
 
 
@@ -119,7 +104,7 @@ def test_waiter_learns_which_thread_timed_out() -> None:
     barrier = tracedsync.Barrier(3)
     with capture() as events:
         waiter = _Waiter(barrier)
-        _until(lambda: barrier.n_waiting == 1)
+        until(lambda: barrier.n_waiting == 1)
         with pytest.raises(Broken):
             barrier.wait(0.01)  # the third party never comes
         waiter.join()
@@ -136,12 +121,12 @@ def test_abort_names_the_aborting_thread() -> None:
     me = threading.get_native_id()
     with capture() as events:
         waiter = _Waiter(barrier)
-        _until(lambda: barrier.n_waiting == 1)
+        until(lambda: barrier.n_waiting == 1)
         barrier.abort()
         waiter.join()
         barrier.abort()  # already broken: recorded, but it breaks nothing new
     assert waiter.outcome == [Broken]
-    aborts = events.where(prim=_prim(barrier), event="barrier_abort")
+    aborts = events.where(prim=prim_of(barrier), event="barrier_abort")
     assert [(a["n_waiting"], a["was_broken"], a["tid"]) for a in aborts] == [
         (1, False, me), (0, True, me),
     ]
@@ -165,7 +150,7 @@ def test_failing_action_breaks_the_barrier() -> None:
     me = threading.get_native_id()
     with capture() as events:
         waiter = _Waiter(barrier)
-        _until(lambda: barrier.n_waiting == 1)
+        until(lambda: barrier.n_waiting == 1)
         with pytest.raises(ValueError, match="boom"):
             barrier.wait(10)  # the last to arrive runs the action
         waiter.join()
@@ -183,11 +168,11 @@ def test_reset_breaks_current_waiters() -> None:
     barrier = tracedsync.Barrier(2)
     with capture() as events:
         waiter = _Waiter(barrier)
-        _until(lambda: barrier.n_waiting == 1)
+        until(lambda: barrier.n_waiting == 1)
         barrier.reset()
         waiter.join()
     assert waiter.outcome == [Broken]
-    (reset,) = events.where(prim=_prim(barrier), event="barrier_reset")
+    (reset,) = events.where(prim=prim_of(barrier), event="barrier_reset")
     assert (reset["n_waiting"], reset["was_broken"]) == (1, False)
     (victim,) = _broken(events, barrier)
     assert (victim["broken_by"], victim["why"]) == (threading.get_native_id(), "reset")
@@ -203,7 +188,7 @@ def test_contention_level_skips_the_tripping_wait(level: None) -> None:
         assert barrier.wait(10) == 0
         barrier.reset()
         barrier.abort()
-    assert events.names(prim=_prim(barrier)) == ["barrier_abort", "barrier_broken"]
+    assert events.names(prim=prim_of(barrier)) == ["barrier_abort", "barrier_broken"]
     assert barrier.statistics().waits == 1
 
 
@@ -212,7 +197,7 @@ def test_properties_and_repr_are_the_real_barriers() -> None:
     barrier = tracedsync.Barrier(3, name="b")
     assert (barrier.parties, barrier.n_waiting, barrier.broken) == (3, 0, False)
     r = repr(barrier)
-    assert r.startswith("<threading.Barrier") and f"traced={_prim(barrier)}" in r
+    assert r.startswith("<threading.Barrier") and f"traced={prim_of(barrier)}" in r
     assert "name='b'" in r
 
 

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import clean_env, prim_of, until
 
 import tracedsync
 from tracedsync import _detect, _lockorder, _locks, _watchdog
@@ -48,30 +49,14 @@ def _detection_settings() -> Iterator[None]:
     )
 
 
-def _until(predicate: Callable[[], Any], what: str) -> Any:
-    """Poll ``predicate`` until it is truthy (bounded by LIMIT seconds); return its value."""
-    deadline = time.monotonic() + LIMIT
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.002)
-
-
 def _func(f: Any) -> str:
     """How stacks name a function (qualified on 3.11+, plain before)."""
     return str(getattr(f.__code__, "co_qualname", f.__code__.co_name))
 
 
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
 def _waits_on(thread: threading.Thread, obj: Any, what: str | None = None) -> bool:
     w = WAITS.get(thread.ident or 0)
-    return w is not None and w.st.prim == _prim(obj) and (what is None or w.what == what)
+    return w is not None and w.st.prim == prim_of(obj) and (what is None or w.what == what)
 
 
 def _on_disk(event: str, **fields: Any) -> list[dict[str, Any]]:
@@ -93,7 +78,7 @@ def _on_disk(event: str, **fields: Any) -> list[dict[str, Any]]:
 def _two_more_ticks() -> None:
     """Wait (bounded) until the flusher has run the watchdog twice more."""
     start = _watchdog.ticks
-    _until(lambda: _watchdog.ticks >= start + 2, "two more watchdog passes")
+    until(lambda: _watchdog.ticks >= start + 2, "two more watchdog passes")
 
 
 def _deadlock_on_disk(*prims: str) -> dict[str, Any]:
@@ -103,7 +88,7 @@ def _deadlock_on_disk(*prims: str) -> dict[str, Any]:
             if {c["prim"] for c in ev["cycle"]} == set(prims):
                 return ev
         return None
-    return _until(find, f"a deadlock event over {prims} in the log file")  # type: ignore[no-any-return]
+    return until(find, f"a deadlock event over {prims} in the log file")
 
 
 def _start(target: Callable[[], None], name: str) -> threading.Thread:
@@ -136,20 +121,20 @@ def test_ab_ba_deadlock_is_written_to_disk_at_once() -> None:
     def right() -> None:
         with b:
             both.wait(LIMIT)
-            _until(lambda: _waits_on(t_left, b), "left to block on b")
+            until(lambda: _waits_on(t_left, b), "left to block on b")
             # Closes the cycle: reported, then blocks as the program would, until it times out.
             results["right"] = a.acquire(timeout=0.2)
 
     t_left = _start(left, "left")
     t_right = _start(right, "right")
-    ev = _deadlock_on_disk(_prim(a), _prim(b))
+    ev = _deadlock_on_disk(prim_of(a), prim_of(b))
     _join(t_left, t_right)
     assert results == {"left": True, "right": False}
     assert ev["action"] == "report" and ev["detected_by"] == "acquire"
     assert ev["tid"] == t_right.native_id and ev["site"].startswith(__file__ + ":")
     first, second = ev["cycle"]
-    assert (first["thread"], first["prim"], first["name"]) == ("right", _prim(a), "a")
-    assert (second["thread"], second["prim"], second["name"]) == ("left", _prim(b), "b")
+    assert (first["thread"], first["prim"], first["name"]) == ("right", prim_of(a), "a")
+    assert (second["thread"], second["prim"], second["name"]) == ("left", prim_of(b), "b")
     assert first["held_by"] == t_left.native_id and second["held_by"] == t_right.native_id
     assert first["tid"] == t_right.native_id and first["pid"] == os.getpid()
     assert first["timeout"] == 0.2 and second["timeout"] == LIMIT
@@ -176,7 +161,7 @@ def test_deadlock_error_is_raised_in_the_closing_thread() -> None:
     def right() -> None:
         with b:
             both.wait(LIMIT)
-            _until(lambda: _waits_on(t_left, b), "left to block on b")
+            until(lambda: _waits_on(t_left, b), "left to block on b")
             try:
                 a.acquire()  # no timeout: only the DeadlockError can end this
             except tracedsync.DeadlockError as exc:
@@ -193,7 +178,7 @@ def test_deadlock_error_is_raised_in_the_closing_thread() -> None:
     assert "right waits for RLock" in str(exc) and "'a'" in str(exc)
     again = pickle.loads(pickle.dumps(exc))
     assert (str(again), again.cycle) == (str(exc), exc.cycle)
-    ev = _deadlock_on_disk(_prim(a), _prim(b))
+    ev = _deadlock_on_disk(prim_of(a), prim_of(b))
     assert ev["action"] == "raise"
     assert not WAITS.get(t_right.ident or 0)
 
@@ -212,7 +197,7 @@ def test_three_lock_cycle() -> None:
             with mine:
                 all3.wait(LIMIT)
                 if wait_for is not None:
-                    _until(lambda: WAITS.get(threads[wait_for].ident or 0), "the others to block")
+                    until(lambda: WAITS.get(threads[wait_for].ident or 0), "the others to block")
                 try:
                     # The last to block (t3) has no timeout: only the DeadlockError ends it.
                     if want.acquire(timeout=LIMIT if wait_for is None or wait_for == 0 else -1):
@@ -229,7 +214,7 @@ def test_three_lock_cycle() -> None:
     assert [(e["thread"], e["name"]) for e in exc.cycle] == [("t3", "a"), ("t1", "b"), ("t2", "c")]
     tids = [t.native_id for t in threads]
     assert [e["held_by"] for e in exc.cycle] == [tids[0], tids[1], tids[2]]
-    _deadlock_on_disk(_prim(a), _prim(b), _prim(c))
+    _deadlock_on_disk(prim_of(a), prim_of(b), prim_of(c))
 
 
 def test_condition_lockout_is_a_deadlock() -> None:
@@ -256,19 +241,19 @@ def test_condition_lockout_is_a_deadlock() -> None:
             cond.notify()
 
     t_wait = _start(waiter, "waiter")
-    _until(lambda: _waits_on(t_wait, cond, "cond_wait"), "the waiter to wait on the condition")
+    until(lambda: _waits_on(t_wait, cond, "cond_wait"), "the waiter to wait on the condition")
     t_notify = _start(notifier, "notifier")
     _join(t_notify, t_wait)
     assert woke == [True]
     (exc,) = caught
     first, second = exc.cycle
     assert (first["thread"], first["prim"], first["what"]) == (
-        "notifier", _prim(outer), "acquire")
+        "notifier", prim_of(outer), "acquire")
     assert (second["thread"], second["prim"], second["what"]) == (
-        "waiter", _prim(cond), "cond_wait")
-    assert second["lock"] == _prim(inner) and second["held_by"] == t_notify.native_id
+        "waiter", prim_of(cond), "cond_wait")
+    assert second["lock"] == prim_of(inner) and second["held_by"] == t_notify.native_id
     assert "whose lock is held by" in str(exc)
-    _deadlock_on_disk(_prim(outer), _prim(cond))
+    _deadlock_on_disk(prim_of(outer), prim_of(cond))
 
 
 def test_a_running_holder_is_no_deadlock() -> None:
@@ -285,7 +270,7 @@ def test_a_running_holder_is_no_deadlock() -> None:
     holding.wait(LIMIT)
     with capture() as events:
         t_block = _start(lambda: lock.acquire(timeout=LIMIT) and lock.release(), "blocked")
-        _until(lambda: _waits_on(t_block, lock), "the second thread to block")
+        until(lambda: _waits_on(t_block, lock), "the second thread to block")
         assert _detect.find_cycle(t_block.ident or 0) is None
         done.set()
         _join(t_hold, t_block)
@@ -300,12 +285,12 @@ def test_self_deadlock_on_a_plain_lock() -> None:
     with capture() as events, lock, pytest.raises(tracedsync.DeadlockError) as info:
         lock.acquire()
     (ev,) = events.where(event="deadlock")
-    assert [c["prim"] for c in ev["cycle"]] == [_prim(lock)]
-    assert [c["prim"] for c in info.value.cycle] == [_prim(lock)]
+    assert [c["prim"] for c in ev["cycle"]] == [prim_of(lock)]
+    assert [c["prim"] for c in info.value.cycle] == [prim_of(lock)]
     assert ev["cycle"][0]["held_by"] == threading.get_native_id()
-    (failed,) = events.where(event="acquire", prim=_prim(lock), ok=False)
+    (failed,) = events.where(event="acquire", prim=prim_of(lock), ok=False)
     assert failed["contended"] is True
-    (why,) = events.where(event="interrupted", prim=_prim(lock))
+    (why,) = events.where(event="interrupted", prim=prim_of(lock))
     assert "DeadlockError" in why["error"]
 
 
@@ -337,7 +322,7 @@ def test_semaphores_in_the_wait_for_graph() -> None:
     def right() -> None:
         with s2:
             both.wait(LIMIT)
-            _until(lambda: _waits_on(t_left, s2, "sem_acquire"), "left to block on s2")
+            until(lambda: _waits_on(t_left, s2, "sem_acquire"), "left to block on s2")
             try:
                 s1.acquire()  # raises
             except tracedsync.DeadlockError as exc:
@@ -376,7 +361,7 @@ def test_function_api_with_pid_tid_owners() -> None:
     def right() -> None:
         holder_tid.append(threading.get_native_id())
         both.wait(LIMIT)
-        _until(lambda: _waits_on(t_left, external), "left to register its wait")
+        until(lambda: _waits_on(t_left, external), "left to register its wait")
         try:
             a.acquire()  # raises
         except tracedsync.DeadlockError as exc:
@@ -387,7 +372,7 @@ def test_function_api_with_pid_tid_owners() -> None:
     t_right = _start(right, "right")
     _join(t_left, t_right)
     (exc,) = caught
-    assert [c["prim"] for c in exc.cycle] == [_prim(a), _prim(external)]
+    assert [c["prim"] for c in exc.cycle] == [prim_of(a), prim_of(external)]
     assert not WAITS.get(t_left.ident or 0)
 
 
@@ -447,11 +432,13 @@ def test_order_violation_reported_once_per_site_pair() -> None:
             _backward(a, b)
     (ev,) = events.where(event="order_violation")
     a, b = locks[0]
-    assert (ev["prim"], ev["name"], ev["held"], ev["held_name"]) == (_prim(a), "a", _prim(b), "b")
+    assert (ev["prim"], ev["name"], ev["held"], ev["held_name"]) == (
+        prim_of(a), "a", prim_of(b), "b")
     assert ev["func"].endswith("_backward") and ev["held_site"].startswith(__file__)
     assert ev["site"] != ev["held_site"]
     (rev,) = ev["reverse"]
-    assert (rev["from"], rev["to"], rev["tid"]) == (_prim(a), _prim(b), threading.get_native_id())
+    assert (rev["from"], rev["to"], rev["tid"]) == (
+        prim_of(a), prim_of(b), threading.get_native_id())
     assert rev["held_site"].startswith(__file__) and rev["site"] != rev["held_site"]
     assert ev["stack"][-1].endswith("_backward")
 
@@ -467,9 +454,9 @@ def test_order_violation_through_a_condition_reacquire() -> None:
     with capture() as events, cond, b:  # a → b
         cond.wait(0)  # releases a, times out at once, re-acquires a while holding b: b → a
     (ev,) = events.where(event="order_violation")
-    assert (ev["prim"], ev["held"]) == (_prim(a), _prim(b))
+    assert (ev["prim"], ev["held"]) == (prim_of(a), prim_of(b))
     assert ev["func"] == sys._getframe().f_code.co_name
-    assert ev["reverse"][0]["from"] == _prim(a) and ev["reverse"][0]["to"] == _prim(b)
+    assert ev["reverse"][0]["from"] == prim_of(a) and ev["reverse"][0]["to"] == prim_of(b)
 
 
 def test_lock_order_is_opt_in_and_switches_cleanly() -> None:
@@ -501,11 +488,11 @@ def test_held_lists_follow_acquire_and_release() -> None:
         return [h[0].prim for h in _lockorder._held.get(me, [])]
 
     with a, a, b:
-        assert held() == [_prim(a), _prim(b)]
+        assert held() == [prim_of(a), prim_of(b)]
         c.acquire()
         t = _start(c.release, "releaser")
         _join(t)
-        assert held() == [_prim(a), _prim(b)]
+        assert held() == [prim_of(a), prim_of(b)]
     assert held() == []
 
 
@@ -522,12 +509,12 @@ def test_long_wait_is_reported_while_the_thread_still_waits() -> None:
 
     with lock:
         t = _start(blocked, "blocked")
-        (ev,) = _until(lambda: _on_disk("long_wait", prim=_prim(lock)), "a long_wait on disk")
+        (ev,) = until(lambda: _on_disk("long_wait", prim=prim_of(lock)), "a long_wait on disk")
         assert t.is_alive() and _waits_on(t, lock)  # still waiting: we still hold the lock
         _two_more_ticks()  # later passes report nothing new for the same wait
     _join(t)
     tracedsync.flush()
-    assert len(_on_disk("long_wait", prim=_prim(lock))) == 1
+    assert len(_on_disk("long_wait", prim=prim_of(lock))) == 1
     assert ev["tid"] == t.native_id and ev["blocked_by"] == threading.get_native_id()
     assert ev["owners"] == [threading.get_native_id()] and ev["ongoing"] is True
     assert ev["wait_ns"] >= 50_000_000 and ev["what"] == "acquire" and ev["timeout"] == LIMIT
@@ -540,11 +527,11 @@ def test_long_hold_is_reported_while_still_held() -> None:
     tracedsync.configure(long_hold=0.05, flush_interval=0.02)
     lock = tracedsync.RLock(name="hog")
     with lock, lock:
-        (ev,) = _until(lambda: _on_disk("long_hold", prim=_prim(lock)), "a long_hold on disk")
+        (ev,) = until(lambda: _on_disk("long_hold", prim=prim_of(lock)), "a long_hold on disk")
         assert lock.statistics().owner == threading.get_ident()
         _two_more_ticks()
     tracedsync.flush()
-    assert len(_on_disk("long_hold", prim=_prim(lock))) == 1
+    assert len(_on_disk("long_hold", prim=prim_of(lock))) == 1
     assert ev["tid"] == threading.get_native_id() and ev["depth"] == 2
     assert ev["hold_ns"] >= 50_000_000 and ev["ongoing"] is True and ev["alive"] is True
     assert any("test_long_hold_is_reported_while_still_held" in f for f in ev["stack"])
@@ -592,7 +579,7 @@ def test_snapshot_shows_holders_waiters_and_stacks() -> None:
     t_hold = _start(holder, "holder")
     holding.wait(LIMIT)
     t_wait = _start(waiter, "waiter")
-    _until(lambda: _waits_on(t_wait, b), "the waiter to block on b")
+    until(lambda: _waits_on(t_wait, b), "the waiter to block on b")
     try:
         with capture() as events:
             snap = tracedsync.snapshot(record=True)
@@ -602,10 +589,10 @@ def test_snapshot_shows_holders_waiters_and_stacks() -> None:
     w = snap.thread(t_wait.native_id or 0)
     h = snap.thread(t_hold.native_id or 0)
     assert w is not None and h is not None
-    assert [(x.prim, x.depth) for x in w.holds] == [(_prim(a), 2)]
-    assert w.waiting is not None and w.waiting.prim == _prim(b) and w.waiting.what == "acquire"
+    assert [(x.prim, x.depth) for x in w.holds] == [(prim_of(a), 2)]
+    assert w.waiting is not None and w.waiting.prim == prim_of(b) and w.waiting.what == "acquire"
     assert w.waiting.held_by == (t_hold.native_id,) and w.waiting.site is not None
-    assert {(x.prim, x.depth) for x in h.holds} == {(_prim(b), 1), (_prim(sem), 1)}
+    assert {(x.prim, x.depth) for x in h.holds} == {(prim_of(b), 1), (prim_of(sem), 1)}
     assert h.waiting is None and w.name == "waiter" and w.alive
     assert w.stack[-1].endswith(" " + _func(waiter))
     assert any(f.endswith(" " + _func(holder)) for f in h.stack)
@@ -632,13 +619,13 @@ def test_snapshot_lists_a_deadlock_in_progress() -> None:
     def right() -> None:
         with b:
             both.wait(LIMIT)
-            _until(lambda: _waits_on(t_left, b), "left to block")
+            until(lambda: _waits_on(t_left, b), "left to block")
             if a.acquire(timeout=LIMIT):  # closes the cycle: reported, then blocks
                 a.release()
 
     t_left = _start(left, "left")
     t_right = _start(right, "right")
-    snap = _until(lambda: (s := tracedsync.snapshot()).deadlocks and s, "the deadlock")
+    snap = until(lambda: (s := tracedsync.snapshot()).deadlocks and s, "the deadlock")
     a.release()
     _join(t_left, t_right)
     (cycle,) = snap.deadlocks
@@ -673,7 +660,7 @@ def test_sigusr1_writes_a_snapshot(tmp_path: Path) -> None:
     waits for the lock, the holder holds it."""
     script = tmp_path / "prog.py"
     script.write_text(_SIGNAL_PROGRAM)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
+    env = clean_env()
     proc = subprocess.Popen([sys.executable, str(script), str(tmp_path / "logs")],
                             stdout=subprocess.PIPE, text=True, env=env)
     try:
@@ -691,7 +678,7 @@ def test_sigusr1_writes_a_snapshot(tmp_path: Path) -> None:
                         return ev  # type: ignore[no-any-return]
             return None
 
-        ev = _until(snapshot_event, "the snapshot event in the child's log")
+        ev = until(snapshot_event, "the snapshot event in the child's log")
     finally:
         proc.kill()
         proc.wait(LIMIT)
@@ -733,8 +720,7 @@ def test_signal_handler_is_installed_only_over_the_default(
     TRACEDSYNC_SNAPSHOT_SIGNAL=none (or empty) installs none, and "none" later gives it back."""
     script = tmp_path / "prog.py"
     script.write_text(_HANDLER_PROGRAM)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
-    env["TRACEDSYNC_LOG_DIR"] = str(tmp_path / "logs")
+    env = clean_env(TRACEDSYNC_LOG_DIR=str(tmp_path / "logs"))
     if env_value is not None:
         env["TRACEDSYNC_SNAPSHOT_SIGNAL"] = env_value
     out = subprocess.run([sys.executable, str(script), mode], env=env, capture_output=True,

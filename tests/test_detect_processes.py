@@ -16,7 +16,7 @@ import time
 from typing import Any
 
 import pytest
-from test_detect import _until
+from helpers import prim_of, until
 
 import tracedsync
 import tracedsync.mp
@@ -30,10 +30,6 @@ pytestmark = pytest.mark.skipif(not _xwaits.enabled(), reason="no shared wait ta
 
 METHODS = multiprocessing.get_all_start_methods()
 LIMIT = 30.0
-
-
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
 
 
 def _deadlocks(log_dir: str, pid: int | None) -> list[dict[str, Any]]:
@@ -94,11 +90,11 @@ def test_abba_across_processes_raises_in_the_thread_that_closes_it(
             child.start()
             assert held.wait(LIMIT)
             go.set()
-            (theirs,) = _until(lambda: _xwaits.waits_of(child.pid or 0), "the child to block")
-            assert theirs.prim == _prim(a)
+            (theirs,) = until(lambda: _xwaits.waits_of(child.pid or 0), "the child to block")
+            assert theirs.prim == prim_of(a)
             (seen,) = [o for o in tracedsync.snapshot().other_processes if o.pid == child.pid]
             assert (seen.prim, seen.what, seen.held_by) == (
-                _prim(a), "acquire", (os.getpid(), threading.get_native_id()))
+                prim_of(a), "acquire", (os.getpid(), threading.get_native_id()))
             with capture() as events, pytest.raises(tracedsync.DeadlockError) as info, b:
                 pass  # pragma: no cover - the cycle is closed: it raises
         assert out.get(timeout=LIMIT) == "took"
@@ -109,8 +105,8 @@ def test_abba_across_processes_raises_in_the_thread_that_closes_it(
         if child.is_alive():  # only if the test failed: never leave it blocked
             child.terminate()
     mine, other = info.value.cycle
-    assert (mine["pid"], mine["prim"], mine["held_by_pid"]) == (os.getpid(), _prim(b), child.pid)
-    assert (other["pid"], other["prim"], other["held_by_pid"]) == (child.pid, _prim(a),
+    assert (mine["pid"], mine["prim"], mine["held_by_pid"]) == (os.getpid(), prim_of(b), child.pid)
+    assert (other["pid"], other["prim"], other["held_by_pid"]) == (child.pid, prim_of(a),
                                                                     os.getpid())
     assert other["site"].endswith(f"{__file__}:{_hold_then_take.__code__.co_firstlineno + 8}")
     assert other["func"] and other["func"].endswith("_hold_then_take")
@@ -149,7 +145,7 @@ def test_cycle_across_processes_is_reported_by_each(method: str, n: int, fresh_d
     barrier = ctx.Barrier(n)  # alive until the children have it (spawn unpickles it late)
     procs = _start_cycle(ctx, locks, barrier, fresh_dir)
     try:
-        reports = _until(
+        reports = until(
             lambda: (lambda got: got if all(got) else None)(
                 [_deadlocks(fresh_dir, p.pid) for p in procs]),
             "every process to report the deadlock")
@@ -162,7 +158,7 @@ def test_cycle_across_processes_is_reported_by_each(method: str, n: int, fresh_d
         assert sorted(c["pid"] for c in cycle) == sorted(pids)
         by_pid = {c["pid"]: c for c in cycle}
         for j, p in enumerate(pids):  # each waits for the next one's lock, held by the next
-            assert by_pid[p]["prim"] == _prim(locks[(j + 1) % n])
+            assert by_pid[p]["prim"] == prim_of(locks[(j + 1) % n])
             assert by_pid[p]["held_by_pid"] == pids[(j + 1) % n]
         assert by_pid[pids[i]]["stack"]  # its own thread: the stack
         assert all(c["stack"] is None for c in cycle if c["pid"] != pids[i])
@@ -180,7 +176,7 @@ def _middle(mine: Any, first: Any, barrier: Any, log_dir: str, out: Any) -> None
     c = tracedsync.mp.Lock(ctx=ctx, name="C")
     child = ctx.Process(target=_in_cycle, args=(c, first, barrier, log_dir))
     child.start()
-    out.put((child.pid, _prim(c)))
+    out.put((child.pid, prim_of(c)))
     _in_cycle(mine, c, barrier, log_dir)
 
 
@@ -199,14 +195,14 @@ def test_cycle_through_a_lock_the_checker_does_not_have(fresh_dir: str) -> None:
     p2.start()
     p3_pid, c_prim = out.get(timeout=LIMIT)
     try:
-        (ev,) = _until(lambda: _deadlocks(fresh_dir, p1.pid), "the first process to report")
+        (ev,) = until(lambda: _deadlocks(fresh_dir, p1.pid), "the first process to report")
     finally:
         os.kill(p3_pid, 15)
         _stop([p1, p2])
     by_pid = {c["pid"]: c for c in ev["cycle"]}
     assert set(by_pid) == {p1.pid, p2.pid, p3_pid}
     assert by_pid[p2.pid]["prim"] == c_prim and by_pid[p2.pid]["held_by_pid"] == p3_pid
-    assert by_pid[p3_pid]["prim"] == _prim(a) and by_pid[p3_pid]["held_by_pid"] == p1.pid
+    assert by_pid[p3_pid]["prim"] == prim_of(a) and by_pid[p3_pid]["held_by_pid"] == p1.pid
 
 
 # -- the trust rule for a holder read from the table -------------------------------------------
@@ -359,7 +355,7 @@ def test_a_failing_table_never_fails_the_acquire(monkeypatch: pytest.MonkeyPatch
     with lock:
         t = threading.Thread(target=take)
         t.start()
-        _until(lambda: waiting_here(lock), "the thread to block")
+        until(lambda: waiting_here(lock), "the thread to block")
     assert got.wait(LIMIT)
     t.join(LIMIT)
     assert _xwaits._broken

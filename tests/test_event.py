@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
-from typing import Any
 
 import pytest
+from helpers import prim_of, until
 
 import tracedsync
 from tracedsync import _runtime as rt
@@ -17,20 +16,6 @@ RawCondition = threading.Condition
 RawLockType = type(threading.Lock())
 
 
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
-def _until(predicate: Callable[[], bool]) -> None:
-    """Poll for a state the test waits for (not a duration), for at most 10 s."""
-    pause = RawEvent()
-    for _ in range(10_000):
-        if predicate():
-            return
-        pause.wait(0.001)
-    raise AssertionError("the awaited state never came")
-
-
 def test_set_and_clear_are_recorded_with_the_previous_flag() -> None:
     """set(), a second set() and clear() record was_set False, True, True."""
     evt = tracedsync.Event(name="ready")
@@ -38,7 +23,7 @@ def test_set_and_clear_are_recorded_with_the_previous_flag() -> None:
         evt.set()
         evt.set()
         evt.clear()
-    seq = events.where(prim=_prim(evt))
+    seq = events.where(prim=prim_of(evt))
     assert [(e["event"], e["was_set"]) for e in seq] == [
         ("event_set", False), ("event_set", True), ("event_clear", True),
     ]
@@ -52,7 +37,7 @@ def test_created_event_names_kind() -> None:
     """Creation records kind Event and the name."""
     with capture() as events:
         evt = tracedsync.Event(name="ready")
-    (created,) = events.where(event="created", prim=_prim(evt))
+    (created,) = events.where(event="created", prim=prim_of(evt))
     assert created["kind"] == "Event" and created["name"] == "ready"
 
 
@@ -62,7 +47,7 @@ def test_wait_on_an_event_already_set() -> None:
     evt.set()
     with capture() as events:
         assert evt.wait(10) is True
-    (wait,) = events.where(prim=_prim(evt), event="event_wait")
+    (wait,) = events.where(prim=prim_of(evt), event="event_wait")
     assert wait["already_set"] is True and wait["result"] is True and wait["timeout"] == 10
     assert wait["site"].startswith(__file__ + ":")
 
@@ -80,15 +65,15 @@ def test_wait_that_blocked_until_set() -> None:
     with capture() as events:
         t = threading.Thread(target=worker)
         t.start()
-        _until(lambda: len(evt._cond._waiters) == 1)
+        until(lambda: len(evt._cond._waiters) == 1)
         evt.set()
         t.join(10)
     assert results == [True]
-    (wait,) = events.where(prim=_prim(evt), event="event_wait")
+    (wait,) = events.where(prim=prim_of(evt), event="event_wait")
     assert wait["tid"] == worker_tid[0]
     assert wait["already_set"] is False and wait["result"] is True
     assert isinstance(wait["waited_ns"], int)
-    (setter,) = events.where(prim=_prim(evt), event="event_set")
+    (setter,) = events.where(prim=prim_of(evt), event="event_set")
     assert setter["tid"] == threading.get_native_id()
 
 
@@ -97,7 +82,7 @@ def test_wait_that_times_out() -> None:
     evt = tracedsync.Event()
     with capture() as events:
         assert evt.wait(0.01) is False
-    (wait,) = events.where(prim=_prim(evt), event="event_wait")
+    (wait,) = events.where(prim=prim_of(evt), event="event_wait")
     assert wait["result"] is False and wait["already_set"] is False and wait["timeout"] == 0.01
     stats = evt.statistics()
     assert stats.waits == 1 and stats.wait_timeouts == 1
@@ -112,7 +97,7 @@ def test_contention_level_writes_only_waits_that_blocked(level: None) -> None:
         assert evt.wait(10) is True
         evt.clear()
         assert evt.wait(0.01) is False
-    seq = events.where(prim=_prim(evt))
+    seq = events.where(prim=prim_of(evt))
     assert [(e["event"], e["result"]) for e in seq] == [("event_wait", False)]
     stats = evt.statistics()
     assert (stats.sets, stats.clears, stats.waits) == (1, 1, 2)
@@ -123,7 +108,7 @@ def test_stats_event_carries_the_event_fields() -> None:
     import gc
 
     evt = tracedsync.Event()
-    prim = _prim(evt)
+    prim = prim_of(evt)
     with capture() as events:
         evt.set()
         del evt

@@ -14,6 +14,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import outcome, prim_of, until
 
 import tracedsync
 import tracedsync.mp
@@ -27,28 +28,12 @@ RawEvent = threading.Event
 KINDS = ("Lock", "RLock")
 
 
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
-def _until(predicate: Callable[[], bool]) -> None:
-    """Poll for a state the test waits for (not a duration), for at most 10 s."""
-    pause = RawEvent()
-    for _ in range(10_000):
-        if predicate():
-            return
-        pause.wait(0.001)
-    raise AssertionError("the awaited state never came")
+def _untraced_repr(r: str) -> str:
+    return re.sub(r" traced=\S+?(?=>)", "", r)
 
 
 def _outcome(op: Callable[[Any], Any], obj: Any) -> tuple[Any, ...]:
-    try:
-        result = op(obj)
-    except Exception as exc:
-        return ("raises", type(exc), str(exc))
-    if isinstance(result, str):
-        result = re.sub(r" traced=\S+?(?=>)", "", result)
-    return ("returns", result)
+    return outcome(op, obj, _untraced_repr)
 
 
 def _held_twice(lock: Any) -> Any:
@@ -102,7 +87,7 @@ def test_created_event(kind: str) -> None:
     """Creation records kind, name, start method and the creating line."""
     with capture() as events:
         lock = getattr(tracedsync.mp, kind)(ctx=CTX, name="jobs")
-    (created,) = events.where(event="created", prim=_prim(lock))
+    (created,) = events.where(event="created", prim=prim_of(lock))
     assert (created["kind"], created["name"], created["start_method"]) == (kind, "jobs", "spawn")
     assert created["site"].startswith(__file__ + ":")
 
@@ -113,7 +98,7 @@ def test_uncontended_acquire_and_release_are_recorded() -> None:
     with capture() as events, lock:
         lock.acquire()
         lock.release()
-    seq = events.where(prim=_prim(lock))
+    seq = events.where(prim=prim_of(lock))
     assert [(e["event"], e["depth"]) for e in seq] == [
         ("acquire", 1), ("acquire", 2), ("release", 1), ("release", 0)]
     first = seq[0]
@@ -166,7 +151,7 @@ def test_failed_try_names_the_holder_thread(kind: str) -> None:
     finally:
         release.set()
         t.join(30)
-    tries = events.where(event="acquire", prim=_prim(lock))
+    tries = events.where(event="acquire", prim=prim_of(lock))
     assert [(e["ok"], e["contended"], e["blocking"], e["timeout"]) for e in tries] == [
         (False, True, False, None), (False, True, True, 0.01)]
     for e in tries:
@@ -184,13 +169,13 @@ def test_contended_acquire_waits_then_gets_it() -> None:
     with capture() as events:
         w = threading.Thread(target=lambda: got.append(lock.acquire(True, 30)))
         w.start()
-        _until(lambda: waiting_here(lock) == 1)  # w has failed its first try and is blocked
+        until(lambda: waiting_here(lock) == 1)  # w has failed its first try and is blocked
         release.set()
         w.join(30)
         t.join(30)
         lock.release()
     assert got == [True]
-    (acq,) = [e for e in events.where(event="acquire", prim=_prim(lock)) if e["contended"]]
+    (acq,) = [e for e in events.where(event="acquire", prim=prim_of(lock)) if e["contended"]]
     assert acq["ok"] is True and acq["depth"] == 1 and acq["wait_ns"] > 0
     assert (acq["blocked_by"], acq["blocked_by_pid"]) == (native[0], os.getpid())
     assert lock.statistics().contended == 1
@@ -203,7 +188,7 @@ def test_contention_level_writes_only_contended_and_failed(level: None) -> None:
     with capture() as events, lock:
         assert lock.acquire(False) is False
     tracedsync.configure(level="full")
-    assert [(e["event"], e["ok"]) for e in events.where(prim=_prim(lock))] == [("acquire", False)]
+    assert [(e["event"], e["ok"]) for e in events.where(prim=prim_of(lock))] == [("acquire", False)]
 
 
 def test_off_level_records_nothing(level: None) -> None:
@@ -213,7 +198,7 @@ def test_off_level_records_nothing(level: None) -> None:
     with capture() as events, lock, lock:
         pass
     tracedsync.configure(level="full")
-    assert events.where(prim=_prim(lock)) == []
+    assert events.where(prim=prim_of(lock)) == []
 
 
 def test_release_of_an_unlocked_lock_is_misuse() -> None:
@@ -221,7 +206,7 @@ def test_release_of_an_unlocked_lock_is_misuse() -> None:
     lock = tracedsync.mp.Lock(ctx=CTX)
     with capture() as events, pytest.raises(ValueError, match="released too many times"):
         lock.release()
-    (misuse,) = events.where(event="misuse", prim=_prim(lock))
+    (misuse,) = events.where(event="misuse", prim=prim_of(lock))
     assert misuse["what"] == "release_unlocked"
     assert misuse["site"].startswith(__file__ + ":")
 
@@ -242,7 +227,7 @@ def test_release_of_an_rlock_by_another_thread_is_misuse() -> None:
         t.start()
         t.join(30)
     assert [str(e) for e in errors] == ["attempt to release recursive lock not owned by thread"]
-    (misuse,) = events.where(event="misuse", prim=_prim(lock))
+    (misuse,) = events.where(event="misuse", prim=prim_of(lock))
     assert misuse["what"] == "release_unowned"
     assert lock.statistics().misuse == 1
 
@@ -255,7 +240,7 @@ def test_a_lock_released_by_another_thread_is_a_release() -> None:
         t = threading.Thread(target=lock.release)
         t.start()
         t.join(30)
-    (rel,) = events.where(event="release", prim=_prim(lock))
+    (rel,) = events.where(event="release", prim=prim_of(lock))
     assert rel["depth"] == 0 and rel["tid"] != threading.get_native_id()
     assert _mp_owner.read_owner(get_state(lock).ext) == (None, None)
     assert lock.acquire(False)
@@ -279,7 +264,7 @@ def test_self_deadlock_on_a_multiprocessing_lock_is_reported(on_deadlock_raise: 
     with capture() as events, lock:
         assert lock.acquire(timeout=0.01) is False
     (ev,) = events.where(event="deadlock")
-    assert [c["prim"] for c in ev["cycle"]] == [_prim(lock)]
+    assert [c["prim"] for c in ev["cycle"]] == [prim_of(lock)]
     assert ev["cycle"][0]["held_by"] == threading.get_native_id()
     assert ev["action"] == "report"
 
@@ -301,7 +286,7 @@ def test_two_threads_deadlocked_on_multiprocessing_locks(on_deadlock_raise: None
     def right() -> None:
         with b:
             both.wait(30)
-            _until(lambda: waiting_here(b) == 1)
+            until(lambda: waiting_here(b) == 1)
             try:
                 a.acquire()  # no timeout: only the DeadlockError can end this
             except tracedsync.DeadlockError as exc:
@@ -315,4 +300,4 @@ def test_two_threads_deadlocked_on_multiprocessing_locks(on_deadlock_raise: None
             t.join(30)
     assert got_b == [True] and len(caught) == 1
     (ev,) = events.where(event="deadlock")
-    assert {c["prim"] for c in ev["cycle"]} == {_prim(a), _prim(b)}
+    assert {c["prim"] for c in ev["cycle"]} == {prim_of(a), prim_of(b)}

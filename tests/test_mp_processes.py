@@ -8,7 +8,6 @@ a timeout; spawn children are slow to start, so each test starts one child (or o
 
 from __future__ import annotations
 
-import json
 import multiprocessing
 import os
 import threading
@@ -16,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import prim_of, read_jsonl, until
 
 import tracedsync
 import tracedsync.mp
@@ -24,27 +24,11 @@ from tracedsync.testing import capture
 
 METHODS = multiprocessing.get_all_start_methods()
 TIMEOUT = 60
-RawEvent = threading.Event
-
-
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
-def _until(predicate: Callable[[], bool]) -> None:
-    """Poll for a state the test waits for (not a duration), for at most 10 s."""
-    pause = RawEvent()
-    for _ in range(10_000):
-        if predicate():
-            return
-        pause.wait(0.001)
-    raise AssertionError("the awaited state never came")
 
 
 def _log(log_dir: str, pid: int | None) -> list[dict[str, Any]]:
     """The events of process ``pid`` (its own file in the shared log directory)."""
-    with open(os.path.join(log_dir, f"tracedsync-{pid}.jsonl"), encoding="utf-8") as f:
-        return [json.loads(line) for line in f]
+    return read_jsonl(os.path.join(log_dir, f"tracedsync-{pid}.jsonl"))
 
 
 def _run(ctx: Any, target: Callable[..., Any], *args: Any) -> Any:
@@ -63,7 +47,7 @@ def _use_value_and_lock(v: Any, lock: Any, out: Any) -> None:
     v.value += 1  # an unsynchronised read-modify-write, in the child
     with v.get_lock():
         v.value += 1
-    out.put((_prim(v), _prim(lock), _prim(v.get_lock())))
+    out.put((prim_of(v), prim_of(lock), prim_of(v.get_lock())))
 
 
 _POOL_VALUE: Any = None
@@ -77,7 +61,7 @@ def _pool_init(v: Any) -> None:
 def _pool_task(x: int) -> tuple[int, str]:
     with _POOL_VALUE.get_lock():
         _POOL_VALUE.value += x
-    return os.getpid(), _prim(_POOL_VALUE)
+    return os.getpid(), prim_of(_POOL_VALUE)
 
 
 def _hold_until(lock: Any, held: Any, release: Any, tid: Any) -> None:
@@ -111,7 +95,7 @@ def test_process_arguments_keep_their_ids(method: str, log_dir: str) -> None:
     lock = tracedsync.mp.Lock(ctx=ctx, name="gate")
     out = ctx.SimpleQueue()
     p = _run(ctx, _use_value_and_lock, v, lock, out)
-    assert out.get() == (_prim(v), _prim(lock), _prim(v.get_lock()))
+    assert out.get() == (prim_of(v), prim_of(lock), prim_of(v.get_lock()))
     assert v.value == 2
     events = _log(log_dir, p.pid)
     session = events[0]
@@ -122,17 +106,17 @@ def test_process_arguments_keep_their_ids(method: str, log_dir: str) -> None:
     if method == "fork":
         assert attached == {}  # inherited: nothing was pickled
     else:
-        assert set(attached) == {_prim(v), _prim(lock), _prim(v.get_lock())}
-        assert attached[_prim(v)]["kind"] == "Value" and attached[_prim(v)]["name"] == "shared"
-        assert attached[_prim(v)]["typecode"] == "i"
-        assert attached[_prim(v)]["lock"] == _prim(v.get_lock())
-        assert attached[_prim(lock)]["start_method"] == method
+        assert set(attached) == {prim_of(v), prim_of(lock), prim_of(v.get_lock())}
+        assert attached[prim_of(v)]["kind"] == "Value" and attached[prim_of(v)]["name"] == "shared"
+        assert attached[prim_of(v)]["typecode"] == "i"
+        assert attached[prim_of(v)]["lock"] == prim_of(v.get_lock())
+        assert attached[prim_of(lock)]["start_method"] == method
         assert {e["prim"].split(".")[0] for e in attached.values()} == {str(os.getpid())}
     assert [e for e in events if e["event"] == "created"] == []
-    mine = {e["event"] for e in events if e.get("prim") == _prim(lock)}
+    mine = {e["event"] for e in events if e.get("prim") == prim_of(lock)}
     assert {"acquire", "release"} <= mine
     (rmw,) = [e for e in events if e["event"] == "rmw"]
-    assert rmw["prim"] == _prim(v) and rmw["func"] == "_use_value_and_lock"
+    assert rmw["prim"] == prim_of(v) and rmw["func"] == "_use_value_and_lock"
     gets = [e for e in events if e["event"] == "value_get"]
     assert [e["locked"] for e in gets] == [False, True]
 
@@ -151,14 +135,14 @@ def test_pool_initializer_arguments_keep_their_ids(method: str, log_dir: str) ->
         for w in workers:
             w.join(TIMEOUT)
         pool.join()
-    assert {prim for _, prim in results} == {_prim(v)}
+    assert {prim for _, prim in results} == {prim_of(v)}
     assert v.value == 3
     (pid,) = {pid for pid, _ in results}
     events = _log(log_dir, pid)
     sets = [e for e in events if e["event"] == "value_set"]
-    assert [(e["prim"], e["locked"]) for e in sets] == [(_prim(v), True)] * 2
+    assert [(e["prim"], e["locked"]) for e in sets] == [(prim_of(v), True)] * 2
     attached = [e["prim"] for e in events if e["event"] == "attached"]
-    assert attached == ([] if method == "fork" else [_prim(v.get_lock()), _prim(v)])
+    assert attached == ([] if method == "fork" else [prim_of(v.get_lock()), prim_of(v)])
 
 
 @pytest.mark.parametrize("method", METHODS)
@@ -178,7 +162,7 @@ def test_blocked_by_names_a_holder_in_another_process(method: str) -> None:
             assert lock.acquire(True, 0.01) is False
             w = threading.Thread(target=lambda: got.append(lock.acquire(True, TIMEOUT)))
             w.start()
-            _until(lambda: waiting_here(lock) == 1)  # its first try failed; it is blocked
+            until(lambda: waiting_here(lock) == 1)  # its first try failed; it is blocked
             release.set()
             w.join(TIMEOUT)
     finally:
@@ -186,7 +170,7 @@ def test_blocked_by_names_a_holder_in_another_process(method: str) -> None:
         p.join(TIMEOUT)
     assert got == [True] and p.exitcode == 0
     lock.release()
-    tries = events.where(event="acquire", prim=_prim(lock))
+    tries = events.where(event="acquire", prim=prim_of(lock))
     assert [(e["ok"], e["contended"]) for e in tries] == [(False, True), (True, True)]
     for e in tries:
         assert (e["blocked_by"], e["blocked_by_pid"]) == (tid.value, p.pid)
@@ -203,7 +187,7 @@ def test_a_barrier_broken_in_a_child_names_it_in_the_parent(method: str) -> None
     p = _run(ctx, _break_by_timeout, barrier, tid)
     with capture() as events, pytest.raises(threading.BrokenBarrierError):
         barrier.wait(TIMEOUT)
-    (broken,) = events.where(event="barrier_broken", prim=_prim(barrier))
+    (broken,) = events.where(event="barrier_broken", prim=prim_of(barrier))
     assert broken["why"] == "timeout"
     assert (broken["broken_by"], broken["broken_by_pid"]) == (tid.value, p.pid)
     assert barrier.statistics().breaks == 1
@@ -223,13 +207,13 @@ def test_condition_notified_from_another_process(method: str, log_dir: str) -> N
         assert done.wait(TIMEOUT) is True
     p.join(TIMEOUT)
     assert p.exitcode == 0
-    (wake,) = events.where(event="cond_wake", prim=_prim(cond))
+    (wake,) = events.where(event="cond_wake", prim=prim_of(cond))
     assert wake["notified"] is True
     child = _log(log_dir, p.pid)
     (note,) = [e for e in child if e["event"] == "notify"]
-    assert note["prim"] == _prim(cond) and note["waiters"] == 1
+    assert note["prim"] == prim_of(cond) and note["waiters"] == 1
     (sets,) = [e for e in child if e["event"] == "event_set"]
-    assert sets["prim"] == _prim(done)
+    assert sets["prim"] == prim_of(done)
 
 
 @pytest.mark.parametrize(
@@ -248,6 +232,6 @@ def test_child_log_ends_with_stats_and_session_end(method: str, log_dir: str) ->
     out.get()
     events = _log(log_dir, p.pid)
     stats = {e["prim"]: e for e in events if e["event"] == "stats"}
-    assert stats[_prim(v)]["reads"] == 2 and stats[_prim(v)]["rmws"] == 1
-    assert stats[_prim(lock)]["acquisitions"] == 1
+    assert stats[prim_of(v)]["reads"] == 2 and stats[prim_of(v)]["rmws"] == 1
+    assert stats[prim_of(lock)]["acquisitions"] == 1
     assert events[-1]["event"] == "session_end"

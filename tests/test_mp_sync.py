@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import outcome, prim_of, until
 
 import tracedsync
 import tracedsync.mp
@@ -22,28 +23,12 @@ CTX = multiprocessing.get_context("spawn")  # any context will do in one process
 RawEvent = threading.Event
 
 
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
-def _until(predicate: Callable[[], bool]) -> None:
-    """Poll for a state the test waits for (not a duration), for at most 10 s."""
-    pause = RawEvent()
-    for _ in range(10_000):
-        if predicate():
-            return
-        pause.wait(0.001)
-    raise AssertionError("the awaited state never came")
+def _untraced_repr(r: str) -> str:
+    return re.sub(r" traced=\S+?(?=[>:])", "", re.sub(r"0x[0-9a-f]+", "0x", r))
 
 
 def _outcome(op: Callable[[Any], Any], obj: Any) -> tuple[Any, ...]:
-    try:
-        result = op(obj)
-    except Exception as exc:
-        return ("raises", type(exc), str(exc))
-    if isinstance(result, str):
-        result = re.sub(r" traced=\S+?(?=[>:])", "", re.sub(r"0x[0-9a-f]+", "0x", result))
-    return ("returns", result)
+    return outcome(op, obj, _untraced_repr)
 
 
 def _release_twice(sem: Any) -> Any:
@@ -142,16 +127,16 @@ def test_condition_wait_and_notify_are_recorded() -> None:
             cond.notify()
         t.join(30)
     assert woke == [True]
-    (wait,) = events.where(event="cond_wait", prim=_prim(cond))
-    assert wait["lock"] == _prim(lock) and wait["saved_depth"] == 2
-    (wake,) = events.where(event="cond_wake", prim=_prim(cond))
+    (wait,) = events.where(event="cond_wait", prim=prim_of(cond))
+    assert wait["lock"] == prim_of(lock) and wait["saved_depth"] == 2
+    (wake,) = events.where(event="cond_wake", prim=prim_of(cond))
     assert wake["notified"] is True and wake["reacquire_ns"] >= 0
-    (note,) = events.where(event="notify", prim=_prim(cond))
+    (note,) = events.where(event="notify", prim=prim_of(cond))
     assert note["n"] == 1 and note["waiters"] == 1 and "woken" not in note
     assert note["site"].startswith(__file__ + ":")
-    (save,) = [e for e in events.where(event="release", prim=_prim(lock)) if "saved_depth" in e]
+    (save,) = [e for e in events.where(event="release", prim=prim_of(lock)) if "saved_depth" in e]
     assert save["depth"] == 0 and save["saved_depth"] == 2 and save["tid"] == wait["tid"]
-    (restore,) = [e for e in events.where(event="acquire", prim=_prim(lock)) if e.get("restored")]
+    (restore,) = [e for e in events.where(event="acquire", prim=prim_of(lock)) if e.get("restored")]
     assert restore["depth"] == 2 and restore["tid"] == wait["tid"]
     assert wait["site"].startswith(__file__ + ":")
     stats = cond.statistics()
@@ -166,9 +151,9 @@ def test_condition_over_a_given_lock_and_a_timed_out_wait() -> None:
         with cond:
             assert cond.wait(0.001) is False
     assert isinstance(cond._lock, tracedsync.mp.TracedMpLock)
-    (created,) = events.where(event="created", prim=_prim(cond))
-    assert created["lock"] == _prim(cond._lock)
-    (wake,) = events.where(event="cond_wake", prim=_prim(cond))
+    (created,) = events.where(event="created", prim=prim_of(cond))
+    assert created["lock"] == prim_of(cond._lock)
+    (wake,) = events.where(event="cond_wake", prim=prim_of(cond))
     assert wake["notified"] is False
     assert cond.statistics().wait_timeouts == 1
 
@@ -181,7 +166,7 @@ def test_condition_misuse_is_recorded() -> None:
             cond.wait(0)
         with pytest.raises(AssertionError):
             cond.notify_all()
-    assert [e["what"] for e in events.where(event="misuse", prim=_prim(cond))] == [
+    assert [e["what"] for e in events.where(event="misuse", prim=prim_of(cond))] == [
         "wait_unowned", "notify_unowned"]
 
 
@@ -190,7 +175,7 @@ def test_unheard_notify_is_counted() -> None:
     cond = tracedsync.mp.Condition(ctx=CTX)
     with capture() as events, cond:
         cond.notify_all()
-    (note,) = events.where(event="notify_all", prim=_prim(cond))
+    (note,) = events.where(event="notify_all", prim=prim_of(cond))
     assert note["waiters"] == 0
     assert cond.statistics().unheard_notifies == 1
 
@@ -210,7 +195,7 @@ def test_semaphore_events_and_holders() -> None:
         sem.release()
         sem.release()
     seq = [(e["event"], e.get("ok"), e["permits"], e["held"])
-           for e in events.where(prim=_prim(sem)) if e["event"].startswith("sem_")]
+           for e in events.where(prim=prim_of(sem)) if e["event"].startswith("sem_")]
     assert seq == [
         ("sem_acquire", True, 1, 1), ("sem_acquire", True, 0, 2),
         ("sem_release", None, 1, 1), ("sem_release", None, 2, 0),
@@ -231,9 +216,9 @@ def test_semaphore_permit_passed_to_another_thread() -> None:
         sem.release()
         t.join(30)
     assert got == [True]
-    (acq,) = events.where(event="sem_acquire", prim=_prim(sem))
+    (acq,) = events.where(event="sem_acquire", prim=prim_of(sem))
     assert acq["ok"] is True and acq["held"] == 1 and acq["tid"] != threading.get_native_id()
-    (rel,) = events.where(event="sem_release", prim=_prim(sem))
+    (rel,) = events.where(event="sem_release", prim=prim_of(sem))
     assert rel["held"] == 0 and rel["for_others"] == 0
     assert sem.statistics().held_by == ((t.ident, 1),)
 
@@ -243,7 +228,7 @@ def test_bounded_over_release_is_misuse() -> None:
     sem = tracedsync.mp.BoundedSemaphore(1, ctx=CTX)
     with capture() as events, pytest.raises(ValueError, match="released too many times"):
         sem.release()
-    (misuse,) = events.where(event="misuse", prim=_prim(sem))
+    (misuse,) = events.where(event="misuse", prim=prim_of(sem))
     assert misuse["what"] == "over_release" and misuse["site"].startswith(__file__ + ":")
     assert sem.statistics().max_permits == 1
 
@@ -259,7 +244,7 @@ def test_event_set_clear_and_waits_are_recorded() -> None:
         assert evt.wait(30) is True
         evt.clear()
     seq = [(e["event"], e.get("was_set"), e.get("result"), e.get("already_set"))
-           for e in events.where(prim=_prim(evt))]
+           for e in events.where(prim=prim_of(evt))]
     assert seq == [
         ("event_wait", None, False, False), ("event_set", False, None, None),
         ("event_set", True, None, None), ("event_wait", None, True, True),
@@ -280,7 +265,7 @@ def test_barrier_passes_are_recorded() -> None:
         indexes.append(barrier.wait(30))
         t.join(30)
     assert sorted(indexes) == [0, 1]
-    waits = events.where(event="barrier_wait", prim=_prim(barrier))
+    waits = events.where(event="barrier_wait", prim=prim_of(barrier))
     assert sorted(e["index"] for e in waits) == [0, 1]
     assert all(e["parties"] == 2 and e["timeout"] == 30 for e in waits)
 
@@ -293,7 +278,7 @@ def test_barrier_timeout_names_who_broke_it() -> None:
             barrier.wait(0.001)
         with pytest.raises(threading.BrokenBarrierError):
             barrier.wait(30)  # arrives after the break
-    first, second = events.where(event="barrier_broken", prim=_prim(barrier))
+    first, second = events.where(event="barrier_broken", prim=prim_of(barrier))
     for e in (first, second):
         assert e["why"] == "timeout"
         assert (e["broken_by"], e["broken_by_pid"]) == (threading.get_native_id(), os.getpid())
@@ -317,11 +302,11 @@ def test_barrier_abort_and_reset_are_recorded() -> None:
         barrier.reset()
         t = threading.Thread(target=party)
         t.start()
-        _until(lambda: barrier.n_waiting == 1)
+        until(lambda: barrier.n_waiting == 1)
         barrier.reset()
         t.join(30)
     assert len(errors) == 1
-    names = [(e["event"], e.get("why")) for e in events.where(prim=_prim(barrier))]
+    names = [(e["event"], e.get("why")) for e in events.where(prim=prim_of(barrier))]
     assert names == [("barrier_abort", None), ("barrier_broken", "abort"),
                      ("barrier_reset", None), ("barrier_reset", None),
                      ("barrier_broken", "reset")]
@@ -336,5 +321,5 @@ def test_barrier_action_that_raises() -> None:
     barrier = tracedsync.mp.Barrier(1, action=_fail, ctx=CTX)
     with capture() as events, pytest.raises(KeyError):
         barrier.wait(30)
-    (broken,) = events.where(event="barrier_broken", prim=_prim(barrier))
+    (broken,) = events.where(event="barrier_broken", prim=prim_of(barrier))
     assert broken["why"] == "action" and broken["error"] == "KeyError('no')"

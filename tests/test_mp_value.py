@@ -15,6 +15,7 @@ from multiprocessing import sharedctypes
 from typing import Any
 
 import pytest
+from helpers import outcome, prim_of
 
 import tracedsync
 import tracedsync.mp
@@ -26,10 +27,6 @@ RawEvent = threading.Event
 
 class Point(ctypes.Structure):
     _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_double)]
-
-
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
 
 
 def _line(site: str) -> int:
@@ -48,14 +45,7 @@ def _untraced_repr(r: str) -> str:
 
 
 def _outcome(op: Callable[[Any], Any], obj: Any) -> tuple[Any, ...]:
-    """What ``op(obj)`` returns, or the type and message of what it raises."""
-    try:
-        result = op(obj)
-    except Exception as exc:
-        return ("raises", type(exc), str(exc))
-    if isinstance(result, str):
-        result = _untraced_repr(result)
-    return ("returns", result)
+    return outcome(op, obj, _untraced_repr)
 
 
 def _setattr(name: str, value: Any) -> Callable[[Any], Any]:
@@ -249,10 +239,10 @@ def test_traced_value_and_its_lock_are_traced_proxies() -> None:
     lock = v.get_lock()
     assert isinstance(lock, tracedsync.mp.TracedMpRLock)
     assert isinstance(v, tracedsync.mp.TracedValue)
-    (created,) = events.where(event="created", prim=_prim(v))
+    (created,) = events.where(event="created", prim=prim_of(v))
     assert created["kind"] == "Value" and created["name"] == "hits"
-    assert created["typecode"] == "i" and created["lock"] == _prim(lock)
-    (lock_created,) = events.where(event="created", prim=_prim(lock))
+    assert created["typecode"] == "i" and created["lock"] == prim_of(lock)
+    (lock_created,) = events.where(event="created", prim=prim_of(lock))
     assert lock_created["kind"] == "RLock" and lock_created["name"] == "hits.lock"
     assert lock_created["start_method"] == "spawn"
     assert created["site"] == lock_created["site"]
@@ -263,7 +253,7 @@ def test_array_created_event_has_length_and_ctypes_type_name() -> None:
     """An Array made from a ctypes type records its name as the typecode, and its length."""
     with capture() as events:
         a = tracedsync.Array(ctypes.c_short, 5, ctx=CTX)
-    (created,) = events.where(event="created", prim=_prim(a))
+    (created,) = events.where(event="created", prim=prim_of(a))
     assert (created["kind"], created["typecode"], created["length"]) == ("Array", "c_short", 5)
 
 
@@ -286,7 +276,7 @@ def test_a_traced_lock_given_is_used_as_is() -> None:
 
 # -- what is recorded ------------------------------------------------------------------------------
 def _value_events(events: Captured, v: Any) -> list[dict[str, Any]]:
-    return [e for e in events.where(prim=_prim(v)) if e["event"].startswith("value_")]
+    return [e for e in events.where(prim=prim_of(v)) if e["event"].startswith("value_")]
 
 
 def test_get_and_set_record_locked_and_site() -> None:
@@ -311,9 +301,9 @@ def test_access_is_recorded_inside_its_own_critical_section() -> None:
     with capture() as events:
         v.value += 1
     names = [e["event"] for e in events
-             if e.get("prim") in (_prim(v), _prim(v.get_lock())) and e["event"] != "rmw"]
+             if e.get("prim") in (prim_of(v), prim_of(v.get_lock())) and e["event"] != "rmw"]
     assert names == ["acquire", "value_get", "release", "acquire", "value_set", "release"]
-    acquires = events.where(event="acquire", prim=_prim(v.get_lock()))
+    acquires = events.where(event="acquire", prim=prim_of(v.get_lock()))
     assert {a["site"] for a in acquires} == {e["site"] for e in _value_events(events, v)}
 
 
@@ -378,7 +368,7 @@ def test_plus_equals_without_lock_is_an_rmw_at_its_line() -> None:
             line = _lineno() + 1
             v.value += 1
     (rmw,) = events.where(event="rmw")
-    assert rmw["prim"] == _prim(v)
+    assert rmw["prim"] == prim_of(v)
     assert rmw["site"] == rmw["read_site"] == f"{__file__}:{line}"
     assert rmw["read_locked"] is False
     assert rmw["func"].endswith("test_plus_equals_without_lock_is_an_rmw_at_its_line")
@@ -463,7 +453,7 @@ def test_contention_level_reports_rmw_without_value_events(level: None) -> None:
     with capture() as events:
         v.value += 1
     tracedsync.configure(level="full")
-    assert [e["event"] for e in events.where(prim=_prim(v))] == ["rmw"]
+    assert [e["event"] for e in events.where(prim=prim_of(v))] == ["rmw"]
 
 
 def test_off_level_records_nothing(level: None) -> None:
@@ -476,7 +466,7 @@ def test_off_level_records_nothing(level: None) -> None:
         a[0] += 2
         assert (v.value, a[:]) == (1, [2, 0])
     tracedsync.configure(level="full")
-    assert events.where(prim=_prim(v)) == [] and events.where(prim=_prim(a)) == []
+    assert events.where(prim=prim_of(v)) == [] and events.where(prim=prim_of(a)) == []
 
 
 class _OpaqueLock:
@@ -542,7 +532,7 @@ def test_patched_multiprocessing_gives_traced_values_and_locks() -> None:
     assert isinstance(lock, tracedsync.mp.TracedMpLock)
     assert not isinstance(q._rlock, tracedsync.mp.TracedMpLock)
     created = {e["prim"]: e for e in events.where(event="created")}
-    assert set(created) == {_prim(v), _prim(v.get_lock()), _prim(lock)}
-    assert created[_prim(v)]["site"] == f"{__file__}:{line}"
-    assert created[_prim(lock)]["site"] == f"{__file__}:{line + 1}"
-    assert created[_prim(lock)]["start_method"] == "spawn"
+    assert set(created) == {prim_of(v), prim_of(v.get_lock()), prim_of(lock)}
+    assert created[prim_of(v)]["site"] == f"{__file__}:{line}"
+    assert created[prim_of(lock)]["site"] == f"{__file__}:{line + 1}"
+    assert created[prim_of(lock)]["start_method"] == "spawn"

@@ -6,13 +6,13 @@ the log directory of the inner session never touch this one."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
 
 import pytest
+from helpers import clean_env
 
 from tracedsync import pytest_plugin
 
@@ -64,10 +64,7 @@ def pytest_unconfigure(config):
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
-    env.pop("PYTEST_ADDOPTS", None)
-    env.update(extra)
-    return env
+    return clean_env("PYTEST_ADDOPTS", **extra)
 
 
 def inner_pytest(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -11,6 +10,7 @@ import threading
 from typing import Any
 
 import pytest
+from helpers import read_jsonl
 
 import tracedsync
 from tracedsync import _runtime as rt
@@ -24,11 +24,6 @@ def _run(code: str, env: dict[str, str] | None = None, timeout: float = 60) -> A
                           capture_output=True, text=True, timeout=timeout)
 
 
-def _lines(path: str) -> list[dict[str, Any]]:
-    with open(path, encoding="utf-8") as fh:
-        return [json.loads(line) for line in fh]
-
-
 def test_log_file_per_process_with_session_header(tmp_path: Any) -> None:
     """A process writes tracedsync-<pid>.jsonl whose first line is the session header."""
     proc = _run("""
@@ -40,7 +35,7 @@ def test_log_file_per_process_with_session_header(tmp_path: Any) -> None:
     """, env={"TRACEDSYNC_LOG_DIR": str(tmp_path)})
     assert proc.returncode == 0, proc.stderr
     pid = int(proc.stdout)
-    events = _lines(str(tmp_path / f"tracedsync-{pid}.jsonl"))
+    events = read_jsonl(tmp_path / f"tracedsync-{pid}.jsonl")
     assert events[0]["event"] == "session" and events[0]["schema"] == tracedsync.SCHEMA_VERSION
     assert events[0]["pid"] == pid and events[0]["ppid"] == os.getpid()
     names = [e["event"] for e in events]
@@ -62,7 +57,7 @@ def test_env_level_contention_writes_only_contention_and_counters(tmp_path: Any)
     """, env={"TRACEDSYNC_LOG_DIR": str(tmp_path), "TRACEDSYNC_LEVEL": "contention"})
     assert proc.returncode == 0, proc.stderr
     (path,) = tmp_path.iterdir()
-    events = _lines(str(path))
+    events = read_jsonl(path)
     assert not [e for e in events if e["event"] in ("acquire", "release")]
     (stats,) = [e for e in events if e["event"] == "stats"]
     assert stats["acquisitions"] == 101 and stats["name"] == "quiet"
@@ -122,8 +117,8 @@ def test_fork_child_writes_own_file_without_parents_buffer(tmp_path: Any) -> Non
     assert proc.returncode == 0, proc.stderr
     child, parent, status = map(int, proc.stdout.split())
     assert status == 0
-    child_events = _lines(str(tmp_path / f"tracedsync-{child}.jsonl"))
-    parent_events = _lines(str(tmp_path / f"tracedsync-{parent}.jsonl"))
+    child_events = read_jsonl(tmp_path / f"tracedsync-{child}.jsonl")
+    parent_events = read_jsonl(tmp_path / f"tracedsync-{parent}.jsonl")
     assert child_events[0]["event"] == "session" and child_events[0]["ppid"] == parent
     assert all(e["pid"] == child for e in child_events)
     assert not [e for e in child_events if e["event"] == "misuse"]
@@ -157,7 +152,7 @@ def test_raising_processor_is_detached_and_program_unharmed(tmp_path: Any) -> No
     assert "program finished" in proc.stdout
     assert "sink exploded" in proc.stderr and "detached" in proc.stderr
     (path,) = tmp_path.iterdir()
-    assert sum(1 for e in _lines(str(path)) if e["event"] == "acquire") == 4
+    assert sum(1 for e in read_jsonl(path) if e["event"] == "acquire") == 4
 
 
 def test_raising_logger_falls_back_to_file(tmp_path: Any) -> None:
@@ -176,7 +171,7 @@ def test_raising_logger_falls_back_to_file(tmp_path: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     assert "logger down" in proc.stderr
     (path,) = tmp_path.iterdir()
-    assert any(e["event"] == "acquire" for e in _lines(str(path)))
+    assert any(e["event"] == "acquire" for e in read_jsonl(path))
 
 
 def test_user_structlog_processors_and_logger(tmp_path: Any) -> None:
@@ -205,7 +200,7 @@ def test_user_structlog_processors_and_logger(tmp_path: Any) -> None:
     assert proc.returncode == 0, proc.stderr
     assert int(proc.stdout) == 1
     (path,) = tmp_path.iterdir()
-    tagged = [e for e in _lines(str(path)) if e["event"] == "acquire"]
+    tagged = [e for e in read_jsonl(path) if e["event"] == "acquire"]
     assert tagged and all(e["service"] == "billing" for e in tagged)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from helpers import clean_env
 
 from tracedsync._runner import exit_status, split_argv
 from tracedsync.analysis.reader import Problem, read_all
@@ -22,10 +23,7 @@ TIMEOUT = 120
 
 
 def _env(**extra: str) -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
-    env.pop("PYTHONPATH", None)
-    env.update(extra)
-    return env
+    return clean_env("PYTHONPATH", **extra)
 
 
 def run(

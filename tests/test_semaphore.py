@@ -14,28 +14,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
+from helpers import prim_of, until
 
 import tracedsync
 from tracedsync import _runtime as rt
 from tracedsync.testing import capture
 
-RawEvent = threading.Event
 RawLockType = type(threading.Lock())
 RawCondition = threading.Condition
-
-
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
-
-
-def _until(predicate: Callable[[], bool]) -> None:
-    """Poll for a state the test waits for (not a duration), for at most 10 s."""
-    pause = RawEvent()
-    for _ in range(10_000):
-        if predicate():
-            return
-        pause.wait(0.001)
-    raise AssertionError("the awaited state never came")
 
 
 def _blocked(sem: Any, n: int = 1) -> Callable[[], bool]:
@@ -51,7 +37,7 @@ def test_uncontended_acquire_and_release_are_recorded() -> None:
             pass
         sem.acquire()
         sem.release()
-    seq = events.where(prim=_prim(sem))
+    seq = events.where(prim=prim_of(sem))
     assert [e["event"] for e in seq] == ["sem_acquire", "sem_release"] * 2
     acq, rel = seq[0], seq[1]
     assert acq["ok"] is True and acq["contended"] is False and acq["wait_ns"] == 0
@@ -68,7 +54,7 @@ def test_created_event_carries_kind_and_value() -> None:
     """Creation records the kind, the name and the initial value."""
     with capture() as events:
         sem = tracedsync.BoundedSemaphore(5, name="slots")
-    (created,) = events.where(event="created", prim=_prim(sem))
+    (created,) = events.where(event="created", prim=prim_of(sem))
     assert created["kind"] == "BoundedSemaphore"
     assert created["name"] == "slots"
     assert created["value"] == 5
@@ -89,11 +75,11 @@ def test_contended_acquire_of_a_blocked_thread() -> None:
         assert sem.acquire()
         t = threading.Thread(target=worker)
         t.start()
-        _until(_blocked(sem))
+        until(_blocked(sem))
         sem.release()
         t.join(10)
     assert results == [True]
-    (contended,) = [e for e in events.where(prim=_prim(sem), event="sem_acquire")
+    (contended,) = [e for e in events.where(prim=prim_of(sem), event="sem_acquire")
                     if e["contended"]]
     assert contended["tid"] == worker_tid[0]
     assert contended["ok"] is True
@@ -110,7 +96,7 @@ def test_timed_out_and_non_blocking_acquires_fail() -> None:
     with capture() as events:
         assert sem.acquire(timeout=0.01) is False
         assert sem.acquire(False) is False
-    timed, tried = events.where(prim=_prim(sem), event="sem_acquire")
+    timed, tried = events.where(prim=prim_of(sem), event="sem_acquire")
     assert timed["ok"] is False and timed["contended"] is True and timed["timeout"] == 0.01
     assert tried["ok"] is False and tried["blocking"] is False and tried["timeout"] is None
     assert timed["held"] == 0 and timed["permits"] == 0
@@ -125,7 +111,7 @@ def test_invalid_arguments_raise_the_originals_errors() -> None:
             sem.acquire(False, 1)
         with pytest.raises(ValueError, match="n must be one or more"):
             sem.release(0)
-    assert events.where(prim=_prim(sem)) == []
+    assert events.where(prim=prim_of(sem)) == []
     with pytest.raises(ValueError):
         tracedsync.Semaphore(-1)
 
@@ -135,7 +121,7 @@ def test_over_release_of_bounded_semaphore_is_misuse() -> None:
     sem = tracedsync.BoundedSemaphore(1)
     with capture() as events, pytest.raises(ValueError, match="released too many times"):
         sem.release()
-    (misuse,) = events.where(prim=_prim(sem))
+    (misuse,) = events.where(prim=prim_of(sem))
     assert misuse["event"] == "misuse"
     assert misuse["what"] == "over_release"
     assert misuse["error"] == "Semaphore released too many times"
@@ -149,7 +135,7 @@ def test_plain_semaphore_may_be_released_past_its_value() -> None:
     sem = tracedsync.Semaphore(1)
     with capture() as events:
         sem.release(2)
-    (rel,) = events.where(prim=_prim(sem))
+    (rel,) = events.where(prim=prim_of(sem))
     assert rel["event"] == "sem_release"
     assert rel["n"] == 2 and rel["permits"] == 3 and rel["for_others"] == 0
 
@@ -181,7 +167,7 @@ def test_release_by_another_thread_is_counted_for_others() -> None:
     t.join(10)
     with capture() as events:
         sem.release()
-    (rel,) = events.where(prim=_prim(sem), event="sem_release")
+    (rel,) = events.where(prim=prim_of(sem), event="sem_release")
     assert rel["for_others"] == 1 and rel["held"] == 0
     assert sem.statistics().held_by == ()
 
@@ -190,7 +176,7 @@ def test_stats_event_of_collected_semaphore_reports_holders() -> None:
     """A collected semaphore's stats event names holders by tid and carries only its fields."""
     sem = tracedsync.BoundedSemaphore(2)
     lock = tracedsync.Lock()
-    prim, lock_prim = _prim(sem), _prim(lock)
+    prim, lock_prim = prim_of(sem), prim_of(lock)
     with capture() as events:
         sem.acquire()
         del sem, lock
@@ -235,9 +221,9 @@ def test_contention_level_writes_only_contended_and_failed(level: None) -> None:
     tracedsync.configure(level="contention")
     with capture() as events, sem:
         assert sem.acquire(False) is False
-    names = events.names(prim=_prim(sem))
+    names = events.names(prim=prim_of(sem))
     assert names == ["sem_acquire"]
-    assert events.where(prim=_prim(sem))[0]["ok"] is False
+    assert events.where(prim=prim_of(sem))[0]["ok"] is False
     stats = sem.statistics()
     assert (stats.acquisitions, stats.releases, stats.failed) == (1, 1, 1)
 
@@ -251,7 +237,7 @@ def test_level_off_records_nothing(level: None) -> None:
             assert sem.acquire(False) is False
         with pytest.raises(ValueError):
             sem.release()
-    assert events.where(prim=_prim(sem)) == []
+    assert events.where(prim=prim_of(sem)) == []
 
 
 def test_internals_are_untraced_even_when_threading_is_patched(
@@ -281,6 +267,6 @@ def test_repr_keeps_the_original_shape() -> None:
     sem = tracedsync.BoundedSemaphore(3, name="pool")
     r = repr(sem)
     assert r.startswith("<threading.BoundedSemaphore")
-    assert f"traced={_prim(sem)}" in r and "name='pool'" in r
+    assert f"traced={prim_of(sem)}" in r and "name='pool'" in r
     if sys.version_info >= (3, 11):
         assert r.endswith(": value=3/3>")

@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
+from helpers import prim_of
 
 import tracedsync
 from tracedsync.testing import capture
 
 RawEvent = threading.Event
-
-
-def _prim(obj: Any) -> str:
-    return str(obj.statistics().prim)
 
 
 def test_wait_with_recursively_held_rlock_saves_and_restores_depth() -> None:
@@ -26,15 +22,15 @@ def test_wait_with_recursively_held_rlock_saves_and_restores_depth() -> None:
         assert lock._is_owned()
         assert lock._recursion_count() == 3 if hasattr(lock, "_recursion_count") else True
     seq = [(e["event"], e["depth"], e.get("saved_depth"), e.get("restored"))
-           for e in events.where(prim=_prim(lock))]
+           for e in events.where(prim=prim_of(lock))]
     assert seq == [
         ("acquire", 1, None, None), ("acquire", 2, None, None), ("acquire", 3, None, None),
         ("release", 0, 3, None), ("acquire", 3, None, True),
         ("release", 2, None, None), ("release", 1, None, None), ("release", 0, None, None),
     ]
-    (wait,) = events.where(event="cond_wait", prim=_prim(cond))
-    (wake,) = events.where(event="cond_wake", prim=_prim(cond))
-    assert wait["saved_depth"] == 3 and wait["lock"] == _prim(lock) and wait["timeout"] == 0.001
+    (wait,) = events.where(event="cond_wait", prim=prim_of(cond))
+    (wake,) = events.where(event="cond_wake", prim=prim_of(cond))
+    assert wait["saved_depth"] == 3 and wait["lock"] == prim_of(lock) and wait["timeout"] == 0.001
     assert wake["notified"] is False and wake["waited_ns"] >= 0 and wake["reacquire_ns"] >= 0
     assert wait["site"] == wake["site"] and wait["site"].startswith(__file__)
     assert cond.statistics().wait_timeouts == 1
@@ -46,9 +42,10 @@ def test_threading_condition_over_traced_lock_records_release_and_restore() -> N
     cond = threading.Condition(lock)
     with capture() as events, cond, cond:
         cond.wait(0.001)
-    kinds = [(e["event"], e["depth"], e.get("saved_depth")) for e in events.where(prim=_prim(lock))]
+    kinds = [(e["event"], e["depth"], e.get("saved_depth"))
+             for e in events.where(prim=prim_of(lock))]
     assert ("release", 0, 2) in kinds
-    restored = events.where(prim=_prim(lock), restored=True)
+    restored = events.where(prim=prim_of(lock), restored=True)
     assert len(restored) == 1 and restored[0]["depth"] == 2
     assert restored[0]["site"].startswith(__file__)
 
@@ -62,8 +59,8 @@ def test_threading_condition_over_traced_plain_lock() -> None:
             assert cond._is_owned()
             cond.wait(0.001)
         assert not cond._is_owned()
-    assert events.where(prim=_prim(lock), event="release", saved_depth=1)
-    assert events.where(prim=_prim(lock), restored=True)
+    assert events.where(prim=prim_of(lock), event="release", saved_depth=1)
+    assert events.where(prim=prim_of(lock), restored=True)
 
 
 def test_notify_names_the_woken_thread() -> None:
@@ -87,9 +84,9 @@ def test_notify_names_the_woken_thread() -> None:
             cond.notify()
         t.join(10)
     assert results == [True]
-    (n,) = events.where(event="notify", prim=_prim(cond))
+    (n,) = events.where(event="notify", prim=prim_of(cond))
     assert n["waiters"] == 1 and n["woken"] == tids and n["n"] == 1
-    (wake,) = events.where(event="cond_wake", prim=_prim(cond))
+    (wake,) = events.where(event="cond_wake", prim=prim_of(cond))
     assert wake["notified"] is True and wake["tid"] == tids[0]
 
 
@@ -99,7 +96,7 @@ def test_notify_with_no_waiter_is_recorded_as_unheard() -> None:
     with capture() as events, cond:
         cond.notify()
         cond.notify_all()
-    assert [(e["event"], e["waiters"]) for e in events.where(prim=_prim(cond))
+    assert [(e["event"], e["waiters"]) for e in events.where(prim=prim_of(cond))
             if e["event"].startswith("notify")] == [("notify", 0), ("notify_all", 0)]
     assert cond.statistics().unheard_notifies == 2
 
@@ -127,7 +124,7 @@ def test_notify_all_wakes_every_waiter_in_order() -> None:
             cond.notify_all()
         for t in threads:
             t.join(10)
-    (n,) = events.where(event="notify_all", prim=_prim(cond))
+    (n,) = events.where(event="notify_all", prim=prim_of(cond))
     assert n["waiters"] == 3 and n["woken"] == order
 
 
@@ -137,7 +134,7 @@ def test_wait_for_records_each_wait() -> None:
     with capture() as events, cond:
         assert cond.wait_for(lambda: False, timeout=0.002) is False
         assert cond.wait_for(lambda: 5) == 5
-    waits = events.where(event="cond_wait", prim=_prim(cond))
+    waits = events.where(event="cond_wait", prim=prim_of(cond))
     assert waits and all(w["site"].startswith(__file__) for w in waits)
 
 
@@ -149,7 +146,7 @@ def test_unacquired_wait_and_notify_raise_and_are_misuse() -> None:
             cond.wait(0.001)
         with pytest.raises(RuntimeError, match="un-acquired"):
             cond.notify()
-    assert [m["what"] for m in events.where(event="misuse", prim=_prim(cond))] == [
+    assert [m["what"] for m in events.where(event="misuse", prim=prim_of(cond))] == [
         "wait_unowned", "notify_unowned"]
 
 

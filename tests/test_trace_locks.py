@@ -6,15 +6,12 @@ import threading
 from typing import Any
 
 import pytest
+from helpers import prim_of, until
 
 import tracedsync
 from tracedsync.testing import capture
 
 RawEvent = threading.Event
-
-
-def _prim(lock: Any) -> str:
-    return str(lock.statistics().prim)
 
 
 def test_nested_rlock_depth_sequence() -> None:
@@ -25,12 +22,12 @@ def test_nested_rlock_depth_sequence() -> None:
         with lock:
             pass
         lock.release()
-    seq = [(e["event"], e["depth"]) for e in events.where(prim=_prim(lock))]
+    seq = [(e["event"], e["depth"]) for e in events.where(prim=prim_of(lock))]
     assert seq == [
         ("acquire", 1), ("acquire", 2), ("acquire", 3),
         ("release", 2), ("release", 1), ("release", 0),
     ]
-    releases = events.where(prim=_prim(lock), event="release")
+    releases = events.where(prim=prim_of(lock), event="release")
     assert "hold_ns" not in releases[0] and "hold_ns" not in releases[1]
     assert releases[2]["hold_ns"] >= 0
     assert lock.statistics().max_depth == 3
@@ -44,7 +41,7 @@ def test_acquire_records_call_site() -> None:
             pass
         lock.acquire()  # site B
         lock.release()
-    acquires = events.where(prim=_prim(lock), event="acquire")
+    acquires = events.where(prim=prim_of(lock), event="acquire")
     assert [a["site"].rsplit(":", 1)[0] for a in acquires] == [__file__, __file__]
     lines = [int(a["site"].rsplit(":", 1)[1]) for a in acquires]
     assert lines[1] == lines[0] + 2
@@ -55,7 +52,7 @@ def test_created_event_names_kind_and_site() -> None:
     """Creation records kind, name and the creating line."""
     with capture() as events:
         lock = tracedsync.RLock(name="accounts")
-    (created,) = events.where(event="created", prim=_prim(lock))
+    (created,) = events.where(event="created", prim=prim_of(lock))
     assert created["kind"] == "RLock"
     assert created["name"] == "accounts"
     assert created["site"].startswith(__file__ + ":")
@@ -90,7 +87,7 @@ def test_contended_acquire_records_blocked_by() -> None:
         release_now.set()
         h.join(10)
         w.join(10)
-    acquires = events.where(prim=_prim(lock), event="acquire")
+    acquires = events.where(prim=prim_of(lock), event="acquire")
     contended = [a for a in acquires if a["contended"]]
     assert len(contended) == 1
     (c,) = contended
@@ -106,14 +103,15 @@ def _wait_until_blocked(thread: threading.Thread) -> None:
     """Wait until ``thread`` is blocked in a lock acquire (its frame is inside acquire)."""
     import sys
 
-    for _ in range(10_000):
+    def in_acquire() -> bool:
         frame = sys._current_frames().get(thread.ident or 0)
         while frame is not None:
             if frame.f_code.co_name == "_acquire_slow":
-                return
+                return True
             frame = frame.f_back
-        threading.Event().wait(0.001)
-    raise AssertionError("thread never blocked")
+        return False
+
+    until(in_acquire, "the thread to block in acquire")
 
 
 def test_timeout_is_recorded_as_failed_acquire() -> None:
@@ -127,7 +125,7 @@ def test_timeout_is_recorded_as_failed_acquire() -> None:
         t.join(10)
     lock.release()
     assert results == [False]
-    (failed,) = events.where(prim=_prim(lock), event="acquire", ok=False)
+    (failed,) = events.where(prim=prim_of(lock), event="acquire", ok=False)
     assert failed["contended"] is True
     assert failed["timeout"] == 0.01
     assert failed["wait_ns"] > 0
@@ -141,9 +139,9 @@ def test_failed_nonblocking_acquire_is_recorded() -> None:
         lock.acquire()
         assert lock.acquire(False) is False
         lock.release()
-    names = [(e["event"], e.get("ok")) for e in events.where(prim=_prim(lock))]
+    names = [(e["event"], e.get("ok")) for e in events.where(prim=prim_of(lock))]
     assert names == [("acquire", True), ("acquire", False), ("release", None)]
-    failed = events.where(prim=_prim(lock), ok=False)[0]
+    failed = events.where(prim=prim_of(lock), ok=False)[0]
     assert failed["blocking"] is False and failed["contended"] is True
 
 
@@ -156,7 +154,7 @@ def test_rlock_release_by_non_owner_raises_and_is_misuse() -> None:
     with capture() as events, pytest.raises(RuntimeError) as got:
         lock.release()
     assert str(got.value) == str(expected.value)
-    (m,) = events.where(event="misuse", prim=_prim(lock))
+    (m,) = events.where(event="misuse", prim=prim_of(lock))
     assert m["what"] == "release_unowned"
     assert m["site"].startswith(__file__)
     assert lock.statistics().misuse == 1
@@ -170,7 +168,7 @@ def test_lock_release_unlocked_raises_and_is_misuse() -> None:
     with capture() as events, pytest.raises(RuntimeError) as got:
         lock.release()
     assert str(got.value) == str(expected.value)
-    assert events.where(event="misuse", prim=_prim(lock))[0]["what"] == "release_unlocked"
+    assert events.where(event="misuse", prim=prim_of(lock))[0]["what"] == "release_unlocked"
 
 
 def test_lock_released_by_other_thread_is_not_misuse() -> None:
@@ -182,9 +180,9 @@ def test_lock_released_by_other_thread_is_not_misuse() -> None:
         t.start()
         t.join(10)
     assert not events.where(event="misuse")
-    rel = events.where(prim=_prim(lock), event="release")[0]
+    rel = events.where(prim=prim_of(lock), event="release")[0]
     assert rel["depth"] == 0 and rel["hold_ns"] >= 0
-    assert rel["tid"] != events.where(prim=_prim(lock), event="acquire")[0]["tid"]
+    assert rel["tid"] != events.where(prim=prim_of(lock), event="acquire")[0]["tid"]
 
 
 @pytest.mark.parametrize("factory", [threading.Lock, threading.RLock])
@@ -214,7 +212,7 @@ def test_exception_inside_with_releases_and_propagates() -> None:
     lock = tracedsync.RLock()
     with capture() as events, pytest.raises(KeyError), lock:
         raise KeyError("x")
-    assert [e["event"] for e in events.where(prim=_prim(lock))] == ["acquire", "release"]
+    assert [e["event"] for e in events.where(prim=prim_of(lock))] == ["acquire", "release"]
     assert lock.acquire(False)
     lock.release()
 
@@ -267,7 +265,7 @@ def test_at_fork_reinit_resets_books() -> None:
     assert lock.statistics().owner is None
     with capture() as events, lock:
         pass
-    assert [e["depth"] for e in events.where(prim=_prim(lock))] == [1, 0]
+    assert [e["depth"] for e in events.where(prim=prim_of(lock))] == [1, 0]
 
 
 def test_statistics_snapshot() -> None:
@@ -292,6 +290,6 @@ def test_thread_event_names_threads() -> None:
         t.start()
         t.join(10)
     (th,) = events.where(event="thread", name="worker-7")
-    acq = events.where(prim=_prim(lock), event="acquire")[0]
+    acq = events.where(prim=prim_of(lock), event="acquire")[0]
     assert acq["tid"] == th["tid"] == t.native_id
     assert events.index(th) < events.index(acq)
