@@ -18,19 +18,33 @@ barrier already broken keeps the first cause. ``reset()`` breaks current waiters
 Two breaks racing (a reset while a timeout breaks it) report whichever cause was noted last.
 
 ``n_waiting`` in events is the real ``n_waiting`` read just before the call: a snapshot.
+
+The books and events around the real calls are shared with the multiprocessing barrier
+(`_barrier_common`); `_BreakBook` is this barrier's `BreakCauses`: the cause kept in this process,
+a break recorded as ``OP_BARRIER_BROKEN``.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from . import _runtime as rt
+from ._barrier_common import (
+    BreakCauses,
+    count_broken,
+    extra_stats,
+    install_break_hook,
+    traced_abort,
+    traced_reset,
+    wait_passed,
+    wait_raised,
+)
 from ._detect import forget, wait_other
-from ._events import OP_BARRIER_BROKEN, OP_BARRIER_WAIT, OP_GENERIC
+from ._events import OP_BARRIER_BROKEN
 from ._proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
 from ._registry import new_state
 from ._sites import user_site
@@ -42,11 +56,9 @@ FULL = rt.FULL
 
 RawBarrier = threading.Barrier
 BrokenBarrierError = threading.BrokenBarrierError
-_raw_break: Callable[[Any], None] = RawBarrier.__dict__["_break"]
-_BROKEN = -2  # threading.Barrier._state when broken
 
 
-class _BreakBook:
+class _BreakBook(BreakCauses):
     """The causes of one barrier's breaks. Written under the real barrier's lock."""
 
     __slots__ = ("cause", "count", "pending")
@@ -59,21 +71,48 @@ class _BreakBook:
         self.pending: dict[int, tuple[str, str | None]] = {}
         """Why a thread is about to call ``_break``, keyed by its ident (abort, action)."""
 
+    def take(self) -> tuple[str, str | None]:
+        return self.pending.pop(_get_ident(), ("timeout", None))
 
-def _install_break_hook(raw: Any, book: _BreakBook) -> None:
-    ref = weakref.ref(raw)  # no cycle: the real barrier does not keep itself alive
+    def note(self, why: str, error: str | None) -> None:
+        self.cause = (_get_ident(), why, error)
+        self.count += 1
 
-    def _break() -> None:
-        barrier = ref()
-        why, error = book.pending.pop(_get_ident(), ("timeout", None))
-        if barrier is None:  # pragma: no cover - it is our caller
-            return
-        if barrier._state != _BROKEN:
-            book.cause = (_get_ident(), why, error)
-            book.count += 1
-        _raw_break(barrier)
+    def breaks(self) -> int:
+        return self.count
 
-    raw._break = _break
+    def mine(self, breaks: int, me: int) -> str | None:
+        cause = self.cause
+        if self.count != breaks and cause is not None and cause[0] == me:
+            return cause[1]
+        return None
+
+    def abort(self, raw: Any, me: int) -> None:
+        self.pending[me] = ("abort", None)
+        try:
+            raw.abort()
+        finally:
+            self.pending.pop(me, None)
+
+    def reset(self, raw: Any, me: int) -> tuple[int, bool]:
+        waiting = raw.n_waiting
+        was_broken = raw.broken
+        if not was_broken:  # current waiters will be broken by this reset
+            self.cause = (me, "reset", None)
+        raw.reset()
+        return waiting, was_broken
+
+    def broken(self, st: PrimState, me: int, t: int, waited: int, arrived: int,
+               timeout: float | None, mine: bool, f: FrameType) -> None:
+        cause = self.cause
+        broken_by, why, error = cause if cause is not None else (None, None, None)
+        count_broken(st, waited, mine and why == "timeout")
+        rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, broken_by, why, error, waited, arrived,
+                 st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
+
+    def aborted(self, st: PrimState, me: int, t: int, waiting: int, f: FrameType) -> None:
+        rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, me, "abort", None, None, waiting, None,
+                 f.f_code, f.f_lineno))
 
 
 def _watch_action(action: Callable[[], None], book: _BreakBook) -> Callable[[], None]:
@@ -113,7 +152,7 @@ class TracedBarrier(TracedProxy):
         book = _BreakBook()
         raw = untraced(RawBarrier, parties, _watch_action(action, book) if action else action,
                        timeout)
-        _install_break_hook(raw, book)
+        install_break_hook(raw, book)
         super().__init__(raw)
         code, lineno = _site if _site is not None else user_site()
         st = new_state(raw, "Barrier", name, code, lineno, {"parties": parties, "timeout": timeout})
@@ -121,7 +160,7 @@ class TracedBarrier(TracedProxy):
         st.break_book = book
         st.parties = parties
         st.default_timeout = timeout
-        st.extra_stats = _extra_stats
+        st.extra_stats = extra_stats
         self._self_state = st
 
     def wait(self, timeout: float | None = None) -> int:
@@ -131,8 +170,7 @@ class TracedBarrier(TracedProxy):
         if not rt.level:
             return raw.wait(timeout)  # type: ignore[no-any-return]
         me = _ident()
-        book: _BreakBook = st.break_book
-        breaks = book.count
+        breaks = st.break_book.count
         arrived = raw.n_waiting
         t0 = rt.now()
         # In the wait-for graph while waiting (_detect.py; for snapshots and long waits).
@@ -142,79 +180,26 @@ class TracedBarrier(TracedProxy):
             index = raw.wait(timeout)
         except BaseException as exc:
             forget(me)
-            t1 = rt.now()
-            cause = book.cause
-            mine = book.count != breaks and cause is not None and cause[0] == me
-            if isinstance(exc, BrokenBarrierError) or (mine and cause is not None
-                                                       and cause[1] == "action"):
-                _broken(st, me, t1, t1 - t0, arrived, timeout, mine)
-            elif plain_timeout(timeout):
-                f = _getframe(1)
-                rt.emit((OP_GENERIC, t1, me, "interrupted",
-                         {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+            wait_raised(st, me, exc, t0, arrived, timeout, breaks)
             raise
         forget(me)
-        t1 = rt.now()
-        with st.books:
-            st.waits += 1
-            st.wait_ns += t1 - t0
-        level = rt.level
-        if level == FULL or (level and index != st.parties - 1):
-            f = _getframe(1)
-            rt.emit((OP_BARRIER_WAIT, t1, me, st.prim, index, t1 - t0, st.parties, arrived,
-                     st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
-        return index  # type: ignore[no-any-return]
+        return wait_passed(st, me, index, t0, arrived, timeout)
 
     def abort(self) -> None:
         """Break the barrier, exactly as ``threading``'s ``abort``; record it."""
         st = get_state(self)
-        raw = st.raw
         if not rt.level:
-            raw.abort()
+            st.raw.abort()
             return
-        me = _ident()
-        book: _BreakBook = st.break_book
-        breaks = book.count
-        waiting = raw.n_waiting
-        was_broken = raw.broken
-        book.pending[me] = ("abort", None)
-        try:
-            raw.abort()
-        finally:
-            book.pending.pop(me, None)
-        cause = book.cause
-        broke = book.count != breaks and cause is not None and cause[0] == me
-        with st.books:
-            st.aborts += 1
-        f = _getframe(1)
-        t = rt.now()
-        rt.emit((OP_GENERIC, t, me, "barrier_abort",
-                 {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
-                 f.f_code, f.f_lineno))
-        if broke:
-            rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, me, "abort", None, None, waiting, None,
-                     f.f_code, f.f_lineno))
+        traced_abort(st, _ident())
 
     def reset(self) -> None:
         """Return the barrier to its empty state, exactly as ``threading``'s ``reset``."""
         st = get_state(self)
-        raw = st.raw
         if not rt.level:
-            raw.reset()
+            st.raw.reset()
             return
-        me = _ident()
-        waiting = raw.n_waiting
-        was_broken = raw.broken
-        if not was_broken:  # current waiters will be broken by this reset
-            st.break_book.cause = (me, "reset", None)
-        raw.reset()
-        with st.books:
-            st.resets += 1
-        if rt.level == FULL:
-            f = _getframe(1)
-            rt.emit((OP_GENERIC, rt.now(), me, "barrier_reset",
-                     {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
-                     f.f_code, f.f_lineno))
+        traced_reset(st, _ident())
 
     @property
     def parties(self) -> int:
@@ -230,35 +215,6 @@ class TracedBarrier(TracedProxy):
     def broken(self) -> bool:
         """Whether the barrier is broken."""
         return get_state(self).raw.broken  # type: ignore[no-any-return]
-
-
-def _broken(st: PrimState, me: int, t: int, waited: int, arrived: int, timeout: float | None,
-            mine: bool) -> None:
-    """Books and record for a wait that ended with the barrier broken."""
-    cause = st.break_book.cause
-    broken_by, why, error = cause if cause is not None else (None, None, None)
-    with st.books:
-        st.waits += 1
-        st.broken_waits += 1
-        st.wait_ns += waited
-        if mine and why == "timeout":
-            st.wait_timeouts += 1
-    f = _getframe(2)
-    rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, broken_by, why, error, waited, arrived,
-             st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
-
-
-def _extra_stats(st: PrimState) -> dict[str, Any]:
-    book: _BreakBook = st.break_book
-    with st.books:
-        return {
-            "parties": st.parties,
-            "broken": st.raw.broken,
-            "breaks": book.count,
-            "broken_waits": st.broken_waits,
-            "aborts": st.aborts,
-            "resets": st.resets,
-        }
 
 
 def Barrier(

@@ -21,6 +21,10 @@ action's exception is known only in the process where the action ran (``error`` 
 that process's events). ``reset()`` notes "reset" under the same lock, only when it breaks
 waiters (the barrier was filling and someone was waiting).
 
+The books and events around the real calls are shared with the threading barrier
+(`_barrier_common`); `_SharedCauses` is this barrier's `BreakCauses`: the cause kept in the shared
+record, a break recorded as a generic ``barrier_broken`` naming the breaker's pid and tid.
+
 The action given to the barrier is wrapped in a small picklable callable (`_WatchedAction`) that
 notes "action" before the exception reaches ``_break``: the action of a multiprocessing barrier
 is pickled to children, so it cannot be a closure.
@@ -30,13 +34,23 @@ from __future__ import annotations
 
 import sys
 import threading
-import weakref
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from . import _runtime as rt
+from ._barrier_common import (
+    BreakCauses,
+    count_broken,
+    extra_stats,
+    install_break_hook,
+    traced_abort,
+    traced_reset,
+    wait_passed,
+    wait_raised,
+)
 from ._detect import forget, wait_other
-from ._events import OP_BARRIER_WAIT, OP_GENERIC
+from ._events import OP_GENERIC
 from ._mp_base import MpProxy, get_state, ident
 from ._mp_owner import owner_word, split
 from ._proxy import new_books, plain_timeout
@@ -46,8 +60,6 @@ _getframe = sys._getframe
 _get_ident = threading.get_ident
 FULL = rt.FULL
 BrokenBarrierError = threading.BrokenBarrierError
-_raw_break: Callable[[Any], None] = threading.Barrier.__dict__["_break"]
-_BROKEN = -2  # threading.Barrier._state when broken
 
 BREAKS, WHO, WHY = 0, 1, 2
 _WHY = {"timeout": 1, "abort": 2, "action": 3, "reset": 4}
@@ -84,23 +96,75 @@ def watch(action: Callable[[], Any] | None) -> Callable[[], Any] | None:
     return None if action is None else _WatchedAction(action)
 
 
-def _install_break_hook(raw: Any, prim: str, rec: Any) -> None:
-    ref = weakref.ref(raw)  # no cycle: the real barrier does not keep itself alive
+class _SharedCauses(BreakCauses):
+    """The causes of one barrier's breaks, in the shared record ``rec`` (see the note); the
+    pending causes and the actions' errors in this process's `_pending` and `_errors`."""
 
-    def _break() -> None:
-        barrier = ref()
-        why, error = _pending.pop((prim, _get_ident()), ("timeout", None))
-        if barrier is None:  # pragma: no cover - it is our caller
-            return
-        if barrier._state != _BROKEN:
-            rec[WHO] = owner_word()
-            rec[WHY] = _WHY[why]
-            rec[BREAKS] += 1
-            if error is not None:
-                _errors[prim] = error
-        _raw_break(barrier)
+    __slots__ = ("prim", "rec")
 
-    raw._break = _break
+    def __init__(self, rec: Any, prim: str) -> None:
+        self.rec = rec
+        self.prim = prim
+
+    def take(self) -> tuple[str, str | None]:
+        return _pending.pop((self.prim, _get_ident()), ("timeout", None))
+
+    def note(self, why: str, error: str | None) -> None:
+        rec = self.rec
+        rec[WHO] = owner_word()
+        rec[WHY] = _WHY[why]
+        rec[BREAKS] += 1
+        if error is not None:
+            _errors[self.prim] = error
+
+    def breaks(self) -> int:
+        return self.rec[BREAKS]  # type: ignore[no-any-return]
+
+    def mine(self, breaks: int, me: int) -> str | None:
+        rec = self.rec
+        if rec[BREAKS] != breaks and rec[WHO] == owner_word():
+            return _WHY_NAME.get(rec[WHY], "")
+        return None
+
+    def abort(self, raw: Any, me: int) -> None:
+        key = (self.prim, _get_ident())
+        _pending[key] = ("abort", None)
+        try:
+            raw.abort()
+        finally:
+            _pending.pop(key, None)
+
+    def reset(self, raw: Any, me: int) -> tuple[int, bool]:
+        rec = self.rec
+        with raw._cond:  # an RLock: the real reset takes it again
+            waiting = raw.n_waiting
+            was_broken = raw.broken
+            if raw._state == 0 and raw._count > 0:  # the waiters will be broken by this reset
+                rec[WHO] = owner_word()
+                rec[WHY] = _WHY["reset"]
+            raw.reset()
+        return waiting, was_broken
+
+    def broken(self, st: PrimState, me: int, t: int, waited: int, arrived: int,
+               timeout: float | None, mine: bool, f: FrameType) -> None:
+        rec = self.rec
+        pid, tid = split(rec[WHO])
+        why = _WHY_NAME.get(rec[WHY])
+        count_broken(st, waited, mine and why == "timeout")
+        fields: dict[str, Any] = {
+            "prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": why,
+            "waited_ns": waited, "n_waiting": arrived,
+            "timeout": st.default_timeout if timeout is None else timeout,
+        }
+        if mine and why == "action" and st.prim in _errors:
+            fields["error"] = _errors[st.prim]
+        rt.emit((OP_GENERIC, t, me, "barrier_broken", fields, f.f_code, f.f_lineno))
+
+    def aborted(self, st: PrimState, me: int, t: int, waiting: int, f: FrameType) -> None:
+        pid, tid = split(owner_word())
+        rt.emit((OP_GENERIC, t, me, "barrier_broken",
+                 {"prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": "abort",
+                  "n_waiting": waiting}, f.f_code, f.f_lineno))
 
 
 class TracedMpBarrier(MpProxy):
@@ -116,11 +180,12 @@ class TracedMpBarrier(MpProxy):
         st.ext = rec
         if isinstance(raw._action, _WatchedAction):
             raw._action.prim = st.prim
-        _install_break_hook(raw, st.prim, rec)
+        st.break_book = causes = _SharedCauses(rec, st.prim)
+        install_break_hook(raw, causes)
         new_books(st)
         st.parties = raw.parties
         st.default_timeout = raw._timeout
-        st.extra_stats = _extra_stats
+        st.extra_stats = extra_stats
 
     def _shared(self) -> Any:
         return get_state(self).ext
@@ -132,8 +197,7 @@ class TracedMpBarrier(MpProxy):
         if not rt.level:
             return raw.wait(timeout)  # type: ignore[no-any-return]
         me = ident()
-        rec = st.ext
-        breaks = rec[BREAKS]
+        breaks = st.ext[BREAKS]
         arrived = raw.n_waiting
         t0 = rt.now()
         try:
@@ -144,82 +208,25 @@ class TracedMpBarrier(MpProxy):
             finally:
                 forget(me)
         except BaseException as exc:
-            t1 = rt.now()
-            mine = rec[BREAKS] != breaks and rec[WHO] == owner_word()
-            if isinstance(exc, BrokenBarrierError) or (mine and rec[WHY] == _WHY["action"]):
-                _broken(st, me, t1, t1 - t0, arrived, timeout, mine)
-            elif plain_timeout(timeout):
-                f = _getframe(1)
-                rt.emit((OP_GENERIC, t1, me, "interrupted",
-                         {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+            wait_raised(st, me, exc, t0, arrived, timeout, breaks)
             raise
-        t1 = rt.now()
-        with st.books:
-            st.waits += 1
-            st.wait_ns += t1 - t0
-        level = rt.level
-        if level == FULL or (level and index != st.parties - 1):
-            f = _getframe(1)
-            rt.emit((OP_BARRIER_WAIT, t1, me, st.prim, index, t1 - t0, st.parties, arrived,
-                     st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
-        return index  # type: ignore[no-any-return]
+        return wait_passed(st, me, index, t0, arrived, timeout)
 
     def abort(self) -> None:
         """Break the barrier, exactly as multiprocessing's ``abort``; record it."""
         st = get_state(self)
-        raw = st.raw
         if not rt.level:
-            raw.abort()
+            st.raw.abort()
             return
-        me = ident()
-        rec = st.ext
-        breaks = rec[BREAKS]
-        waiting = raw.n_waiting
-        was_broken = raw.broken
-        key = (st.prim, _get_ident())
-        _pending[key] = ("abort", None)
-        try:
-            raw.abort()
-        finally:
-            _pending.pop(key, None)
-        word = owner_word()
-        broke = rec[BREAKS] != breaks and rec[WHO] == word
-        with st.books:
-            st.aborts += 1
-        f = _getframe(1)
-        t = rt.now()
-        rt.emit((OP_GENERIC, t, me, "barrier_abort",
-                 {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
-                 f.f_code, f.f_lineno))
-        if broke:
-            pid, tid = split(word)
-            rt.emit((OP_GENERIC, t, me, "barrier_broken",
-                     {"prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": "abort",
-                      "n_waiting": waiting}, f.f_code, f.f_lineno))
+        traced_abort(st, ident())
 
     def reset(self) -> None:
         """Return the barrier to its empty state, exactly as multiprocessing's ``reset``."""
         st = get_state(self)
-        raw = st.raw
         if not rt.level:
-            raw.reset()
+            st.raw.reset()
             return
-        me = ident()
-        rec = st.ext
-        with raw._cond:  # an RLock: the real reset takes it again
-            waiting = raw.n_waiting
-            was_broken = raw.broken
-            if raw._state == 0 and raw._count > 0:  # the waiters will be broken by this reset
-                rec[WHO] = owner_word()
-                rec[WHY] = _WHY["reset"]
-            raw.reset()
-        with st.books:
-            st.resets += 1
-        if rt.level == FULL:
-            f = _getframe(1)
-            rt.emit((OP_GENERIC, rt.now(), me, "barrier_reset",
-                     {"prim": st.prim, "n_waiting": waiting, "was_broken": was_broken},
-                     f.f_code, f.f_lineno))
+        traced_reset(st, ident())
 
     @property
     def parties(self) -> int:
@@ -235,38 +242,3 @@ class TracedMpBarrier(MpProxy):
     def broken(self) -> bool:
         """Whether the barrier is broken."""
         return get_state(self).raw.broken  # type: ignore[no-any-return]
-
-
-def _broken(st: PrimState, me: int, t: int, waited: int, arrived: int, timeout: float | None,
-            mine: bool) -> None:
-    """Books and record for a wait that ended with the barrier broken."""
-    rec = st.ext
-    pid, tid = split(rec[WHO])
-    why = _WHY_NAME.get(rec[WHY])
-    with st.books:
-        st.waits += 1
-        st.broken_waits += 1
-        st.wait_ns += waited
-        if mine and why == "timeout":
-            st.wait_timeouts += 1
-    fields: dict[str, Any] = {
-        "prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": why,
-        "waited_ns": waited, "n_waiting": arrived,
-        "timeout": st.default_timeout if timeout is None else timeout,
-    }
-    if mine and why == "action" and st.prim in _errors:
-        fields["error"] = _errors[st.prim]
-    f = _getframe(2)
-    rt.emit((OP_GENERIC, t, me, "barrier_broken", fields, f.f_code, f.f_lineno))
-
-
-def _extra_stats(st: PrimState) -> dict[str, Any]:
-    with st.books:
-        return {
-            "parties": st.parties,
-            "broken": st.raw.broken,
-            "breaks": st.ext[BREAKS],
-            "broken_waits": st.broken_waits,
-            "aborts": st.aborts,
-            "resets": st.resets,
-        }
