@@ -90,7 +90,8 @@ def test_abba_across_processes_raises_in_the_thread_that_closes_it(
             child.start()
             assert held.wait(LIMIT)
             go.set()
-            (theirs,) = until(lambda: _xwaits.waits_of(child.pid or 0), "the child to block")
+            (theirs,) = until(lambda: _xwaits.waits_of(child.pid or 0), "the child to block",
+                              limit=LIMIT)
             assert theirs.prim == prim_of(a)
             (seen,) = [o for o in tracedsync.snapshot().other_processes if o.pid == child.pid]
             assert (seen.prim, seen.what, seen.held_by) == (
@@ -148,7 +149,7 @@ def test_cycle_across_processes_is_reported_by_each(method: str, n: int, fresh_d
         reports = until(
             lambda: (lambda got: got if all(got) else None)(
                 [_deadlocks(fresh_dir, p.pid) for p in procs]),
-            "every process to report the deadlock")
+            "every process to report the deadlock", limit=LIMIT)
     finally:
         _stop(procs)
     pids = [p.pid for p in procs]
@@ -195,7 +196,8 @@ def test_cycle_through_a_lock_the_checker_does_not_have(fresh_dir: str) -> None:
     p2.start()
     p3_pid, c_prim = out.get(timeout=LIMIT)
     try:
-        (ev,) = until(lambda: _deadlocks(fresh_dir, p1.pid), "the first process to report")
+        (ev,) = until(lambda: _deadlocks(fresh_dir, p1.pid), "the first process to report",
+                        limit=LIMIT)
     finally:
         os.kill(p3_pid, 15)
         _stop([p1, p2])
