@@ -5,6 +5,11 @@ Design note. The real event does the work; the proxy reads the flag just before 
 snapshots: another thread may set or clear the flag between the read and the real call, so an
 ``already_set`` wait can, rarely, have blocked, and the reverse. Counters several threads update
 are kept under the primitive's raw ``books`` lock.
+
+The multiprocessing twin (`_mp_event.py`) shares all of it: its methods call `_flip` and `_wait`
+with its own state, so both record the same events from the same code. The one difference is
+the ``always`` argument of `_wait`: threading's event enters the wait-for graph only when the
+flag is clear (about to block), multiprocessing's on every wait.
 """
 
 from __future__ import annotations
@@ -54,56 +59,15 @@ class TracedEvent(TracedProxy):
 
     def set(self) -> None:
         """Set the flag and wake every waiter, exactly as ``threading``'s does; record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.set()
-            return
-        _flip(st, True)
+        _flip(get_state(self), True)
 
     def clear(self) -> None:
         """Clear the flag, exactly as ``threading``'s does; record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.clear()
-            return
-        _flip(st, False)
+        _flip(get_state(self), False)
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes, exactly as ``threading``'s does."""
-        st = get_state(self)
-        raw = st.raw
-        if not rt.level:
-            return raw.wait(timeout)  # type: ignore[no-any-return]
-        me = _ident()
-        already = raw.is_set()
-        t0 = rt.now()
-        if not already:  # about to block: in the wait-for graph meanwhile (_detect.py)
-            wait_other(me, st, "event_wait", timeout if plain_timeout(timeout) else None,
-                       _getframe(1))
-        try:
-            result = raw.wait(timeout)
-        except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
-            forget(me)
-            if plain_timeout(timeout):
-                f = _getframe(1)
-                rt.emit((OP_GENERIC, rt.now(), me, "interrupted",
-                         {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
-            raise
-        forget(me)
-        t1 = rt.now()
-        waited = t1 - t0
-        with st.books:
-            st.waits += 1
-            if not already:
-                st.wait_ns += waited
-            if not result:
-                st.wait_timeouts += 1
-        level = rt.level
-        if level == FULL or (level and not already):
-            f = _getframe(1)
-            rt.emit((OP_EVENT_WAIT, t1, me, st.prim, bool(result), already, waited, timeout,
-                     f.f_code, f.f_lineno))
-        return result  # type: ignore[no-any-return]
+        return _wait(get_state(self), timeout, False)
 
     def _at_fork_reinit(self) -> None:
         st = get_state(self)
@@ -114,13 +78,17 @@ class TracedEvent(TracedProxy):
 
 
 def _flip(st: PrimState, flag: bool) -> None:
-    """set() (``flag`` true) or clear() on the real event, then books and record."""
+    """set() (``flag`` true) or clear() on the real event, then books and record. Called by
+    the twins' set and clear (the frame two up is their caller)."""
     raw = st.raw
-    was = raw.is_set()
+    level = rt.level
+    was = raw.is_set() if level else False
     if flag:
         raw.set()
     else:
         raw.clear()
+    if not level:
+        return
     with st.books:
         if flag:
             st.sets += 1
@@ -129,6 +97,46 @@ def _flip(st: PrimState, flag: bool) -> None:
     if rt.level == FULL:
         f = _getframe(2)
         rt.emit((OP_EVENT_SET, rt.now(), _ident(), st.prim, flag, was, f.f_code, f.f_lineno))
+
+
+def _wait(st: PrimState, timeout: float | None, always: bool) -> bool:
+    """wait(timeout) on the real event, timed, then books and record. Called by the twins'
+    wait (the frame two up is their caller). ``always``: enter the wait-for graph even when
+    the flag is already set (multiprocessing's twin); else only when about to block."""
+    raw = st.raw
+    if not rt.level:
+        return raw.wait(timeout)  # type: ignore[no-any-return]
+    me = _ident()
+    already = raw.is_set()
+    t0 = rt.now()
+    try:
+        if always or not already:  # in the wait-for graph meanwhile (_detect.py)
+            wait_other(me, st, "event_wait", timeout if plain_timeout(timeout) else None,
+                       _getframe(2))
+        try:
+            result = raw.wait(timeout)
+        finally:
+            forget(me)
+    except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
+        if plain_timeout(timeout):
+            f = _getframe(2)
+            rt.emit((OP_GENERIC, rt.now(), me, "interrupted",
+                     {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+        raise
+    t1 = rt.now()
+    waited = t1 - t0
+    with st.books:
+        st.waits += 1
+        if not already:
+            st.wait_ns += waited
+        if not result:
+            st.wait_timeouts += 1
+    level = rt.level
+    if level == FULL or (level and not already):
+        f = _getframe(2)
+        rt.emit((OP_EVENT_WAIT, t1, me, st.prim, bool(result), already, waited, timeout,
+                 f.f_code, f.f_lineno))
+    return result  # type: ignore[no-any-return]
 
 
 def _extra_stats(st: PrimState) -> dict[str, Any]:

@@ -7,23 +7,23 @@ counting, blocking and raising; a blocking acquire first tries ``acquire(False)`
 process's: permits taken or given back by other processes are in their own logs. ``permits`` is
 the real semaphore's value just after the call (``get_value()``; null where the platform cannot
 tell, macOS).
+
+The books and events are `_semaphore.py`'s functions; this module makes its own calls to the
+real semaphore (multiprocessing's signatures) and passes its own permits reader. A blocked
+acquire's exception is always recorded as an interruption: the timeout's type was checked
+before (its value is not: see ``plain`` in `_semaphore._acquire_blocked`).
 """
 
 from __future__ import annotations
 
-import sys
 from typing import Any
 
 from . import _runtime as rt
-from ._detect import forget, wait_sem
-from ._events import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
-from ._mp_base import MpProxy, get_state, given_args, ident, reset_in_fork_child
+from ._mp_base import MpProxy, get_state, given_args, reset_in_fork_child
 from ._proxy import new_books
-from ._semaphore import _take_from_others
+from ._semaphore import _acquire_blocked, _booked, _refused, _released, _sem_stats
 from ._state import PrimState
 
-_getframe = sys._getframe
-FULL = rt.FULL
 _PLAIN = (bool, int)
 _NUMBER = (int, float)
 
@@ -55,29 +55,14 @@ class TracedMpSemaphore(MpProxy):
             return st.acquire(*given_args(block, timeout, args), **kwargs)  # type: ignore[no-any-return]
         if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
             ok = st.acquire(block, timeout)  # the real one validates (raises) and answers
-            return _booked(st, ok, False, 0, block, timeout, _depth + 1)
+            return _booked(st, ok, False, 0, block, timeout, _depth + 1, None, _permits)
         if not block:
             ok = st.acquire(False)
-            return _booked(st, ok, not ok, 0, block, timeout, _depth + 1)
+            return _booked(st, ok, not ok, 0, block, timeout, _depth + 1, None, _permits)
         if st.acquire(False):
-            return _booked(st, True, False, 0, block, timeout, _depth + 1)
-        t0 = rt.now()
-        me = ident()
-        try:
-            # In the wait-for graph while blocked (_detect.py; owners: this process's holders).
-            wait_sem(me, st, timeout, _getframe(_depth))
-            try:
-                ok = st.acquire(True, timeout)
-            finally:
-                forget(me)
-        except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError
-            t1 = rt.now()
-            _booked(st, False, True, t1 - t0, block, timeout, _depth + 1)
-            f = _getframe(_depth)
-            rt.emit((OP_GENERIC, t1, ident(), "interrupted", {"prim": st.prim, "error": repr(exc)},
-                     f.f_code, f.f_lineno))
-            raise
-        return _booked(st, ok, True, rt.now() - t0, block, timeout, _depth + 1)
+            return _booked(st, True, False, 0, block, timeout, _depth + 1, None, _permits)
+        # In the wait-for graph while blocked (_detect.py; owners: this process's holders).
+        return _acquire_blocked(st, True, timeout, True, _depth + 1, _permits)
 
     def __enter__(self) -> bool:
         return self.acquire(True, None, _depth=2)
@@ -100,30 +85,6 @@ class TracedMpBoundedSemaphore(TracedMpSemaphore):
     __slots__ = ()
 
 
-def _booked(st: PrimState, ok: bool, contended: bool, wait: int, block: Any, timeout: Any,
-            fdepth: int) -> bool:
-    """Books after an acquire, and its event. Returns ``ok``."""
-    me = ident()
-    with st.books:
-        held = st.held
-        if ok:
-            mine = held.get(me, 0) + 1
-            held[me] = mine
-            st.acquisitions += 1
-        else:
-            mine = held.get(me, 0)
-            st.failed += 1
-        if contended:
-            st.contended += 1
-            st.wait_ns += wait
-    level = rt.level
-    if level == FULL or (level and (contended or not ok)):
-        f = _getframe(fdepth)
-        rt.emit((OP_SEM_ACQUIRE, rt.now(), me, st.prim, bool(ok), contended, wait, _permits(st),
-                 mine, bool(block), timeout, f.f_code, f.f_lineno))
-    return bool(ok)
-
-
 def _release(st: PrimState, fdepth: int) -> None:
     if not rt.level:
         st.release()
@@ -131,30 +92,9 @@ def _release(st: PrimState, fdepth: int) -> None:
     try:
         st.release()
     except ValueError as exc:  # "semaphore or lock released too many times"
-        if st.kind == "BoundedSemaphore":
-            with st.books:
-                st.misuse += 1
-            f = _getframe(fdepth)
-            rt.emit((OP_MISUSE, rt.now(), ident(), st.prim, "over_release", str(exc),
-                     f.f_code, f.f_lineno))
+        _refused(st, 1, exc, fdepth + 1)
         raise
-    me = ident()
-    held = st.held
-    others = 0
-    with st.books:
-        mine = held.get(me, 0) - 1
-        if mine > 0:
-            held[me] = mine
-        elif mine == 0:
-            del held[me]
-        else:
-            others = _take_from_others(held, me, 1)
-            mine = 0
-        st.releases += 1
-    if rt.level == FULL:
-        f = _getframe(fdepth)
-        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, 1, _permits(st), mine, others,
-                 f.f_code, f.f_lineno))
+    _released(st, 1, fdepth + 1, _permits)
 
 
 def _forget_holders(st: PrimState) -> None:
@@ -162,11 +102,9 @@ def _forget_holders(st: PrimState) -> None:
     st.held = {}
 
 
+def _max_permits(st: PrimState) -> int:
+    return st.raw._semlock.maxvalue  # type: ignore[no-any-return]
+
+
 def _extra_stats(st: PrimState) -> dict[str, Any]:
-    with st.books:
-        held_by = tuple(st.held.items())
-        releases = st.releases
-    extra: dict[str, Any] = {"permits": _permits(st), "releases": releases, "held_by": held_by}
-    if st.kind == "BoundedSemaphore":
-        extra["max_permits"] = st.raw._semlock.maxvalue
-    return extra
+    return _sem_stats(st, _permits, _max_permits)

@@ -21,12 +21,19 @@ Design note.
 * Misuse. Releasing a BoundedSemaphore past its initial value raises the original's ValueError
   and is recorded as ``misuse`` (``over_release``); ``release(0)`` raises its own ValueError
   (an argument error, not recorded).
+* Twins. The multiprocessing semaphores (`_mp_semaphore.py`) keep the same books and record the
+  same events with the functions below: `_acquire_blocked`, `_booked`, `_refused`, `_released`
+  and `_sem_stats`. Each twin makes its own calls to the real semaphore (their signatures
+  differ) and passes what else differs: how the permits left are read (``permits``), and
+  whether an exception from a blocked acquire is recorded as an interruption (``plain``:
+  threading's only with a timeout it accepts, see `plain_timeout`; multiprocessing's always).
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from . import _runtime as rt
@@ -43,6 +50,17 @@ FULL = rt.FULL
 # The real classes, captured before anyone can patch them.
 RawSemaphore = threading.Semaphore
 RawBoundedSemaphore = threading.BoundedSemaphore
+
+Permits = Callable[[PrimState], int | None]
+"""How a twin reads the permits left in the real semaphore (a snapshot, for events)."""
+
+
+def _permits(st: PrimState) -> int:
+    return st.raw._value  # type: ignore[no-any-return]
+
+
+def _max_permits(st: PrimState) -> int:
+    return st.raw._initial_value  # type: ignore[no-any-return]
 
 
 class TracedSemaphore(TracedProxy):
@@ -141,30 +159,38 @@ def _ident() -> int:
 
 def _acquire_slow(st: PrimState, blocking: bool, timeout: float | None, fdepth: int) -> bool:
     """Every acquire whose first non-blocking try did not succeed (or that is non-blocking)."""
-    raw = st.raw
     if not blocking:
-        ok = raw.acquire(blocking, timeout)  # the real one validates and answers
-        return _booked(st, ok, not ok, 0, blocking, timeout, fdepth + 1, None)
+        ok = st.raw.acquire(blocking, timeout)  # the real one validates and answers
+        return _booked(st, ok, not ok, 0, blocking, timeout, fdepth + 1, None, _permits)
+    return _acquire_blocked(st, blocking, timeout, plain_timeout(timeout), fdepth + 1, _permits)
+
+
+def _acquire_blocked(st: PrimState, blocking: Any, timeout: Any, plain: bool, fdepth: int,
+                     permits: Permits) -> bool:
+    """A blocking acquire that found no permit: the real ``acquire(blocking, timeout)``
+    (``st.acquire``), in the wait-for graph meanwhile, timed, booked and recorded. ``plain``:
+    the timeout is registered, and an exception from the call is an interruption (recorded),
+    not an argument error. Both twins."""
     t0 = rt.now()
     me = _ident()
     try:
         # Runtime detection (_detect.py): in the wait-for graph while blocked (owners: the
         # permit holders); raises DeadlockError, unregistered, with on_deadlock="raise".
-        wait_sem(me, st, timeout if plain_timeout(timeout) else None, _getframe(fdepth))
+        wait_sem(me, st, timeout if plain else None, _getframe(fdepth))
         try:
-            ok = raw.acquire(blocking, timeout)
+            ok = st.acquire(blocking, timeout)
         finally:
             forget(me)
     except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
-        if plain_timeout(timeout):
+        if plain:
             t1 = rt.now()
-            _booked(st, False, True, t1 - t0, blocking, timeout, fdepth + 1, t1)
+            _booked(st, False, True, t1 - t0, blocking, timeout, fdepth + 1, t1, permits)
             f = _getframe(fdepth)
-            rt.emit((OP_GENERIC, t1, _ident(), "interrupted",
+            rt.emit((OP_GENERIC, t1, me, "interrupted",
                      {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
         raise
     t1 = rt.now()
-    return _booked(st, ok, True, t1 - t0, blocking, timeout, fdepth + 1, t1)
+    return _booked(st, ok, True, t1 - t0, blocking, timeout, fdepth + 1, t1, permits)
 
 
 def _booked(
@@ -176,8 +202,9 @@ def _booked(
     timeout: Any,
     fdepth: int,
     t: int | None,
+    permits: Permits,
 ) -> bool:
-    """Update the books after an acquire and record it. Returns ``ok``."""
+    """Update the books after an acquire and record it. Returns ``ok``. Both twins."""
     try:
         me = rt.tls.ident
     except AttributeError:
@@ -198,7 +225,7 @@ def _booked(
     if level == FULL or (level and (contended or not ok)):
         f = _getframe(fdepth)
         rt.emit((OP_SEM_ACQUIRE, rt.now() if t is None else t, me, st.prim, bool(ok), contended,
-                 wait, st.raw._value, mine, bool(blocking), timeout, f.f_code, f.f_lineno))
+                 wait, permits(st), mine, bool(blocking), timeout, f.f_code, f.f_lineno))
     return ok
 
 
@@ -211,11 +238,26 @@ def _release(st: PrimState, n: int) -> None:
     try:
         raw.release(n)
     except ValueError as exc:
-        # The original checks n >= 1 first; any other ValueError from a bounded semaphore
-        # with a whole n is the over-release.
-        if st.kind == "BoundedSemaphore" and type(n) is int and n >= 1:
-            _over_release(st, exc)
+        _refused(st, n, exc, 3)  # _refused <- _release <- release/__exit__ <- the caller
         raise
+    _released(st, n, 3, _permits)
+
+
+def _refused(st: PrimState, n: int, exc: BaseException, fdepth: int) -> None:
+    """The real release(n) raised ValueError ``exc``: the over-release of a BoundedSemaphore
+    is recorded as misuse. Both twins (multiprocessing's releases one: ``n`` 1)."""
+    # The original checks n >= 1 first; any other ValueError from a bounded semaphore with a
+    # whole n is the over-release.
+    if st.kind == "BoundedSemaphore" and type(n) is int and n >= 1:
+        with st.books:
+            st.misuse += 1
+        f = _getframe(fdepth)
+        rt.emit((OP_MISUSE, rt.now(), _ident(), st.prim, "over_release", str(exc),
+                 f.f_code, f.f_lineno))
+
+
+def _released(st: PrimState, n: int, fdepth: int, permits: Permits) -> None:
+    """The books after a real release of ``n`` permits, and its event. Both twins."""
     try:
         me = rt.tls.ident
     except AttributeError:
@@ -233,8 +275,8 @@ def _release(st: PrimState, n: int) -> None:
             mine = 0
         st.releases += 1
     if rt.level == FULL:
-        f = _getframe(2)
-        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, n, raw._value, mine, others,
+        f = _getframe(fdepth)
+        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, n, permits(st), mine, others,
                  f.f_code, f.f_lineno))
 
 
@@ -257,22 +299,18 @@ def _take_from_others(held: dict[int, int], me: int, rest: int) -> int:
     return others
 
 
-def _over_release(st: PrimState, exc: BaseException) -> None:
-    with st.books:
-        st.misuse += 1
-    f = _getframe(3)  # _over_release <- _release <- release/__exit__ <- the caller
-    rt.emit((OP_MISUSE, rt.now(), _ident(), st.prim, "over_release", str(exc),
-             f.f_code, f.f_lineno))
-
-
 def _extra_stats(st: PrimState) -> dict[str, Any]:
-    raw = st.raw
+    return _sem_stats(st, _permits, _max_permits)
+
+
+def _sem_stats(st: PrimState, permits: Permits, max_permits: Permits) -> dict[str, Any]:
+    """The ``stats`` fields of a semaphore: permits left, releases, holders. Both twins."""
     with st.books:
         held_by = tuple(st.held.items())
         releases = st.releases
-    extra: dict[str, Any] = {"permits": raw._value, "releases": releases, "held_by": held_by}
+    extra: dict[str, Any] = {"permits": permits(st), "releases": releases, "held_by": held_by}
     if st.kind == "BoundedSemaphore":
-        extra["max_permits"] = raw._initial_value
+        extra["max_permits"] = max_permits(st)
     return extra
 
 
