@@ -17,7 +17,6 @@ condition's behaviour (the notification is lost) and the log shows it.
 
 from __future__ import annotations
 
-import copy
 import sys
 import threading
 import time
@@ -31,6 +30,7 @@ from . import _runtime as rt
 from ._detect import forget, wait_cond
 from ._events import OP_COND_WAIT, OP_COND_WAKE, OP_MISUSE, OP_NOTIFY
 from ._locks import TracedRLock, _TracedLockBase, wrap_lock
+from ._proxy import CopiedAsOriginal
 from ._registry import new_state
 from ._sites import user_site
 from ._state import PrimState, Statistics
@@ -48,7 +48,7 @@ def _ident() -> int:
         return rt.register_thread()
 
 
-class TracedCondition(wrapt.BaseObjectProxy[Any]):
+class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     """A traced ``threading.Condition``. ``lock`` may be a traced or a real lock (a real one is
     wrapped, so acquisitions through the condition are recorded), or None for a new traced RLock.
     """
@@ -188,18 +188,6 @@ class TracedCondition(wrapt.BaseObjectProxy[Any]):
         r = repr(st.raw)
         extra = f" traced={st.prim}" + ("" if st.name is None else f" name={st.name!r}")
         return r[:-1] + extra + ">"
-
-    def __copy__(self) -> Any:
-        return copy.copy(self.__wrapped__)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self.__wrapped__, memo)
-
-    def __reduce__(self) -> Any:
-        return self.__wrapped__.__reduce__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return self.__wrapped__.__reduce_ex__(protocol)
 
 
 _get_state: Callable[[Any], PrimState] = vars(TracedCondition)["_self_state"].__get__

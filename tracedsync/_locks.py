@@ -18,7 +18,6 @@ Design note (read docs/architecture.md, "The hot path", first).
 
 from __future__ import annotations
 
-import copy
 import os
 import sys
 import threading
@@ -30,6 +29,7 @@ import wrapt
 from . import _runtime as rt
 from ._detect import forget, wait_lock, wait_restore
 from ._events import OP_ACQUIRE, OP_GENERIC, OP_MISUSE, OP_RELEASE, OP_RESTORE, OP_SAVE
+from ._proxy import CopiedAsOriginal
 from ._registry import new_state
 from ._sites import user_site
 from ._state import PrimState, Statistics
@@ -48,7 +48,7 @@ _RAW_RLOCK_TYPES: tuple[type, ...] = tuple(
 )
 
 
-class _TracedLockBase(wrapt.BaseObjectProxy[Any]):
+class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     """Common code of `TracedLock` and `TracedRLock`. Not for direct use."""
 
     __slots__ = ("_self_state",)
@@ -188,19 +188,6 @@ class _TracedLockBase(wrapt.BaseObjectProxy[Any]):
         r = repr(st.raw)
         extra = f" traced={st.prim}" + ("" if st.name is None else f" name={st.name!r}")
         return r[:-1] + extra + ">"
-
-    # Copying and pickling fail exactly as they do for the real lock.
-    def __copy__(self) -> Any:
-        return copy.copy(self.__wrapped__)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self.__wrapped__, memo)
-
-    def __reduce__(self) -> Any:
-        return self.__wrapped__.__reduce__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return self.__wrapped__.__reduce_ex__(protocol)
 
 
 # The slot's descriptor, read once: calling its __get__ skips wrapt's getattro.

@@ -65,7 +65,27 @@ def plain_timeout(timeout: Any) -> bool:
     return timeout is None or (type(timeout) in (int, float) and timeout <= TIMEOUT_MAX)
 
 
-class TracedProxy(wrapt.BaseObjectProxy[Any]):
+class CopiedAsOriginal:
+    """Copying and pickling do what they do to the real primitive (for the threading ones: they
+    fail exactly as the original's do). A mixin of every threading proxy."""
+
+    __slots__ = ()
+    __wrapped__: Any
+
+    def __copy__(self) -> Any:
+        return copy.copy(self.__wrapped__)
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+        return copy.deepcopy(self.__wrapped__, memo)
+
+    def __reduce__(self) -> Any:
+        return self.__wrapped__.__reduce__()
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        return self.__wrapped__.__reduce_ex__(protocol)
+
+
+class TracedProxy(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     """Common base of `TracedSemaphore`, `TracedEvent` and `TracedBarrier`. Not for direct use."""
 
     __slots__ = ("_self_state",)
@@ -85,19 +105,6 @@ class TracedProxy(wrapt.BaseObjectProxy[Any]):
         if cut < 0:
             cut = len(r) - 1
         return r[:cut] + extra + r[cut:]
-
-    # Copying and pickling do what they do to the real primitive.
-    def __copy__(self) -> Any:
-        return copy.copy(self.__wrapped__)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self.__wrapped__, memo)
-
-    def __reduce__(self) -> Any:
-        return self.__wrapped__.__reduce__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return self.__wrapped__.__reduce_ex__(protocol)
 
 
 get_state: Callable[[TracedProxy], PrimState] = TracedProxy.__dict__["_self_state"].__get__
