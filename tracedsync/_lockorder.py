@@ -240,12 +240,7 @@ def _make_wrappers() -> dict[tuple[type, str], Any]:
             _dropped(st, owner)
 
     def exit_(self: Any, *exc_info: object) -> None:
-        st = _get_state(self)
-        owner = st.owner
-        depth = st.depth
-        base_release(self)
-        if depth == 1 and owner is not None:
-            _dropped(st, owner)
+        release(self)
 
     acquire.__doc__ = base_acquire.__doc__
     release.__doc__ = base_release.__doc__
