@@ -137,13 +137,13 @@ def bench_publish(loops: int) -> float:
     _configure("traced")
     lock = tracedsync.mp.Lock()
     st = _mp_base.get_state(lock)
-    path = _xwaits.table_for_new_lock()
+    table = _xwaits.table_for_new_lock()
     frame = sys._getframe()
     publish, unpublish = _xwaits.publish, _xwaits.unpublish
     rng = range(loops)
     t0 = time.perf_counter()
     for _ in rng:
-        unpublish(publish(path, st.prim, st.ext, False, False, None, frame))
+        unpublish(publish(table, st.prim, st.ext, False, False, None, frame))
     dt = time.perf_counter() - t0
     tracedsync.flush()
     return dt

@@ -238,13 +238,13 @@ def test_a_holder_read_before_it_blocked_is_not_trusted(holder_blocked_first: bo
 
 
 # -- the table itself -----------------------------------------------------------------------------
-def _publish_in_thread(path: str, rec: Any, timeout: float | None) -> tuple[Any, Any]:
+def _publish_in_thread(table: Any, rec: Any, timeout: float | None) -> tuple[Any, Any]:
     """Publish a wait from a new thread; return (what lookup saw while published, after)."""
     seen: list[Any] = []
 
     def run() -> None:
         tid = threading.get_native_id()
-        me = _xwaits.publish(path, "123.45", rec, True, False, timeout, _frame())
+        me = _xwaits.publish(table, "123.45", rec, True, False, timeout, _frame())
         seen.append(_xwaits.lookup(os.getpid(), tid))
         _xwaits.unpublish(me)
         seen.append(_xwaits.lookup(os.getpid(), tid))
@@ -264,11 +264,11 @@ def _frame() -> Any:
 def test_publish_lookup_unpublish() -> None:
     """A published wait reads back as it was written (lock, holder, flags, timeout, site); once
     unpublished it is gone."""
-    path = _xwaits.table_for_new_lock()
-    assert path is not None
+    table = _xwaits.table_for_new_lock()
+    assert table is not None
     rec = _mp_owner.new_record()
     rec[_mp_owner.OWNER] = (4242 << 32) | 17
-    during, after = _publish_in_thread(path, rec, 1.5)
+    during, after = _publish_in_thread(table, rec, 1.5)
     assert during.prim == "123.45" and during.owners == ((4242, 17),)
     assert (during.kind, during.what, during.timeout) == ("RLock", "acquire", 1.5)
     assert during.read_at is not None and during.since is not None
@@ -318,17 +318,16 @@ def test_a_table_that_is_gone_is_not_adopted(tmp_path: Any) -> None:
 def test_a_forked_child_claims_its_own_block() -> None:
     """After fork the parent's blocks stay the parent's: the child's waits go to a block of its
     own."""
-    path = _xwaits.table_for_new_lock()
-    assert path is not None
+    table = _xwaits.table_for_new_lock()
+    assert table is not None
     rec = _mp_owner.new_record()
-    table = _xwaits._tables[path]
-    _publish_in_thread(path, rec, None)  # the parent has a block now
+    _publish_in_thread(table, rec, None)  # the parent has a block now
     mine = list(table.blocks)
     ctx = multiprocessing.get_context("fork")
     out = ctx.Queue()
 
     def child() -> None:
-        t = _xwaits._tables[path]
+        t = _xwaits._tables[table.path]
         out.put((list(t.blocks), t.free_slot() is not None, list(t.blocks)))
 
     p = ctx.Process(target=child)

@@ -64,17 +64,18 @@ class _MpLockBase(MpProxy):
         st.reentrant = cls._reentrant
         if shared is None:  # made here
             st.ext = new_record()
-            path = _xwaits.table_for_new_lock()
+            table = _xwaits.table_for_new_lock()
         else:  # arrived from the process that made it: its owner record and wait table
             st.ext, path = shared
-            _xwaits.adopt(path)
-        if path is not None:
-            _tables[st] = path
+            table = _xwaits.adopt(path)
+        if table is not None:
+            _tables[st] = table
         reset_in_fork_child(st, _forget_holders)
 
     def _shared(self) -> Any:
         st = get_state(self)
-        return st.ext, _tables.get(st)
+        table = _tables.get(st)
+        return st.ext, None if table is None else table.path
 
     # -- acquire -----------------------------------------------------------------------------
     def acquire(self, block: bool = True, timeout: float | None = None, *args: Any,
@@ -201,8 +202,8 @@ class TracedMpRLock(_MpLockBase):
     _reentrant = True
 
 
-_tables: weakref.WeakKeyDictionary[PrimState, str] = weakref.WeakKeyDictionary()
-"""A lock's state → the path of the wait table its waits are published in (see `_xwaits`)."""
+_tables: weakref.WeakKeyDictionary[PrimState, _xwaits.Table] = weakref.WeakKeyDictionary()
+"""A lock's state → the wait table its waits are published in (see `_xwaits`)."""
 
 
 def _owner_now(prim: str) -> int | None:

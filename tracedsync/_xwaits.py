@@ -249,8 +249,8 @@ def _directory() -> str:
     return tempfile.gettempdir()
 
 
-def table_for_new_lock() -> str | None:
-    """The path of this process's table (created at the first call); None if unavailable."""
+def table_for_new_lock() -> Table | None:
+    """This process's table (created at the first call); None if unavailable."""
     global _current, _broken
     if not enabled():
         return None
@@ -271,7 +271,7 @@ def table_for_new_lock() -> str | None:
         _tables[path] = table
         _current = table
         set_remote(lookup)
-    return _current.path
+    return _current
 
 
 def adopt(path: str | None) -> Table | None:
@@ -293,7 +293,7 @@ def adopt(path: str | None) -> Table | None:
 
 
 def publish(
-    path: str | None,
+    table: Table | None,
     prim: str,
     rec: Any,
     reentrant: bool,
@@ -305,7 +305,7 @@ def publish(
     returns its ident for `unpublish`, or None if not published. Never raises an error of its
     own: a wait that cannot be published is only invisible to other processes."""
     try:
-        return _publish(path, prim, rec, reentrant, restore, timeout, frame)
+        return _publish(table, prim, rec, reentrant, restore, timeout, frame)
     except Exception as exc:  # the traced program's acquire must go on
         _give_up(exc)
         return None
@@ -318,12 +318,9 @@ def _give_up(exc: BaseException) -> None:
         report(f"cross-process deadlock detection is off: the wait table failed ({exc!r})")
 
 
-def _publish(path: str | None, prim: str, rec: Any, reentrant: bool, restore: bool,
+def _publish(table: Table | None, prim: str, rec: Any, reentrant: bool, restore: bool,
              timeout: float | None, frame: FrameType | None) -> int | None:
-    if _broken:
-        return None
-    table = _tables.get(path) if path is not None else None
-    if table is None:
+    if _broken or table is None:
         return None
     pid_s, _, n_s = prim.partition(".")
     if not (pid_s.isdigit() and n_s.isdigit()):
