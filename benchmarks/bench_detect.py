@@ -29,6 +29,7 @@ import time
 from typing import Any
 
 import pyperf
+from _bench_util import discard_log, time_with
 
 import tracedsync
 import tracedsync.mp
@@ -55,23 +56,7 @@ def _make(kind: str, variant: str) -> Any:
 
 
 def bench_with(loops: int, kind: str, variant: str) -> float:
-    lock = _make(kind, variant)
-    rng = range(loops)
-    t0 = time.perf_counter()
-    for _ in rng:
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-    dt = time.perf_counter() - t0
-    tracedsync.flush()
-    return dt
+    return time_with(_make(kind, variant), loops)
 
 
 def bench_nested(loops: int, kind: str, variant: str) -> float:
@@ -93,7 +78,7 @@ def bench_nested(loops: int, kind: str, variant: str) -> float:
         with a, b: pass  # noqa: E701
         with a, b: pass  # noqa: E701
     dt = time.perf_counter() - t0
-    tracedsync.flush()
+    discard_log()
     return dt
 
 
@@ -125,7 +110,7 @@ def bench_graph_check(loops: int) -> float:
     dt = time.perf_counter() - t0
     done.set()
     t.join()
-    tracedsync.flush()
+    discard_log()
     return dt
 
 
@@ -145,7 +130,7 @@ def bench_publish(loops: int) -> float:
     for _ in rng:
         unpublish(publish(table, st.prim, st.ext, False, False, None, frame))
     dt = time.perf_counter() - t0
-    tracedsync.flush()
+    discard_log()
     return dt
 
 

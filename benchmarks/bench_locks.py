@@ -19,21 +19,12 @@ import time
 from typing import Any
 
 import pyperf
+from _bench_util import discard_log, time_with
 
 import tracedsync
 
 UNROLL = 10
 LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-logs")
-
-
-def _discard_log() -> None:
-    """Flush, then empty this process's log: the logs are written to disk as in real use, but a
-    benchmark run records hundreds of millions of events and would fill the disk."""
-    tracedsync.flush()
-    try:
-        os.truncate(tracedsync.log_path(), 0)  # the recorder appends (O_APPEND): safe
-    except OSError:
-        pass
 
 
 def _make(kind: str, level: str) -> Any:
@@ -47,23 +38,7 @@ def _make(kind: str, level: str) -> Any:
 
 
 def bench_with(loops: int, kind: str, level: str) -> float:
-    lock = _make(kind, level)
-    rng = range(loops)
-    t0 = time.perf_counter()
-    for _ in rng:
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-    dt = time.perf_counter() - t0
-    _discard_log()
-    return dt
+    return time_with(_make(kind, level), loops)
 
 
 def bench_acquire_release(loops: int, kind: str, level: str) -> float:
@@ -84,7 +59,7 @@ def bench_acquire_release(loops: int, kind: str, level: str) -> float:
         acquire(); release()  # noqa: E702
         acquire(); release()  # noqa: E702
     dt = time.perf_counter() - t0
-    _discard_log()
+    discard_log()
     return dt
 
 
@@ -100,7 +75,7 @@ def bench_flush_cost(loops: int) -> float:
         t0 = time.process_time()
         tracedsync.flush()
         total += time.process_time() - t0
-        _discard_log()
+        discard_log()
     return total
 
 

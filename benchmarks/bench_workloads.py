@@ -25,20 +25,13 @@ import time
 from typing import Any
 
 import pyperf
+from _bench_util import discard_log
 
 import tracedsync
 
 LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-workloads")
 
 
-def _discard_log() -> None:
-    """Flush, then empty this process's log: the logs are written to disk as in real use, but a
-    benchmark run records hundreds of millions of events and would fill the disk."""
-    tracedsync.flush()
-    try:
-        os.truncate(tracedsync.log_path(), 0)  # the recorder appends (O_APPEND): safe
-    except OSError:
-        pass
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LEVELS = ["raw", "off", "contention", "full"]
 
@@ -73,7 +66,7 @@ def ping_pong(loops: int, level: str) -> float:
         for t in threads:
             t.join()
         total += time.perf_counter() - t0
-    _discard_log()
+    discard_log()
     return total
 
 
@@ -110,7 +103,7 @@ def _producer_consumer_once(level: str) -> float:
     for t in threads:
         t.join()
     elapsed = time.perf_counter() - t0
-    _discard_log()
+    discard_log()
     return elapsed
 
 
