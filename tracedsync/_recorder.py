@@ -45,29 +45,19 @@ from ._version import SCHEMA_VERSION, __version__
 _CHUNK = 256
 
 
-def _process_name() -> str | None:
+def _mp_identity() -> tuple[str | None, int | None]:
     """multiprocessing's name for this process (``"MainProcess"``, ``"Process-1"``, a pool
-    worker's), if the program uses multiprocessing (it is not imported for this)."""
+    worker's) and the pid of the process that started it (under forkserver, not the fork server
+    that forked it); ``(None, None)`` if the program does not use multiprocessing (it is not
+    imported for this)."""
     mp = sys.modules.get("multiprocessing")
     if mp is None:
-        return None
-    try:
-        return str(mp.current_process().name)
-    except Exception:  # a half-initialised module
-        return None
-
-
-def _mp_parent() -> int | None:
-    """The pid of the process that started this one with multiprocessing (under forkserver,
-    not the fork server that forked it), if multiprocessing started it."""
-    mp = sys.modules.get("multiprocessing")
-    if mp is None:
-        return None
+        return None, None
     try:
         parent = mp.parent_process()
-        return None if parent is None else int(parent.pid)
+        return str(mp.current_process().name), None if parent is None else int(parent.pid)
     except Exception:  # a half-initialised module
-        return None
+        return None, None
 
 
 class Recorder:
@@ -261,6 +251,7 @@ class Recorder:
     def session_header(self) -> Event:
         """The first line of every log file."""
         ts = rt.now()
+        process, parent = _mp_identity()
         return {
             "event": "session",
             "ts": ts,
@@ -268,8 +259,8 @@ class Recorder:
             "tid": threading.get_native_id(),
             "schema": SCHEMA_VERSION,
             "version": __version__,
-            "ppid": _mp_parent() or self._ppid,
-            "process": _process_name(),
+            "ppid": parent or self._ppid,
+            "process": process,
             "argv": list(sys.argv),
             "orig_argv": list(getattr(sys, "orig_argv", sys.argv)),
             "python": sys.version.split()[0],
