@@ -84,7 +84,8 @@ def bench_nested(loops: int, kind: str, variant: str) -> float:
 
 def bench_graph_check(loops: int) -> float:
     """Register a wait on a lock held by a running thread, look for a cycle, unregister."""
-    from tracedsync import _detect, _locks
+    from tracedsync._detect import waitfor as _detect
+    from tracedsync._threading import locks as _locks
 
     _configure("traced")
     lock = tracedsync.Lock()
@@ -117,7 +118,8 @@ def bench_graph_check(loops: int) -> float:
 def bench_publish(loops: int) -> float:
     """Publish a wait on a multiprocessing lock in the shared table and clear it: what a
     contended multiprocessing acquire adds, besides the graph check, before it blocks."""
-    from tracedsync import _mp_base, _xwaits
+    from tracedsync._multiprocessing import base as _mp_base
+    from tracedsync._multiprocessing import wait_table as _xwaits
 
     _configure("traced")
     lock = tracedsync.mp.Lock()
@@ -142,7 +144,7 @@ BENCHES = [
 
 
 def _xwaits_enabled() -> bool:
-    from tracedsync import _xwaits
+    from tracedsync._multiprocessing import wait_table as _xwaits
 
     return _xwaits.enabled()
 
@@ -177,7 +179,7 @@ def main() -> None:
     if shared is not None:
         lines.append(f"Contended multiprocessing acquire, also added before blocking (publish "
                      f"the wait for other processes, clear it): {shared.mean() * 1e9:.0f} ns")
-    speedups = "C hot path" if tracedsync._locks.SPEEDUPS else "pure Python"
+    speedups = "C hot path" if tracedsync._threading.locks.SPEEDUPS else "pure Python"
     lines.append(f"Python {sys.version.split()[0]}, tracedsync {tracedsync.__version__}, "
                  f"{speedups}")
     print("\n".join(lines))

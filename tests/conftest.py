@@ -75,12 +75,12 @@ _ORIGINALS = _patchable_now()
 
 
 def _left_patched() -> list[str]:
-    from tracedsync import _patch
+    from tracedsync._patch import patcher as _patch
 
     now = _patchable_now()
     changed = [k for k, v in _ORIGINALS.items() if now[k] is not v]
     if _patch.is_patched():
-        changed.append("tracedsync._patch (a patch is in force)")
+        changed.append("tracedsync._patch.patcher (a patch is in force)")
     return changed
 
 

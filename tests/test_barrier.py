@@ -9,7 +9,7 @@ import pytest
 from helpers import prim_of, until
 
 import tracedsync
-from tracedsync import _runtime as rt
+from tracedsync._core import runtime as rt
 from tracedsync.testing import Captured, capture
 
 RawBarrier = threading.Barrier

@@ -26,9 +26,12 @@ import pytest
 from helpers import clean_env, prim_of, until
 
 import tracedsync
-from tracedsync import _detect, _lockorder, _locks, _watchdog
-from tracedsync._detect import WAITS, RemoteWait
-from tracedsync._recorder import RECORDER
+from tracedsync._detect import lockorder as _lockorder
+from tracedsync._detect import waitfor as _detect
+from tracedsync._detect import watchdog as _watchdog
+from tracedsync._detect.waitfor import WAITS, RemoteWait
+from tracedsync._record.recorder import RECORDER
+from tracedsync._threading import locks as _locks
 from tracedsync.testing import capture
 
 RawEvent = threading.Event  # never patched here, but be explicit: test plumbing is untraced
@@ -637,7 +640,7 @@ _SIGNAL_PROGRAM = textwrap.dedent(
     import sys, threading, time
     import tracedsync
     tracedsync.configure(log_dir=sys.argv[1])
-    from tracedsync._detect import WAITS
+    from tracedsync._detect.waitfor import WAITS
     lock = tracedsync.Lock(name="held")
     holding = threading.Event()
     def holder():
@@ -697,7 +700,7 @@ _HANDLER_PROGRAM = textwrap.dedent(
     if sys.argv[1] == "own":
         signal.signal(signal.SIGUSR1, mine)
     import tracedsync
-    from tracedsync import _snapshot
+    from tracedsync._detect import snapshot as _snapshot
     handler = signal.getsignal(signal.SIGUSR1)
     print("ours" if handler is _snapshot._on_signal else
           "mine" if handler is mine else "default" if handler == signal.SIG_DFL else "other")

@@ -20,8 +20,10 @@ from helpers import prim_of, until
 
 import tracedsync
 import tracedsync.mp
-from tracedsync import _detect, _mp_owner, _xwaits
-from tracedsync._mp_locks import waiting_here
+from tracedsync._detect import waitfor as _detect
+from tracedsync._multiprocessing import owner as _mp_owner
+from tracedsync._multiprocessing import wait_table as _xwaits
+from tracedsync._multiprocessing.locks import waiting_here
 from tracedsync.analysis.analyze import analyze
 from tracedsync.analysis.report import build_report
 from tracedsync.testing import capture
@@ -213,7 +215,7 @@ def test_a_holder_read_before_it_blocked_is_not_trusted(holder_blocked_first: bo
     """A holder read from the table (``read_at``) may have released since: the edge counts only
     if that holder's own wait began before the read (a blocked thread releases nothing)."""
     a = tracedsync.Lock(name="a")
-    from tracedsync import _locks
+    from tracedsync._threading import locks as _locks
 
     st_a = _locks._get_state(a)
     p1, p2 = 2**22 + 7, 2**22 + 9  # no such processes here

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 import tracedsync
-from tracedsync._locks import wrap_lock
+from tracedsync._threading.locks import wrap_lock
 
 lock_tests = pytest.importorskip("test.lock_tests", reason="CPython's test package is absent")
 

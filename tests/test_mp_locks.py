@@ -18,9 +18,9 @@ from helpers import outcome, prim_of, until
 
 import tracedsync
 import tracedsync.mp
-from tracedsync import _mp_owner
-from tracedsync._mp_base import get_state
-from tracedsync._mp_locks import waiting_here
+from tracedsync._multiprocessing import owner as _mp_owner
+from tracedsync._multiprocessing.base import get_state
+from tracedsync._multiprocessing.locks import waiting_here
 from tracedsync.testing import capture
 
 CTX = multiprocessing.get_context("spawn")  # any context will do in one process

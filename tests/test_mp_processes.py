@@ -19,7 +19,7 @@ from helpers import prim_of, read_jsonl, until
 
 import tracedsync
 import tracedsync.mp
-from tracedsync._mp_locks import waiting_here
+from tracedsync._multiprocessing.locks import waiting_here
 from tracedsync.testing import capture
 
 METHODS = multiprocessing.get_all_start_methods()

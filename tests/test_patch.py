@@ -22,9 +22,10 @@ from typing import Any
 import pytest
 
 import tracedsync
-from tracedsync import _patch, _runtime
-from tracedsync._scope import DEFAULT_EXCLUDED, Scope, layout, matches, split_patterns
-from tracedsync._shim import hook_of
+from tracedsync._core import runtime as _runtime
+from tracedsync._patch import patcher as _patch
+from tracedsync._patch.scope import DEFAULT_EXCLUDED, Scope, layout, matches, split_patterns
+from tracedsync._patch.shims import hook_of
 from tracedsync.testing import capture
 
 KINDS = ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Event", "Barrier")
@@ -57,8 +58,8 @@ def _make_all() -> dict[str, Any]:
 
 @pytest.fixture
 def no_mp(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Run the test as if ``tracedsync._mp`` did not exist."""
-    monkeypatch.setitem(sys.modules, "tracedsync._mp", None)
+    """Run the test as if ``tracedsync._multiprocessing.factories`` did not exist."""
+    monkeypatch.setitem(sys.modules, "tracedsync._multiprocessing.factories", None)
 
 
 # -- the table: replace, undo exactly ------------------------------------------------------------
@@ -390,8 +391,9 @@ def test_scope_rules() -> None:
     assert not s.decide(dep, os.path.join(layout().sites[0], "structlog", "_output.py"))
     assert s.decide("requests.sessions",
                     os.path.join(layout().sites[0], "requests", "sessions.py"))
-    assert not s.decide("tracedsync._recorder", tracedsync.__file__)
-    assert not Scope(include=["tracedsync*"]).decide("tracedsync._recorder", tracedsync.__file__)
+    assert not s.decide("tracedsync._record.recorder", tracedsync.__file__)
+    scope = Scope(include=["tracedsync*"])
+    assert not scope.decide("tracedsync._record.recorder", tracedsync.__file__)
     assert Scope(include=["queue"]).decide("queue", stdlib_file)
     assert Scope(include=["concurrent"]).decide("concurrent.futures.thread", stdlib_file)
     assert not Scope(include=["queue"], exclude=["queue"]).decide("queue", stdlib_file)
@@ -448,9 +450,9 @@ for _kind in ("Lock", "RLock", "Condition", "Semaphore", "BoundedSemaphore", "Ev
 
 
 def _fake_mp() -> Any:
-    """A stand-in for tracedsync._mp whose factories record their calls. Its code is compiled
+    """A stand-in for the factories module whose factories record their calls. Its code is compiled
     as a file of the tracedsync package, as the real module's is (so it is out of scope)."""
-    module = types.ModuleType("tracedsync._mp")
+    module = types.ModuleType("tracedsync._multiprocessing.factories")
     path = os.path.join(os.path.dirname(tracedsync.__file__), "_mp_fake_for_tests.py")
     exec(compile(_FAKE_MP_SOURCE, path, "exec"), module.__dict__)
     return module
@@ -458,14 +460,14 @@ def _fake_mp() -> Any:
 
 @pytest.fixture
 def fake_mp(monkeypatch: pytest.MonkeyPatch) -> Any:
-    """Install a fake ``tracedsync._mp`` for the test."""
+    """Install a fake ``tracedsync._multiprocessing.factories`` for the test."""
     fake = _fake_mp()
-    monkeypatch.setitem(sys.modules, "tracedsync._mp", fake)
+    monkeypatch.setitem(sys.modules, "tracedsync._multiprocessing.factories", fake)
     return fake
 
 
 def test_multiprocessing_entries_follow_tracedsync_mp(fake_mp: Any) -> None:
-    """With tracedsync._mp importable, module functions and BaseContext methods are shims that
+    """With the factories module importable, module functions and BaseContext methods are shims that
     call it (ctx=None, or ctx=the context); its own calls back into the context are raw."""
     module_lock = multiprocessing.Lock
     method_value = vars(multiprocessing.context.BaseContext)["Value"]
@@ -494,7 +496,7 @@ def test_multiprocessing_internals_get_the_originals(fake_mp: Any) -> None:
 
 
 def test_multiprocessing_entries_are_skipped_without_tracedsync_mp(no_mp: None) -> None:
-    """No tracedsync._mp: multiprocessing is not touched, threading is."""
+    """No tracedsync._multiprocessing.factories: multiprocessing is not touched, threading is."""
     module_lock = multiprocessing.Lock
     with tracedsync.patched() as names:
         assert not [n for n in names if n.startswith("multiprocessing.")]
@@ -505,14 +507,14 @@ def test_multiprocessing_entries_are_skipped_without_tracedsync_mp(no_mp: None) 
 def test_a_broken_tracedsync_mp_is_reported_not_fatal(monkeypatch: pytest.MonkeyPatch) -> None:
     """An _mp that fails to import warns; threading is patched all the same."""
     def broken(name: str, *a: Any, **k: Any) -> Any:
-        if name == "tracedsync._mp":
+        if name == "tracedsync._multiprocessing.factories":
             raise RuntimeError("half-written module")
         return real_import(name, *a, **k)
 
     import importlib
 
     real_import = importlib.import_module
-    monkeypatch.delitem(sys.modules, "tracedsync._mp", raising=False)
+    monkeypatch.delitem(sys.modules, "tracedsync._multiprocessing.factories", raising=False)
     monkeypatch.setattr(importlib, "import_module", broken)
     with pytest.warns(RuntimeWarning, match="half-written"), tracedsync.patched() as names:
         assert "threading.Lock" in names
@@ -693,18 +695,18 @@ def test_threads_and_queues_keep_working_under_the_patch(no_mp: None) -> None:
 
 def _real_mp_available() -> bool:
     try:
-        import tracedsync._mp  # noqa: F401
+        import tracedsync._multiprocessing.factories  # noqa: F401
     except ImportError:
         return False
     return True
 
 
-needs_real_mp = pytest.mark.skipif(not _real_mp_available(), reason="no tracedsync._mp yet")
+needs_real_mp = pytest.mark.skipif(not _real_mp_available(), reason="no multiprocessing factories")
 
 
 @needs_real_mp
 def test_real_multiprocessing_primitives_are_traced_at_the_users_line() -> None:
-    """With the real tracedsync._mp: module functions and context methods give traced objects
+    """With the real the factories module: module functions and context methods give traced objects
     created at the caller's line; multiprocessing's own Queue keeps raw locks."""
     with tracedsync.patched(primitives=["multiprocessing.Value", "multiprocessing.Lock"]):
         with capture() as events:

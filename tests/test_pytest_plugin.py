@@ -57,7 +57,7 @@ def test_release_unlocked():
 
 UNCONFIGURE_CONFTEST = '''
 def pytest_unconfigure(config):
-    from tracedsync import _patch
+    from tracedsync._patch import patcher as _patch
     with open("patched-at-unconfigure.txt", "w") as fh:
         fh.write(str(_patch.is_patched()))
 '''
@@ -207,7 +207,7 @@ def test_bump():
 
 def test_fail_on_rmw(tmp_path: Path) -> None:
     """``v.value += 1`` on a multiprocessing.Value with --tracedsync-fail-on=rmw fails the run."""
-    pytest.importorskip("tracedsync._mp")
+    pytest.importorskip("tracedsync._multiprocessing.factories")
     proc = inner_pytest(tmp_path, "--tracedsync-fail-on=rmw", "--tracedsync-log-dir", "logs",
                         tests=RMW_TESTS)
     assert proc.returncode == 1, proc.stdout + proc.stderr

@@ -13,7 +13,7 @@ import pytest
 from helpers import read_jsonl
 
 import tracedsync
-from tracedsync import _runtime as rt
+from tracedsync._core import runtime as rt
 from tracedsync.testing import capture
 
 
@@ -209,8 +209,8 @@ def test_full_disk_never_breaks_the_program(tmp_path: Any) -> None:
     """Writes into a full device fail; the program finishes and the loss is reported."""
     proc = _run("""
         import os, tracedsync
-        from tracedsync._recorder import RECORDER
-        from tracedsync._sink import Sink
+        from tracedsync._record.recorder import RECORDER
+        from tracedsync._record.sink import Sink
         lock = tracedsync.Lock()
         with lock:
             pass
@@ -228,7 +228,7 @@ def test_full_disk_never_breaks_the_program(tmp_path: Any) -> None:
 
 def test_overflow_drop_counts_exactly(level: None) -> None:
     """With overflow='drop', every event past the limit is dropped and counted."""
-    from tracedsync._recorder import RECORDER
+    from tracedsync._record.recorder import RECORDER
 
     lock = tracedsync.Lock()
     tracedsync.flush()

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 from helpers import clean_env
 
-from tracedsync._runner import exit_status, split_argv
+from tracedsync._run.runner import exit_status, split_argv
 from tracedsync.analysis.reader import Problem, read_all
 
 TIMEOUT = 120
@@ -342,7 +342,7 @@ def test_exit_status_rules(capsys: pytest.CaptureFixture[str]) -> None:
 def test_multiprocessing_value_races_are_found_in_spawned_children(tmp_path: Path) -> None:
     """Plain ``multiprocessing`` code, unchanged: ``v.value += 1`` in two spawned children is
     reported as an unsynchronised read-modify-write."""
-    pytest.importorskip("tracedsync._mp")
+    pytest.importorskip("tracedsync._multiprocessing.factories")
     write(tmp_path / "prog.py", """
         import multiprocessing
 

@@ -14,7 +14,7 @@ import pytest
 
 import tracedsync
 import tracedsync.mp
-from tracedsync import _detect
+from tracedsync._detect import waitfor as _detect
 from tracedsync.testing import capture
 
 CTX = multiprocessing.get_context("spawn")  # any context will do in one process

@@ -12,18 +12,23 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _watchdog  # noqa: F401  (puts the watchdog in the flusher's loop)
-from ._barrier import Barrier, TracedBarrier
-from ._condition import Condition, TracedCondition
-from ._config import ConfigError, Settings
-from ._detect import DeadlockError
-from ._event import Event, TracedEvent
-from ._locks import Lock, RLock, TracedLock, TracedRLock
-from ._patch import patch, patched, unpatch
-from ._recorder import RECORDER as _RECORDER
-from ._semaphore import BoundedSemaphore, Semaphore, TracedBoundedSemaphore, TracedSemaphore
-from ._snapshot import snapshot
-from ._state import Statistics
+from ._core.state import Statistics
+from ._detect import watchdog as _watchdog  # noqa: F401  (puts the watchdog in the flusher's loop)
+from ._detect.snapshot import snapshot
+from ._detect.waitfor import DeadlockError
+from ._patch.patcher import patch, patched, unpatch
+from ._record.config import ConfigError, Settings
+from ._record.recorder import RECORDER as _RECORDER
+from ._threading.barrier import Barrier, TracedBarrier
+from ._threading.condition import Condition, TracedCondition
+from ._threading.event import Event, TracedEvent
+from ._threading.locks import Lock, RLock, TracedLock, TracedRLock
+from ._threading.semaphore import (
+    BoundedSemaphore,
+    Semaphore,
+    TracedBoundedSemaphore,
+    TracedSemaphore,
+)
 from ._version import SCHEMA_VERSION, __version__
 from .mp import Array, Value
 

@@ -124,7 +124,7 @@ def _run_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    from ._runner import main as run_main
+    from ._run.runner import main as run_main
 
     return run_main(args.argv)
 
@@ -203,7 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["run"]:
-        from ._runner import main as run_main
+        from ._run.runner import main as run_main
 
         return run_main(argv[1:])
     parser = build_parser()

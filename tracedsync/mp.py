@@ -14,7 +14,10 @@ process writes its own log in the same directory. See docs/events.md for what is
 
 from __future__ import annotations
 
-from ._mp import (
+from ._multiprocessing.barrier import TracedMpBarrier
+from ._multiprocessing.condition import TracedMpCondition
+from ._multiprocessing.event import TracedMpEvent
+from ._multiprocessing.factories import (
     Array,
     Barrier,
     BoundedSemaphore,
@@ -25,12 +28,9 @@ from ._mp import (
     Semaphore,
     Value,
 )
-from ._mp_barrier import TracedMpBarrier
-from ._mp_condition import TracedMpCondition
-from ._mp_event import TracedMpEvent
-from ._mp_locks import TracedMpLock, TracedMpRLock
-from ._mp_semaphore import TracedMpBoundedSemaphore, TracedMpSemaphore
-from ._mp_value import TracedArray, TracedCharArray, TracedValue
+from ._multiprocessing.locks import TracedMpLock, TracedMpRLock
+from ._multiprocessing.semaphore import TracedMpBoundedSemaphore, TracedMpSemaphore
+from ._multiprocessing.values import TracedArray, TracedCharArray, TracedValue
 
 __all__ = [
     "Array",

@@ -65,7 +65,7 @@ def pytest_configure(config: pytest.Config) -> None:
     """Register the session tracer, only when enabled."""
     if not enabled(config):
         return
-    from ._runsummary import parse_kinds
+    from ._run.summary import parse_kinds
 
     try:
         kinds = parse_kinds(config.getoption("tracedsync_fail_on") or "")
@@ -88,7 +88,8 @@ class TracedSession:
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionstart(self, session: pytest.Session) -> None:
         """Patch before collection imports the test modules."""
-        from . import _runsummary, patch
+        from . import patch
+        from ._run import summary as _runsummary
 
         if self.log_dir is None:
             self.log_dir = _runsummary.fresh_log_dir()
@@ -99,7 +100,8 @@ class TracedSession:
     @pytest.hookimpl(trylast=True)
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
         """Unpatch, read the logs, and fail the run if asked to and findings say so."""
-        from . import _runsummary, flush, unpatch
+        from . import flush, unpatch
+        from ._run import summary as _runsummary
 
         unpatch()
         flush()
@@ -112,7 +114,7 @@ class TracedSession:
 
     def pytest_terminal_summary(self, terminalreporter: pytest.TerminalReporter) -> None:
         """The report, and why the run fails if it does."""
-        from . import _runsummary
+        from ._run import summary as _runsummary
 
         tw = terminalreporter.config.get_terminal_writer()
         out = io.StringIO()

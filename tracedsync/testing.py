@@ -16,7 +16,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from ._recorder import RECORDER
+from ._record.recorder import RECORDER
 
 __all__ = ["Captured", "capture"]
 

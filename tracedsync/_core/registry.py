@@ -1,0 +1,55 @@
+"""Primitive ids, ``created`` events, and the weak table of live primitives.
+
+Ids are ``"<pid>.<n>"``: unique across the processes of a run without any coordination, and
+stable for the life of the primitive (a primitive inherited through ``fork`` keeps its id).
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+import weakref
+from types import CodeType
+from typing import Any
+
+from .._record.recorder import RECORDER
+from . import runtime as rt
+from .ops import OP_CREATED
+from .state import PrimState
+
+_counter = itertools.count(1)
+_live: weakref.WeakValueDictionary[str, PrimState] = weakref.WeakValueDictionary()
+
+
+def new_state(
+    raw: Any,
+    kind: str,
+    name: str | None,
+    code: CodeType | None,
+    lineno: int,
+    extra: dict[str, Any] | None = None,
+) -> PrimState:
+    """Give ``raw`` an id and a state, and record its creation."""
+    prim = f"{os.getpid()}.{next(_counter)}"
+    st = PrimState(raw, prim, kind, name)
+    _live[prim] = st
+    if rt.level != rt.OFF:
+        try:
+            me = rt.tls.ident
+        except AttributeError:
+            me = rt.register_thread()
+        rt.emit((OP_CREATED, rt.now(), me, prim, kind, name, code, lineno, extra))
+    return st
+
+
+def live_states() -> list[PrimState]:
+    """The states of the traced primitives that still exist in this process."""
+    return list(_live.values())
+
+
+def _report_all() -> None:
+    for st in live_states():
+        st.report()
+
+
+RECORDER.stats_hook = _report_all

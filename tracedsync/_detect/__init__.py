@@ -1,0 +1,1 @@
+"""Runtime detection: the wait-for graph, lock order, the watchdog and snapshots."""

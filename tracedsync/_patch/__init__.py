@@ -1,0 +1,1 @@
+"""patch()/unpatch(): the replacement factories and creation-site scoping."""

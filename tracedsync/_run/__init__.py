@@ -1,0 +1,1 @@
+"""tracedsync run: the runner, its summary, and the boot sitecustomize for child processes."""

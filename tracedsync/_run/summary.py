@@ -1,0 +1,130 @@
+"""The end of a traced run (``tracedsync run``, ``pytest --tracedsync``): where the logs went, a
+one-screen report, and which findings should fail the run.
+
+The report is the analyze report (`analysis.report.build_report`) rendered by its text renderer
+with a few rows per table, read back from the log directory, so it covers every process of the
+run, not only this one.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable
+from typing import TextIO
+
+from ..analysis.findings import Finding
+from ..analysis.report import Report
+
+BASE_DIR = "tracedsync-logs"
+TOP_ROWS = 5
+
+FINDING_KINDS = frozenset(
+    {
+        "deadlock",
+        "held_at_end",
+        "lock_order",
+        "lock_order_class",
+        "nested_same_class",
+        "lost_wakeup",
+        "unfinished_wait",
+        "long_hold",
+        "long_wait",
+        "hot_site",
+        "misuse",
+        "rmw",
+        "permits_held",
+        "barrier_broken",
+        "dropped_events",
+    }
+)
+"""The ``kind`` of every finding (docs/analysis.md, "Findings")."""
+ALIASES = {
+    "order": frozenset({"lock_order", "lock_order_class"}),
+    "wakeup": frozenset({"lost_wakeup"}),
+}
+SEVERITIES = frozenset({"warning", "error"})
+"""A name in a fail-on list that selects findings by severity rather than kind."""
+
+
+def fresh_log_dir(base: str = BASE_DIR) -> str:
+    """Create and return a new directory ``<base>/<YYYYmmdd-HHMMSS>[-n]``."""
+    os.makedirs(base, exist_ok=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    n = 0
+    while True:
+        path = os.path.join(base, stamp if n == 0 else f"{stamp}-{n}")
+        try:
+            os.mkdir(path)
+        except FileExistsError:
+            n += 1
+            continue
+        return os.path.abspath(path)
+
+
+def preload() -> None:
+    """Import what the report needs now: at interpreter exit, importing ``concurrent.futures``
+    (which analysis uses) fails ("can't register atexit after shutdown")."""
+    from ..analysis import analyze, render_text, report  # noqa: F401
+
+
+def load_report(log_dir: str) -> Report | None:
+    """The analyze report of every log in ``log_dir``; None when there is nothing to read."""
+    from ..analysis.analyze import NoInputError, analyze
+    from ..analysis.report import build_report
+
+    try:
+        agg = analyze([log_dir], jobs=1)
+    except (NoInputError, FileNotFoundError):
+        return None
+    return build_report(agg)
+
+
+def render(
+    report: Report | None,
+    log_dir: str,
+    out: TextIO,
+    width: int | None = None,
+    color: bool | None = None,
+) -> None:
+    """The one-screen report, then where the logs are and how to see all of it. ``width`` and
+    ``color`` default to what ``out`` is (a terminal or not)."""
+    from ..analysis.render_text import TextRenderer
+
+    if report is None or not report.totals.get("primitives"):
+        print(f"tracedsync: no traced primitive recorded anything (logs: {log_dir})", file=out)
+        return
+    TextRenderer(top=TOP_ROWS, width=width, color=color).render(report, out)
+    print(f"tracedsync: logs in {log_dir}; full report: tracedsync analyze {log_dir}", file=out)
+
+
+def parse_kinds(text: str | Iterable[str]) -> frozenset[str]:
+    """``"deadlock,order,rmw"`` -> the finding kinds (and severities) it names.
+
+    Raises `ValueError` for a name that is neither a kind, an alias nor a severity.
+    """
+    items = text.split(",") if isinstance(text, str) else list(text)
+    out: set[str] = set()
+    for raw in items:
+        name = raw.strip()
+        if not name:
+            continue
+        if name in ALIASES:
+            out |= ALIASES[name]
+        elif name in FINDING_KINDS or name in SEVERITIES:
+            out.add(name)
+        else:
+            known = ", ".join(sorted(FINDING_KINDS | set(ALIASES) | SEVERITIES))
+            raise ValueError(f"unknown finding kind {name!r} (known: {known})")
+    return frozenset(out)
+
+
+def failing(report: Report | None, kinds: frozenset[str]) -> list[Finding]:
+    """The findings, of warning or error severity, that ``kinds`` selects."""
+    if report is None or not kinds:
+        return []
+    return [
+        f
+        for f in report.findings
+        if f.severity in SEVERITIES and (f.kind in kinds or f.severity in kinds)
+    ]

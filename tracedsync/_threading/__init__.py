@@ -1,0 +1,1 @@
+"""The traced threading primitives, one module each, and what their proxies share."""

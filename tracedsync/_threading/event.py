@@ -1,0 +1,152 @@
+"""`TracedEvent`: ``threading.Event`` behind a proxy that records sets, clears and waits.
+
+Design note. The real event does the work; the proxy reads the flag just before each call
+(``was_set`` for set/clear, ``already_set`` for wait) and times the wait. Those reads are
+snapshots: another thread may set or clear the flag between the read and the real call, so an
+``already_set`` wait can, rarely, have blocked, and the reverse. Counters several threads update
+are kept under the primitive's raw ``books`` lock.
+
+The multiprocessing twin (`_mp_event.py`) shares all of it: its methods call `_flip` and `_wait`
+with its own state, so both record the same events from the same code. The one difference is
+the ``always`` argument of `_wait`: threading's event enters the wait-for graph only when the
+flag is clear (about to block), multiprocessing's on every wait.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from typing import Any
+
+from .._core import runtime as rt
+from .._core.ops import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
+from .._core.registry import new_state
+from .._core.sites import user_site
+from .._core.state import PrimState
+from .._detect.waitfor import forget, wait_other
+from .proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
+
+_getframe = sys._getframe
+FULL = rt.FULL
+
+RawEvent = threading.Event
+
+
+def _ident() -> int:
+    try:
+        return rt.tls.ident  # type: ignore[no-any-return]
+    except AttributeError:
+        return rt.register_thread()
+
+
+class TracedEvent(TracedProxy):
+    """A traced ``threading.Event``: same behaviour, plus who set, cleared and waited."""
+
+    __slots__ = ()
+
+    def __init__(self, *, name: str | None = None, _site: tuple[Any, int] | None = None) -> None:
+        raw = untraced(RawEvent)
+        super().__init__(raw)
+        code, lineno = _site if _site is not None else user_site()
+        st = new_state(raw, "Event", name, code, lineno)
+        new_books(st)
+        st.extra_stats = _extra_stats
+        self._self_state = st
+
+    def is_set(self) -> bool:
+        """Whether the flag is set (``threading.Event.is_set``)."""
+        return get_state(self).raw.is_set()  # type: ignore[no-any-return]
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter, exactly as ``threading``'s does; record it."""
+        _flip(get_state(self), True)
+
+    def clear(self) -> None:
+        """Clear the flag, exactly as ``threading``'s does; record it."""
+        _flip(get_state(self), False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` passes, exactly as ``threading``'s does."""
+        return _wait(get_state(self), timeout, False)
+
+    def _at_fork_reinit(self) -> None:
+        st = get_state(self)
+        st.raw._at_fork_reinit()
+        if rt.level == FULL:
+            code, lineno = user_site()
+            rt.emit((OP_GENERIC, rt.now(), _ident(), "reinit", {"prim": st.prim}, code, lineno))
+
+
+def _flip(st: PrimState, flag: bool) -> None:
+    """set() (``flag`` true) or clear() on the real event, then books and record. Called by
+    the twins' set and clear (the frame two up is their caller)."""
+    raw = st.raw
+    level = rt.level
+    was = raw.is_set() if level else False
+    if flag:
+        raw.set()
+    else:
+        raw.clear()
+    if not level:
+        return
+    with st.books:
+        if flag:
+            st.sets += 1
+        else:
+            st.clears += 1
+    if rt.level == FULL:
+        f = _getframe(2)
+        rt.emit((OP_EVENT_SET, rt.now(), _ident(), st.prim, flag, was, f.f_code, f.f_lineno))
+
+
+def _wait(st: PrimState, timeout: float | None, always: bool) -> bool:
+    """wait(timeout) on the real event, timed, then books and record. Called by the twins'
+    wait (the frame two up is their caller). ``always``: enter the wait-for graph even when
+    the flag is already set (multiprocessing's twin); else only when about to block."""
+    raw = st.raw
+    if not rt.level:
+        return raw.wait(timeout)  # type: ignore[no-any-return]
+    me = _ident()
+    already = raw.is_set()
+    t0 = rt.now()
+    try:
+        if always or not already:  # in the wait-for graph meanwhile (_detect.py)
+            wait_other(me, st, "event_wait", timeout if plain_timeout(timeout) else None,
+                       _getframe(2))
+        try:
+            result = raw.wait(timeout)
+        finally:
+            forget(me)
+    except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
+        if plain_timeout(timeout):
+            f = _getframe(2)
+            rt.emit((OP_GENERIC, rt.now(), me, "interrupted",
+                     {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
+        raise
+    t1 = rt.now()
+    waited = t1 - t0
+    with st.books:
+        st.waits += 1
+        if not already:
+            st.wait_ns += waited
+        if not result:
+            st.wait_timeouts += 1
+    level = rt.level
+    if level == FULL or (level and not already):
+        f = _getframe(2)
+        rt.emit((OP_EVENT_WAIT, t1, me, st.prim, bool(result), already, waited, timeout,
+                 f.f_code, f.f_lineno))
+    return result  # type: ignore[no-any-return]
+
+
+def _extra_stats(st: PrimState) -> dict[str, Any]:
+    with st.books:
+        return {"sets": st.sets, "clears": st.clears, "flag": st.raw.is_set()}
+
+
+def Event(*, name: str | None = None) -> TracedEvent:
+    """A new traced ``threading.Event``; ``name`` labels it in the logs."""
+    if rt.in_guard():
+        return RawEvent()  # type: ignore[return-value]  # our own machinery: untraced
+    f = _getframe(1)
+    return TracedEvent(name=name, _site=(f.f_code, f.f_lineno))
