@@ -84,7 +84,7 @@ def bench_nested(loops: int, kind: str, variant: str) -> float:
 
 def bench_graph_check(loops: int) -> float:
     """Register a wait on a lock held by a running thread, look for a cycle, unregister."""
-    from tracedsync._detect import waitfor as _detect
+    from tracedsync._core import waits as _waits
     from tracedsync._threading import locks as _locks
 
     _configure("traced")
@@ -102,7 +102,7 @@ def bench_graph_check(loops: int) -> float:
     st = _locks._get_state(lock)
     me = threading.get_ident()
     frame = sys._getframe()
-    wait_lock, forget = _detect.wait_lock, _detect.forget
+    wait_lock, forget = _waits.wait_lock, _waits.forget
     rng = range(loops)
     t0 = time.perf_counter()
     for _ in rng:

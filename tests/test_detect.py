@@ -26,10 +26,11 @@ import pytest
 from helpers import clean_env, prim_of, until
 
 import tracedsync
+from tracedsync._core import waits
+from tracedsync._core.waits import WAITS, RemoteWait
+from tracedsync._detect import deadlock
 from tracedsync._detect import lockorder as _lockorder
-from tracedsync._detect import waitfor as _detect
 from tracedsync._detect import watchdog as _watchdog
-from tracedsync._detect.waitfor import WAITS, RemoteWait
 from tracedsync._record.recorder import RECORDER
 from tracedsync._threading import locks as _locks
 from tracedsync.testing import capture
@@ -274,7 +275,7 @@ def test_a_running_holder_is_no_deadlock() -> None:
     with capture() as events:
         t_block = _start(lambda: lock.acquire(timeout=LIMIT) and lock.release(), "blocked")
         until(lambda: _waits_on(t_block, lock), "the second thread to block")
-        assert _detect.find_cycle(t_block.ident or 0) is None
+        assert deadlock.find_cycle(t_block.ident or 0) is None
         done.set()
         _join(t_hold, t_block)
     assert not events.where(event="deadlock")
@@ -355,11 +356,11 @@ def test_function_api_with_pid_tid_owners() -> None:
         with a:
             both.wait(LIMIT)
             # "Blocked" on the external primitive, held by `right` by (pid, native tid).
-            _detect.waiting(st_external, lambda: ((os.getpid(), holder_tid[0]),), timeout=LIMIT)
+            waits.waiting(st_external, lambda: ((os.getpid(), holder_tid[0]),), timeout=LIMIT)
             try:
                 released.wait(LIMIT)
             finally:
-                _detect.done()
+                waits.done()
 
     def right() -> None:
         holder_tid.append(threading.get_native_id())
@@ -393,14 +394,14 @@ def test_remote_lookup_continues_the_walk_into_another_process() -> None:
             return RemoteWait(pid, tid, f"{other_pid}.1", owners=(me,), name="theirs", kind="Lock")
         return None
 
-    before = _detect._remote
-    _detect.set_remote(lookup)
+    before = waits._remote
+    waits.set_remote(lookup)
     try:
         with a, pytest.raises(tracedsync.DeadlockError) as info:
-            _detect.waiting(st_a, lambda: ((other_pid, 42),))
+            waits.waiting(st_a, lambda: ((other_pid, 42),))
     finally:
-        _detect.set_remote(before)
-        _detect.done()
+        waits.set_remote(before)
+        waits.done()
     mine, theirs = info.value.cycle
     assert mine["held_by"] == 42 and mine["held_by_pid"] == other_pid
     assert (theirs["pid"], theirs["tid"], theirs["name"]) == (other_pid, 42, "theirs")
@@ -549,12 +550,12 @@ def test_watchdog_scan_finds_a_cycle_no_check_saw() -> None:
     RECORDER.tick_hooks.remove(_watchdog.tick)  # this test is the only scanner
     try:
         with lock, capture() as events:
-            _detect.register(_detect.Wait(me, st, "acquire", None, sys._getframe()), check=False)
+            waits.register(waits.Wait(me, st, "acquire", None, sys._getframe()), check=False)
             try:
-                assert _detect.scan() == 1
-                assert _detect.scan() == 0
+                assert deadlock.scan() == 1
+                assert deadlock.scan() == 0
             finally:
-                _detect.done()
+                waits.done()
     finally:
         RECORDER.tick_hooks.append(_watchdog.tick)
     (ev,) = events.where(event="deadlock")
@@ -640,7 +641,7 @@ _SIGNAL_PROGRAM = textwrap.dedent(
     import sys, threading, time
     import tracedsync
     tracedsync.configure(log_dir=sys.argv[1])
-    from tracedsync._detect.waitfor import WAITS
+    from tracedsync._core.waits import WAITS
     lock = tracedsync.Lock(name="held")
     holding = threading.Event()
     def holder():

@@ -20,7 +20,7 @@ from helpers import prim_of, until
 
 import tracedsync
 import tracedsync.mp
-from tracedsync._detect import waitfor as _detect
+from tracedsync._core import waits
 from tracedsync._multiprocessing import owner as _mp_owner
 from tracedsync._multiprocessing import wait_table as _xwaits
 from tracedsync._multiprocessing.locks import waiting_here
@@ -222,19 +222,19 @@ def test_a_holder_read_before_it_blocked_is_not_trusted(holder_blocked_first: bo
     me = (os.getpid(), threading.get_native_id())
     read = time.monotonic_ns()
     later = read + (-1000 if holder_blocked_first else 1000)
-    waits = {
-        (p1, 1): _detect.RemoteWait(p1, 1, f"{p1}.1", owners=((p2, 2),), kind="Lock",
-                                    since=read - 5000, read_at=read),
-        (p2, 2): _detect.RemoteWait(p2, 2, f"{p2}.1", owners=(me,), kind="Lock", since=later),
+    remote = {
+        (p1, 1): waits.RemoteWait(p1, 1, f"{p1}.1", owners=((p2, 2),), kind="Lock",
+                                  since=read - 5000, read_at=read),
+        (p2, 2): waits.RemoteWait(p2, 2, f"{p2}.1", owners=(me,), kind="Lock", since=later),
     }
-    before = _detect._remote
-    _detect.set_remote(lambda pid, tid: waits.get((pid, tid)))
+    before = waits._remote
+    waits.set_remote(lambda pid, tid: remote.get((pid, tid)))
     try:
         with a, capture() as events:
-            _detect.waiting(st_a, lambda: ((p1, 1),), may_raise=False)
-            _detect.done()
+            waits.waiting(st_a, lambda: ((p1, 1),), may_raise=False)
+            waits.done()
     finally:
-        _detect.set_remote(before)
+        waits.set_remote(before)
     found = [e for e in events if e["event"] == "deadlock"]
     assert len(found) == (1 if holder_blocked_first else 0)
 

@@ -22,7 +22,7 @@ def raising() -> Iterator[None]:
 def test_lock_as_signal_is_reported_as_likely_and_not_raised(raising: None) -> None:
     """A thread re-acquires a Lock it holds, to be released by a helper thread: legal. With
     on_deadlock="raise" the program still works; the event says certain=False."""
-    from tracedsync._detect.waitfor import WAITS
+    from tracedsync._core.waits import WAITS
 
     done = tracedsync.Lock(name="done")
     done.acquire()

@@ -14,7 +14,7 @@ import pytest
 
 import tracedsync
 import tracedsync.mp
-from tracedsync._detect import waitfor as _detect
+from tracedsync._core import waits
 from tracedsync.testing import capture
 
 CTX = multiprocessing.get_context("spawn")  # any context will do in one process
@@ -58,17 +58,17 @@ def _until(predicate: Callable[[], bool]) -> None:
 def registered() -> Iterator[list[tuple[str, float | None, int]]]:
     """Each entry into the wait-for graph while the test runs: (what, timeout, line)."""
     seen: list[tuple[str, float | None, int]] = []
-    real = _detect.register
+    real = waits.register
 
     def spy(w: Any, **kwargs: Any) -> None:
         seen.append((w.what, w.timeout, w.frame.f_lineno))
         real(w, **kwargs)
 
-    _detect.register = spy  # type: ignore[assignment]
+    waits.register = spy  # type: ignore[assignment]
     try:
         yield seen
     finally:
-        _detect.register = real
+        waits.register = real
 
 
 # -- Event ----------------------------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_event_wait_graph_registration_differs_between_twins(
     evt.wait(0.001)
     mp_evt.wait(0.001)
     assert registered == [("event_wait", 0.001, line), ("event_wait", 0.001, line + 1)]
-    assert not _detect.WAITS
+    assert not waits.WAITS
 
 
 # -- Semaphore ------------------------------------------------------------------------------------
@@ -207,7 +207,7 @@ def test_contended_acquire_records_the_waiters_line(
     assert acquired["site"] == at and acquired["timeout"] == 30
     assert acquired["contended"] is True and acquired["ok"] is True and acquired["held"] == 1
     assert (released["held"], released["for_others"]) == (0, 0)
-    assert not _detect.WAITS
+    assert not waits.WAITS
 
 
 @pytest.mark.parametrize("twin", list(BOUNDED))

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
+from . import _wiring
 from ._core.state import Statistics
-from ._detect import watchdog as _watchdog  # noqa: F401  (puts the watchdog in the flusher's loop)
+from ._detect.deadlock import DeadlockError
 from ._detect.snapshot import snapshot
-from ._detect.waitfor import DeadlockError
 from ._patch.patcher import patch, patched, unpatch
 from ._record.config import ConfigError, Settings
 from ._record.recorder import RECORDER as _RECORDER
@@ -31,6 +31,8 @@ from ._threading.semaphore import (
 )
 from ._version import SCHEMA_VERSION, __version__
 from .mp import Array, Value
+
+_wiring.connect()
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -12,7 +12,6 @@ import weakref
 from types import CodeType
 from typing import Any
 
-from .._record.recorder import RECORDER
 from . import runtime as rt
 from .ops import OP_CREATED
 from .state import PrimState
@@ -42,14 +41,17 @@ def new_state(
     return st
 
 
+def state_of(prim: str) -> PrimState | None:
+    """The state of the live primitive ``prim`` of this process, if there is one."""
+    return _live.get(prim)
+
+
 def live_states() -> list[PrimState]:
     """The states of the traced primitives that still exist in this process."""
     return list(_live.values())
 
 
-def _report_all() -> None:
+def report_all() -> None:
+    """Record the counters of every live primitive (at exit)."""
     for st in live_states():
         st.report()
-
-
-RECORDER.stats_hook = _report_all

@@ -1,8 +1,8 @@
 """The values the hot path reads, and nothing else.
 
 Every traced method reads ``_runtime.level``, ``_runtime.emit`` and ``_runtime.now`` through this
-module (a module attribute read is one specialised instruction), so that `configure()`, `fork`
-and the test clock can swap them without touching the proxies.
+module (a module attribute read is one specialised instruction), so that `configure()` and `fork`
+can swap them without touching the proxies.
 
 Design note: ``emit`` is ``collections.deque.append``, atomic under the GIL, so recording an event
 never takes a lock. The thread-local ``tls`` carries the caller's ident; its absence is how the
@@ -47,9 +47,18 @@ def _nothing() -> None:
 limit: int = 100_000
 """Buffer length past which a recording thread calls `overflow`."""
 overflow: Callable[[], None] = _nothing
-"""Set by the recorder: handle a buffer over ``limit`` (flush without blocking, or drop)."""
+"""Handle a buffer over ``limit`` (flush without blocking, or drop): the recorder's."""
 start: Callable[[], None] = _nothing
-"""Set by the recorder: make sure this process's flusher runs (called once per new thread)."""
+"""Make sure this process's flusher runs (called once per new thread): the recorder's."""
+
+
+def set_recorder_hooks(
+    *, on_new_thread: Callable[[], None], on_overflow: Callable[[], None]
+) -> None:
+    """Install the recorder's `start` and `overflow` (the recorder sits above this module)."""
+    global start, overflow
+    start = on_new_thread
+    overflow = on_overflow
 
 
 def ident() -> int:
@@ -80,13 +89,6 @@ def reset_after_fork(new_buffer: deque[tuple[Any, ...]]) -> None:
     buffer = new_buffer
     emit = new_buffer.append
     tls = _thread._local()
-
-
-def set_buffer(new_buffer: deque[tuple[Any, ...]]) -> None:
-    """Point the hot path at ``new_buffer``."""
-    global buffer, emit
-    buffer = new_buffer
-    emit = new_buffer.append
 
 
 def in_guard() -> bool:

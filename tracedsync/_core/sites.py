@@ -1,9 +1,16 @@
-"""Call sites: cheap capture on the hot path, formatting off it.
+"""Call sites: cheap capture on the hot path, formatting off it, and the one frame walker.
 
-The hot path stores ``(code, lineno)`` of the caller's frame; the flusher turns them into
-``"file:line"`` and a function name, cached per pair. Slow paths (condition waits entered from
-``threading.Condition``, creation from a factory) walk out of frames that belong to the standard
-library's ``threading`` module or to tracedsync itself, so the site is the user's line.
+The hot path stores ``(code, pos)`` of the caller's frame; the flusher turns them into
+``"file:line"`` and a function name, cached per pair (`SiteFormatter`).
+
+The skip policy, one for the whole package. A *site* is the user's line: the innermost frame
+whose file is neither tracedsync's own nor the standard library's ``threading`` or
+``multiprocessing`` (their Condition, Event, Barrier, Queue and sharedctypes call our primitives
+on the user's behalf, so the line that matters is the one that called *them*). `user_frame`
+walks out of those frames; every slow path that needs a site (condition waits, creation through
+a factory or a patched function, waits, misuse) uses it. A *stack* (`format_stack`, in
+``deadlock``, ``long_wait`` and ``snapshot`` events) leaves out only tracedsync's own frames, so
+it reads as if the program had called ``threading`` directly.
 """
 
 from __future__ import annotations
@@ -13,28 +20,54 @@ import sys
 import threading
 from types import CodeType, FrameType
 
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_SKIP_FILES = frozenset({threading.__file__})
+PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
+"""The tracedsync package's directory, with a trailing separator."""
+_THREADING_FILE = threading.__file__
+_MP_DIR = os.path.join(os.path.dirname(os.path.abspath(threading.__file__)), "multiprocessing", "")
+_STACK_LIMIT = 40
 
 
-def _skipped(filename: str) -> bool:
-    return filename in _SKIP_FILES or filename.startswith(_PKG_DIR)
+def ours(filename: str) -> bool:
+    """Whether ``filename`` is one of tracedsync's own files."""
+    return filename.startswith(PKG_DIR)
+
+
+def _walked_out(filename: str) -> bool:
+    return filename.startswith(PKG_DIR) or filename == _THREADING_FILE or filename.startswith(
+        _MP_DIR)
 
 
 def user_frame() -> FrameType | None:
-    """The innermost calling frame that is neither tracedsync's nor ``threading``'s."""
+    """The innermost calling frame that the skip policy does not walk out of (see the module
+    docstring); None if there is none."""
     frame: FrameType | None = sys._getframe(1)
-    while frame is not None and _skipped(frame.f_code.co_filename):
+    while frame is not None and _walked_out(frame.f_code.co_filename):
         frame = frame.f_back
     return frame
 
 
 def user_site() -> tuple[CodeType | None, int]:
-    """``(code, lineno)`` of the innermost user frame, or ``(None, 0)``."""
+    """``(code, lineno)`` of `user_frame`, or ``(None, 0)``."""
     frame = user_frame()
     if frame is None:
         return None, 0
     return frame.f_code, frame.f_lineno or 0
+
+
+def format_stack(frame: FrameType | None, limit: int = _STACK_LIMIT) -> list[str]:
+    """``"file:line function"`` per frame, outermost first, without tracedsync's own frames
+    (the stack reads as if the program called ``threading`` directly); at most ``limit``
+    innermost frames."""
+    f = frame
+    out: list[str] = []
+    while f is not None and len(out) < limit:
+        code = f.f_code
+        if not code.co_filename.startswith(PKG_DIR):
+            name = getattr(code, "co_qualname", code.co_name)
+            out.append(f"{code.co_filename}:{f.f_lineno} {name}")
+        f = f.f_back
+    out.reverse()
+    return out
 
 
 def line_of(code: CodeType, lasti: int) -> int:

@@ -45,12 +45,11 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.ops import OP_GENERIC
-from .._core.sites import line_of, user_frame
+from .._core.sites import format_stack, line_of, user_frame
 from .._core.state import PrimState
+from .._core.waits import native_id
 from .._record.config import Settings
-from .._record.recorder import RECORDER
 from .._threading import locks as _locks
-from .waitfor import format_stack, native_id
 
 _getframe = sys._getframe
 _get_state = _locks._get_state
@@ -307,7 +306,8 @@ def reset() -> None:
         _n_edges = 0
 
 
-def _apply(settings: Settings) -> None:
+def apply_settings(settings: Settings) -> None:
+    """Switch checking on or off as ``lock_order`` says."""
     set_enabled(settings.lock_order)
 
 
@@ -321,6 +321,4 @@ def _after_fork_child() -> None:
         _held[me] = mine
 
 
-_apply(RECORDER.settings)
-RECORDER.config_hooks.append(_apply)
 os.register_at_fork(after_in_child=_after_fork_child)

@@ -3,7 +3,8 @@ and the signal (SIGUSR1 by default) that writes one to the log.
 
 Design note. A snapshot only reads: the live primitives' books (`_registry.live_states`: a
 lock's ``owner``/``depth``/``t_hold``, a semaphore's permit holders), the wait-for table
-(`_detect.WAITS`) and ``sys._current_frames()``, each with single, GIL-atomic reads and copies.
+(`tracedsync._core.waits.WAITS`) and ``sys._current_frames()``, each with single, GIL-atomic
+reads and copies.
 So it can be taken from any thread, including a signal handler that interrupted a thread in
 the middle of tracedsync's own code, and it takes no lock. Being a set of reads made one after
 the other, it is a *nearly* instantaneous picture: a thread may let go of a lock between two
@@ -37,14 +38,13 @@ from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
+from .._core.sites import format_stack, ours
+from .._core.waits import WAITS, native_id, thread_name
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
 from .._record.recorder import RECORDER
-from . import waitfor as _detect
+from . import deadlock
 from .lockorder import acquired_at
-from .waitfor import WAITS, format_stack, native_id, thread_name
-
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
 
 @dataclasses.dataclass(frozen=True)
@@ -196,7 +196,7 @@ def _take() -> Snapshot:
             waiting, tuple(format_stack(frames.get(ident)))))
     cycles: list[tuple[int, ...]] = []
     for ident in waits:
-        cyc = _detect.find_cycle(ident)
+        cyc = deadlock.find_cycle(ident)
         if cyc is not None:
             tids = tuple(k[1] if isinstance(k, tuple) else native_id(k) for k, _ in cyc)
             if not any(set(tids) == set(c) for c in cycles):
@@ -216,7 +216,7 @@ def _ours(frame: FrameType) -> bool:
     while f is not None:
         outer = f
         f = f.f_back
-    return outer.f_code.co_filename.startswith(_PKG_DIR)
+    return ours(outer.f_code.co_filename)
 
 
 def _order(ident: int) -> tuple[int, str]:
@@ -286,9 +286,6 @@ def install_signal(name: str) -> bool:
     return True
 
 
-def _apply(settings: Settings) -> None:
+def apply_settings(settings: Settings) -> None:
+    """Install (or give back) the snapshot signal handler as ``snapshot_signal`` says."""
     install_signal(settings.snapshot_signal)
-
-
-_apply(RECORDER.settings)
-RECORDER.config_hooks.append(_apply)

@@ -4,9 +4,10 @@ Design note. It runs inside the recorder's flusher thread (`Recorder.tick_hooks`
 ``flush_interval``, just before the periodic flush, so what it records is on disk in the same
 tick; a threshold is therefore noticed up to one ``flush_interval`` late. It only reads:
 
-* the wait-for table (`_detect.WAITS`, copied atomically): a wait older than ``long_wait`` is
-  reported once per wait, with the waiting thread's stack and who holds what it waits for;
-  and every tick, `_detect.scan` looks for a cycle that no thread's own check saw (a race on a
+* the wait-for table (`tracedsync._core.waits.WAITS`, copied atomically): a wait older than
+  ``long_wait`` is reported once per wait, with the waiting thread's stack and who holds what
+  it waits for;
+  and every tick, `deadlock.scan` looks for a cycle that no thread's own check saw (a race on a
   condition's re-acquire, or a walk into another process that completed later);
 * the live primitives' books (`_registry.live_states`): a Lock/RLock whose ``owner`` has held it
   since ``t_hold`` for more than ``long_hold`` is reported once per hold (a new hold has a new
@@ -25,12 +26,12 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
+from .._core.sites import format_stack
+from .._core.waits import WAITS, native_id
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
-from .._record.recorder import RECORDER
-from . import waitfor as _detect
+from . import deadlock
 from .lockorder import acquired_at
-from .waitfor import WAITS, format_stack, native_id
 
 _long_wait_ns: int | None = None
 _long_hold_ns: int | None = None
@@ -45,7 +46,7 @@ def tick() -> None:
     if rt.level:  # at "off" nothing is traced and the books are not kept
         _xwaits.refresh()  # first: the scan below, and other processes', read it
         if WAITS:
-            _detect.scan()
+            deadlock.scan()
             if _long_wait_ns is not None:
                 _long_waits(_long_wait_ns)
         if _long_hold_ns is not None:
@@ -115,12 +116,8 @@ def _long_holds(limit: int) -> None:
     _hold_reported = still
 
 
-def _apply(settings: Settings) -> None:
+def apply_settings(settings: Settings) -> None:
+    """``long_wait`` and ``long_hold`` from the settings in force."""
     global _long_wait_ns, _long_hold_ns
     _long_wait_ns = None if settings.long_wait is None else int(settings.long_wait * 1e9)
     _long_hold_ns = None if settings.long_hold is None else int(settings.long_hold * 1e9)
-
-
-_apply(RECORDER.settings)
-RECORDER.config_hooks.append(_apply)
-RECORDER.tick_hooks.append(tick)

@@ -41,7 +41,7 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.state import PrimState
-from .._detect.waitfor import forget, wait_other
+from .._core.waits import forget, wait_other
 from .._threading.barrier_books import (
     BreakCauses,
     count_broken,
@@ -53,7 +53,7 @@ from .._threading.barrier_books import (
     wait_raised,
 )
 from .._threading.proxy import new_books, plain_timeout
-from .base import MpProxy, get_state, ident
+from .base import MpProxy, get_state
 from .owner import owner_word, split
 
 _getframe = sys._getframe
@@ -196,7 +196,7 @@ class TracedMpBarrier(MpProxy):
         raw = st.raw
         if not rt.level:
             return raw.wait(timeout)  # type: ignore[no-any-return]
-        me = ident()
+        me = rt.ident()
         breaks = st.ext[BREAKS]
         arrived = raw.n_waiting
         t0 = rt.now()
@@ -218,7 +218,7 @@ class TracedMpBarrier(MpProxy):
         if not rt.level:
             st.raw.abort()
             return
-        traced_abort(st, ident())
+        traced_abort(st, rt.ident())
 
     def reset(self) -> None:
         """Return the barrier to its empty state, exactly as multiprocessing's ``reset``."""
@@ -226,7 +226,7 @@ class TracedMpBarrier(MpProxy):
         if not rt.level:
             st.raw.reset()
             return
-        traced_reset(st, ident())
+        traced_reset(st, rt.ident())
 
     @property
     def parties(self) -> int:

@@ -32,11 +32,9 @@ from __future__ import annotations
 import copy
 import multiprocessing
 import os
-import sys
-import threading
 import weakref
 from collections.abc import Callable
-from types import CodeType, FrameType
+from types import CodeType
 from typing import Any, TypeVar
 
 import wrapt
@@ -47,50 +45,6 @@ from .._core.ops import OP_GENERIC
 from .._core.state import PrimState, Statistics
 
 T = TypeVar("T")
-
-_MP_DIR = os.path.dirname(os.path.abspath(multiprocessing.__file__)) + os.sep
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_THREADING = threading.__file__
-
-
-def ident() -> int:
-    """The caller's ident (emitting its ``thread`` event the first time)."""
-    try:
-        return rt.tls.ident  # type: ignore[no-any-return]
-    except AttributeError:
-        return rt.register_thread()
-
-
-def user_frame() -> FrameType | None:
-    """The innermost frame outside tracedsync, ``threading`` and ``multiprocessing`` (whose
-    Condition, Event and sharedctypes call our locks). Slow paths only."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None:
-        name = frame.f_code.co_filename
-        if not (name.startswith(_PKG_DIR) or name.startswith(_MP_DIR) or name == _THREADING):
-            return frame
-        frame = frame.f_back
-    return None
-
-
-def user_site() -> tuple[CodeType | None, int]:
-    """``(code, lineno)`` of `user_frame` (``(None, 0)`` if there is none)."""
-    frame = user_frame()
-    if frame is None:
-        return None, 0
-    return frame.f_code, frame.f_lineno or 0
-
-
-def creation_site() -> tuple[CodeType | None, int]:
-    """``(code, lineno)`` of the innermost frame outside tracedsync: where a factory was called
-    (directly, or through a patched ``multiprocessing`` function)."""
-    frame: FrameType | None = sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PKG_DIR):
-        frame = frame.f_back
-    if frame is None:
-        return None, 0
-    return frame.f_code, frame.f_lineno or 0
-
 
 def real_context(ctx: Any) -> Any:
     """The concrete multiprocessing context for ``ctx`` (None: multiprocessing's default),
@@ -187,7 +141,7 @@ def attach_state(
         fields: dict[str, Any] = {"prim": prim, "kind": kind, "name": name}
         if extra:
             fields.update(extra)
-        rt.emit((OP_GENERIC, rt.now(), ident(), "attached", fields, None, 0))
+        rt.emit((OP_GENERIC, rt.now(), rt.ident(), "attached", fields, None, 0))
     return st
 
 

@@ -29,9 +29,10 @@ from typing import Any, TypeVar
 
 from .._core import runtime as rt
 from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_GENERIC, OP_MISUSE
+from .._core.sites import user_site
 from .._core.state import PrimState
-from .._detect.waitfor import forget, wait_cond
-from .base import MpProxy, get_state, ident, user_site
+from .._core.waits import forget, wait_cond
+from .base import MpProxy, get_state
 from .locks import _MpLockBase, acquire_restore, release_save
 
 T = TypeVar("T")
@@ -78,7 +79,7 @@ class TracedMpCondition(MpProxy):
         if not rt.level or lst is None:
             return raw.wait(timeout)  # type: ignore[no-any-return]
         semlock = lst.raw._semlock
-        me = ident()
+        me = rt.ident()
         f = _getframe(_depth)
         code, lineno = f.f_code, f.f_lineno
         if __debug__ and not semlock._is_mine():
@@ -148,7 +149,7 @@ def _notify(st: PrimState, n: int, is_all: bool) -> None:
     if not rt.level:
         raw.notify(n)
         return
-    me = ident()
+    me = rt.ident()
     lst = st.lock_state
     owned = lst is None or lst.raw._semlock._is_mine()
     present = _waiters(raw)

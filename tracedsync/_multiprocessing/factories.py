@@ -15,9 +15,10 @@ from collections.abc import Callable
 from typing import Any
 
 from .._core import runtime as rt
+from .._core.sites import user_site
 from .._threading.locks import _RAW_LOCK_TYPE, _RAW_RLOCK_TYPES, wrap_lock
 from .barrier import TracedMpBarrier, watch
-from .base import MpProxy, creation_site, new_state, real_context, start_method, untraced
+from .base import MpProxy, new_state, real_context, start_method, untraced
 from .condition import TracedMpCondition
 from .event import TracedMpEvent
 from .locks import TracedMpLock, TracedMpRLock, _MpLockBase, is_raw_lock, new_lock
@@ -48,7 +49,7 @@ def Lock(ctx: Any = None, name: str | None = None, *,
     raw = _sync().Lock(ctx=ctx)
     if rt.in_guard():
         return raw  # type: ignore[no-any-return]  # tracedsync's own machinery: untraced
-    return new_lock(raw, name, _site or creation_site(), start_method(ctx))  # type: ignore[return-value]
+    return new_lock(raw, name, _site or user_site(), start_method(ctx))  # type: ignore[return-value]
 
 
 def RLock(ctx: Any = None, name: str | None = None, *,
@@ -58,7 +59,7 @@ def RLock(ctx: Any = None, name: str | None = None, *,
     raw = _sync().RLock(ctx=ctx)
     if rt.in_guard():
         return raw  # type: ignore[no-any-return]
-    return new_lock(raw, name, _site or creation_site(), start_method(ctx))  # type: ignore[return-value]
+    return new_lock(raw, name, _site or user_site(), start_method(ctx))  # type: ignore[return-value]
 
 
 def _traced_lock(lock: Any, site: tuple[Any, int]) -> Any:
@@ -80,7 +81,7 @@ def Condition(lock: Any = None, ctx: Any = None, name: str | None = None, *,
     sync = _sync()
     if rt.in_guard():
         return sync.Condition(lock, ctx=ctx)  # type: ignore[no-any-return]
-    site = _site or creation_site()
+    site = _site or user_site()
     if lock is None:
         lock = new_lock(sync.RLock(ctx=ctx), None if name is None else f"{name}.lock", site,
                         start_method(ctx))
@@ -100,7 +101,7 @@ def Semaphore(value: int = 1, ctx: Any = None, name: str | None = None, *,
     if rt.in_guard():
         return raw  # type: ignore[no-any-return]
     return _make(TracedMpSemaphore, raw, "Semaphore", name,  # type: ignore[no-any-return]
-                 _site or creation_site(), {"value": value, "start_method": start_method(ctx)})
+                 _site or user_site(), {"value": value, "start_method": start_method(ctx)})
 
 
 def BoundedSemaphore(value: int = 1, ctx: Any = None, name: str | None = None, *,
@@ -111,7 +112,7 @@ def BoundedSemaphore(value: int = 1, ctx: Any = None, name: str | None = None, *
     if rt.in_guard():
         return raw  # type: ignore[no-any-return]
     return _make(TracedMpBoundedSemaphore, raw, "BoundedSemaphore",  # type: ignore[no-any-return]
-                 name, _site or creation_site(),
+                 name, _site or user_site(),
                  {"value": value, "start_method": start_method(ctx)})
 
 
@@ -122,7 +123,7 @@ def Event(ctx: Any = None, name: str | None = None, *,
     raw = untraced(_sync().Event, ctx=ctx)
     if rt.in_guard():
         return raw  # type: ignore[no-any-return]
-    return _make(TracedMpEvent, raw, "Event", name, _site or creation_site(),  # type: ignore[no-any-return]
+    return _make(TracedMpEvent, raw, "Event", name, _site or user_site(),  # type: ignore[no-any-return]
                  {"start_method": start_method(ctx)})
 
 
@@ -135,7 +136,7 @@ def Barrier(parties: int, action: Callable[[], Any] | None = None, timeout: floa
     if rt.in_guard():
         return sync.Barrier(parties, action, timeout, ctx=ctx)  # type: ignore[no-any-return]
     raw = untraced(sync.Barrier, parties, watch(action), timeout, ctx=ctx)
-    return _make(TracedMpBarrier, raw, "Barrier", name, _site or creation_site(),  # type: ignore[no-any-return]
+    return _make(TracedMpBarrier, raw, "Barrier", name, _site or user_site(),  # type: ignore[no-any-return]
                  {"parties": parties, "timeout": timeout, "start_method": start_method(ctx)})
 
 
@@ -181,7 +182,7 @@ def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None,
     obj = sharedctypes.RawValue(typecode_or_type, *args)
     if lock is False:
         return obj
-    site = _site or creation_site()
+    site = _site or user_site()
     lock = _value_lock(lock, ctx, name, site)
     raw = sharedctypes.synchronized(obj, lock, ctx=ctx)
     st = new_state(raw, "Value", name, site,
@@ -203,7 +204,7 @@ def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, 
     obj = sharedctypes.RawArray(typecode_or_type, size_or_initializer)
     if lock is False:
         return obj
-    site = _site or creation_site()
+    site = _site or user_site()
     lock = _value_lock(lock, ctx, name, site)
     raw = sharedctypes.synchronized(obj, lock, ctx=ctx)
     st = new_state(raw, "Array", name, site,

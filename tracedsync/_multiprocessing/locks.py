@@ -28,23 +28,14 @@ import weakref
 from types import CodeType
 from typing import Any
 
-from .._core import registry as _registry
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
+from .._core.sites import user_frame, user_site
 from .._core.state import PrimState
-from .._detect.waitfor import forget, waiting
+from .._core.waits import forget, waiting
 from .._threading.locks import _misuse
 from . import wait_table as _xwaits
-from .base import (
-    MpProxy,
-    get_state,
-    given_args,
-    ident,
-    new_state,
-    reset_in_fork_child,
-    user_frame,
-    user_site,
-)
+from .base import MpProxy, get_state, given_args, new_state, reset_in_fork_child
 from .owner import DEPTH, OWNER, new_record, owner_word, split
 
 _getframe = sys._getframe
@@ -207,17 +198,6 @@ _tables: weakref.WeakKeyDictionary[PrimState, _xwaits.Table] = weakref.WeakKeyDi
 """A lock's state → the wait table its waits are published in (see `_xwaits`)."""
 
 
-def _owner_now(prim: str) -> int | None:
-    """The owner word of the multiprocessing lock ``prim`` read now, if this process has it."""
-    st = _registry._live.get(prim)
-    if st is None or type(st.raw) not in lock_classes():
-        return None
-    return int(st.ext[OWNER])
-
-
-_xwaits._fresh_owner = _owner_now
-
-
 def _forget_holders(st: PrimState) -> None:
     # In a forked child, none of this process's threads holds the lock (see _mp_base).
     st.owner = None
@@ -245,7 +225,7 @@ def acquire_slow(st: PrimState, block: Any, timeout: Any, fdepth: int) -> bool:
         return _booked(st, True, fdepth + 1, block, timeout, 0, False, None)
     rec = st.ext
     holder = rec[OWNER]
-    me = ident()
+    me = rt.ident()
     waiters = st.waiters
     waiters.append(me)
     t0 = rt.now()
@@ -304,7 +284,7 @@ def _booked(
     rec = st.ext
     if ok:
         rec[OWNER] = owner_word()
-    me = ident()
+    me = rt.ident()
     if t is None:
         t = rt.now()
     if ok:
@@ -364,7 +344,7 @@ def release_save(st: PrimState, count: int) -> None:
         for _ in range(count):
             st.release()
         return
-    me = ident()
+    me = rt.ident()
     t = rt.now()
     hold = t - st.t_hold if st.owner == me else None
     if hold is not None:
@@ -388,7 +368,7 @@ def acquire_restore(st: PrimState, count: int) -> None:
         for _ in range(count):
             st.acquire()
         return
-    me = ident()
+    me = rt.ident()
     t0 = rt.now()
     contended = not st.acquire(False)
     holder = None

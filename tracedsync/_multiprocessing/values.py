@@ -37,7 +37,7 @@ from .._core.ops import OP_RMW, OP_VALUE
 from .._core.state import PrimState
 from .._threading.locks import _TracedLockBase
 from . import rmw
-from .base import MpProxy, attach_state, get_state, ident, reset_in_fork_child
+from .base import MpProxy, attach_state, get_state, reset_in_fork_child
 from .locks import _MpLockBase, _release, _took, acquire_slow
 
 _getframe = sys._getframe
@@ -67,7 +67,7 @@ class _ValueBooks:
         elif isinstance(lock, _TracedLockBase):
             self.lock_kind = _THREADING
             lst = self.lock_state = _threading_state(lock)
-            self.owned = lambda: lst.owner == ident() and lst.depth > 0
+            self.owned = lambda: lst.owner == rt.ident() and lst.depth > 0
             self.real_lock = lst.raw
         else:
             self.lock_kind = _OTHER
@@ -131,7 +131,7 @@ def _access(st: PrimState, f: FrameType, fdepth: int, is_set: bool, item: bool, 
             return vb.obj[where] if item else getattr(vb.obj, where)
         finally:
             lock.release()
-    me = ident()
+    me = rt.ident()
     locked = vb.owned()
     hold = _hold(vb, me) if locked else None
     _take(vb, level, fdepth + 1)

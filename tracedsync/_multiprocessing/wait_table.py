@@ -53,13 +53,13 @@ import os
 import struct
 import tempfile
 import time
-from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from .._core import runtime as rt
 from .._core.diagnostics import report
-from .._detect.waitfor import RemoteWait, set_remote
+from .._core.registry import state_of
+from .._core.waits import RemoteWait, set_remote
 from .owner import _TID_MASK, OWNER, owner_word
 
 try:
@@ -382,8 +382,13 @@ def refresh() -> None:
 
 
 # -- the lookup `_detect` calls -------------------------------------------------------------
-_fresh_owner: Callable[[str], int | None] | None = None
-"""prim → the owner word read now from a lock this process has (set by `_mp_locks`)."""
+def _fresh_owner(prim: str) -> int | None:
+    """The owner word of the multiprocessing lock ``prim`` read now, if this process has it
+    (its `PrimState.ext` is then the lock's shared owner record)."""
+    st = state_of(prim)
+    if st is None or st.kind not in ("Lock", "RLock") or st.ext is None:
+        return None
+    return int(st.ext[OWNER])
 
 
 def lookup(pid: int, tid: int) -> RemoteWait | None:
@@ -421,10 +426,9 @@ def _remote_wait(pid: int, tid: int, fields: tuple[int, ...], site: bytes) -> Re
     flags = fields[FLAGS]
     holder: int | None = fields[HOLDER]
     read_at: int | None = fields[READ_AT]
-    if _fresh_owner is not None:
-        fresh = _fresh_owner(prim)
-        if fresh is not None:
-            holder, read_at = fresh, None  # read now, from the lock itself
+    fresh = _fresh_owner(prim)
+    if fresh is not None:
+        holder, read_at = fresh, None  # read now, from the lock itself
     return RemoteWait(
         pid=pid,
         tid=tid,

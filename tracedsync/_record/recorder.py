@@ -39,6 +39,7 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.ops import OP_SESSION_END
+from .._core.registry import report_all
 from .._version import SCHEMA_VERSION, __version__
 from .config import ConfigError, Settings
 from .decode import Decoder, Event
@@ -87,7 +88,6 @@ class Recorder:
         self._dropped_unreported = 0
         self._written = 0
         self.captures: list[list[Event]] = []
-        self.stats_hook: Callable[[], None] | None = None
         # Runtime detection (_detect.py, _watchdog.py...) plugs in here: ``config_hooks`` get the
         # new settings after every configure(); ``tick_hooks`` run in the flusher thread, just
         # before each periodic flush, so what they record is written in the same tick. A hook
@@ -293,9 +293,9 @@ class Recorder:
             self.flush()
             return
         self._ended = True
-        if rt.level != rt.OFF and self.stats_hook is not None:
+        if rt.level != rt.OFF:
             try:
-                self.stats_hook()
+                report_all()
             except Exception as exc:  # pragma: no cover
                 report(f"could not write statistics at exit: {exc!r}")
         # A process that never recorded anything (tracedsync imported, nothing traced) leaves
@@ -338,7 +338,7 @@ class Recorder:
         self._decoder.tids.update(parent_tids)
         self._decoder.tids.update(rt.native_ids)
         if self._sink is not None:
-            self._sink.writer.abandon()
+            self._sink.close()  # the parent's descriptor: this child writes its own file
         self._sink = None
         self._flusher_pid = None
         self._flusher_ident = None
@@ -349,7 +349,9 @@ class Recorder:
         self.captures = []
 
     def install(self) -> None:
-        """Register the exit and fork hooks (once, at import)."""
+        """Register the exit and fork hooks and point the hot path's hooks at this recorder
+        (once per process, from `tracedsync._wiring`)."""
+        rt.set_recorder_hooks(on_new_thread=self.ensure_started, on_overflow=self.overflow)
         self._main_pid = os.getpid()
         atexit.register(self._at_exit)
         register = getattr(threading, "_register_atexit", None)
@@ -413,6 +415,4 @@ class _Guarded:
 
 
 RECORDER = Recorder()
-RECORDER.install()
-rt.overflow = RECORDER.overflow
-rt.start = RECORDER.ensure_started
+"""This process's recorder (its hooks are installed by `tracedsync._wiring.connect`)."""

@@ -64,10 +64,6 @@ class FileWriter:
             except OSError:  # pragma: no cover
                 pass
 
-    def abandon(self) -> None:
-        """Forget the descriptor without flushing anything (the forked child's copy)."""
-        self.close()
-
 
 class Sink:
     """Renders and writes batches of event dicts. Not thread-safe: the recorder serialises calls."""

@@ -37,7 +37,7 @@ from .._core.ops import OP_BARRIER_BROKEN
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import PrimState
-from .._detect.waitfor import forget, wait_other
+from .._core.waits import forget, wait_other
 from .barrier_books import (
     BreakCauses,
     count_broken,
@@ -128,12 +128,6 @@ def _watch_action(action: Callable[[], None], book: _BreakBook) -> Callable[[], 
     return run_action
 
 
-def _ident() -> int:
-    try:
-        return rt.tls.ident  # type: ignore[no-any-return]
-    except AttributeError:
-        return rt.register_thread()
-
 
 class TracedBarrier(TracedProxy):
     """A traced ``threading.Barrier``: same behaviour, plus each pass and who broke it, and why."""
@@ -169,7 +163,7 @@ class TracedBarrier(TracedProxy):
         raw = st.raw
         if not rt.level:
             return raw.wait(timeout)  # type: ignore[no-any-return]
-        me = _ident()
+        me = rt.ident()
         breaks = st.break_book.count
         arrived = raw.n_waiting
         t0 = rt.now()
@@ -191,7 +185,7 @@ class TracedBarrier(TracedProxy):
         if not rt.level:
             st.raw.abort()
             return
-        traced_abort(st, _ident())
+        traced_abort(st, rt.ident())
 
     def reset(self) -> None:
         """Return the barrier to its empty state, exactly as ``threading``'s ``reset``."""
@@ -199,7 +193,7 @@ class TracedBarrier(TracedProxy):
         if not rt.level:
             st.raw.reset()
             return
-        traced_reset(st, _ident())
+        traced_reset(st, rt.ident())
 
     @property
     def parties(self) -> int:

@@ -31,7 +31,7 @@ from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_MISUSE, OP_NOTIFY
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import PrimState, Statistics
-from .._detect.waitfor import forget, wait_cond
+from .._core.waits import forget, wait_cond
 from .locks import TracedRLock, _TracedLockBase, wrap_lock
 from .proxy import CopiedAsOriginal
 
@@ -40,12 +40,6 @@ RawCondition = threading.Condition
 _getframe = sys._getframe
 _monotonic = time.monotonic
 
-
-def _ident() -> int:
-    try:
-        return rt.tls.ident  # type: ignore[no-any-return]
-    except AttributeError:
-        return rt.register_thread()
 
 
 class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
@@ -103,7 +97,7 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         st: PrimState = _get_state(self)
         if not rt.level:
             return st.raw.wait(timeout)  # type: ignore[no-any-return]
-        me = _ident()
+        me = rt.ident()
         f = _getframe(_depth)
         code, lineno = f.f_code, f.f_lineno
         lock_st: PrimState | None = st.lock_state
@@ -211,7 +205,7 @@ def _forget(waiters: list[int], me: int) -> None:
 
 def _notify(st: PrimState, n: int | None, is_all: bool) -> None:
     raw = st.raw
-    me = _ident()
+    me = rt.ident()
     present = len(raw._waiters)
     try:
         if is_all:

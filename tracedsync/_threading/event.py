@@ -23,7 +23,7 @@ from .._core.ops import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import PrimState
-from .._detect.waitfor import forget, wait_other
+from .._core.waits import forget, wait_other
 from .proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
 
 _getframe = sys._getframe
@@ -31,12 +31,6 @@ FULL = rt.FULL
 
 RawEvent = threading.Event
 
-
-def _ident() -> int:
-    try:
-        return rt.tls.ident  # type: ignore[no-any-return]
-    except AttributeError:
-        return rt.register_thread()
 
 
 class TracedEvent(TracedProxy):
@@ -74,7 +68,7 @@ class TracedEvent(TracedProxy):
         st.raw._at_fork_reinit()
         if rt.level == FULL:
             code, lineno = user_site()
-            rt.emit((OP_GENERIC, rt.now(), _ident(), "reinit", {"prim": st.prim}, code, lineno))
+            rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": st.prim}, code, lineno))
 
 
 def _flip(st: PrimState, flag: bool) -> None:
@@ -96,7 +90,7 @@ def _flip(st: PrimState, flag: bool) -> None:
             st.clears += 1
     if rt.level == FULL:
         f = _getframe(2)
-        rt.emit((OP_EVENT_SET, rt.now(), _ident(), st.prim, flag, was, f.f_code, f.f_lineno))
+        rt.emit((OP_EVENT_SET, rt.now(), rt.ident(), st.prim, flag, was, f.f_code, f.f_lineno))
 
 
 def _wait(st: PrimState, timeout: float | None, always: bool) -> bool:
@@ -106,7 +100,7 @@ def _wait(st: PrimState, timeout: float | None, always: bool) -> bool:
     raw = st.raw
     if not rt.level:
         return raw.wait(timeout)  # type: ignore[no-any-return]
-    me = _ident()
+    me = rt.ident()
     already = raw.is_set()
     t0 = rt.now()
     try:

@@ -31,7 +31,7 @@ from .._core.ops import OP_ACQUIRE, OP_GENERIC, OP_MISUSE, OP_RELEASE, OP_RESTOR
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import PrimState, Statistics
-from .._detect.waitfor import forget, wait_lock, wait_restore
+from .._core.waits import forget, wait_lock, wait_restore
 from .proxy import CopiedAsOriginal
 
 _getframe = sys._getframe
@@ -176,7 +176,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         st.depth = 0
         if rt.level == FULL:
             code, lineno = user_site()
-            rt.emit((OP_GENERIC, rt.now(), _ident(), "reinit", {"prim": st.prim}, code, lineno))
+            rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": st.prim}, code, lineno))
 
     def statistics(self) -> Statistics:
         """A snapshot of this lock's counters."""
@@ -193,12 +193,6 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
 # The slot's descriptor, read once: calling its __get__ skips wrapt's getattro.
 _get_state: Callable[[Any], PrimState] = vars(_TracedLockBase)["_self_state"].__get__
 
-
-def _ident() -> int:
-    try:
-        return rt.tls.ident  # type: ignore[no-any-return]
-    except AttributeError:
-        return rt.register_thread()
 
 
 def _acquire_slow(st: PrimState, blocking: bool, timeout: float, fdepth: int) -> bool:
@@ -220,7 +214,7 @@ def _acquire_slow(st: PrimState, blocking: bool, timeout: float, fdepth: int) ->
     if st.acquire(False):
         return _booked(st, True, fdepth + 1, blocking, timeout, 0, False, None)
     blocked_by = st.owner
-    me = _ident()
+    me = rt.ident()
     t0 = rt.now()
     try:
         # Runtime detection (_detect.py): enter the wait-for graph before blocking, leave it
@@ -260,7 +254,7 @@ def _booked(
     t: int | None = None,
 ) -> bool:
     """Update the books after a slow-path acquire and record it. Returns ``ok``."""
-    me = _ident()
+    me = rt.ident()
     if t is None:
         t = rt.now()
     if ok:
@@ -363,7 +357,7 @@ class TracedLock(_TracedLockBase):
         st: PrimState = _get_state(self)
         if not rt.level:
             return st.release()  # type: ignore[no-any-return]
-        me = _ident()
+        me = rt.ident()
         if st.depth == 0:
             return _release_unbooked(st, me)
         owner = st.owner
@@ -381,7 +375,7 @@ class TracedLock(_TracedLockBase):
         if not rt.level:
             st.acquire()
             return
-        me = _ident()
+        me = rt.ident()
         blocked_by = st.owner
         t0 = rt.now()
         if not st.acquire(False):
@@ -414,7 +408,7 @@ class TracedRLock(_TracedLockBase):
         st: PrimState = _get_state(self)
         if not rt.level:
             return st.raw._release_save()
-        me = _ident()
+        me = rt.ident()
         if st.owner != me or st.depth == 0:
             try:
                 return st.raw._release_save()
@@ -436,7 +430,7 @@ class TracedRLock(_TracedLockBase):
         if not rt.level:
             st.raw._acquire_restore(state)
             return
-        me = _ident()
+        me = rt.ident()
         blocked_by = st.owner
         t0 = rt.now()
         if blocked_by is None or blocked_by == me:

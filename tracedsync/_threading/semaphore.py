@@ -41,7 +41,7 @@ from .._core.ops import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import PrimState
-from .._detect.waitfor import forget, wait_sem
+from .._core.waits import forget, wait_sem
 from .proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
 
 _getframe = sys._getframe
@@ -150,12 +150,6 @@ class TracedBoundedSemaphore(TracedSemaphore):
     _raw_class: Any = RawBoundedSemaphore
 
 
-def _ident() -> int:
-    try:
-        return rt.tls.ident  # type: ignore[no-any-return]
-    except AttributeError:
-        return rt.register_thread()
-
 
 def _acquire_slow(st: PrimState, blocking: bool, timeout: float | None, fdepth: int) -> bool:
     """Every acquire whose first non-blocking try did not succeed (or that is non-blocking)."""
@@ -172,7 +166,7 @@ def _acquire_blocked(st: PrimState, blocking: Any, timeout: Any, plain: bool, fd
     the timeout is registered, and an exception from the call is an interruption (recorded),
     not an argument error. Both twins."""
     t0 = rt.now()
-    me = _ident()
+    me = rt.ident()
     try:
         # Runtime detection (_detect.py): in the wait-for graph while blocked (owners: the
         # permit holders); raises DeadlockError, unregistered, with on_deadlock="raise".
@@ -252,7 +246,7 @@ def _refused(st: PrimState, n: int, exc: BaseException, fdepth: int) -> None:
         with st.books:
             st.misuse += 1
         f = _getframe(fdepth)
-        rt.emit((OP_MISUSE, rt.now(), _ident(), st.prim, "over_release", str(exc),
+        rt.emit((OP_MISUSE, rt.now(), rt.ident(), st.prim, "over_release", str(exc),
                  f.f_code, f.f_lineno))
 
 

@@ -1,22 +1,13 @@
-"""The wait-for graph: which thread waits for which primitive, held by whom; real deadlocks.
+"""Deadlocks: the walk of the wait-for graph (`tracedsync._core.waits`) and what is reported.
 
 Design note (the concurrency reasoning; read it before changing anything here).
 
-The table. `WAITS` maps a thread's ident to its `Wait`: what it is blocked on, since when, where.
-A thread registers *itself* just before it blocks (after its non-blocking try failed) and removes
-itself in a ``finally`` once the blocking call returns or raises. Both are single dict operations
-(``WAITS[me] = w``, ``WAITS.pop(me, None)``), atomic under the GIL, and only the thread itself
-ever writes its key, so the table needs no lock at all; other threads (a checker, the watchdog,
-a snapshot) only read it with ``get`` or an atomic ``copy``. Nothing here takes any lock that the
-traced program could hold, nor any lock at all: registering cannot deadlock and costs a few
-hundred nanoseconds, paid only by an acquire that is about to block anyway.
-
-Who holds what comes from the primitives' own books: ``PrimState.owner`` (a Lock/RLock's holder;
-written by the holder after the real acquire and cleared *before* the real release, so
-``owner == U`` means that U really holds it at that instant) and a semaphore's ``held`` map. A
-wait's *owners* are the threads that could end it: the lock's holder; every permit holder of a
-semaphore; for a condition wait, the holder of the condition's lock (only a thread holding that
-lock can notify, so if its holder is stuck nobody can); nobody known for an Event or a Barrier.
+The graph. Threads register their waits in `tracedsync._core.waits` (its design note says why
+that needs no lock); `waits.owners_of` names the threads that could end a wait: a lock's holder,
+every permit holder of a semaphore, the holder of a condition's lock (only a thread holding it
+can notify, so if its holder is stuck nobody can), nobody known for an Event or a Barrier.
+`check` is installed there (`tracedsync._wiring`) and runs in every thread that registers a wait
+able to close a cycle.
 
 The check. A thread T that is about to block walks from itself: T waits for owners(T's wait),
 each of which waits for its own owners, and so on. T is deadlocked when every thread reachable
@@ -48,46 +39,40 @@ keeps its contract: it is reported, then returns False when the timeout expires)
 for the re-acquire inside ``Condition.wait``, which only reports: failing there would leave the
 caller without its lock.
 
-API for other primitives (the multiprocessing locks call these; all run in the waiting thread):
-
-* ``waiting(st, owners, *, timeout=None, what="acquire", frame=None, may_raise=True)``:
-  register the calling thread as blocked on primitive ``st`` (its `PrimState`) and check for a
-  cycle. ``owners`` is a callable returning the keys of the threads that could end the wait, now:
-  an ``int`` is a thread of this process (its ``threading.get_ident()``), a ``(pid, native_tid)``
-  pair a thread of any process (this one's own pid is mapped back to the ident). May raise
-  `DeadlockError`, after unregistering.
-* ``done()``: the calling thread is no longer blocked (call it in a ``finally``).
-* ``set_remote(lookup)``: ``lookup(pid, native_tid)`` returns a `RemoteWait` describing what a
-  thread of *another* process waits for (from shared records), or None if it is not known to
-  wait. Without it, a walk that reaches another process stops there (no report).
+A walk that reaches a thread of another process continues through the lookup that the shared
+wait table installs (`waits.set_remote`); without it, the walk stops there (no report).
 """
 
 from __future__ import annotations
 
-import _thread
-import dataclasses
-import os
 import sys
 import threading
 from collections import deque
-from collections.abc import Callable
 from types import FrameType
 from typing import Any
 
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
-from .._core.state import PrimState
+from .._core.sites import format_stack
+from .._core.waits import (
+    WAITS,
+    Key,
+    RemoteWait,
+    Wait,
+    lookup,
+    native_id,
+    owners_of,
+    pid,
+    thread_name,
+)
 from .._record.config import Settings
 from .._record.recorder import RECORDER
 
-Key = int | tuple[int, int]
-"""A thread: its ident in this process, or ``(pid, native_tid)`` in any process."""
-
-_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
-_getframe = sys._getframe
-_active: dict[int, Any] = threading._active  # type: ignore[attr-defined]
 _MAX_WALK = 10_000
-_STACK_LIMIT = 40
+
+Node = Wait | RemoteWait
+
+_raise = False
 
 
 class DeadlockError(RuntimeError):
@@ -103,214 +88,7 @@ class DeadlockError(RuntimeError):
         return (type(self), (str(self), self.cycle))
 
 
-# -- the table ----------------------------------------------------------------------------------
-class Wait:
-    """One blocked thread: what it waits for (``st``), how (``what``), since when, where."""
-
-    __slots__ = ("deadlocked", "frame", "ident", "long_reported", "owners_fn", "since", "st",
-                 "timeout", "what")
-
-    def __init__(
-        self,
-        ident: int,
-        st: PrimState,
-        what: str,
-        timeout: float | None,
-        frame: FrameType | None,
-        owners_fn: Callable[[], tuple[Key, ...]] | None = None,
-    ) -> None:
-        self.ident = ident
-        self.st = st
-        self.what = what
-        self.timeout = None if timeout is None or timeout < 0 else timeout
-        self.frame = frame
-        self.since = rt.now()
-        self.owners_fn = owners_fn
-        self.long_reported = False
-        self.deadlocked = False
-
-    def owners(self) -> tuple[Key, ...]:
-        """The threads that could end this wait, now (a snapshot; empty when unknown)."""
-        what = self.what
-        st = self.st
-        if self.owners_fn is not None:
-            return _normalise(self.owners_fn())
-        if what == "acquire" or what == "restore":
-            o = st.owner
-            return () if o is None else (o,)
-        if what == "cond_wait":
-            lock_st = st.lock_state
-            o = None if lock_st is None else lock_st.owner
-            # Before the real wait has released the lock, its holder is the waiter itself.
-            return () if o is None or o == self.ident else (o,)
-        if what == "sem_acquire":
-            return tuple(st.held)  # one C-level copy: atomic under the GIL
-        return ()  # Event, Barrier: any thread may end the wait
-
-    def site(self) -> tuple[Any, int]:
-        """``(code, line)`` of the user's frame that waits (``(None, 0)`` if unknown)."""
-        f = self.frame
-        if f is None:
-            return None, 0
-        return f.f_code, f.f_lineno or 0
-
-
-@dataclasses.dataclass(frozen=True)
-class RemoteWait:
-    """What a thread of another process waits for, as a `set_remote` lookup describes it."""
-
-    pid: int
-    tid: int
-    prim: str
-    owners: tuple[Key, ...]
-    """``(pid, native_tid)`` of the threads that could end the wait."""
-    name: str | None = None
-    kind: str | None = None
-    what: str = "acquire"
-    site: str | None = None
-    stack: tuple[str, ...] | None = None
-    since: int | None = None
-    """When the wait began (``time.monotonic_ns``, the same clock in every process)."""
-    read_at: int | None = dataclasses.field(default=None, compare=False)
-    """When ``owners`` was read, if it may be stale (read by the waiter, not from the lock
-    itself): the edge to an owner is trusted only if that owner's own wait began before it."""
-    timeout: float | None = None
-
-
-WAITS: dict[int, Wait] = {}
-"""ident → the `Wait` of every thread of this process blocked on a traced primitive now."""
-
-_remote: Callable[[int, int], RemoteWait | None] | None = None
-_raise = False
-_pid = os.getpid()
-_natives: dict[int, int] = {}  # ident → native id, for threads threading does not know
-_by_native: dict[int, int] = {}  # native id → ident (for (pid, tid) keys of this process)
-
-
-def set_remote(lookup: Callable[[int, int], RemoteWait | None] | None) -> None:
-    """Let walks continue into other processes: ``lookup(pid, native_tid)`` (see the module
-    docstring). None removes it."""
-    global _remote
-    _remote = lookup
-
-
-def _normalise(keys: Any) -> tuple[Key, ...]:
-    out: list[Key] = []
-    for k in keys:
-        if isinstance(k, tuple):
-            pid, tid = k
-            if pid is None or tid is None:
-                continue
-            if pid == _pid:
-                local = _local_ident(tid)
-                out.append(local if local is not None else (pid, tid))
-            else:
-                out.append((pid, tid))
-        elif k is not None:
-            out.append(k)
-    return tuple(out)
-
-
-def _local_ident(native: int) -> int | None:
-    ident = _by_native.get(native)
-    if ident is not None and native_id(ident) == native:
-        return ident
-    for ident, t in list(_active.items()):
-        if getattr(t, "native_id", None) == native:
-            _by_native[native] = ident
-            return ident
-    for ident, n in list(_natives.items()):
-        if n == native:
-            return ident
-    return None
-
-
-def native_id(ident: int) -> int:
-    """The native thread id of a thread of this process (the ident itself if unknown)."""
-    t = _active.get(ident)
-    if t is not None:
-        n = getattr(t, "native_id", None)
-        if n is not None:
-            return n  # type: ignore[no-any-return]
-    return _natives.get(ident, ident)
-
-
-def thread_name(ident: int) -> str:
-    t = _active.get(ident)
-    return str(t.name) if t is not None else f"foreign-{ident}"
-
-
-# -- registration (called by the traced primitives, in the waiting thread) ---------------------
-def register(w: Wait, *, check: bool = True, may_raise: bool = True) -> None:
-    """Enter ``w`` for its thread and, if ``check``, look for a cycle it closes."""
-    me = w.ident
-    if me not in _natives and me not in _active:
-        _natives[me] = threading.get_native_id()  # a thread threading does not know
-    WAITS[me] = w
-    if check:
-        cycle = find_cycle(me)
-        if cycle is not None:
-            _deadlock(cycle, me, "acquire", may_raise)
-
-
-def waiting(
-    st: PrimState,
-    owners: Callable[[], Any],
-    *,
-    timeout: float | None = None,
-    what: str = "acquire",
-    frame: FrameType | None = None,
-    may_raise: bool = True,
-) -> None:
-    """Register the calling thread as blocked on ``st`` (see the module docstring)."""
-    try:
-        me = rt.tls.ident
-    except AttributeError:
-        me = rt.register_thread()
-    if frame is None:
-        frame = _user_frame()
-    register(Wait(me, st, what, timeout, frame, owners), may_raise=may_raise)
-
-
-def done() -> None:
-    """The calling thread is no longer blocked."""
-    WAITS.pop(_thread.get_ident(), None)
-
-
-def forget(me: int) -> None:
-    """`done` for a caller that knows its ident (the lock paths)."""
-    WAITS.pop(me, None)
-
-
-def _user_frame() -> FrameType | None:
-    f: FrameType | None = _getframe(2)
-    while f is not None and (f.f_code.co_filename.startswith(_PKG_DIR)
-                             or f.f_code.co_filename == threading.__file__):
-        f = f.f_back
-    return f
-
-
 # -- the walk -------------------------------------------------------------------------------
-Node = Wait | RemoteWait
-
-
-def _lookup(key: Key) -> Node | None:
-    if isinstance(key, tuple):
-        if _remote is None:
-            return None
-        try:
-            return _remote(key[0], key[1])
-        except Exception:  # a lookup that fails knows nothing
-            return None
-    return WAITS.get(key)
-
-
-def _owners(node: Node) -> tuple[Key, ...]:
-    if isinstance(node, RemoteWait):
-        return _normalise(node.owners)
-    return node.owners()
-
-
 def find_cycle(start: Key) -> list[tuple[Key, Node]] | None:
     """The cycle through ``start`` if ``start`` is deadlocked and on a cycle, else None.
 
@@ -324,10 +102,10 @@ def find_cycle(start: Key) -> list[tuple[Key, Node]] | None:
         k = todo.pop()
         if k in found:
             continue
-        node = _lookup(k)
+        node = lookup(k)
         if node is None:
             return None  # running (or unknown): it may still release what it holds
-        owners = _owners(node)
+        owners = owners_of(node)
         if not owners:
             return None  # nobody known: anyone may end the wait
         found[k] = (node, owners)
@@ -339,10 +117,10 @@ def find_cycle(start: Key) -> list[tuple[Key, Node]] | None:
         return None  # stuck behind others' deadlock, not part of it
     for k in reversed(order):  # the confirming pass (see the design note)
         node, owners = found[k]
-        now = _lookup(k)
+        now = lookup(k)
         if now is not node and not (isinstance(node, RemoteWait) and now == node):
             return None  # a local wait must be the very same one; a remote one, equal
-        if _owners(node) != owners:
+        if owners_of(node) != owners:
             return None
     path = _path_back(start, {k: v[1] for k, v in found.items()})
     cycle = [(k, found[k][0]) for k in path]
@@ -384,22 +162,6 @@ def _path_back(start: Key, edges: dict[Key, tuple[Key, ...]]) -> list[Key]:
 
 
 # -- reporting ------------------------------------------------------------------------------
-def format_stack(frame: FrameType | None, limit: int = _STACK_LIMIT) -> list[str]:
-    """``"file:line function"`` per frame, outermost first, without tracedsync's own frames
-    (the stack reads as if the program called ``threading`` directly); at most ``limit``
-    innermost frames."""
-    f = frame
-    out: list[str] = []
-    while f is not None and len(out) < limit:
-        code = f.f_code
-        if not code.co_filename.startswith(_PKG_DIR):
-            name = getattr(code, "co_qualname", code.co_name)
-            out.append(f"{code.co_filename}:{f.f_lineno} {name}")
-        f = f.f_back
-    out.reverse()
-    return out
-
-
 def _site_text(code: Any, line: int) -> tuple[str | None, str | None]:
     if code is None:
         return None, None
@@ -424,7 +186,7 @@ def describe(
     code, line = node.site()
     site, func = _site_text(code, line)
     entry: dict[str, Any] = {
-        "pid": _pid,
+        "pid": pid(),
         "tid": native_id(node.ident),
         "ident": node.ident,
         "thread": thread_name(node.ident),
@@ -438,7 +200,7 @@ def describe(
         "timeout": node.timeout,
         "held_by": _tid_of(holder),
     }
-    if _pid_of(holder) != _pid:
+    if _pid_of(holder) != pid():
         entry["held_by_pid"] = _pid_of(holder)
     if node.what == "cond_wait" and st.lock_state is not None:
         entry["lock"] = st.lock_state.prim  # a notify needs it; held_by holds it
@@ -457,7 +219,7 @@ def _tid_of(key: Key | None) -> int | None:
 def _pid_of(key: Key | None) -> int | None:
     if key is None:
         return None
-    return key[0] if isinstance(key, tuple) else _pid
+    return key[0] if isinstance(key, tuple) else pid()
 
 
 def cycle_entries(cycle: list[tuple[Key, Node]]) -> list[dict[str, Any]]:
@@ -543,7 +305,7 @@ def deadlock_message(entries: list[dict[str, Any]]) -> str:
         where = f" at {e['site']}" if e.get("site") else ""
         held = "whose lock is held by" if e.get("what") == "cond_wait" else "held by"
         by_pid = e.get("held_by_pid")
-        by = f"pid {by_pid} tid" if by_pid is not None and by_pid != _pid else "tid"
+        by = f"pid {by_pid} tid" if by_pid is not None and by_pid != pid() else "tid"
         parts.append(f"{who} waits for {what}{where}, {held} {by} {e.get('held_by')}")
     return "deadlock: " + "; ".join(parts)
 
@@ -562,49 +324,20 @@ def scan() -> int:
     return found
 
 
-# -- the lock paths' helpers ----------------------------------------------------------------
-def wait_lock(me: int, st: PrimState, timeout: float, frame: FrameType | None) -> None:
-    """A Lock/RLock acquire is about to block: register and check (may raise)."""
-    register(Wait(me, st, "acquire", timeout, frame))
 
 
-def wait_restore(me: int, st: PrimState) -> None:
-    """The re-acquire at the end of a condition wait is about to block: register and check
-    (report only: see the design note)."""
-    register(Wait(me, st, "restore", None, _user_frame()), may_raise=False)
+
+def check(me: int, may_raise: bool) -> None:
+    """The checker `tracedsync._core.waits` runs when thread ``me`` registers a wait that can
+    close a cycle: report the cycle it closes, if any (and raise, see the design note)."""
+    cycle = find_cycle(me)
+    if cycle is not None:
+        _deadlock(cycle, me, "acquire", may_raise)
 
 
-def wait_cond(me: int, st: PrimState, timeout: float | None, frame: FrameType | None) -> None:
-    """A condition wait starts. No check: the waiter still holds the lock a notify needs, so no
-    cycle can close here; the thread that later takes that lock and blocks will see it."""
-    register(Wait(me, st, "cond_wait", timeout, frame), check=False)
-
-
-def wait_sem(me: int, st: PrimState, timeout: float | None, frame: FrameType | None) -> None:
-    """A semaphore acquire is about to block: register and check (may raise)."""
-    register(Wait(me, st, "sem_acquire", timeout, frame))
-
-
-def wait_other(me: int, st: PrimState, what: str, timeout: float | None,
-               frame: FrameType | None) -> None:
-    """An Event or Barrier wait: registered for snapshots and long waits; never in a cycle."""
-    register(Wait(me, st, what, timeout, frame), check=False)
-
-
-# -- settings and fork ----------------------------------------------------------------------
-def _apply(settings: Settings) -> None:
+def apply_settings(settings: Settings) -> None:
+    """``on_deadlock`` from the settings in force."""
     global _raise
     _raise = settings.on_deadlock == "raise"
 
 
-def _after_fork_child() -> None:
-    global _pid
-    _pid = os.getpid()
-    WAITS.clear()  # the parent's other threads do not exist here; the forking one is running
-    _natives.clear()
-    _by_native.clear()
-
-
-_apply(RECORDER.settings)
-RECORDER.config_hooks.append(_apply)
-os.register_at_fork(after_in_child=_after_fork_child)

@@ -1,0 +1,36 @@
+"""Connects the layers, once per process: the only place where a higher layer hands a lower one
+what it calls back (see docs/architecture.md, "Layers").
+
+Lower layers never import higher ones. Where one must call up at run time, it owns a small hook
+that is set here: the hot path (`_core.runtime`) starts the recorder's flusher and hands it an
+overfull buffer; the wait-for table (`_core.waits`) runs the deadlock check; the recorder runs the
+detectors' settings hooks after every `configure()` and the watchdog in its flusher loop.
+Nothing is connected as a side effect of importing a module, so import order decides nothing.
+"""
+
+from __future__ import annotations
+
+from ._core import waits
+from ._detect import deadlock, lockorder, snapshot, watchdog
+from ._record.recorder import RECORDER
+
+_connected = False
+
+
+def connect() -> None:
+    """Connect everything (idempotent; `tracedsync/__init__` calls it)."""
+    global _connected
+    if _connected:
+        return
+    _connected = True
+    RECORDER.install()
+    waits.set_checker(deadlock.check)
+    for apply in (
+        deadlock.apply_settings,
+        lockorder.apply_settings,
+        watchdog.apply_settings,
+        snapshot.apply_settings,
+    ):
+        apply(RECORDER.settings)
+        RECORDER.config_hooks.append(apply)
+    RECORDER.tick_hooks.append(watchdog.tick)
