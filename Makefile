@@ -52,8 +52,10 @@ stress: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_locks.py
 
+## make lint: ruff, and import-linter's layer contract (pyproject.toml, [tool.importlinter])
 lint: $(STAMP)
 	$(BIN)/ruff check tracedsync tests benchmarks examples stress
+	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy

@@ -83,9 +83,7 @@ def configure(**settings: Any) -> Settings:
     environment variables. Events recorded before the call are flushed under the old settings.
     The new settings are exported to the environment so that child processes inherit them.
     """
-    new = _RECORDER.settings.replace(**settings)
-    _RECORDER.configure(new)
-    return new
+    return _RECORDER.update(**settings)
 
 
 def flush() -> None:

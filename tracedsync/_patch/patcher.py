@@ -52,6 +52,7 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, ModuleType
 from typing import Any
 
+from .._record.recorder import RECORDER
 from .._threading.barrier import TracedBarrier
 from .._threading.condition import TracedCondition
 from .._threading.event import TracedEvent
@@ -355,9 +356,7 @@ def patch(
     """
     request = _request(primitives, include, exclude)
     if settings:
-        from .. import configure
-
-        configure(**settings)
+        RECORDER.update(**settings)
     return _set(request)
 
 
@@ -390,15 +389,10 @@ def patched(
         names = _set(request)
     try:
         if settings:
-            from .. import configure
-            from .. import settings as current_settings
-
-            before_settings = current_settings()
-            configure(**settings)
+            before_settings = RECORDER.settings
+            RECORDER.update(**settings)
         yield names
     finally:
         _set(before)
         if before_settings is not None:
-            from .._record.recorder import RECORDER
-
             RECORDER.configure(before_settings)

@@ -117,6 +117,12 @@ class Recorder:
         for hook in list(self.config_hooks):
             hook(settings)
 
+    def update(self, **changes: Any) -> Settings:
+        """`configure` these ``changes`` (see `tracedsync.configure`); the settings now in force."""
+        new = self.settings.replace(**changes)
+        self.configure(new)
+        return new
+
     @property
     def path(self) -> str:
         """This process's log file."""
