@@ -10,35 +10,40 @@ import itertools
 import os
 import weakref
 from types import CodeType
-from typing import Any
+from typing import Any, TypeVar
 
 from . import runtime as rt
 from .ops import OP_CREATED
 from .state import PrimState
+
+S = TypeVar("S", bound=PrimState)
 
 _counter = itertools.count(1)
 _live: weakref.WeakValueDictionary[str, PrimState] = weakref.WeakValueDictionary()
 
 
 def new_state(
+    cls: type[S],
     raw: Any,
     kind: str,
     name: str | None,
     code: CodeType | None,
     lineno: int,
     extra: dict[str, Any] | None = None,
-) -> PrimState:
-    """Give ``raw`` an id and a state, and record its creation."""
+) -> S:
+    """Give ``raw`` an id and a state of class ``cls``, and record its creation."""
     prim = f"{os.getpid()}.{next(_counter)}"
-    st = PrimState(raw, prim, kind, name)
+    st = cls(raw, prim, kind, name)
     _live[prim] = st
     if rt.level != rt.OFF:
-        try:
-            me = rt.tls.ident
-        except AttributeError:
-            me = rt.register_thread()
-        rt.emit((OP_CREATED, rt.now(), me, prim, kind, name, code, lineno, extra))
+        rt.emit((OP_CREATED, rt.now(), rt.ident(), prim, kind, name, code, lineno, extra))
     return st
+
+
+def adopt(st: PrimState) -> None:
+    """Register ``st``, made for a primitive that arrived from another process under its
+    existing id."""
+    _live[st.prim] = st
 
 
 def state_of(prim: str) -> PrimState | None:

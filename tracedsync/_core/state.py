@@ -1,9 +1,15 @@
-"""Per-primitive bookkeeping (`PrimState`) and its frozen snapshot (`Statistics`).
+"""Per-primitive bookkeeping, one class per kind, and its frozen snapshot (`Statistics`).
 
-A `PrimState` is mutated only by the thread that holds the primitive (owner, depth, hold start)
-or through single attribute updates whose races only blur counters, never ownership: the owner
-and depth are written after the real acquire succeeds and before the real release, so at any
-instant they describe the real lock, seen from its holder.
+`PrimState` holds what every traced primitive has (its real object, id, kind, name, misuse
+count); `LockState`, `ConditionState`, `SemaphoreState`, `EventState`, `BarrierState` and
+`ValueState` add their kind's books, as slots (they are read on every traced call).
+
+A `LockState` is mutated only by the thread that holds the lock (owner, depth, hold start) or
+through single attribute updates whose races only blur counters, never ownership: the owner and
+depth are written after the real acquire succeeds and before the real release, so at any
+instant they describe the real lock, seen from its holder. Counters that several threads update
+at once (semaphore holders, event sets) are guarded by the state's ``books``, a raw lock held
+for a few attribute updates only.
 """
 
 from __future__ import annotations
@@ -102,118 +108,54 @@ KIND_FIELDS: dict[str, frozenset[str]] = {
 EXTENSION_FIELDS = frozenset().union(*KIND_FIELDS.values())
 
 
-class PrimState:
-    """Live state of one traced primitive. Slots only: read on every traced call."""
+_COMMON_ZERO: dict[str, Any] = {
+    "acquisitions": 0, "contended": 0, "failed": 0, "max_depth": 0, "wait_ns": 0, "hold_ns": 0,
+    "owner": None, "depth": 0, "waits": 0, "wait_timeouts": 0, "notifies": 0,
+    "unheard_notifies": 0,
+}
+"""`Statistics` fields that a kind without them reports as zero (every ``stats`` event has them)."""
 
-    __slots__ = (
-        "__weakref__",
-        "aborts",
-        "acquire",
-        "acquisitions",
-        "books",
-        "break_book",
-        "broken_waits",
-        "clears",
-        "contended",
-        "default_timeout",
-        "depth",
-        "ext",
-        "extra_stats",
-        "failed",
-        "held",
-        "hold_ns",
-        "kind",
-        "lock",
-        "lock_state",
-        "max_depth",
-        "misuse",
-        "name",
-        "notifies",
-        "owner",
-        "parties",
-        "prim",
-        "raw",
-        "reentrant",
-        "release",
-        "releases",
-        "reported",
-        "resets",
-        "restore_ns",
-        "sets",
-        "t_hold",
-        "unheard",
-        "wait_ns",
-        "wait_timeouts",
-        "waiters",
-        "waits",
-    )
+
+class PrimState:
+    """What every traced primitive has. Subclassed per kind; see `state_class`."""
+
+    __slots__ = ("__weakref__", "ext", "extra_stats", "kind", "misuse", "name", "prim", "raw",
+                 "reported")
 
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         self.raw = raw
-        # The real primitive's bound methods (None for one that has no such method).
-        self.acquire: Any = getattr(raw, "acquire", None)
-        self.release: Any = getattr(raw, "release", None)
         self.prim = prim
         self.kind = kind
         self.name = name
-        self.owner: int | None = None
-        self.depth = 0
-        self.t_hold = 0
-        self.acquisitions = 0
-        self.contended = 0
-        self.failed = 0
-        self.max_depth = 0
-        self.wait_ns = 0
-        self.hold_ns = 0
         self.misuse = 0
-        self.waits = 0
-        self.wait_timeouts = 0
-        self.notifies = 0
-        self.unheard = 0
-        self.waiters: list[int] = []
         self.reported = False
-        self.reentrant = False
-        self.restore_ns = 0
-        self.lock: Any = None
-        self.lock_state: PrimState | None = None
-        # Semaphore, Event and Barrier books, set up by their modules: ``books`` is a raw lock
-        # that guards the counters several threads update; ``extra_stats`` returns the kind's
-        # own `Statistics` fields (see `KIND_FIELDS`).
-        self.books: Any = None
-        self.extra_stats: Callable[[PrimState], dict[str, Any]] | None = None
-        self.held: dict[int, int] = {}
-        self.releases = 0
-        self.sets = 0
-        self.clears = 0
-        self.parties = 0
-        self.default_timeout: float | None = None
-        self.break_book: Any = None
-        self.broken_waits = 0
-        self.aborts = 0
-        self.resets = 0
-        # Kind-specific data of the multiprocessing primitives (see tracedsync/_mp_*.py): the
-        # shared owner record of a lock, the books of a Value, the shared break record of a
-        # Barrier.
+        # ``extra_stats`` returns the kind's own `Statistics` fields that only the primitive's
+        # module can compute (a semaphore's permits, an event's flag; see `KIND_FIELDS`).
+        self.extra_stats: Callable[[Any], dict[str, Any]] | None = None
+        # Data of the multiprocessing primitives (see tracedsync/_multiprocessing/): the shared
+        # owner record of a lock, the books of a Value, the shared break record of a Barrier.
         self.ext: Any = None
+
+    COUNTERS: tuple[str, ...] = ("misuse",)
+    """The slots that count something (zeroed by `reset_counters`)."""
+
+    def counters(self) -> dict[str, Any]:
+        """This kind's common `Statistics` counters (the others are zero)."""
+        return {}
+
+    def reset_counters(self) -> None:
+        """Zero the counters (a forked child counts its own) and report again at exit."""
+        for name in self.COUNTERS:
+            setattr(self, name, 0)
+        self.reported = False
 
     def statistics(self) -> Statistics:
         return Statistics(
             prim=self.prim,
             kind=self.kind,
             name=self.name,
-            acquisitions=self.acquisitions,
-            contended=self.contended,
-            failed=self.failed,
-            max_depth=self.max_depth,
-            wait_ns=self.wait_ns,
-            hold_ns=self.hold_ns,
             misuse=self.misuse,
-            owner=self.owner,
-            depth=self.depth,
-            waits=self.waits,
-            wait_timeouts=self.wait_timeouts,
-            notifies=self.notifies,
-            unheard_notifies=self.unheard,
+            **{**_COMMON_ZERO, **self.counters()},
             **(self.extra_stats(self) if self.extra_stats is not None else {}),
         )
 
@@ -234,3 +176,159 @@ class PrimState:
             self.report()
         except Exception:  # pragma: no cover - interpreter shutdown
             pass
+
+
+class LockState(PrimState):
+    """A Lock or RLock (threading's or multiprocessing's): holder, depth, hold and wait times."""
+
+    __slots__ = ("acquire", "acquisitions", "contended", "depth", "failed", "hold_ns",
+                 "max_depth", "owner", "reentrant", "release", "restore_ns", "t_hold",
+                 "wait_ns", "waiters")
+
+    def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
+        super().__init__(raw, prim, kind, name)
+        # The real lock's bound methods, fetched once.
+        self.acquire: Any = raw.acquire
+        self.release: Any = raw.release
+        self.owner: int | None = None
+        self.depth = 0
+        self.t_hold = 0
+        self.acquisitions = 0
+        self.contended = 0
+        self.failed = 0
+        self.max_depth = 0
+        self.wait_ns = 0
+        self.hold_ns = 0
+        self.reentrant = False
+        self.restore_ns = 0
+        """How long the last re-acquire at the end of a condition wait took."""
+        self.waiters: list[int] = []
+        """Idents of this process's threads blocked in acquire (multiprocessing locks)."""
+
+    COUNTERS = ("misuse", "acquisitions", "contended", "failed", "max_depth", "wait_ns",
+                "hold_ns", "restore_ns")
+
+    def counters(self) -> dict[str, Any]:
+        return {
+            "acquisitions": self.acquisitions, "contended": self.contended,
+            "failed": self.failed, "max_depth": self.max_depth, "wait_ns": self.wait_ns,
+            "hold_ns": self.hold_ns, "owner": self.owner, "depth": self.depth,
+        }
+
+
+class ConditionState(PrimState):
+    """A Condition: its lock, waits, notifies, and who waits now (oldest first)."""
+
+    __slots__ = ("lock", "lock_state", "notifies", "unheard", "wait_timeouts", "waiters", "waits")
+
+    def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
+        super().__init__(raw, prim, kind, name)
+        self.lock: Any = None
+        self.lock_state: LockState | None = None
+        self.waits = 0
+        self.wait_timeouts = 0
+        self.notifies = 0
+        self.unheard = 0
+        self.waiters: list[int] = []
+
+    COUNTERS = ("misuse", "waits", "wait_timeouts", "notifies", "unheard")
+
+    def counters(self) -> dict[str, Any]:
+        return {"waits": self.waits, "wait_timeouts": self.wait_timeouts,
+                "notifies": self.notifies, "unheard_notifies": self.unheard}
+
+
+class SemaphoreState(PrimState):
+    """A Semaphore or BoundedSemaphore: permits held per thread, acquires, releases."""
+
+    __slots__ = ("acquire", "acquisitions", "books", "contended", "failed", "held", "release",
+                 "releases", "wait_ns")
+
+    def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
+        super().__init__(raw, prim, kind, name)
+        self.acquire: Any = raw.acquire
+        self.release: Any = raw.release
+        self.books: Any = None
+        self.held: dict[int, int] = {}
+        """ident → permits that thread holds now (acquires minus releases)."""
+        self.acquisitions = 0
+        self.contended = 0
+        self.failed = 0
+        self.wait_ns = 0
+        self.releases = 0
+
+    COUNTERS = ("misuse", "acquisitions", "contended", "failed", "wait_ns", "releases")
+
+    def counters(self) -> dict[str, Any]:
+        return {"acquisitions": self.acquisitions, "contended": self.contended,
+                "failed": self.failed, "wait_ns": self.wait_ns}
+
+
+class EventState(PrimState):
+    """An Event: sets, clears, waits."""
+
+    __slots__ = ("books", "clears", "sets", "wait_ns", "wait_timeouts", "waits")
+
+    def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
+        super().__init__(raw, prim, kind, name)
+        self.books: Any = None
+        self.sets = 0
+        self.clears = 0
+        self.waits = 0
+        self.wait_timeouts = 0
+        self.wait_ns = 0
+
+    COUNTERS = ("misuse", "sets", "clears", "waits", "wait_timeouts", "wait_ns")
+
+    def counters(self) -> dict[str, Any]:
+        return {"waits": self.waits, "wait_timeouts": self.wait_timeouts, "wait_ns": self.wait_ns}
+
+
+class BarrierState(PrimState):
+    """A Barrier: waits, and why it broke (noted under the barrier's own lock)."""
+
+    __slots__ = ("aborts", "books", "break_book", "broken_waits", "default_timeout", "parties",
+                 "resets", "wait_ns", "wait_timeouts", "waits")
+
+    def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
+        super().__init__(raw, prim, kind, name)
+        self.books: Any = None
+        self.parties = 0
+        self.default_timeout: float | None = None
+        self.break_book: Any = None
+        self.waits = 0
+        self.wait_timeouts = 0
+        self.wait_ns = 0
+        self.broken_waits = 0
+        self.aborts = 0
+        self.resets = 0
+
+    COUNTERS = ("misuse", "waits", "wait_timeouts", "wait_ns", "broken_waits", "aborts",
+                "resets")
+
+    def counters(self) -> dict[str, Any]:
+        return {"waits": self.waits, "wait_timeouts": self.wait_timeouts, "wait_ns": self.wait_ns}
+
+
+class ValueState(PrimState):
+    """A multiprocessing Value or Array (its books are in ``ext``)."""
+
+    __slots__ = ()
+
+
+_CLASSES: dict[str, type[PrimState]] = {
+    "Lock": LockState,
+    "RLock": LockState,
+    "Condition": ConditionState,
+    "Semaphore": SemaphoreState,
+    "BoundedSemaphore": SemaphoreState,
+    "Event": EventState,
+    "Barrier": BarrierState,
+    "Value": ValueState,
+    "Array": ValueState,
+}
+
+
+def state_class(kind: str) -> type[PrimState]:
+    """The state class of primitives of ``kind``."""
+    return _CLASSES[kind]

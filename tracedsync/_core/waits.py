@@ -44,7 +44,7 @@ from typing import Any
 
 from . import runtime as rt
 from .sites import user_frame
-from .state import PrimState
+from .state import ConditionState, LockState, PrimState, SemaphoreState
 
 Key = int | tuple[int, int]
 """A thread: its ident in this process, or ``(pid, native_tid)`` in any process."""
@@ -82,19 +82,18 @@ class Wait:
 
     def owners(self) -> tuple[Key, ...]:
         """The threads that could end this wait, now (a snapshot; empty when unknown)."""
-        what = self.what
         st = self.st
         if self.owners_fn is not None:
             return _normalise(self.owners_fn())
-        if what == "acquire" or what == "restore":
+        if isinstance(st, LockState):  # an acquire, or the re-acquire after a condition wait
             o = st.owner
             return () if o is None else (o,)
-        if what == "cond_wait":
+        if isinstance(st, ConditionState):
             lock_st = st.lock_state
             o = None if lock_st is None else lock_st.owner
             # Before the real wait has released the lock, its holder is the waiter itself.
             return () if o is None or o == self.ident else (o,)
-        if what == "sem_acquire":
+        if isinstance(st, SemaphoreState):
             return tuple(st.held)  # one C-level copy: atomic under the GIL
         return ()  # Event, Barrier: any thread may end the wait
 

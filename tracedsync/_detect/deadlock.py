@@ -54,6 +54,7 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.sites import format_stack
+from .._core.state import ConditionState, LockState
 from .._core.waits import (
     WAITS,
     Key,
@@ -202,7 +203,7 @@ def describe(
     }
     if _pid_of(holder) != pid():
         entry["held_by_pid"] = _pid_of(holder)
-    if node.what == "cond_wait" and st.lock_state is not None:
+    if isinstance(st, ConditionState) and st.lock_state is not None:
         entry["lock"] = st.lock_state.prim  # a notify needs it; held_by holds it
     entry["stack"] = format_stack(frames.get(node.ident))
     return entry
@@ -290,9 +291,9 @@ def _owned(node: Node) -> bool:
     if isinstance(node, RemoteWait):
         return node.kind == "RLock"
     st = node.st
-    if node.what == "cond_wait":
-        return st.lock_state is not None and bool(st.lock_state.reentrant)
-    return bool(st.reentrant)
+    if isinstance(st, ConditionState):
+        return st.lock_state is not None and st.lock_state.reentrant
+    return isinstance(st, LockState) and st.reentrant
 
 
 def deadlock_message(entries: list[dict[str, Any]]) -> str:

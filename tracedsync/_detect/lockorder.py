@@ -46,7 +46,7 @@ from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.ops import OP_GENERIC
 from .._core.sites import format_stack, line_of, user_frame
-from .._core.state import PrimState
+from .._core.state import LockState, PrimState
 from .._core.waits import native_id
 from .._record.config import Settings
 from .._threading import locks as _locks
@@ -79,7 +79,7 @@ def _site(code: CodeType | None, pos: int) -> str | None:
 
 def _took(st: PrimState, frame: Any, edges: bool) -> None:
     """The caller now holds ``st`` at depth 1: add edges from what it holds, then hold it."""
-    if st.depth != 1 or not rt.level:
+    if not isinstance(st, LockState) or st.depth != 1 or not rt.level:
         return
     try:
         me = rt.tls.ident

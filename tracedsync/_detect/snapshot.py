@@ -39,6 +39,7 @@ from .._core.diagnostics import report
 from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
 from .._core.sites import format_stack, ours
+from .._core.state import LockState, SemaphoreState
 from .._core.waits import WAITS, native_id, thread_name
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
@@ -166,12 +167,14 @@ def _take() -> Snapshot:
     waits = WAITS.copy()
     holds: dict[int, list[Held]] = {}
     for st in live_states():
-        owner = st.owner
-        if owner is not None:
-            holds.setdefault(owner, []).append(Held(
-                st.prim, st.name, st.kind, st.depth, now - st.t_hold if st.t_hold else None,
-                acquired_at(owner, st)))
-        held = st.held
+        if isinstance(st, LockState):
+            owner = st.owner
+            if owner is not None:
+                holds.setdefault(owner, []).append(Held(
+                    st.prim, st.name, st.kind, st.depth, now - st.t_hold if st.t_hold else None,
+                    acquired_at(owner, st)))
+            continue
+        held = st.held if isinstance(st, SemaphoreState) else None
         if held:
             for ident, n in tuple(held.items()):
                 holds.setdefault(ident, []).append(

@@ -27,6 +27,7 @@ from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
 from .._core.sites import format_stack
+from .._core.state import ConditionState, LockState
 from .._core.waits import WAITS, native_id
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
@@ -78,7 +79,7 @@ def _long_waits(limit: int) -> None:
             "ongoing": True,
             "stack": format_stack(frames.get(ident)),
         }
-        if w.what == "cond_wait" and st.lock_state is not None:
+        if isinstance(st, ConditionState) and st.lock_state is not None:
             fields["lock"] = st.lock_state.prim
         code, line = w.site()
         rt.emit((OP_GENERIC, now, ident, "long_wait", fields, code, line))
@@ -90,6 +91,8 @@ def _long_holds(limit: int) -> None:
     frames: dict[int, Any] | None = None
     still: dict[str, int] = {}
     for st in live_states():
+        if not isinstance(st, LockState):
+            continue
         owner = st.owner
         t = st.t_hold
         if owner is None or not t or now - t < limit:

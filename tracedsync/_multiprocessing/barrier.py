@@ -36,11 +36,11 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
-from .._core.state import PrimState
+from .._core.state import BarrierState
 from .._core.waits import forget, wait_other
 from .._threading.barrier_books import (
     BreakCauses,
@@ -53,8 +53,12 @@ from .._threading.barrier_books import (
     wait_raised,
 )
 from .._threading.proxy import new_books, plain_timeout
-from .base import MpProxy, get_state
+from .base import MpProxy
+from .base import get_state as _get_any_state
 from .owner import owner_word, split
+
+get_state = cast("Callable[[Any], BarrierState]", _get_any_state)
+"""The state of one of this module's proxies (always a `BarrierState`)."""
 
 _getframe = sys._getframe
 _get_ident = threading.get_ident
@@ -145,7 +149,7 @@ class _SharedCauses(BreakCauses):
             raw.reset()
         return waiting, was_broken
 
-    def broken(self, st: PrimState, me: int, t: int, waited: int, arrived: int,
+    def broken(self, st: BarrierState, me: int, t: int, waited: int, arrived: int,
                timeout: float | None, mine: bool, f: FrameType) -> None:
         rec = self.rec
         pid, tid = split(rec[WHO])
@@ -160,7 +164,7 @@ class _SharedCauses(BreakCauses):
             fields["error"] = _errors[st.prim]
         rt.emit((OP_GENERIC, t, me, "barrier_broken", fields, f.f_code, f.f_lineno))
 
-    def aborted(self, st: PrimState, me: int, t: int, waiting: int, f: FrameType) -> None:
+    def aborted(self, st: BarrierState, me: int, t: int, waiting: int, f: FrameType) -> None:
         pid, tid = split(owner_word())
         rt.emit((OP_GENERIC, t, me, "barrier_broken",
                  {"prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": "abort",
@@ -174,7 +178,7 @@ class TracedMpBarrier(MpProxy):
     __slots__ = ()
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: BarrierState, shared: Any) -> None:
         raw = st.raw
         rec = new_record() if shared is None else shared
         st.ext = rec

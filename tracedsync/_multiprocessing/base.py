@@ -42,9 +42,10 @@ import wrapt
 from .._core import registry as _registry
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
-from .._core.state import PrimState, Statistics
+from .._core.state import PrimState, Statistics, state_class
 
 T = TypeVar("T")
+S = TypeVar("S", bound=PrimState)
 
 def real_context(ctx: Any) -> Any:
     """The concrete multiprocessing context for ``ctx`` (None: multiprocessing's default),
@@ -85,21 +86,16 @@ def given_args(block: Any, timeout: Any, rest: tuple[Any, ...]) -> tuple[Any, ..
     return () if block is True else (block,)
 
 
-_forked_reset: weakref.WeakKeyDictionary[PrimState, Callable[[PrimState], None]] = (
+_forked_reset: weakref.WeakKeyDictionary[PrimState, Callable[[Any], None]] = (
     weakref.WeakKeyDictionary()
 )
 
 
-_COUNTERS = ("acquisitions", "contended", "failed", "max_depth", "wait_ns", "hold_ns", "misuse",
-             "waits", "wait_timeouts", "notifies", "unheard", "releases", "sets", "clears",
-             "broken_waits", "aborts", "resets", "restore_ns")
-
-
-def _nothing(st: PrimState) -> None:
+def _nothing(st: Any) -> None:
     return None
 
 
-def reset_in_fork_child(st: PrimState, reset: Callable[[PrimState], None] = _nothing) -> None:
+def reset_in_fork_child(st: S, reset: Callable[[S], None] = _nothing) -> None:
     """In every child forked from now on, zero the counters of ``st`` (each process counts its
     own: summing the files gives the totals) and call ``reset(st)`` for its kind's own books
     (see "Local books" above)."""
@@ -108,9 +104,7 @@ def reset_in_fork_child(st: PrimState, reset: Callable[[PrimState], None] = _not
 
 def _reset_after_fork() -> None:
     for st, reset in list(_forked_reset.items()):
-        for name in _COUNTERS:
-            setattr(st, name, 0)
-        st.reported = False
+        st.reset_counters()
         reset(st)
 
 
@@ -129,14 +123,14 @@ def attach_state(
     """The state of primitive ``prim`` arriving in this process by pickling (see the module
     note): the live one if this process has it, else a new one registered under ``prim``,
     prepared by ``setup`` and announced by an ``attached`` event."""
-    st = _registry._live.get(prim)
+    st = _registry.state_of(prim)
     if st is not None and st.kind == kind:
         return st
-    st = PrimState(raw, prim, kind, name)
+    st = state_class(kind)(raw, prim, kind, name)
     _extras[st] = extra
     reset_in_fork_child(st)
     setup(st)
-    _registry._live[prim] = st
+    _registry.adopt(st)
     if rt.level != rt.OFF:
         fields: dict[str, Any] = {"prim": prim, "kind": kind, "name": name}
         if extra:
@@ -151,12 +145,12 @@ _extras: weakref.WeakKeyDictionary[PrimState, dict[str, Any] | None] = (
 
 
 def new_state(
-    raw: Any, kind: str, name: str | None, site: tuple[CodeType | None, int],
+    cls: type[S], raw: Any, kind: str, name: str | None, site: tuple[CodeType | None, int],
     extra: dict[str, Any] | None,
-) -> PrimState:
+) -> S:
     """A new id and state for ``raw``, with its ``created`` event (`_registry.new_state`); the
     ``extra`` fields are kept to be repeated by ``attached`` events in children."""
-    st = _registry.new_state(raw, kind, name, site[0], site[1], extra)
+    st = _registry.new_state(cls, raw, kind, name, site[0], site[1], extra)
     _extras[st] = extra
     reset_in_fork_child(st)
     return st
@@ -212,7 +206,7 @@ class MpProxy(wrapt.BaseObjectProxy[Any]):
         return self.__reduce_ex__(2)
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: Any, shared: Any) -> None:
         """Prepare a state for the real object (in the creating process, or in a child that
         received it: ``shared`` is then what `_shared` sent)."""
 

@@ -25,15 +25,20 @@ from __future__ import annotations
 import sys
 import time
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_GENERIC, OP_MISUSE
 from .._core.sites import user_site
-from .._core.state import PrimState
+from .._core.state import ConditionState, LockState
 from .._core.waits import forget, wait_cond
-from .base import MpProxy, get_state
+from .base import MpProxy
+from .base import get_state as _get_any_state
 from .locks import _MpLockBase, acquire_restore, release_save
+
+get_state = cast("Callable[[Any], ConditionState]", _get_any_state)
+"""The state of one of this module's proxies (always a `ConditionState`)."""
+_lock_state = cast("Callable[[Any], LockState]", _get_any_state)
 
 T = TypeVar("T")
 _getframe = sys._getframe
@@ -46,10 +51,10 @@ class TracedMpCondition(MpProxy):
     __slots__ = ()
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: ConditionState, shared: Any) -> None:
         lock = st.raw._lock
         st.lock = lock
-        st.lock_state = get_state(lock) if isinstance(lock, _MpLockBase) else None
+        st.lock_state = _lock_state(lock) if isinstance(lock, _MpLockBase) else None
 
     # -- the lock API, recorded by the traced lock -------------------------------------------
     def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
@@ -75,7 +80,7 @@ class TracedMpCondition(MpProxy):
         """Wait until notified or until ``timeout`` seconds pass, exactly as multiprocessing's."""
         st = get_state(self)
         raw = st.raw
-        lst: PrimState | None = st.lock_state
+        lst: LockState | None = st.lock_state
         if not rt.level or lst is None:
             return raw.wait(timeout)  # type: ignore[no-any-return]
         semlock = lst.raw._semlock
@@ -144,7 +149,7 @@ def _waiters(raw: Any) -> int | None:
         return None
 
 
-def _notify(st: PrimState, n: int, is_all: bool) -> None:
+def _notify(st: ConditionState, n: int, is_all: bool) -> None:
     raw = st.raw
     if not rt.level:
         raw.notify(n)

@@ -9,16 +9,21 @@ threading's, a wait enters the wait-for graph even when the flag is already set.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
-from .._core.state import PrimState
+from .._core.state import EventState
 from .._threading.event import (  # the books and record are threading.Event's
     _extra_stats,
     _flip,
     _wait,
 )
 from .._threading.proxy import new_books
-from .base import MpProxy, get_state
+from .base import MpProxy
+from .base import get_state as _get_any_state
+
+get_state = cast("Callable[[Any], EventState]", _get_any_state)
+"""The state of one of this module's proxies (always a `EventState`)."""
 
 
 class TracedMpEvent(MpProxy):
@@ -27,7 +32,7 @@ class TracedMpEvent(MpProxy):
     __slots__ = ()
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: EventState, shared: Any) -> None:
         new_books(st)
         st.extra_stats = _extra_stats
 

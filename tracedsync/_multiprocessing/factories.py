@@ -16,6 +16,7 @@ from typing import Any
 
 from .._core import runtime as rt
 from .._core.sites import user_site
+from .._core.state import ValueState, state_class
 from .._threading.locks import _RAW_LOCK_TYPE, _RAW_RLOCK_TYPES, wrap_lock
 from .barrier import TracedMpBarrier, watch
 from .base import MpProxy, new_state, real_context, start_method, untraced
@@ -36,7 +37,7 @@ def _sync() -> Any:
 
 def _make(cls: type[MpProxy], raw: Any, kind: str, name: str | None, site: tuple[Any, int],
           extra: dict[str, Any]) -> Any:
-    st = new_state(raw, kind, name, site, extra)
+    st = new_state(state_class(kind), raw, kind, name, site, extra)
     cls._setup(st, None)
     return cls(raw, st)
 
@@ -185,7 +186,7 @@ def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None,
     site = _site or user_site()
     lock = _value_lock(lock, ctx, name, site)
     raw = sharedctypes.synchronized(obj, lock, ctx=ctx)
-    st = new_state(raw, "Value", name, site,
+    st = new_state(ValueState, raw, "Value", name, site,
                    {"typecode": _typecode(typecode_or_type), "lock": _lock_prim(lock)})
     return traced_value(raw, st)
 
@@ -207,7 +208,7 @@ def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, 
     site = _site or user_site()
     lock = _value_lock(lock, ctx, name, site)
     raw = sharedctypes.synchronized(obj, lock, ctx=ctx)
-    st = new_state(raw, "Array", name, site,
+    st = new_state(ValueState, raw, "Array", name, site,
                    {"typecode": _typecode(typecode_or_type), "length": len(obj),
                     "lock": _lock_prim(lock)})
     return traced_value(raw, st)

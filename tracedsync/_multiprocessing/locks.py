@@ -25,18 +25,23 @@ from __future__ import annotations
 
 import sys
 import weakref
+from collections.abc import Callable
 from types import CodeType
-from typing import Any
+from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
 from .._core.sites import user_frame, user_site
-from .._core.state import PrimState
+from .._core.state import LockState
 from .._core.waits import forget, waiting
 from .._threading.locks import _misuse
 from . import wait_table as _xwaits
-from .base import MpProxy, get_state, given_args, new_state, reset_in_fork_child
+from .base import MpProxy, given_args, new_state, reset_in_fork_child
+from .base import get_state as _get_any_state
 from .owner import DEPTH, OWNER, new_record, owner_word, split
+
+get_state = cast("Callable[[Any], LockState]", _get_any_state)
+"""The state of one of this module's proxies (always a `LockState`)."""
 
 _getframe = sys._getframe
 FULL = rt.FULL
@@ -52,7 +57,7 @@ class _MpLockBase(MpProxy):
     _reentrant = False
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: LockState, shared: Any) -> None:
         st.reentrant = cls._reentrant
         if shared is None:  # made here
             st.ext = new_record()
@@ -103,7 +108,7 @@ class _MpLockBase(MpProxy):
         _release(get_state(self))
 
 
-def _took(st: PrimState, level: int, fdepth: int) -> None:
+def _took(st: LockState, level: int, fdepth: int) -> None:
     """Books, owner record and event of an uncontended acquire (the real lock is ours now)."""
     rec = st.ext
     rec[OWNER] = owner_word()  # first: the window in which others see no owner is short
@@ -129,7 +134,7 @@ def _took(st: PrimState, level: int, fdepth: int) -> None:
                  False, f.f_code, -1 - f.f_lasti))
 
 
-def _release(st: PrimState) -> None:
+def _release(st: LockState) -> None:
     """release() of the real lock, with the books, the owner record and the event."""
     if not rt.level:
         return st.release()  # type: ignore[no-any-return]
@@ -194,11 +199,11 @@ class TracedMpRLock(_MpLockBase):
     _reentrant = True
 
 
-_tables: weakref.WeakKeyDictionary[PrimState, _xwaits.Table] = weakref.WeakKeyDictionary()
+_tables: weakref.WeakKeyDictionary[LockState, _xwaits.Table] = weakref.WeakKeyDictionary()
 """A lock's state → the wait table its waits are published in (see `_xwaits`)."""
 
 
-def _forget_holders(st: PrimState) -> None:
+def _forget_holders(st: LockState) -> None:
     # In a forked child, none of this process's threads holds the lock (see _mp_base).
     st.owner = None
     st.depth = 0
@@ -211,7 +216,7 @@ def waiting_here(lock: _MpLockBase) -> int:
 
 
 # -- the slow paths ----------------------------------------------------------------------------
-def acquire_slow(st: PrimState, block: Any, timeout: Any, fdepth: int) -> bool:
+def acquire_slow(st: LockState, block: Any, timeout: Any, fdepth: int) -> bool:
     """Every acquire that is not an uncontended one with the default arguments."""
     if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
         # Unusual arguments: the real lock validates (raising its own error) and answers.
@@ -270,7 +275,7 @@ def _forget(waiters: list[int], me: int) -> None:
 
 
 def _booked(
-    st: PrimState,
+    st: LockState,
     ok: bool,
     fdepth: int,
     block: Any,
@@ -311,7 +316,7 @@ def _booked(
     return bool(ok)
 
 
-def _release_unbooked(st: PrimState, me: int) -> None:
+def _release_unbooked(st: LockState, me: int) -> None:
     """A release our books say is not the caller's to make: the real lock decides."""
     rec = st.ext
     word = rec[OWNER]
@@ -337,7 +342,7 @@ def _release_unbooked(st: PrimState, me: int) -> None:
 
 
 # -- the condition protocol (used by TracedMpCondition.wait) -----------------------------------
-def release_save(st: PrimState, count: int) -> None:
+def release_save(st: LockState, count: int) -> None:
     """Release ``count`` levels (all of the caller's) before a condition wait; recorded as one
     ``release`` to depth 0 with ``saved_depth``."""
     if not rt.level:
@@ -361,7 +366,7 @@ def release_save(st: PrimState, count: int) -> None:
         rt.emit((OP_SAVE, t, me, st.prim, count, hold, code, lineno))
 
 
-def acquire_restore(st: PrimState, count: int) -> None:
+def acquire_restore(st: LockState, count: int) -> None:
     """Take back ``count`` levels after a condition wait; recorded as one ``acquire`` with
     ``restored`` and the saved depth (contended if the first try found it held)."""
     if not rt.level:
@@ -432,7 +437,7 @@ def new_lock(
     if found is not None and found.__wrapped__ is raw:
         return found
     cls = lock_classes()[type(raw)]
-    st = new_state(raw, cls._kind, name, site, {"start_method": method})
+    st = new_state(LockState, raw, cls._kind, name, site, {"start_method": method})
     cls._setup(st, None)
     proxy = cls(raw, st)
     _wrapped[id(raw)] = proxy

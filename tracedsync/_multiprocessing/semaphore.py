@@ -16,19 +16,24 @@ before (its value is not: see ``plain`` in `_semaphore._acquire_blocked`).
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from .._core import runtime as rt
-from .._core.state import PrimState
+from .._core.state import SemaphoreState
 from .._threading.proxy import new_books
 from .._threading.semaphore import _acquire_blocked, _booked, _refused, _released, _sem_stats
-from .base import MpProxy, get_state, given_args, reset_in_fork_child
+from .base import MpProxy, given_args, reset_in_fork_child
+from .base import get_state as _get_any_state
+
+get_state = cast("Callable[[Any], SemaphoreState]", _get_any_state)
+"""The state of one of this module's proxies (always a `SemaphoreState`)."""
 
 _PLAIN = (bool, int)
 _NUMBER = (int, float)
 
 
-def _permits(st: PrimState) -> int | None:
+def _permits(st: SemaphoreState) -> int | None:
     try:
         return st.raw._semlock._get_value()  # type: ignore[no-any-return]
     except Exception:  # NotImplementedError on macOS
@@ -41,7 +46,7 @@ class TracedMpSemaphore(MpProxy):
     __slots__ = ()
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: SemaphoreState, shared: Any) -> None:
         new_books(st)
         st.extra_stats = _extra_stats
         reset_in_fork_child(st, _forget_holders)
@@ -85,7 +90,7 @@ class TracedMpBoundedSemaphore(TracedMpSemaphore):
     __slots__ = ()
 
 
-def _release(st: PrimState, fdepth: int) -> None:
+def _release(st: SemaphoreState, fdepth: int) -> None:
     if not rt.level:
         st.release()
         return
@@ -97,14 +102,14 @@ def _release(st: PrimState, fdepth: int) -> None:
     _released(st, 1, fdepth + 1, _permits)
 
 
-def _forget_holders(st: PrimState) -> None:
+def _forget_holders(st: SemaphoreState) -> None:
     # In a forked child, no thread of this process holds a permit (see _mp_base).
     st.held = {}
 
 
-def _max_permits(st: PrimState) -> int:
+def _max_permits(st: SemaphoreState) -> int:
     return st.raw._semlock.maxvalue  # type: ignore[no-any-return]
 
 
-def _extra_stats(st: PrimState) -> dict[str, Any]:
+def _extra_stats(st: SemaphoreState) -> dict[str, Any]:
     return _sem_stats(st, _permits, _max_permits)

@@ -28,17 +28,22 @@ from __future__ import annotations
 import operator
 import sys
 import weakref
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_RMW, OP_VALUE
-from .._core.state import PrimState
+from .._core.state import LockState, ValueState
 from .._threading.locks import _TracedLockBase
 from . import rmw
-from .base import MpProxy, attach_state, get_state, reset_in_fork_child
+from .base import MpProxy, attach_state, reset_in_fork_child
+from .base import get_state as _get_any_state
 from .locks import _MpLockBase, _release, _took, acquire_slow
+
+get_state = cast("Callable[[Any], ValueState]", _get_any_state)
+"""The state of one of this module's proxies (always a `ValueState`)."""
+_lock_state = cast("Callable[[Any], LockState]", _get_any_state)
 
 _getframe = sys._getframe
 FULL = rt.FULL
@@ -58,10 +63,10 @@ class _ValueBooks:
         self.lock = lock = raw.get_lock()
         self.real_lock = lock  # what level off takes: the traced lock's real one, if traced
         self.length = len(self.obj) if hasattr(type(self.obj), "__len__") else 0
-        self.lock_state: PrimState | None = None
+        self.lock_state: LockState | None = None
         if isinstance(lock, _MpLockBase):
             self.lock_kind = _MP
-            self.lock_state = get_state(lock)
+            self.lock_state = _lock_state(lock)
             self.owned: Any = self.lock_state.raw._semlock._is_mine
             self.real_lock = self.lock_state.raw
         elif isinstance(lock, _TracedLockBase):
@@ -112,7 +117,7 @@ def _take(vb: _ValueBooks, level: int, fdepth: int) -> None:
         vb.lock.acquire()
 
 
-def _access(st: PrimState, f: FrameType, fdepth: int, is_set: bool, item: bool, where: Any,
+def _access(st: ValueState, f: FrameType, fdepth: int, is_set: bool, item: bool, where: Any,
             key: Any, value: Any = None) -> Any:
     """One get or set, as the real wrapper does it, recorded. ``where`` is an attribute name or
     an index; ``key`` what the events say (None: work it out from the index)."""
@@ -177,7 +182,7 @@ def _key(vb: _ValueBooks, index: Any) -> Any:
     return i + vb.length if i < 0 else i
 
 
-def _rmw(st: PrimState, vb: _ValueBooks, me: int, key: Any, read: rmw.Read,
+def _rmw(st: ValueState, vb: _ValueBooks, me: int, key: Any, read: rmw.Read,
          f: FrameType) -> None:
     vb.rmws += 1
     site = (f.f_code, f.f_lineno)  # once per line, whichever instruction of it
@@ -228,7 +233,7 @@ class _SyncBase(MpProxy):
         return (_rebuild_value, (self.__wrapped__, st.prim, st.kind, st.name, _extra_of(st)))
 
     @classmethod
-    def _setup(cls, st: PrimState, shared: Any) -> None:
+    def _setup(cls, st: ValueState, shared: Any) -> None:
         st.ext = _ValueBooks(st.raw)
         st.extra_stats = _extra_stats
         reset_in_fork_child(st, _reset_books)
@@ -342,22 +347,22 @@ def proxy_class(raw: Any) -> type[_SyncBase]:
     return cls
 
 
-def _extra_stats(st: PrimState) -> dict[str, Any]:
+def _extra_stats(st: ValueState) -> dict[str, Any]:
     vb: _ValueBooks = st.ext
     return {"reads": vb.gets, "writes": vb.sets, "unlocked": vb.unlocked, "rmws": vb.rmws}
 
 
-def _reset_books(st: PrimState) -> None:
+def _reset_books(st: ValueState) -> None:
     st.ext.reset()  # a forked child counts its own accesses
 
 
-def _extra_of(st: PrimState) -> dict[str, Any] | None:
+def _extra_of(st: ValueState) -> dict[str, Any] | None:
     from .base import _extras
 
     return _extras.get(st)
 
 
-def traced_value(raw: Any, st: PrimState) -> _SyncBase:
+def traced_value(raw: Any, st: ValueState) -> _SyncBase:
     """The proxy for the real wrapper ``raw`` whose state ``st`` was just made."""
     cls = proxy_class(raw)
     cls._setup(st, None)
@@ -368,5 +373,6 @@ def _rebuild_value(raw: Any, prim: str, kind: str, name: str | None,
                    extra: dict[str, Any] | None) -> _SyncBase:
     """Unpickling in a child (see `_mp_base`): the same Value, under the same id."""
     cls = proxy_class(raw)
-    st = attach_state(raw, prim, kind, name, extra, lambda st: cls._setup(st, None))
-    return cls(raw, st)
+    st = attach_state(raw, prim, kind, name, extra,
+                      lambda st: cls._setup(cast(ValueState, st), None))
+    return cls(raw, cast(ValueState, st))

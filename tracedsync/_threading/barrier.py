@@ -30,13 +30,13 @@ import sys
 import threading
 from collections.abc import Callable
 from types import FrameType
-from typing import Any
+from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_BARRIER_BROKEN
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import PrimState
+from .._core.state import BarrierState
 from .._core.waits import forget, wait_other
 from .barrier_books import (
     BreakCauses,
@@ -48,7 +48,11 @@ from .barrier_books import (
     wait_passed,
     wait_raised,
 )
-from .proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
+from .proxy import TracedProxy, new_books, plain_timeout, untraced
+from .proxy import get_state as _get_any_state
+
+get_state = cast("Callable[[Any], BarrierState]", _get_any_state)
+"""The state of one of this module's proxies (always a `BarrierState`)."""
 
 _getframe = sys._getframe
 _get_ident = rt.get_ident
@@ -102,7 +106,7 @@ class _BreakBook(BreakCauses):
         raw.reset()
         return waiting, was_broken
 
-    def broken(self, st: PrimState, me: int, t: int, waited: int, arrived: int,
+    def broken(self, st: BarrierState, me: int, t: int, waited: int, arrived: int,
                timeout: float | None, mine: bool, f: FrameType) -> None:
         cause = self.cause
         broken_by, why, error = cause if cause is not None else (None, None, None)
@@ -110,7 +114,7 @@ class _BreakBook(BreakCauses):
         rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, broken_by, why, error, waited, arrived,
                  st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
 
-    def aborted(self, st: PrimState, me: int, t: int, waiting: int, f: FrameType) -> None:
+    def aborted(self, st: BarrierState, me: int, t: int, waiting: int, f: FrameType) -> None:
         rt.emit((OP_BARRIER_BROKEN, t, me, st.prim, me, "abort", None, None, waiting, None,
                  f.f_code, f.f_lineno))
 
@@ -149,7 +153,8 @@ class TracedBarrier(TracedProxy):
         install_break_hook(raw, book)
         super().__init__(raw)
         code, lineno = _site if _site is not None else user_site()
-        st = new_state(raw, "Barrier", name, code, lineno, {"parties": parties, "timeout": timeout})
+        st = new_state(BarrierState, raw, "Barrier", name, code, lineno,
+                       {"parties": parties, "timeout": timeout})
         new_books(st)
         st.break_book = book
         st.parties = parties

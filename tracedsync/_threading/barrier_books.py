@@ -28,7 +28,7 @@ from typing import Any
 
 from .._core import runtime as rt
 from .._core.ops import OP_BARRIER_WAIT, OP_GENERIC
-from .._core.state import PrimState
+from .._core.state import BarrierState
 from .proxy import plain_timeout
 
 _getframe = sys._getframe
@@ -71,12 +71,12 @@ class BreakCauses:
         just before."""
         raise NotImplementedError
 
-    def broken(self, st: PrimState, me: int, t: int, waited: int, arrived: int,
+    def broken(self, st: BarrierState, me: int, t: int, waited: int, arrived: int,
                timeout: float | None, mine: bool, f: FrameType) -> None:
         """Books (`count_broken`) and record for a wait that ended with the barrier broken."""
         raise NotImplementedError
 
-    def aborted(self, st: PrimState, me: int, t: int, waiting: int, f: FrameType) -> None:
+    def aborted(self, st: BarrierState, me: int, t: int, waiting: int, f: FrameType) -> None:
         """Record thread ``me``'s ``abort`` breaking the barrier."""
         raise NotImplementedError
 
@@ -97,7 +97,7 @@ def install_break_hook(raw: Any, causes: BreakCauses) -> None:
     raw._break = _break
 
 
-def wait_passed(st: PrimState, me: int, index: int, t0: int, arrived: int,
+def wait_passed(st: BarrierState, me: int, index: int, t0: int, arrived: int,
                 timeout: float | None) -> int:
     """Books and record for a wait that passed with ``index``; returns ``index``."""
     t1 = rt.now()
@@ -112,7 +112,7 @@ def wait_passed(st: PrimState, me: int, index: int, t0: int, arrived: int,
     return index
 
 
-def wait_raised(st: PrimState, me: int, exc: BaseException, t0: int, arrived: int,
+def wait_raised(st: BarrierState, me: int, exc: BaseException, t0: int, arrived: int,
                 timeout: float | None, breaks: int) -> None:
     """Books and record for a wait that raised ``exc``; ``breaks`` as before it."""
     t1 = rt.now()
@@ -126,7 +126,7 @@ def wait_raised(st: PrimState, me: int, exc: BaseException, t0: int, arrived: in
                  {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
 
 
-def count_broken(st: PrimState, waited: int, timed_out: bool) -> None:
+def count_broken(st: BarrierState, waited: int, timed_out: bool) -> None:
     """Books of a wait that ended with the barrier broken (``timed_out``: broken by its timeout)."""
     with st.books:
         st.waits += 1
@@ -136,7 +136,7 @@ def count_broken(st: PrimState, waited: int, timed_out: bool) -> None:
             st.wait_timeouts += 1
 
 
-def traced_abort(st: PrimState, me: int) -> None:
+def traced_abort(st: BarrierState, me: int) -> None:
     """``abort`` with tracing on: the real one, its books and its events."""
     raw = st.raw
     causes: BreakCauses = st.break_book
@@ -156,7 +156,7 @@ def traced_abort(st: PrimState, me: int) -> None:
         causes.aborted(st, me, t, waiting, f)
 
 
-def traced_reset(st: PrimState, me: int) -> None:
+def traced_reset(st: BarrierState, me: int) -> None:
     """``reset`` with tracing on: the real one, its books and its event."""
     waiting, was_broken = st.break_book.reset(st.raw, me)
     with st.books:
@@ -168,7 +168,7 @@ def traced_reset(st: PrimState, me: int) -> None:
                  f.f_code, f.f_lineno))
 
 
-def extra_stats(st: PrimState) -> dict[str, Any]:
+def extra_stats(st: BarrierState) -> dict[str, Any]:
     """The barrier's own statistics."""
     causes: BreakCauses = st.break_book
     with st.books:

@@ -30,7 +30,7 @@ from .._core import runtime as rt
 from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_MISUSE, OP_NOTIFY
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import PrimState, Statistics
+from .._core.state import ConditionState, LockState, Statistics
 from .._core.waits import forget, wait_cond
 from .locks import TracedRLock, _TracedLockBase, wrap_lock
 from .proxy import CopiedAsOriginal
@@ -63,10 +63,10 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
             lock = wrap_lock(lock, site=site)
         raw = RawCondition(lock)
         super().__init__(raw)
-        lock_st: PrimState | None = (
+        lock_st: LockState | None = (
             _lock_state(lock) if isinstance(lock, _TracedLockBase) else None
         )
-        st = new_state(raw, "Condition", name, site[0], site[1],
+        st = new_state(ConditionState, raw, "Condition", name, site[0], site[1],
                        {"lock": None if lock_st is None else lock_st.prim})
         st.lock = lock
         st.lock_state = lock_st
@@ -94,13 +94,13 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     # -- waiting -----------------------------------------------------------------------------
     def wait(self, timeout: float | None = None, *, _depth: int = 1) -> bool:
         """Wait until notified or until ``timeout`` seconds pass, exactly as ``threading``'s."""
-        st: PrimState = _get_state(self)
+        st: ConditionState = _get_state(self)
         if not rt.level:
             return st.raw.wait(timeout)  # type: ignore[no-any-return]
         me = rt.ident()
         f = _getframe(_depth)
         code, lineno = f.f_code, f.f_lineno
-        lock_st: PrimState | None = st.lock_state
+        lock_st: LockState | None = st.lock_state
         saved = lock_st.depth if lock_st is not None and lock_st.owner == me else 0
         waiters = st.waiters
         waiters.append(me)
@@ -152,7 +152,7 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     # -- notifying ---------------------------------------------------------------------------
     def notify(self, n: int = 1) -> None:
         """Wake up to ``n`` waiters, exactly as ``threading``'s, and record whom."""
-        st: PrimState = _get_state(self)
+        st: ConditionState = _get_state(self)
         if not rt.level:
             return st.raw.notify(n)  # type: ignore[no-any-return]
         _notify(st, n, False)
@@ -160,7 +160,7 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
 
     def notify_all(self) -> None:
         """Wake every waiter, exactly as ``threading``'s, and record whom."""
-        st: PrimState = _get_state(self)
+        st: ConditionState = _get_state(self)
         if not rt.level:
             return st.raw.notify_all()  # type: ignore[no-any-return]
         _notify(st, None, True)
@@ -178,17 +178,17 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         return _get_state(self).statistics()
 
     def __repr__(self) -> str:
-        st: PrimState = _get_state(self)
+        st: ConditionState = _get_state(self)
         r = repr(st.raw)
         extra = f" traced={st.prim}" + ("" if st.name is None else f" name={st.name!r}")
         return r[:-1] + extra + ">"
 
 
-_get_state: Callable[[Any], PrimState] = vars(TracedCondition)["_self_state"].__get__
-_lock_state: Callable[[Any], PrimState] = vars(_TracedLockBase)["_self_state"].__get__
+_get_state: Callable[[Any], ConditionState] = vars(TracedCondition)["_self_state"].__get__
+_lock_state: Callable[[Any], LockState] = vars(_TracedLockBase)["_self_state"].__get__
 
 
-def waiters_owned(st: PrimState) -> bool:
+def waiters_owned(st: ConditionState) -> bool:
     """Whether the condition's lock is owned by the caller (threading's own test)."""
     try:
         return bool(st.raw._is_owned())
@@ -203,7 +203,7 @@ def _forget(waiters: list[int], me: int) -> None:
         pass
 
 
-def _notify(st: PrimState, n: int | None, is_all: bool) -> None:
+def _notify(st: ConditionState, n: int | None, is_all: bool) -> None:
     raw = st.raw
     me = rt.ident()
     present = len(raw._waiters)

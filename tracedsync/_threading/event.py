@@ -16,15 +16,20 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import PrimState
+from .._core.state import EventState
 from .._core.waits import forget, wait_other
-from .proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
+from .proxy import TracedProxy, new_books, plain_timeout, untraced
+from .proxy import get_state as _get_any_state
+
+get_state = cast("Callable[[Any], EventState]", _get_any_state)
+"""The state of one of this module's proxies (always a `EventState`)."""
 
 _getframe = sys._getframe
 FULL = rt.FULL
@@ -42,7 +47,7 @@ class TracedEvent(TracedProxy):
         raw = untraced(RawEvent)
         super().__init__(raw)
         code, lineno = _site if _site is not None else user_site()
-        st = new_state(raw, "Event", name, code, lineno)
+        st = new_state(EventState, raw, "Event", name, code, lineno)
         new_books(st)
         st.extra_stats = _extra_stats
         self._self_state = st
@@ -71,7 +76,7 @@ class TracedEvent(TracedProxy):
             rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": st.prim}, code, lineno))
 
 
-def _flip(st: PrimState, flag: bool) -> None:
+def _flip(st: EventState, flag: bool) -> None:
     """set() (``flag`` true) or clear() on the real event, then books and record. Called by
     the twins' set and clear (the frame two up is their caller)."""
     raw = st.raw
@@ -93,7 +98,7 @@ def _flip(st: PrimState, flag: bool) -> None:
         rt.emit((OP_EVENT_SET, rt.now(), rt.ident(), st.prim, flag, was, f.f_code, f.f_lineno))
 
 
-def _wait(st: PrimState, timeout: float | None, always: bool) -> bool:
+def _wait(st: EventState, timeout: float | None, always: bool) -> bool:
     """wait(timeout) on the real event, timed, then books and record. Called by the twins'
     wait (the frame two up is their caller). ``always``: enter the wait-for graph even when
     the flag is already set (multiprocessing's twin); else only when about to block."""
@@ -133,7 +138,7 @@ def _wait(st: PrimState, timeout: float | None, always: bool) -> bool:
     return result  # type: ignore[no-any-return]
 
 
-def _extra_stats(st: PrimState) -> dict[str, Any]:
+def _extra_stats(st: EventState) -> dict[str, Any]:
     with st.books:
         return {"sets": st.sets, "clears": st.clears, "flag": st.raw.is_set()}
 

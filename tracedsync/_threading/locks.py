@@ -30,7 +30,7 @@ from .._core import runtime as rt
 from .._core.ops import OP_ACQUIRE, OP_GENERIC, OP_MISUSE, OP_RELEASE, OP_RESTORE, OP_SAVE
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import PrimState, Statistics
+from .._core.state import LockState, Statistics
 from .._core.waits import forget, wait_lock, wait_restore
 from .proxy import CopiedAsOriginal
 
@@ -66,7 +66,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
             wrapped = self._new_raw()
         super().__init__(wrapped)
         code, lineno = _site if _site is not None else user_site()
-        st = new_state(wrapped, self._kind, name, code, lineno)
+        st = new_state(LockState, wrapped, self._kind, name, code, lineno)
         st.reentrant = self._reentrant
         self._self_state = st
 
@@ -77,7 +77,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     # -- acquire -----------------------------------------------------------------------------
     def acquire(self, blocking: bool = True, timeout: float = -1, *, _depth: int = 1) -> bool:
         """Acquire the lock, exactly as ``threading``'s does, and record it."""
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         level = rt.level
         if level and blocking is True and timeout == -1 and st.acquire(False):
             try:
@@ -103,7 +103,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         return _acquire_slow(st, blocking, timeout, _depth + 1)
 
     def __enter__(self, _depth: int = 1) -> bool:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         level = rt.level
         if level and st.acquire(False):
             try:
@@ -131,7 +131,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
     # -- release -----------------------------------------------------------------------------
     def release(self) -> None:
         """Release the lock, exactly as ``threading``'s does, and record it."""
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         if not rt.level:
             return st.release()  # type: ignore[no-any-return]
         try:
@@ -170,7 +170,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
 
     # -- the rest of the lock API ------------------------------------------------------------
     def _at_fork_reinit(self) -> None:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         st.raw._at_fork_reinit()
         st.owner = None
         st.depth = 0
@@ -180,22 +180,22 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
 
     def statistics(self) -> Statistics:
         """A snapshot of this lock's counters."""
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         return st.statistics()
 
     def __repr__(self) -> str:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         r = repr(st.raw)
         extra = f" traced={st.prim}" + ("" if st.name is None else f" name={st.name!r}")
         return r[:-1] + extra + ">"
 
 
 # The slot's descriptor, read once: calling its __get__ skips wrapt's getattro.
-_get_state: Callable[[Any], PrimState] = vars(_TracedLockBase)["_self_state"].__get__
+_get_state: Callable[[Any], LockState] = vars(_TracedLockBase)["_self_state"].__get__
 
 
 
-def _acquire_slow(st: PrimState, blocking: bool, timeout: float, fdepth: int) -> bool:
+def _acquire_slow(st: LockState, blocking: bool, timeout: float, fdepth: int) -> bool:
     """Every acquire that is not an uncontended one with the default arguments."""
     level = rt.level
     if not level:
@@ -243,7 +243,7 @@ def _acquire_slow(st: PrimState, blocking: bool, timeout: float, fdepth: int) ->
 
 
 def _booked(
-    st: PrimState,
+    st: LockState,
     ok: bool,
     fdepth: int,
     blocking: bool,
@@ -279,7 +279,7 @@ def _booked(
     return ok
 
 
-def _release_unbooked(st: PrimState, me: int) -> None:
+def _release_unbooked(st: LockState, me: int) -> None:
     """A release our books say is not the caller's to make: let the real lock decide."""
     try:
         st.release()
@@ -293,14 +293,14 @@ def _release_unbooked(st: PrimState, me: int) -> None:
         rt.emit((OP_RELEASE, rt.now(), me, st.prim, 0, None))
 
 
-def _misuse(st: PrimState, me: int, what: str, exc: BaseException) -> None:
+def _misuse(st: LockState, me: int, what: str, exc: BaseException) -> None:
     st.misuse += 1
     code, lineno = user_site()
     rt.emit((OP_MISUSE, rt.now(), me, st.prim, what, str(exc), code, lineno))
 
 
 # -- the Condition protocol --------------------------------------------------------------------
-def _release_save_booked(st: PrimState, me: int, saved: int) -> int:
+def _release_save_booked(st: LockState, me: int, saved: int) -> int:
     """Books for a full release before a condition wait; returns the hold time."""
     t = rt.now()
     hold = t - st.t_hold
@@ -310,13 +310,13 @@ def _release_save_booked(st: PrimState, me: int, saved: int) -> int:
     return hold
 
 
-def _record_save(st: PrimState, me: int, saved: int, hold: int) -> None:
+def _record_save(st: LockState, me: int, saved: int, hold: int) -> None:
     if rt.level == FULL:
         code, lineno = user_site()
         rt.emit((OP_SAVE, rt.now(), me, st.prim, saved, hold, code, lineno))
 
 
-def _restore_booked(st: PrimState, me: int, depth: int, t0: int, blocked_by: int | None) -> None:
+def _restore_booked(st: LockState, me: int, depth: int, t0: int, blocked_by: int | None) -> None:
     t1 = rt.now()
     wait = t1 - t0
     st.owner = me
@@ -350,11 +350,11 @@ class TracedLock(_TracedLockBase):
 
     def _is_owned(self) -> bool:
         # threading.Condition's fallback: "owned" means locked by anyone.
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         return st.raw.locked()  # type: ignore[no-any-return]
 
     def _release_save(self) -> None:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         if not rt.level:
             return st.release()  # type: ignore[no-any-return]
         me = rt.ident()
@@ -371,7 +371,7 @@ class TracedLock(_TracedLockBase):
         return None
 
     def _acquire_restore(self, state: Any) -> None:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         if not rt.level:
             st.acquire()
             return
@@ -401,11 +401,11 @@ class TracedRLock(_TracedLockBase):
         return RawRLock()
 
     def _is_owned(self) -> bool:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         return st.raw._is_owned()  # type: ignore[no-any-return]
 
     def _release_save(self) -> Any:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         if not rt.level:
             return st.raw._release_save()
         me = rt.ident()
@@ -426,7 +426,7 @@ class TracedRLock(_TracedLockBase):
         return state
 
     def _acquire_restore(self, state: Any) -> None:
-        st: PrimState = _get_state(self)
+        st: LockState = _get_state(self)
         if not rt.level:
             st.raw._acquire_restore(state)
             return
@@ -485,7 +485,7 @@ def _install_speedups() -> bool:
         from .._core import _speedups  # type: ignore[attr-defined]
     except ImportError:
         return False
-    _speedups.install(_TracedLockBase, PrimState, rt, _acquire_slow, _release_unbooked,
+    _speedups.install(_TracedLockBase, LockState, rt, _acquire_slow, _release_unbooked,
                       OP_ACQUIRE, OP_RELEASE)
     return True
 

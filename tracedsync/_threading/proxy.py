@@ -24,12 +24,12 @@ from typing import Any, TypeVar
 import wrapt
 
 from .._core import runtime as rt
-from .._core.state import PrimState, Statistics
+from .._core.state import BarrierState, EventState, PrimState, SemaphoreState, Statistics
 
 T = TypeVar("T")
 TIMEOUT_MAX = threading.TIMEOUT_MAX
 _allocate_lock = _thread.allocate_lock
-_with_books: weakref.WeakSet[PrimState] = weakref.WeakSet()
+_with_books: weakref.WeakSet[SemaphoreState | EventState | BarrierState] = weakref.WeakSet()
 
 
 def untraced(factory: Callable[..., T], *args: Any) -> T:
@@ -43,7 +43,7 @@ def untraced(factory: Callable[..., T], *args: Any) -> T:
         guard.on = was
 
 
-def new_books(st: PrimState) -> None:
+def new_books(st: SemaphoreState | EventState | BarrierState) -> None:
     """Give ``st`` its own raw lock for multi-writer counters."""
     st.books = _allocate_lock()
     _with_books.add(st)

@@ -34,15 +34,19 @@ from __future__ import annotations
 import sys
 import threading
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC, OP_MISUSE, OP_SEM_ACQUIRE, OP_SEM_RELEASE
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import PrimState
+from .._core.state import SemaphoreState
 from .._core.waits import forget, wait_sem
-from .proxy import TracedProxy, get_state, new_books, plain_timeout, untraced
+from .proxy import TracedProxy, new_books, plain_timeout, untraced
+from .proxy import get_state as _get_any_state
+
+get_state = cast("Callable[[Any], SemaphoreState]", _get_any_state)
+"""The state of one of this module's proxies (always a `SemaphoreState`)."""
 
 _getframe = sys._getframe
 FULL = rt.FULL
@@ -51,15 +55,15 @@ FULL = rt.FULL
 RawSemaphore = threading.Semaphore
 RawBoundedSemaphore = threading.BoundedSemaphore
 
-Permits = Callable[[PrimState], int | None]
+Permits = Callable[[SemaphoreState], int | None]
 """How a twin reads the permits left in the real semaphore (a snapshot, for events)."""
 
 
-def _permits(st: PrimState) -> int:
+def _permits(st: SemaphoreState) -> int:
     return st.raw._value  # type: ignore[no-any-return]
 
 
-def _max_permits(st: PrimState) -> int:
+def _max_permits(st: SemaphoreState) -> int:
     return st.raw._initial_value  # type: ignore[no-any-return]
 
 
@@ -80,7 +84,7 @@ class TracedSemaphore(TracedProxy):
         raw = untraced(self._raw_class, value)
         super().__init__(raw)
         code, lineno = _site if _site is not None else user_site()
-        st = new_state(raw, self._kind, name, code, lineno, {"value": value})
+        st = new_state(SemaphoreState, raw, self._kind, name, code, lineno, {"value": value})
         new_books(st)
         st.extra_stats = _extra_stats
         self._self_state = st
@@ -151,7 +155,7 @@ class TracedBoundedSemaphore(TracedSemaphore):
 
 
 
-def _acquire_slow(st: PrimState, blocking: bool, timeout: float | None, fdepth: int) -> bool:
+def _acquire_slow(st: SemaphoreState, blocking: bool, timeout: float | None, fdepth: int) -> bool:
     """Every acquire whose first non-blocking try did not succeed (or that is non-blocking)."""
     if not blocking:
         ok = st.raw.acquire(blocking, timeout)  # the real one validates and answers
@@ -159,7 +163,7 @@ def _acquire_slow(st: PrimState, blocking: bool, timeout: float | None, fdepth: 
     return _acquire_blocked(st, blocking, timeout, plain_timeout(timeout), fdepth + 1, _permits)
 
 
-def _acquire_blocked(st: PrimState, blocking: Any, timeout: Any, plain: bool, fdepth: int,
+def _acquire_blocked(st: SemaphoreState, blocking: Any, timeout: Any, plain: bool, fdepth: int,
                      permits: Permits) -> bool:
     """A blocking acquire that found no permit: the real ``acquire(blocking, timeout)``
     (``st.acquire``), in the wait-for graph meanwhile, timed, booked and recorded. ``plain``:
@@ -188,7 +192,7 @@ def _acquire_blocked(st: PrimState, blocking: Any, timeout: Any, plain: bool, fd
 
 
 def _booked(
-    st: PrimState,
+    st: SemaphoreState,
     ok: bool,
     contended: bool,
     wait: int,
@@ -223,7 +227,7 @@ def _booked(
     return ok
 
 
-def _release(st: PrimState, n: int) -> None:
+def _release(st: SemaphoreState, n: int) -> None:
     """release(n) on the real semaphore, then the books: the caller's own permits first."""
     raw = st.raw
     if not rt.level:
@@ -237,7 +241,7 @@ def _release(st: PrimState, n: int) -> None:
     _released(st, n, 3, _permits)
 
 
-def _refused(st: PrimState, n: int, exc: BaseException, fdepth: int) -> None:
+def _refused(st: SemaphoreState, n: int, exc: BaseException, fdepth: int) -> None:
     """The real release(n) raised ValueError ``exc``: the over-release of a BoundedSemaphore
     is recorded as misuse. Both twins (multiprocessing's releases one: ``n`` 1)."""
     # The original checks n >= 1 first; any other ValueError from a bounded semaphore with a
@@ -250,7 +254,7 @@ def _refused(st: PrimState, n: int, exc: BaseException, fdepth: int) -> None:
                  f.f_code, f.f_lineno))
 
 
-def _released(st: PrimState, n: int, fdepth: int, permits: Permits) -> None:
+def _released(st: SemaphoreState, n: int, fdepth: int, permits: Permits) -> None:
     """The books after a real release of ``n`` permits, and its event. Both twins."""
     try:
         me = rt.tls.ident
@@ -293,11 +297,11 @@ def _take_from_others(held: dict[int, int], me: int, rest: int) -> int:
     return others
 
 
-def _extra_stats(st: PrimState) -> dict[str, Any]:
+def _extra_stats(st: SemaphoreState) -> dict[str, Any]:
     return _sem_stats(st, _permits, _max_permits)
 
 
-def _sem_stats(st: PrimState, permits: Permits, max_permits: Permits) -> dict[str, Any]:
+def _sem_stats(st: SemaphoreState, permits: Permits, max_permits: Permits) -> dict[str, Any]:
     """The ``stats`` fields of a semaphore: permits left, releases, holders. Both twins."""
     with st.books:
         held_by = tuple(st.held.items())
