@@ -264,50 +264,53 @@ class SemaphoreState(PrimState):
                 "failed": self.failed, "wait_ns": self.wait_ns}
 
 
-class EventState(PrimState):
-    """An Event: sets, clears, waits."""
+class _WaitedState(PrimState):
+    """What an Event and a Barrier share: waits, their time, and the raw ``books`` lock for the
+    counters several threads update at once."""
 
-    __slots__ = ("books", "clears", "sets", "wait_ns", "wait_timeouts", "waits")
+    __slots__ = ("books", "wait_ns", "wait_timeouts", "waits")
 
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         super().__init__(raw, prim, kind, name)
         self.books: Any = None
-        self.sets = 0
-        self.clears = 0
         self.waits = 0
         self.wait_timeouts = 0
         self.wait_ns = 0
 
-    COUNTERS = ("misuse", "sets", "clears", "waits", "wait_timeouts", "wait_ns")
+    COUNTERS: tuple[str, ...] = ("misuse", "waits", "wait_timeouts", "wait_ns")
 
     def counters(self) -> dict[str, Any]:
         return {"waits": self.waits, "wait_timeouts": self.wait_timeouts, "wait_ns": self.wait_ns}
 
 
-class BarrierState(PrimState):
-    """A Barrier: waits, and why it broke (noted under the barrier's own lock)."""
+class EventState(_WaitedState):
+    """An Event: sets, clears, waits."""
 
-    __slots__ = ("aborts", "books", "break_book", "broken_waits", "default_timeout", "parties",
-                 "resets", "wait_ns", "wait_timeouts", "waits")
+    __slots__ = ("clears", "sets")
 
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         super().__init__(raw, prim, kind, name)
-        self.books: Any = None
+        self.sets = 0
+        self.clears = 0
+
+    COUNTERS = (*_WaitedState.COUNTERS, "sets", "clears")
+
+
+class BarrierState(_WaitedState):
+    """A Barrier: waits, and why it broke (noted under the barrier's own lock)."""
+
+    __slots__ = ("aborts", "break_book", "broken_waits", "default_timeout", "parties", "resets")
+
+    def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
+        super().__init__(raw, prim, kind, name)
         self.parties = 0
         self.default_timeout: float | None = None
         self.break_book: Any = None
-        self.waits = 0
-        self.wait_timeouts = 0
-        self.wait_ns = 0
         self.broken_waits = 0
         self.aborts = 0
         self.resets = 0
 
-    COUNTERS = ("misuse", "waits", "wait_timeouts", "wait_ns", "broken_waits", "aborts",
-                "resets")
-
-    def counters(self) -> dict[str, Any]:
-        return {"waits": self.waits, "wait_timeouts": self.wait_timeouts, "wait_ns": self.wait_ns}
+    COUNTERS = (*_WaitedState.COUNTERS, "broken_waits", "aborts", "resets")
 
 
 class ValueState(PrimState):

@@ -41,20 +41,16 @@ from typing import Any, cast
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.state import BarrierState
-from .._core.waits import forget, wait_other
+from .._threading.barrier import BarrierMethods
 from .._threading.barrier_books import (
     BreakCauses,
     count_broken,
     extra_stats,
     install_break_hook,
-    traced_abort,
-    traced_reset,
-    wait_passed,
-    wait_raised,
 )
-from .._threading.proxy import new_books, plain_timeout
+from .._threading.proxy import get_state as _get_any_state
+from .._threading.proxy import new_books
 from .base import MpProxy
-from .base import get_state as _get_any_state
 from .owner import owner_word, split
 
 get_state = cast("Callable[[Any], BarrierState]", _get_any_state)
@@ -171,7 +167,7 @@ class _SharedCauses(BreakCauses):
                   "n_waiting": waiting}, f.f_code, f.f_lineno))
 
 
-class TracedMpBarrier(MpProxy):
+class TracedMpBarrier(BarrierMethods, MpProxy):
     """A traced ``multiprocessing.Barrier``: same behaviour, plus each pass, and who broke it
     (in which process) and why."""
 
@@ -193,56 +189,3 @@ class TracedMpBarrier(MpProxy):
 
     def _shared(self) -> Any:
         return get_state(self).ext
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until ``parties`` threads wait, exactly as multiprocessing's does; record it."""
-        st = get_state(self)
-        raw = st.raw
-        if not rt.level:
-            return raw.wait(timeout)  # type: ignore[no-any-return]
-        me = rt.ident()
-        breaks = st.ext[BREAKS]
-        arrived = raw.n_waiting
-        t0 = rt.now()
-        try:
-            wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
-                       _getframe(1))  # in the wait-for graph while waiting (_detect.py)
-            try:
-                index = raw.wait(timeout)
-            finally:
-                forget(me)
-        except BaseException as exc:
-            wait_raised(st, me, exc, t0, arrived, timeout, breaks)
-            raise
-        return wait_passed(st, me, index, t0, arrived, timeout)
-
-    def abort(self) -> None:
-        """Break the barrier, exactly as multiprocessing's ``abort``; record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.abort()
-            return
-        traced_abort(st, rt.ident())
-
-    def reset(self) -> None:
-        """Return the barrier to its empty state, exactly as multiprocessing's ``reset``."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.reset()
-            return
-        traced_reset(st, rt.ident())
-
-    @property
-    def parties(self) -> int:
-        """The number of parties required to pass the barrier."""
-        return get_state(self).raw.parties  # type: ignore[no-any-return]
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of parties waiting at the barrier now."""
-        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return get_state(self).raw.broken  # type: ignore[no-any-return]

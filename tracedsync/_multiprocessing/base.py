@@ -37,12 +37,11 @@ from collections.abc import Callable
 from types import CodeType
 from typing import Any, TypeVar
 
-import wrapt
-
 from .._core import registry as _registry
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
-from .._core.state import PrimState, Statistics, state_class
+from .._core.state import PrimState, state_class
+from .._threading.proxy import StateProxy, get_state
 
 T = TypeVar("T")
 S = TypeVar("S", bound=PrimState)
@@ -159,21 +158,17 @@ def new_state(
 
 
 # -- the proxy base -------------------------------------------------------------------------------
-class MpProxy(wrapt.BaseObjectProxy[Any]):
+class MpProxy(StateProxy):
     """Common base of the traced multiprocessing proxies. Not for direct use.
 
     Built from a real object and its state; pickles as described in the module note.
     """
 
-    __slots__ = ("_self_state",)
+    __slots__ = ()
 
     def __init__(self, raw: Any, st: PrimState) -> None:
         super().__init__(raw)
         self._self_state = st
-
-    def statistics(self) -> Statistics:
-        """A snapshot of this primitive's counters, as seen by this process."""
-        return get_state(self).statistics()
 
     def __repr__(self) -> str:
         # The original's repr with our id before its closing bracket:
@@ -210,9 +205,6 @@ class MpProxy(wrapt.BaseObjectProxy[Any]):
         """Prepare a state for the real object (in the creating process, or in a child that
         received it: ``shared`` is then what `_shared` sent)."""
 
-
-get_state: Callable[[MpProxy], PrimState] = MpProxy.__dict__["_self_state"].__get__
-"""The slot's own descriptor, captured once: cheaper than ``self._self_state`` on a proxy."""
 
 
 def _rebuild(

@@ -32,8 +32,8 @@ from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_GENERIC, OP_MISUSE
 from .._core.sites import user_site
 from .._core.state import ConditionState, LockState
 from .._core.waits import forget, wait_cond
+from .._threading.proxy import get_state as _get_any_state
 from .base import MpProxy
-from .base import get_state as _get_any_state
 from .locks import _MpLockBase, acquire_restore, release_save
 
 get_state = cast("Callable[[Any], ConditionState]", _get_any_state)

@@ -35,9 +35,9 @@ from .._core.sites import user_frame, user_site
 from .._core.state import LockState
 from .._core.waits import forget, waiting
 from .._threading.locks import _misuse
+from .._threading.proxy import get_state as _get_any_state
 from . import wait_table as _xwaits
 from .base import MpProxy, given_args, new_state, reset_in_fork_child
-from .base import get_state as _get_any_state
 from .owner import DEPTH, OWNER, new_record, owner_word, split
 
 get_state = cast("Callable[[Any], LockState]", _get_any_state)

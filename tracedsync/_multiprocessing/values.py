@@ -36,9 +36,9 @@ from .._core import runtime as rt
 from .._core.ops import OP_RMW, OP_VALUE
 from .._core.state import LockState, ValueState
 from .._threading.locks import _TracedLockBase
+from .._threading.proxy import get_state as _get_any_state
 from . import rmw
 from .base import MpProxy, attach_state, reset_in_fork_child
-from .base import get_state as _get_any_state
 from .locks import _MpLockBase, _release, _took, acquire_slow
 
 get_state = cast("Callable[[Any], ValueState]", _get_any_state)
@@ -71,7 +71,7 @@ class _ValueBooks:
             self.real_lock = self.lock_state.raw
         elif isinstance(lock, _TracedLockBase):
             self.lock_kind = _THREADING
-            lst = self.lock_state = _threading_state(lock)
+            lst = self.lock_state = _lock_state(lock)
             self.owned = lambda: lst.owner == rt.ident() and lst.depth > 0
             self.real_lock = lst.raw
         else:
@@ -87,7 +87,6 @@ class _ValueBooks:
         self.rmws = 0
 
 
-_threading_state: Any = _TracedLockBase.__dict__["_self_state"].__get__
 
 
 def _unknown() -> None:

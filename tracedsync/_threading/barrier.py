@@ -133,7 +133,68 @@ def _watch_action(action: Callable[[], None], book: _BreakBook) -> Callable[[], 
 
 
 
-class TracedBarrier(TracedProxy):
+class BarrierMethods:
+    """The methods of the traced Barriers (threading's and multiprocessing's): the real barrier
+    does the work, exactly as the original; passes and breaks are recorded (see the design
+    note; each barrier's `BreakCauses` says where a break's cause is kept)."""
+
+    __slots__ = ()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` parties wait, exactly as the original; record it."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            return raw.wait(timeout)  # type: ignore[no-any-return]
+        me = rt.ident()
+        breaks = st.break_book.breaks()
+        arrived = raw.n_waiting
+        t0 = rt.now()
+        # In the wait-for graph while waiting (for snapshots and long waits).
+        wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
+                   _getframe(1))
+        try:
+            index = raw.wait(timeout)
+        except BaseException as exc:
+            forget(me)
+            wait_raised(st, me, exc, t0, arrived, timeout, breaks)
+            raise
+        forget(me)
+        return wait_passed(st, me, index, t0, arrived, timeout)
+
+    def abort(self) -> None:
+        """Break the barrier, exactly as the original's ``abort``; record it."""
+        st = get_state(self)
+        if not rt.level:
+            st.raw.abort()
+            return
+        traced_abort(st, rt.ident())
+
+    def reset(self) -> None:
+        """Return the barrier to its empty state, exactly as the original's ``reset``."""
+        st = get_state(self)
+        if not rt.level:
+            st.raw.reset()
+            return
+        traced_reset(st, rt.ident())
+
+    @property
+    def parties(self) -> int:
+        """The number of parties required to pass the barrier."""
+        return get_state(self).raw.parties  # type: ignore[no-any-return]
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of parties waiting at the barrier now."""
+        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return get_state(self).raw.broken  # type: ignore[no-any-return]
+
+
+class TracedBarrier(BarrierMethods, TracedProxy):
     """A traced ``threading.Barrier``: same behaviour, plus each pass and who broke it, and why."""
 
     __slots__ = ()
@@ -161,59 +222,6 @@ class TracedBarrier(TracedProxy):
         st.default_timeout = timeout
         st.extra_stats = extra_stats
         self._self_state = st
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until ``parties`` threads wait, exactly as ``threading``'s does; record it."""
-        st = get_state(self)
-        raw = st.raw
-        if not rt.level:
-            return raw.wait(timeout)  # type: ignore[no-any-return]
-        me = rt.ident()
-        breaks = st.break_book.count
-        arrived = raw.n_waiting
-        t0 = rt.now()
-        # In the wait-for graph while waiting (_detect.py; for snapshots and long waits).
-        wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
-                   _getframe(1))
-        try:
-            index = raw.wait(timeout)
-        except BaseException as exc:
-            forget(me)
-            wait_raised(st, me, exc, t0, arrived, timeout, breaks)
-            raise
-        forget(me)
-        return wait_passed(st, me, index, t0, arrived, timeout)
-
-    def abort(self) -> None:
-        """Break the barrier, exactly as ``threading``'s ``abort``; record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.abort()
-            return
-        traced_abort(st, rt.ident())
-
-    def reset(self) -> None:
-        """Return the barrier to its empty state, exactly as ``threading``'s ``reset``."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.reset()
-            return
-        traced_reset(st, rt.ident())
-
-    @property
-    def parties(self) -> int:
-        """The number of threads required to pass the barrier."""
-        return get_state(self).raw.parties  # type: ignore[no-any-return]
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of threads waiting at the barrier now."""
-        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return get_state(self).raw.broken  # type: ignore[no-any-return]
 
 
 def Barrier(

@@ -22,18 +22,16 @@ import threading
 import time
 import warnings
 from collections.abc import Callable
-from typing import Any, TypeVar
-
-import wrapt
+from typing import Any, TypeVar, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_MISUSE, OP_NOTIFY
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import ConditionState, LockState, Statistics
+from .._core.state import ConditionState, LockState
 from .._core.waits import forget, wait_cond
 from .locks import TracedRLock, _TracedLockBase, wrap_lock
-from .proxy import CopiedAsOriginal
+from .proxy import CopiedAsOriginal, StateProxy, get_state
 
 T = TypeVar("T")
 RawCondition = threading.Condition
@@ -42,12 +40,12 @@ _monotonic = time.monotonic
 
 
 
-class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
+class TracedCondition(CopiedAsOriginal, StateProxy):
     """A traced ``threading.Condition``. ``lock`` may be a traced or a real lock (a real one is
     wrapped, so acquisitions through the condition are recorded), or None for a new traced RLock.
     """
 
-    __slots__ = ("_self_state",)
+    __slots__ = ()
 
     def __init__(
         self,
@@ -173,10 +171,6 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         self.notify_all()
 
     # -- introspection -----------------------------------------------------------------------
-    def statistics(self) -> Statistics:
-        """A snapshot of this condition's counters (its lock has its own)."""
-        return _get_state(self).statistics()
-
     def __repr__(self) -> str:
         st: ConditionState = _get_state(self)
         r = repr(st.raw)
@@ -184,8 +178,8 @@ class TracedCondition(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         return r[:-1] + extra + ">"
 
 
-_get_state: Callable[[Any], ConditionState] = vars(TracedCondition)["_self_state"].__get__
-_lock_state: Callable[[Any], LockState] = vars(_TracedLockBase)["_self_state"].__get__
+_get_state = cast("Callable[[Any], ConditionState]", get_state)
+_lock_state = cast("Callable[[Any], LockState]", get_state)
 
 
 def waiters_owned(st: ConditionState) -> bool:

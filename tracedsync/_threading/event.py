@@ -6,10 +6,10 @@ snapshots: another thread may set or clear the flag between the read and the rea
 ``already_set`` wait can, rarely, have blocked, and the reverse. Counters several threads update
 are kept under the primitive's raw ``books`` lock.
 
-The multiprocessing twin (`_mp_event.py`) shares all of it: its methods call `_flip` and `_wait`
-with its own state, so both record the same events from the same code. The one difference is
-the ``always`` argument of `_wait`: threading's event enters the wait-for graph only when the
-flag is clear (about to block), multiprocessing's on every wait.
+The multiprocessing twin (`tracedsync._multiprocessing.event`) shares all of it: both proxies
+take their methods from `EventMethods`, so both record the same events from the same code. The
+one difference is `EventMethods.register_always`: threading's event enters the wait-for graph
+only when the flag is clear (about to block), multiprocessing's on every wait.
 """
 
 from __future__ import annotations
@@ -38,7 +38,32 @@ RawEvent = threading.Event
 
 
 
-class TracedEvent(TracedProxy):
+class EventMethods:
+    """The methods of the traced Events (threading's and multiprocessing's): the real event
+    does the work, exactly as the original; each call is recorded."""
+
+    __slots__ = ()
+    register_always = False
+    """Whether a wait enters the wait-for graph even when the flag is already set."""
+
+    def is_set(self) -> bool:
+        """Whether the flag is set."""
+        return get_state(self).raw.is_set()  # type: ignore[no-any-return]
+
+    def set(self) -> None:
+        """Set the flag and wake every waiter, exactly as the original; record it."""
+        _flip(get_state(self), True)
+
+    def clear(self) -> None:
+        """Clear the flag, exactly as the original; record it."""
+        _flip(get_state(self), False)
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Wait until the flag is set or ``timeout`` passes, exactly as the original."""
+        return _wait(get_state(self), timeout, self.register_always)
+
+
+class TracedEvent(EventMethods, TracedProxy):
     """A traced ``threading.Event``: same behaviour, plus who set, cleared and waited."""
 
     __slots__ = ()
@@ -51,22 +76,6 @@ class TracedEvent(TracedProxy):
         new_books(st)
         st.extra_stats = _extra_stats
         self._self_state = st
-
-    def is_set(self) -> bool:
-        """Whether the flag is set (``threading.Event.is_set``)."""
-        return get_state(self).raw.is_set()  # type: ignore[no-any-return]
-
-    def set(self) -> None:
-        """Set the flag and wake every waiter, exactly as ``threading``'s does; record it."""
-        _flip(get_state(self), True)
-
-    def clear(self) -> None:
-        """Clear the flag, exactly as ``threading``'s does; record it."""
-        _flip(get_state(self), False)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the flag is set or ``timeout`` passes, exactly as ``threading``'s does."""
-        return _wait(get_state(self), timeout, False)
 
     def _at_fork_reinit(self) -> None:
         st = get_state(self)

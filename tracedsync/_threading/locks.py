@@ -24,15 +24,13 @@ import threading
 from collections.abc import Callable
 from typing import Any, cast
 
-import wrapt
-
 from .._core import runtime as rt
 from .._core.ops import OP_ACQUIRE, OP_GENERIC, OP_MISUSE, OP_RELEASE, OP_RESTORE, OP_SAVE
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import LockState, Statistics
+from .._core.state import LockState
 from .._core.waits import forget, wait_lock, wait_restore
-from .proxy import CopiedAsOriginal
+from .proxy import CopiedAsOriginal, StateProxy, get_state
 
 _getframe = sys._getframe
 FULL = rt.FULL
@@ -48,10 +46,10 @@ _RAW_RLOCK_TYPES: tuple[type, ...] = tuple(
 )
 
 
-class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
+class _TracedLockBase(CopiedAsOriginal, StateProxy):
     """Common code of `TracedLock` and `TracedRLock`. Not for direct use."""
 
-    __slots__ = ("_self_state",)
+    __slots__ = ()
     _kind = "Lock"
     _reentrant = False
 
@@ -178,11 +176,6 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
             code, lineno = user_site()
             rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": st.prim}, code, lineno))
 
-    def statistics(self) -> Statistics:
-        """A snapshot of this lock's counters."""
-        st: LockState = _get_state(self)
-        return st.statistics()
-
     def __repr__(self) -> str:
         st: LockState = _get_state(self)
         r = repr(st.raw)
@@ -191,7 +184,7 @@ class _TracedLockBase(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
 
 
 # The slot's descriptor, read once: calling its __get__ skips wrapt's getattro.
-_get_state: Callable[[Any], LockState] = vars(_TracedLockBase)["_self_state"].__get__
+_get_state = cast("Callable[[Any], LockState]", get_state)
 
 
 

@@ -85,14 +85,25 @@ class CopiedAsOriginal:
         return self.__wrapped__.__reduce_ex__(protocol)
 
 
-class TracedProxy(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
-    """Common base of `TracedSemaphore`, `TracedEvent` and `TracedBarrier`. Not for direct use."""
+class StateProxy(wrapt.BaseObjectProxy[Any]):
+    """The wrapt base of every traced proxy, threading's and multiprocessing's: the real object,
+    and its state in one ``_self_state`` slot (read with `get_state`). Not for direct use."""
 
     __slots__ = ("_self_state",)
 
     def statistics(self) -> Statistics:
-        """A snapshot of this primitive's counters."""
+        """A snapshot of this primitive's counters (as seen by this process)."""
         return get_state(self).statistics()
+
+
+get_state: Callable[[StateProxy], PrimState] = StateProxy.__dict__["_self_state"].__get__
+"""The slot's own descriptor, captured once: cheaper than ``self._self_state`` on a proxy."""
+
+
+class TracedProxy(CopiedAsOriginal, StateProxy):
+    """Common base of `TracedSemaphore`, `TracedEvent` and `TracedBarrier`. Not for direct use."""
+
+    __slots__ = ()
 
     def __repr__(self) -> str:
         # Keep the original's shape: "<threading.Semaphore at 0x.. traced=1.2: value=3>" on
@@ -105,7 +116,3 @@ class TracedProxy(CopiedAsOriginal, wrapt.BaseObjectProxy[Any]):
         if cut < 0:
             cut = len(r) - 1
         return r[:cut] + extra + r[cut:]
-
-
-get_state: Callable[[TracedProxy], PrimState] = TracedProxy.__dict__["_self_state"].__get__
-"""The slot's own descriptor, captured once: cheaper than ``self._self_state`` on a proxy."""
