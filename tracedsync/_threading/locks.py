@@ -293,7 +293,7 @@ def _misuse(st: LockState, me: int, what: str, exc: BaseException) -> None:
 
 
 # -- the Condition protocol --------------------------------------------------------------------
-def _release_save_booked(st: LockState, me: int, saved: int) -> int:
+def _release_save_booked(st: LockState) -> int:
     """Books for a full release before a condition wait; returns the hold time."""
     t = rt.now()
     hold = t - st.t_hold
@@ -354,7 +354,7 @@ class TracedLock(_TracedLockBase):
         if st.depth == 0:
             return _release_unbooked(st, me)
         owner = st.owner
-        hold = _release_save_booked(st, me, 1)
+        hold = _release_save_booked(st)
         try:
             st.release()
         except BaseException:
@@ -409,7 +409,7 @@ class TracedRLock(_TracedLockBase):
                 _misuse(st, me, "release_unowned", exc)
                 raise
         saved = st.depth
-        hold = _release_save_booked(st, me, saved)
+        hold = _release_save_booked(st)
         try:
             state = st.raw._release_save()
         except BaseException:
