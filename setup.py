@@ -1,13 +1,26 @@
 """Only the optional C extension lives here; everything else is in pyproject.toml.
 
-``tracedsync._core._speedups`` is the C twin of the traced locks' uncontended hot path. It is
-optional: without a compiler the build goes on and the pure-Python methods are used.
+``tracedsync._core._native`` is the native recorder: the traced Lock and RLock, per-thread
+binary records and the renderer that writes them as JSON lines (docs/architecture.md). It is
+optional: without a compiler (or on a free-threaded interpreter) the build goes on and the
+pure-Python twin is used.
 """
+
+import glob
+import sys
 
 from setuptools import Extension, setup
 
+extra = [] if sys.platform == "win32" else ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"]
+
 setup(
     ext_modules=[
-        Extension("tracedsync._core._speedups", sources=["tracedsync/_core/_speedups.c"], optional=True),
+        Extension(
+            "tracedsync._core._native",
+            sources=sorted(glob.glob("tracedsync/_core/_native_src/*.c")),
+            depends=["tracedsync/_core/_native_src/native.h"],
+            extra_compile_args=extra,
+            optional=True,
+        ),
     ],
 )

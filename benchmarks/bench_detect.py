@@ -99,7 +99,7 @@ def bench_graph_check(loops: int) -> float:
     t = threading.Thread(target=holder, daemon=True)
     t.start()
     holding.wait()
-    st = _locks._get_state(lock)
+    st = _locks.lock_state(lock)
     me = threading.get_ident()
     frame = sys._getframe()
     wait_lock, forget = _waits.wait_lock, _waits.forget

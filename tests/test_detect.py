@@ -346,7 +346,7 @@ def test_function_api_with_pid_tid_owners() -> None:
     tracedsync.configure(on_deadlock="raise")
     a = tracedsync.Lock(name="a")
     external = tracedsync.Lock(name="external")  # stands for a primitive tracedsync does not own
-    st_external = _locks._get_state(external)
+    st_external = _locks.lock_state(external)
     both = RawBarrier(2)
     released = RawEvent()
     caught: list[tracedsync.DeadlockError] = []
@@ -385,7 +385,7 @@ def test_remote_lookup_continues_the_walk_into_another_process() -> None:
     that process says the thread waits for; the remote entry appears in the cycle as given."""
     tracedsync.configure(on_deadlock="raise")
     a = tracedsync.Lock(name="a")
-    st_a = _locks._get_state(a)
+    st_a = _locks.lock_state(a)
     other_pid = 2**22 + 7  # no such process here
     me = (os.getpid(), threading.get_native_id())
 
@@ -545,7 +545,7 @@ def test_watchdog_scan_finds_a_cycle_no_check_saw() -> None:
     """A cycle closed without a check (here: registered with check=False) is found by the
     watchdog's scan and reported once, by "watchdog"."""
     lock = tracedsync.Lock(name="mine")
-    st = _locks._get_state(lock)
+    st = _locks.lock_state(lock)
     me = threading.get_ident()
     RECORDER.tick_hooks.remove(_watchdog.tick)  # this test is the only scanner
     try:

@@ -217,7 +217,7 @@ def test_a_holder_read_before_it_blocked_is_not_trusted(holder_blocked_first: bo
     a = tracedsync.Lock(name="a")
     from tracedsync._threading import locks as _locks
 
-    st_a = _locks._get_state(a)
+    st_a = _locks.lock_state(a)
     p1, p2 = 2**22 + 7, 2**22 + 9  # no such processes here
     me = (os.getpid(), threading.get_native_id())
     read = time.monotonic_ns()

@@ -137,15 +137,12 @@ def test_keyboard_interrupt_while_blocked_on_lock(tmp_path: Path) -> None:
     lock = tracedsync.Lock(name="held")
     lock.acquire()
     def interrupt_when_blocked():
-        import sys, time
+        import time
+        from tracedsync._core.waits import WAITS   # entered just before blocking
         main = threading.main_thread().ident
         for _ in range(20000):
-            f = sys._current_frames().get(main)
-            names = []
-            while f is not None:
-                names.append(f.f_code.co_name)
-                f = f.f_back
-            if "_acquire_slow" in names:
+            if main in WAITS:
+                time.sleep(0.05)   # (inside the blocking call, past the registration)
                 os.kill(os.getpid(), signal.SIGINT)   # a real signal interrupts the wait
                 return
             time.sleep(0.001)

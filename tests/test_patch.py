@@ -40,7 +40,7 @@ def _created(events: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
 
 def _traced(obj: Any) -> bool:
-    return type(obj).__name__.startswith("Traced")
+    return "Traced" in type(obj).__name__
 
 
 def _make_all() -> dict[str, Any]:
@@ -590,7 +590,7 @@ def test_multiprocessing_pools_and_managers_work_under_the_patch(tmp_path: Any) 
             with threading.Lock():
                 return x * x
         if __name__ == "__main__":
-            assert type(lock).__name__ == "TracedLock"
+            assert isinstance(lock, tracedsync.TracedLock)
             for method in ("fork", "spawn", "forkserver"):
                 ctx = mp.get_context(method)
                 with ctx.Pool(2) as pool:
@@ -617,10 +617,10 @@ def test_private_lock_methods_work_when_stdlib_modules_are_included(tmp_path: An
         import os, sys, tracedsync
         tracedsync.patch(include=["threading", "queue", "logging", "concurrent.futures*"])
         import concurrent.futures.thread, logging, queue, threading
-        assert type(concurrent.futures.thread._global_shutdown_lock).__name__ == "TracedLock"
+        assert isinstance(concurrent.futures.thread._global_shutdown_lock, tracedsync.TracedLock)
         handler = logging.StreamHandler(sys.stdout)
         logging.getLogger("t").addHandler(handler)
-        assert type(handler.lock).__name__ == "TracedRLock"
+        assert isinstance(handler.lock, tracedsync.TracedRLock)
         q = queue.Queue()
         t = threading.Thread(target=lambda: q.put(q.get(timeout=30) + 1))
         t.start()

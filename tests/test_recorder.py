@@ -10,10 +10,11 @@ import threading
 from typing import Any
 
 import pytest
-from helpers import read_jsonl
+from helpers import prim_of, read_jsonl
 
 import tracedsync
 from tracedsync._core import runtime as rt
+from tracedsync._core.native import NATIVE
 from tracedsync.testing import capture
 
 
@@ -226,6 +227,7 @@ def test_full_disk_never_breaks_the_program(tmp_path: Any) -> None:
     assert "cannot write /dev/full" in proc.stderr
 
 
+@pytest.mark.skipif(NATIVE is not None, reason="locks record natively: see the budget test")
 def test_overflow_drop_counts_exactly(level: None) -> None:
     """With overflow='drop', every event past the limit is dropped and counted."""
     from tracedsync._record.recorder import RECORDER
@@ -318,3 +320,35 @@ def test_logger_taking_traced_locks_does_not_feed_back(tmp_path: Any) -> None:
     first, later, acquires = map(int, proc.stdout.split())
     assert later == first, "the log kept growing with the flusher's own events"
     assert acquires == 10
+
+
+@pytest.mark.skipif(NATIVE is None, reason="the native recorder's budget")
+def test_budget_drops_and_counts_exactly_per_thread(level: None) -> None:
+    """Past the records' memory budget, records are dropped, never waited for, and counted
+    exactly: one `dropped` event per thread, and every event is either kept or counted."""
+    from tracedsync._record.recorder import RECORDER
+
+    assert NATIVE is not None
+    lock = tracedsync.Lock()
+    tracedsync.flush()
+    per_chunk = (NATIVE.CHUNK_BYTES - 16) // NATIVE.RECORD_BYTES
+    tracedsync.configure(buffer_bytes=NATIVE.CHUNK_BYTES)
+    n = 3 * per_chunk
+    try:
+        with capture() as events:
+            RECORDER._write_lock.acquire()  # hold the flusher off so the budget runs out
+            try:
+                for _ in range(n):
+                    with lock:
+                        pass
+            finally:
+                RECORDER._write_lock.release()
+    finally:
+        tracedsync.configure(buffer_bytes=64 * 1024 * 1024)
+    kept = [e for e in events if e["event"] in ("acquire", "release")
+            and e["prim"] == prim_of(lock)]
+    dropped = [e for e in events if e["event"] == "dropped"]
+    assert [e["reason"] for e in dropped] == ["buffer_full"]
+    assert dropped[0]["tid"] == threading.get_native_id()
+    assert len(kept) + dropped[0]["count"] == 2 * n
+    assert len(kept) < 2 * n

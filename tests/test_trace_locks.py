@@ -100,18 +100,11 @@ def test_contended_acquire_records_blocked_by() -> None:
 
 
 def _wait_until_blocked(thread: threading.Thread) -> None:
-    """Wait until ``thread`` is blocked in a lock acquire (its frame is inside acquire)."""
-    import sys
+    """Wait until ``thread`` is blocked in a lock acquire: it entered the wait-for table, which
+    a blocking acquire does after its non-blocking try failed and before it blocks."""
+    from tracedsync._core.waits import WAITS
 
-    def in_acquire() -> bool:
-        frame = sys._current_frames().get(thread.ident or 0)
-        while frame is not None:
-            if frame.f_code.co_name == "_acquire_slow":
-                return True
-            frame = frame.f_back
-        return False
-
-    until(in_acquire, "the thread to block in acquire")
+    until(lambda: (thread.ident or 0) in WAITS, "the thread to block in acquire")
 
 
 def test_timeout_is_recorded_as_failed_acquire() -> None:

@@ -10,7 +10,7 @@ Nothing is connected as a side effect of importing a module, so import order dec
 
 from __future__ import annotations
 
-from ._core import waits
+from ._core import native, runtime, waits
 from ._detect import deadlock, lockorder, snapshot, watchdog
 from ._record.recorder import RECORDER
 
@@ -23,6 +23,10 @@ def connect() -> None:
     if _connected:
         return
     _connected = True
+    native.install()
+    if native.NATIVE is not None:
+        runtime.use_native(native.NATIVE)
+        waits.set_waker(native.NATIVE.wake)
     RECORDER.install()
     waits.set_checker(deadlock.check)
     for apply in (
@@ -34,3 +38,4 @@ def connect() -> None:
         apply(RECORDER.settings)
         RECORDER.config_hooks.append(apply)
     RECORDER.tick_hooks.append(watchdog.tick)
+    RECORDER.tick_needed.append(watchdog.needs_ticks)

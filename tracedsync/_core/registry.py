@@ -14,12 +14,14 @@ from typing import Any, TypeVar
 
 from . import runtime as rt
 from .ops import OP_CREATED
+from .sites import user_site
 from .state import PrimState
 
 S = TypeVar("S", bound=PrimState)
 
 _counter = itertools.count(1)
-_live: weakref.WeakValueDictionary[str, PrimState] = weakref.WeakValueDictionary()
+_live: weakref.WeakValueDictionary[str, Any] = weakref.WeakValueDictionary()
+"""prim -> its state (a `PrimState`, or a native lock, its own state)."""
 
 
 def new_state(
@@ -40,18 +42,33 @@ def new_state(
     return st
 
 
+def new_native(
+    lock: Any, kind: str, name: str | None, site: tuple[CodeType | None, int] | None
+) -> tuple[int, int, str]:
+    """Register a native lock (its own state) and record its creation; returns its id as
+    ``(pid, n, "<pid>.<n>")``. ``site`` is where it was made (None: the innermost user frame)."""
+    pid = os.getpid()
+    n = next(_counter)
+    prim = f"{pid}.{n}"
+    _live[prim] = lock
+    if rt.level != rt.OFF:
+        code, lineno = site if site is not None else user_site()
+        rt.emit((OP_CREATED, rt.now(), rt.ident(), prim, kind, name, code, lineno, None))
+    return pid, n, prim
+
+
 def adopt(st: PrimState) -> None:
     """Register ``st``, made for a primitive that arrived from another process under its
     existing id."""
     _live[st.prim] = st
 
 
-def state_of(prim: str) -> PrimState | None:
+def state_of(prim: str) -> Any:
     """The state of the live primitive ``prim`` of this process, if there is one."""
     return _live.get(prim)
 
 
-def live_states() -> list[PrimState]:
+def live_states() -> list[Any]:
     """The states of the traced primitives that still exist in this process."""
     return list(_live.values())
 

@@ -52,6 +52,27 @@ start: Callable[[], None] = _nothing
 """Make sure this process's flusher runs (called once per new thread): the recorder's."""
 
 
+attach: Callable[[int, int], None] | None = None
+"""The native recorder's ``attach_thread`` (gives the thread its record buffer), if in use."""
+_set_native_level: Callable[[int], None] | None = None
+
+
+def use_native(native: Any) -> None:
+    """Record through the native recorder too (called once, by `tracedsync._wiring`)."""
+    global attach, _set_native_level
+    attach = native.attach_thread
+    _set_native_level = native.set_level
+    native.set_level(level)
+
+
+def set_level(new: int) -> None:
+    """The recording level, for the Python paths and the native ones."""
+    global level
+    level = new
+    if _set_native_level is not None:
+        _set_native_level(new)
+
+
 def set_recorder_hooks(
     *, on_new_thread: Callable[[], None], on_overflow: Callable[[], None]
 ) -> None:
@@ -79,6 +100,8 @@ def register_thread() -> int:
     native = threading.get_native_id()
     native_ids[me] = native
     emit((OP_THREAD, now(), me, native, name, daemon))
+    if attach is not None:
+        attach(me, native)
     start()
     return me
 

@@ -27,6 +27,11 @@ _MP_DIR = os.path.join(os.path.dirname(os.path.abspath(threading.__file__)), "mu
 _STACK_LIMIT = 40
 
 
+def skip_policy() -> tuple[tuple[str, ...], frozenset[str]]:
+    """The skip policy as (file-name prefixes, exact file names), for the native recorder."""
+    return (PKG_DIR, _MP_DIR), frozenset({_THREADING_FILE})
+
+
 def ours(filename: str) -> bool:
     """Whether ``filename`` is one of tracedsync's own files."""
     return filename.startswith(PKG_DIR)

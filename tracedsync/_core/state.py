@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol, TypeGuard
 
 from . import runtime as rt
+from .native import LOCK_TYPES
 from .ops import OP_STATS
 
 
@@ -116,6 +117,16 @@ _COMMON_ZERO: dict[str, Any] = {
 """`Statistics` fields that a kind without them reports as zero (every ``stats`` event has them)."""
 
 
+def report_stats(st: Any) -> None:
+    """Record the ``stats`` event of ``st`` (a state, or a native lock, which is its own): the
+    `Statistics` fields of every kind and of its own kind."""
+    stats = st.statistics().as_dict()
+    del stats["prim"]
+    for key in EXTENSION_FIELDS - KIND_FIELDS.get(st.kind, frozenset()):
+        del stats[key]
+    rt.emit((OP_STATS, rt.now(), rt.get_ident(), st.prim, stats))
+
+
 class PrimState:
     """What every traced primitive has. Subclassed per kind; see `state_class`."""
 
@@ -165,11 +176,7 @@ class PrimState:
             return
         self.reported = True
         if rt.level != rt.OFF:
-            stats = self.statistics().as_dict()
-            del stats["prim"]
-            for key in EXTENSION_FIELDS - KIND_FIELDS.get(self.kind, frozenset()):
-                del stats[key]
-            rt.emit((OP_STATS, rt.now(), rt.get_ident(), self.prim, stats))
+            report_stats(self)
 
     def __del__(self) -> None:
         try:
@@ -224,7 +231,7 @@ class ConditionState(PrimState):
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         super().__init__(raw, prim, kind, name)
         self.lock: Any = None
-        self.lock_state: LockState | None = None
+        self.lock_state: LockBooks | None = None
         self.waits = 0
         self.wait_timeouts = 0
         self.notifies = 0
@@ -335,3 +342,34 @@ _CLASSES: dict[str, type[PrimState]] = {
 def state_class(kind: str) -> type[PrimState]:
     """The state class of primitives of ``kind``."""
     return _CLASSES[kind]
+
+
+class LockBooks(Protocol):
+    """What the detectors read of a Lock or RLock's books: a `LockState` (the pure-Python twin,
+    and the multiprocessing locks), or a native lock, which is its own state."""
+
+    @property
+    def prim(self) -> str: ...
+    @property
+    def name(self) -> str | None: ...
+    @property
+    def kind(self) -> str: ...
+    @property
+    def owner(self) -> int | None: ...
+    @property
+    def depth(self) -> int: ...
+    @property
+    def t_hold(self) -> int: ...
+    @property
+    def reentrant(self) -> bool: ...
+    @property
+    def restore_ns(self) -> int: ...
+
+
+LOCK_STATE_TYPES: tuple[type, ...] = (LockState, *LOCK_TYPES)
+"""The classes whose instances are a lock's books."""
+
+
+def is_lock_state(st: object) -> TypeGuard[LockBooks]:
+    """Whether ``st`` is a Lock or RLock's books (Python or native)."""
+    return isinstance(st, LOCK_STATE_TYPES)

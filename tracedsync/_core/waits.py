@@ -44,7 +44,7 @@ from typing import Any
 
 from . import runtime as rt
 from .sites import user_frame
-from .state import ConditionState, LockState, PrimState, SemaphoreState
+from .state import ConditionState, PrimState, SemaphoreState, is_lock_state
 
 Key = int | tuple[int, int]
 """A thread: its ident in this process, or ``(pid, native_tid)`` in any process."""
@@ -85,7 +85,7 @@ class Wait:
         st = self.st
         if self.owners_fn is not None:
             return _normalise(self.owners_fn())
-        if isinstance(st, LockState):  # an acquire, or the re-acquire after a condition wait
+        if is_lock_state(st):  # an acquire, or the re-acquire after a condition wait
             o = st.owner
             return () if o is None else (o,)
         if isinstance(st, ConditionState):
@@ -132,9 +132,17 @@ WAITS: dict[int, Wait] = {}
 
 _remote: Callable[[int, int], RemoteWait | None] | None = None
 _checker: Checker | None = None
+_waker: Callable[[], None] | None = None
 _pid = os.getpid()
 _natives: dict[int, int] = {}  # ident → native id, for threads threading does not know
 _by_native: dict[int, int] = {}  # native id → ident (for (pid, tid) keys of this process)
+
+
+def set_waker(waker: Callable[[], None] | None) -> None:
+    """Call ``waker`` when a thread starts waiting (the flusher may be asleep, and the
+    watchdog has a wait to watch now)."""
+    global _waker
+    _waker = waker
 
 
 def set_checker(checker: Checker | None) -> None:
@@ -229,6 +237,9 @@ def register(w: Wait, *, check: bool = True, may_raise: bool = True) -> None:
     if me not in _natives and me not in _active:
         _natives[me] = threading.get_native_id()  # a thread threading does not know
     WAITS[me] = w
+    waker = _waker
+    if waker is not None:
+        waker()
     checker = _checker
     if check and checker is not None:
         checker(me, may_raise)

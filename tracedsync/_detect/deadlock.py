@@ -54,7 +54,7 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.sites import format_stack
-from .._core.state import ConditionState, LockState
+from .._core.state import ConditionState, is_lock_state
 from .._core.waits import (
     WAITS,
     Key,
@@ -293,7 +293,7 @@ def _owned(node: Node) -> bool:
     st = node.st
     if isinstance(st, ConditionState):
         return st.lock_state is not None and st.lock_state.reentrant
-    return isinstance(st, LockState) and st.reentrant
+    return is_lock_state(st) and st.reentrant
 
 
 def deadlock_message(entries: list[dict[str, Any]]) -> str:

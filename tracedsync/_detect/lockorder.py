@@ -46,16 +46,17 @@ from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.ops import OP_GENERIC
 from .._core.sites import format_stack, line_of, user_frame
-from .._core.state import LockState, PrimState
+from .._core.state import LockBooks, is_lock_state
 from .._core.waits import native_id
 from .._record.config import Settings
 from .._threading import locks as _locks
+from .._threading import locks_py as _locks_py
 
 _getframe = sys._getframe
-_get_state = _locks._get_state
+_get_state = _locks.lock_state
 _MAX_EDGES = 200_000
 
-Entry = tuple[PrimState, CodeType | None, int]
+Entry = tuple[LockBooks, CodeType | None, int]
 """A held lock: its state, and the call site that took it (code, encoded position)."""
 EdgeInfo = tuple[CodeType | None, int, CodeType | None, int, int, str | None, str | None]
 """Where a → b was first seen: a's site, b's site, native tid, a's name, b's name."""
@@ -77,9 +78,9 @@ def _site(code: CodeType | None, pos: int) -> str | None:
     return f"{code.co_filename}:{line}"
 
 
-def _took(st: PrimState, frame: Any, edges: bool) -> None:
+def _took(st: LockBooks, frame: Any, edges: bool) -> None:
     """The caller now holds ``st`` at depth 1: add edges from what it holds, then hold it."""
-    if not isinstance(st, LockState) or st.depth != 1 or not rt.level:
+    if not is_lock_state(st) or st.depth != 1 or not rt.level:
         return
     try:
         me = rt.tls.ident
@@ -104,7 +105,7 @@ def _took(st: PrimState, frame: Any, edges: bool) -> None:
     held.append(entry)
 
 
-def _dropped(st: PrimState, owner: int) -> None:
+def _dropped(st: LockBooks, owner: int) -> None:
     """``owner`` no longer holds ``st``."""
     held = _held.get(owner)
     if not held:
@@ -196,7 +197,7 @@ def _violation(me: int, h: Entry, entry: Entry,
     rt.emit((OP_GENERIC, rt.now(), me, "order_violation", fields, b_code, line))
 
 
-def acquired_at(ident: int, st: PrimState) -> str | None:
+def acquired_at(ident: int, st: LockBooks) -> str | None:
     """Where ``ident`` took ``st``, if lock-order checking saw it (else None)."""
     for h in reversed(_held.get(ident) or ()):
         if h[0] is st:
@@ -205,8 +206,9 @@ def acquired_at(ident: int, st: PrimState) -> str | None:
 
 
 # -- the wrappers ------------------------------------------------------------------------------
-_Base: Any = _locks._TracedLockBase
+_Base: Any = _locks_py._TracedLockBase
 _saved: dict[tuple[type, str], Any] = {}
+_INHERITED = object()
 
 
 def _make_wrappers() -> dict[tuple[type, str], Any]:
@@ -249,10 +251,54 @@ def _make_wrappers() -> dict[tuple[type, str], Any]:
         (_Base, "release"): release,
         (_Base, "__exit__"): exit_,
     }
-    for cls in (_locks.TracedLock, _locks.TracedRLock):
+    for cls in (_locks_py.PyTracedLock, _locks_py.PyTracedRLock):
         wrappers[(cls, "_release_save")] = _wrap_release_save(vars(cls)["_release_save"])
         wrappers[(cls, "_acquire_restore")] = _wrap_acquire_restore(vars(cls)["_acquire_restore"])
+    for native_cls in _locks.NATIVE_LOCKS:
+        wrappers.update(_native_wrappers(native_cls))
     return wrappers
+
+
+def _native_wrappers(cls: Any) -> dict[tuple[type, str], Any]:
+    """The same for a native lock class (its own state; it finds the user's line itself, so
+    the wrappers pass no frame depth)."""
+    base_acquire = cls.acquire
+    base_enter = cls.__enter__
+    base_release = cls.release
+
+    def acquire(self: Any, *args: Any, **kwargs: Any) -> bool:
+        ok = base_acquire(self, *args, **kwargs)
+        if ok:
+            blocking = args[0] if args else kwargs.get("blocking", True)
+            _took(self, user_frame(), bool(blocking))
+        return ok  # type: ignore[no-any-return]
+
+    def enter(self: Any, *args: Any, **kwargs: Any) -> bool:
+        ok = base_enter(self, *args, **kwargs)
+        if ok:
+            _took(self, user_frame(), True)
+        return ok  # type: ignore[no-any-return]
+
+    def release(self: Any) -> None:
+        owner = self.owner
+        depth = self.depth
+        base_release(self)
+        if depth == 1 and owner is not None:
+            _dropped(self, owner)
+
+    def exit_(self: Any, *exc_info: object) -> None:
+        release(self)
+
+    acquire.__doc__ = base_acquire.__doc__
+    release.__doc__ = base_release.__doc__
+    return {
+        (cls, "acquire"): acquire,
+        (cls, "__enter__"): enter,
+        (cls, "release"): release,
+        (cls, "__exit__"): exit_,
+        (cls, "_release_save"): _wrap_release_save(cls._release_save),
+        (cls, "_acquire_restore"): _wrap_acquire_restore(cls._acquire_restore),
+    }
 
 
 def _wrap_release_save(orig: Any) -> Any:
@@ -283,11 +329,14 @@ def set_enabled(on: bool) -> None:
     if on:
         wrappers = _make_wrappers()
         for (cls, name), fn in wrappers.items():
-            _saved[(cls, name)] = vars(cls)[name]
+            _saved[(cls, name)] = vars(cls).get(name, _INHERITED)
             setattr(cls, name, fn)
     else:
         for (cls, name), orig in _saved.items():
-            setattr(cls, name, orig)
+            if orig is _INHERITED:
+                delattr(cls, name)  # a native lock's method, inherited from its C base
+            else:
+                setattr(cls, name, orig)
         _saved.clear()
     _enabled = on
 

@@ -39,7 +39,7 @@ from .._core.diagnostics import report
 from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
 from .._core.sites import format_stack, ours
-from .._core.state import LockState, SemaphoreState
+from .._core.state import SemaphoreState, is_lock_state
 from .._core.waits import WAITS, native_id, thread_name
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
@@ -167,7 +167,7 @@ def _take() -> Snapshot:
     waits = WAITS.copy()
     holds: dict[int, list[Held]] = {}
     for st in live_states():
-        if isinstance(st, LockState):
+        if is_lock_state(st):
             owner = st.owner
             if owner is not None:
                 holds.setdefault(owner, []).append(Held(

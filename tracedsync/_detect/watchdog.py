@@ -27,7 +27,7 @@ from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
 from .._core.sites import format_stack
-from .._core.state import ConditionState, LockState
+from .._core.state import ConditionState, is_lock_state
 from .._core.waits import WAITS, native_id
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
@@ -91,7 +91,7 @@ def _long_holds(limit: int) -> None:
     frames: dict[int, Any] | None = None
     still: dict[str, int] = {}
     for st in live_states():
-        if not isinstance(st, LockState):
+        if not is_lock_state(st):
             continue
         owner = st.owner
         t = st.t_hold
@@ -117,6 +117,13 @@ def _long_holds(limit: int) -> None:
             fields["site"] = site
         rt.emit((OP_GENERIC, now, owner, "long_hold", fields, None, 0))
     _hold_reported = still
+
+
+def needs_ticks() -> bool:
+    """Whether the watchdog must run every flush_interval even when nothing is recorded: a
+    thread is blocked (long waits, deadlocks no check saw), holds are watched, or a shared
+    wait table needs refreshing."""
+    return bool(WAITS) or _long_hold_ns is not None or _xwaits.in_use()
 
 
 def apply_settings(settings: Settings) -> None:

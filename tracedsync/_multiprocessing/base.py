@@ -122,9 +122,9 @@ def attach_state(
     """The state of primitive ``prim`` arriving in this process by pickling (see the module
     note): the live one if this process has it, else a new one registered under ``prim``,
     prepared by ``setup`` and announced by an ``attached`` event."""
-    st = _registry.state_of(prim)
-    if st is not None and st.kind == kind:
-        return st
+    live: PrimState | None = _registry.state_of(prim)
+    if live is not None and live.kind == kind:
+        return live
     st = state_class(kind)(raw, prim, kind, name)
     _extras[st] = extra
     reset_in_fork_child(st)

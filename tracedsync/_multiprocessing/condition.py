@@ -80,7 +80,7 @@ class TracedMpCondition(MpProxy):
         """Wait until notified or until ``timeout`` seconds pass, exactly as multiprocessing's."""
         st = get_state(self)
         raw = st.raw
-        lst: LockState | None = st.lock_state
+        lst = cast("LockState | None", st.lock_state)  # a multiprocessing lock's books
         if not rt.level or lst is None:
             return raw.wait(timeout)  # type: ignore[no-any-return]
         semlock = lst.raw._semlock
@@ -155,7 +155,7 @@ def _notify(st: ConditionState, n: int, is_all: bool) -> None:
         raw.notify(n)
         return
     me = rt.ident()
-    lst = st.lock_state
+    lst = cast("LockState | None", st.lock_state)
     owned = lst is None or lst.raw._semlock._is_mine()
     present = _waiters(raw)
     try:

@@ -17,7 +17,8 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.sites import user_site
 from .._core.state import ValueState, state_class
-from .._threading.locks import _RAW_LOCK_TYPE, _RAW_RLOCK_TYPES, wrap_lock
+from .._threading.locks import wrap_lock
+from .._threading.locks_py import _RAW_LOCK_TYPE, _RAW_RLOCK_TYPES
 from .barrier import TracedMpBarrier, watch
 from .base import MpProxy, new_state, real_context, start_method, untraced
 from .condition import TracedMpCondition

@@ -34,7 +34,7 @@ from .._core.ops import OP_GENERIC, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
 from .._core.sites import user_frame, user_site
 from .._core.state import LockState
 from .._core.waits import forget, waiting
-from .._threading.locks import _misuse
+from .._threading.locks_py import _misuse
 from .._threading.proxy import get_state as _get_any_state
 from . import wait_table as _xwaits
 from .base import MpProxy, given_args, new_state, reset_in_fork_child

@@ -34,8 +34,10 @@ from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_RMW, OP_VALUE
-from .._core.state import LockState, ValueState
-from .._threading.locks import _TracedLockBase
+from .._core.state import LockBooks, LockState, ValueState
+from .._threading.locks import is_traced_lock, lock_state
+from .._threading.locks_py import _get_state as _get_py_state
+from .._threading.locks_py import _TracedLockBase
 from .._threading.proxy import get_state as _get_any_state
 from . import rmw
 from .base import MpProxy, attach_state, reset_in_fork_child
@@ -49,7 +51,7 @@ _getframe = sys._getframe
 FULL = rt.FULL
 
 # How the value's lock is taken and asked about (see _ValueBooks.lock_kind).
-_OTHER, _MP, _THREADING = 0, 1, 2
+_OTHER, _MP, _THREADING, _NATIVE = 0, 1, 2, 3
 
 
 class _ValueBooks:
@@ -63,17 +65,17 @@ class _ValueBooks:
         self.lock = lock = raw.get_lock()
         self.real_lock = lock  # what level off takes: the traced lock's real one, if traced
         self.length = len(self.obj) if hasattr(type(self.obj), "__len__") else 0
-        self.lock_state: LockState | None = None
+        self.lock_state: LockBooks | None = None
         if isinstance(lock, _MpLockBase):
             self.lock_kind = _MP
             self.lock_state = _lock_state(lock)
             self.owned: Any = self.lock_state.raw._semlock._is_mine
             self.real_lock = self.lock_state.raw
-        elif isinstance(lock, _TracedLockBase):
-            self.lock_kind = _THREADING
-            lst = self.lock_state = _lock_state(lock)
-            self.owned = lambda: lst.owner == rt.ident() and lst.depth > 0
-            self.real_lock = lst.raw
+        elif is_traced_lock(lock):
+            self.lock_kind = _THREADING if isinstance(lock, _TracedLockBase) else _NATIVE
+            tst = self.lock_state = lock_state(lock)
+            self.owned = lambda: tst.owner == rt.ident() and tst.depth > 0
+            self.real_lock = lock if self.lock_kind == _NATIVE else _get_py_state(lock).raw
         else:
             self.lock_kind = _OTHER
             is_owned = getattr(lock, "_is_owned", None)  # a real threading.RLock
@@ -112,7 +114,7 @@ def _take(vb: _ValueBooks, level: int, fdepth: int) -> None:
             acquire_slow(lst, True, None, fdepth + 1)  # type: ignore[arg-type]
     elif kind == _THREADING:
         vb.lock.acquire(True, -1, _depth=fdepth + 1)
-    else:
+    else:  # a native lock (it finds the user's line itself), or a real one
         vb.lock.acquire()
 
 

@@ -52,11 +52,13 @@ from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, ModuleType
 from typing import Any
 
+from .._core.native import NATIVE
 from .._record.recorder import RECORDER
 from .._threading.barrier import TracedBarrier
 from .._threading.condition import TracedCondition
 from .._threading.event import TracedEvent
-from .._threading.locks import RawLock, RawRLock, TracedLock, TracedRLock
+from .._threading.locks import RawLock, RawRLock, new_lock, new_rlock
+from .._threading.locks_py import PyTracedRLock
 from .._threading.semaphore import TracedBoundedSemaphore, TracedSemaphore
 from .scope import ENV_EXCLUDE, ENV_INCLUDE, Scope, patterns_from_env
 from .shims import Builder, Hook, make_shim
@@ -87,11 +89,14 @@ def _site(frame: FrameType) -> tuple[Any, int]:
 def _lock(frame: FrameType, /, *args: Any, **kwargs: Any) -> Any:
     if args or kwargs:  # threading.Lock takes no arguments: let it say so
         return RawLock(*args, **kwargs)
-    return TracedLock(_site=_site(frame))
+    return new_lock(site=_site(frame))
 
 
 def _rlock(frame: FrameType, /, *args: Any, **kwargs: Any) -> Any:
-    return TracedRLock(RawRLock(*args, **kwargs), _site=_site(frame))
+    raw = RawRLock(*args, **kwargs)  # its warnings and errors are threading's
+    if NATIVE is None:
+        return PyTracedRLock(raw, _site=_site(frame))
+    return new_rlock(site=_site(frame))
 
 
 def _condition(frame: FrameType, /, lock: Any = None) -> Any:

@@ -32,11 +32,15 @@ class Settings:
     ``off``."""
     flush_interval: float = 0.2
     """Seconds between background flushes."""
+    buffer_bytes: int = 64 * 1024 * 1024
+    """Memory for the native recorder's per-thread records (all threads together); past it,
+    records are dropped and counted (a ``dropped`` event per thread), never waited for."""
     buffer_limit: int = 100_000
-    """Events buffered before the filling thread tries to flush (or drops, see ``overflow``)."""
+    """Events of the Python channel (and of the pure-Python twin) buffered before the filling
+    thread acts (see ``overflow``)."""
     overflow: str = "flush"
-    """``flush``: the filling thread flushes if it can do so without blocking; ``drop``: drop
-    and count."""
+    """``flush``: the filling thread wakes the flusher, and drops (counted) only past four times
+    the limit; ``drop``: drop (counted) past the limit. The recording thread never flushes."""
     processors: tuple[Any, ...] = ()
     """structlog processors run on each event before the JSON renderer."""
     logger: Any = None
@@ -68,6 +72,8 @@ class Settings:
             raise ConfigError(f"flush_interval must be > 0 seconds, not {self.flush_interval!r}")
         if self.buffer_limit < 1:
             raise ConfigError(f"buffer_limit must be >= 1, not {self.buffer_limit!r}")
+        if self.buffer_bytes < 64 * 1024:
+            raise ConfigError(f"buffer_bytes must be >= 65536, not {self.buffer_bytes!r}")
         if self.on_deadlock not in ("report", "raise"):
             raise ConfigError(
                 f"on_deadlock must be 'report' or 'raise', not {self.on_deadlock!r}")
@@ -96,7 +102,8 @@ class Settings:
             value = env.get(ENV_PREFIX + field.upper())
             if value:
                 kw[field] = value
-        for field, conv in (("flush_interval", float), ("buffer_limit", int)):
+        for field, conv in (("flush_interval", float), ("buffer_limit", int),
+                            ("buffer_bytes", int)):
             value = env.get(ENV_PREFIX + field.upper())
             if value:
                 try:
@@ -127,6 +134,7 @@ class Settings:
             ENV_PREFIX + "LEVEL": self.level,
             ENV_PREFIX + "FLUSH_INTERVAL": repr(self.flush_interval),
             ENV_PREFIX + "BUFFER_LIMIT": str(self.buffer_limit),
+            ENV_PREFIX + "BUFFER_BYTES": str(self.buffer_bytes),
             ENV_PREFIX + "OVERFLOW": self.overflow,
             ENV_PREFIX + "ON_DEADLOCK": self.on_deadlock,
             ENV_PREFIX + "LOCK_ORDER": "1" if self.lock_order else "0",
@@ -142,6 +150,7 @@ class Settings:
             "level": self.level,
             "flush_interval": self.flush_interval,
             "buffer_limit": self.buffer_limit,
+            "buffer_bytes": self.buffer_bytes,
             "overflow": self.overflow,
             "processors": [_describe(p) for p in self.processors],
             "logger": None if self.logger is None else _describe(self.logger),

@@ -38,14 +38,20 @@ from typing import Any
 
 from .._core import runtime as rt
 from .._core.diagnostics import report
+from .._core.native import NATIVE
 from .._core.ops import OP_SESSION_END
 from .._core.registry import report_all
 from .._version import SCHEMA_VERSION, __version__
+from . import native_flush
 from .config import ConfigError, Settings
 from .decode import Decoder, Event
 from .sink import Sink
 
 _CHUNK = 256
+OVERFLOW_SLACK = 4
+"""With ``overflow="flush"``, the Python channel drops past this many times its limit."""
+IDLE_CHECK = 5.0
+"""Seconds an idle flusher sleeps at most (see `Recorder._sleep`)."""
 
 
 def _mp_identity() -> tuple[str | None, int | None]:
@@ -74,6 +80,9 @@ class Recorder:
             self.settings = Settings()
         self._write_lock = _thread.allocate_lock()
         self._start_lock = _thread.allocate_lock()
+        self._py_wake = _thread.allocate_lock()
+        self._py_wake.acquire()
+        self._py_waiting = False
         self._pid = os.getpid()
         self._ppid = os.getppid()
         self._decoder = Decoder(self._pid)
@@ -94,8 +103,13 @@ class Recorder:
         # that raises is reported once and removed (it must never stop the flusher).
         self.config_hooks: list[Callable[[Settings], None]] = []
         self.tick_hooks: list[Callable[[], None]] = []
-        rt.level = rt.LEVELS[self.settings.level]
+        # A tick hook that must run every flush_interval even when nothing is recorded (a
+        # thread is blocked: long waits, deadlocks) says so here; otherwise the flusher sleeps.
+        self.tick_needed: list[Callable[[], bool]] = []
+        rt.set_level(rt.LEVELS[self.settings.level])
         rt.limit = self.settings.buffer_limit
+        if NATIVE is not None:
+            NATIVE.set_budget(self.settings.buffer_bytes)
 
     # -- configuration ---------------------------------------------------------------------
     def configure(self, settings: Settings) -> None:
@@ -112,7 +126,9 @@ class Recorder:
                 self._sink.close()
                 self._sink = None
         rt.limit = settings.buffer_limit
-        rt.level = rt.LEVELS[settings.level]
+        if NATIVE is not None:
+            NATIVE.set_budget(settings.buffer_bytes)
+        rt.set_level(rt.LEVELS[settings.level])
         os.environ.update(settings.to_env())
         for hook in list(self.config_hooks):
             hook(settings)
@@ -143,12 +159,48 @@ class Recorder:
         rt.guard.on = True
         self._flusher_ident = _thread.get_ident()
         pid = self._pid
+        idle = False
         while not self._stop and pid == self._pid:
-            time.sleep(self.settings.flush_interval)
-            if pid != self._pid:  # pragma: no cover - a forked copy of this thread cannot exist
-                return
-            self._tick()
-            self.flush()
+            try:
+                self._sleep(idle)
+                if pid != self._pid:  # pragma: no cover - a forked copy cannot exist
+                    return
+                self._tick()
+                idle = self._flush_counted() == 0 and not self._ticks_needed()
+            except BaseException as exc:  # never let the flusher die (a processor's DropEvent)
+                report(f"the flusher caught {exc!r} and goes on")
+                idle = False
+
+    def _sleep(self, idle: bool) -> None:
+        """Wait for the next flush: ``flush_interval``, or, after a flush that found nothing
+        (``idle``), until something is recorded (the native recorder wakes us at the next
+        record; a tuple from the Python channel, through `_emit_and_wake`). An idle program
+        costs nothing. A bound of IDLE_CHECK seconds covers an emit that raced our sleep."""
+        native = NATIVE
+        if native is None:
+            # The pure-Python twin sleeps its interval; `wake` cuts it short.
+            self._py_waiting = True
+            self._py_wake.acquire(timeout=self.settings.flush_interval)
+            self._py_waiting = False
+            return
+        if idle:
+            rt.emit = self._emit_and_wake
+            if len(rt.buffer):  # recorded while we switched
+                rt.emit = rt.buffer.append
+            else:
+                native.wait_for_work(IDLE_CHECK)
+                rt.emit = rt.buffer.append
+        native.wait_for_work(self.settings.flush_interval)
+
+    @staticmethod
+    def _emit_and_wake(item: tuple[Any, ...]) -> None:
+        rt.emit = append = rt.buffer.append
+        append(item)
+        if NATIVE is not None:
+            NATIVE.wake()
+
+    def _ticks_needed(self) -> bool:
+        return any(need() for need in self.tick_needed)
 
     def _tick(self) -> None:
         for hook in list(self.tick_hooks):
@@ -170,6 +222,11 @@ class Recorder:
         with self._locked():
             self._flush_locked()
 
+    def _flush_counted(self) -> int:
+        """`flush`, returning how many events it wrote."""
+        with self._locked():
+            return self._flush_locked()
+
     def try_flush(self) -> bool:
         """Flush if the write lock is free right now; never blocks."""
         if not self._write_lock.acquire(False):
@@ -184,16 +241,20 @@ class Recorder:
         return True
 
     def overflow(self) -> None:
-        """Called by a recording thread that found the buffer over its limit."""
+        """Called by a recording thread that found the Python channel over its limit. It never
+        flushes or waits: with ``overflow="flush"`` it wakes the flusher, and drops only past
+        four times the limit (so memory stays bounded when the flusher cannot keep up); with
+        ``"drop"`` it drops past the limit."""
+        limit = rt.limit
         if self.settings.overflow != "drop":
-            self.try_flush()
-            return
+            self.wake()
+            limit *= OVERFLOW_SLACK
         # Drop the newest events down to the limit. Each pop removes exactly one event, so the
         # count is exact; it is reported by the next flush as a `dropped` event.
         buf = rt.buffer
         n = 0
         try:
-            while len(buf) > rt.limit:
+            while len(buf) > limit:
                 buf.pop()
                 n += 1
         except IndexError:  # pragma: no cover - drained concurrently
@@ -201,12 +262,26 @@ class Recorder:
         self._dropped += n
         self._dropped_unreported += n
 
-    def _flush_locked(self) -> None:
+    def wake(self) -> None:
+        """End the flusher's sleep now (never blocks)."""
+        if NATIVE is not None:
+            NATIVE.wake()
+        elif self._py_waiting:
+            self._py_waiting = False
+            try:
+                self._py_wake.release()
+            except RuntimeError:  # pragma: no cover - released concurrently
+                pass
+
+    def _flush_locked(self) -> int:
+        if NATIVE is not None:
+            return native_flush.flush(self)
         buf = rt.buffer
         n = len(buf)
+        written = n
         if not n and not self._dropped_unreported and (self._sink is not None
                                                         or not self.captures):
-            return
+            return 0
         # Work in chunks: decoding and rendering a few hundred events at a time keeps the
         # rendered bytes small and cache-friendly (rendering 100k events before one join was
         # measured at 5 µs/event and 8 KiB of RSS per event with orjson; 256 at a time, 0.5 µs).
@@ -239,14 +314,56 @@ class Recorder:
             n_dropped, self._dropped_unreported = self._dropped_unreported, 0
             self._write([{"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
                           "count": n_dropped, "reason": "overflow"}])
+        return written
+
+    # -- what native_flush uses ----------------------------------------------------------------
+    @property
+    def pid(self) -> int:
+        return self._pid
+
+    @property
+    def flusher_ident(self) -> int | None:
+        return self._flusher_ident
+
+    @property
+    def decoder(self) -> Decoder:
+        return self._decoder
+
+    def fast_path(self) -> bool:
+        """Whether events may be rendered natively (the default sink; no capture in progress)."""
+        s = self.settings
+        return not self.captures and not s.processors and s.logger is None
+
+    def open_sink(self) -> Sink:
+        """The sink, opened (with its session header written) if it was not."""
+        if self._sink is None:
+            self._write([])
+        assert self._sink is not None
+        return self._sink
+
+    def write_events(self, events: list[Event]) -> None:
+        """Write ``events`` through the sink (and to captures)."""
+        self._write(events)
+
+    def take_overflow_events(self) -> list[Event]:
+        """The `dropped` event for tuples dropped on overflow, if any are unreported."""
+        if not self._dropped_unreported:
+            return []
+        n, self._dropped_unreported = self._dropped_unreported, 0
+        return [{"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
+                 "count": n, "reason": "overflow"}]
+
+    def dropped_event(self, count: int) -> Event:
+        """The `dropped` event for ``count`` events a failed write lost."""
+        return self._dropped_event(count)
 
     def _write(self, events: list[Event]) -> None:
-        if not events:
-            return
         if self._sink is None:
             s = self.settings
             self._sink = Sink(self.path, s.processors, s.logger)
             events.insert(0, self.session_header())
+        if not events:
+            return
         self._sink.write(events, self._dropped_event)
         self._written += len(events)
         for cap in self.captures:
@@ -333,9 +450,17 @@ class Recorder:
 
     # -- fork --------------------------------------------------------------------------------
     def _after_fork_child(self) -> None:
+        if NATIVE is not None:
+            # Every thread buffer's records are the parent's to write; this thread registers
+            # again (new native id) at its next record.
+            NATIVE.after_fork_child()
+            NATIVE.render_after_fork()
         rt.reset_after_fork(deque())
         self._write_lock = _thread.allocate_lock()
         self._start_lock = _thread.allocate_lock()
+        self._py_wake = _thread.allocate_lock()
+        self._py_wake.acquire()
+        self._py_waiting = False
         self._ppid, self._pid = self._pid, os.getpid()
         parent_tids = self._decoder.tids
         self._decoder = Decoder(self._pid)

@@ -47,13 +47,18 @@ class FileWriter:
         self.path = path
         self._fd: int | None = None
 
-    def write(self, data: bytes) -> None:
+    def fileno(self) -> int:
+        """The descriptor, opening the file (and its directory) on first use."""
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        return self._fd
+
+    def write(self, data: bytes) -> None:
+        fd = self.fileno()
         view = memoryview(data)
         while view:
-            written = os.write(self._fd, view)
+            written = os.write(fd, view)
             view = view[written:]
 
     def close(self) -> None:
@@ -120,6 +125,20 @@ class Sink:
             report(f"writing {self.path} works again")
         self._write_failed = False
         self.pending_dropped = 0
+
+    def failed(self, exc: BaseException, lost: int) -> None:
+        """A write of ``lost`` events failed (the native renderer's): count them, say so once."""
+        if not self._write_failed:
+            report(f"cannot write {self.path}: {exc!r}; dropping events until writes succeed")
+        self._write_failed = True
+        self.pending_dropped += lost
+        self.dropped_total += lost
+
+    def succeeded(self) -> None:
+        """A write went through (the native renderer's)."""
+        if self._write_failed:
+            report(f"writing {self.path} works again")
+        self._write_failed = False
 
     def _render(self, events: Sequence[Event]) -> bytes:
         renderer = self.renderer

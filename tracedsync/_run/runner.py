@@ -236,9 +236,9 @@ def _at_exit(pid: int, log_dir: str) -> None:
     _patch.unpatch()
     # Daemon threads may still be running, as fast as they can: from here on record only
     # contention, then nothing after session_end, so that the logs stop growing while read.
-    rt.level = min(rt.level, rt.CONTENTION)
+    rt.set_level(min(rt.level, rt.CONTENTION))
     RECORDER.shutdown()  # counters and session_end now; the recorder's own handler runs later
-    rt.level = rt.OFF
+    rt.set_level(rt.OFF)
     with contextlib.suppress(Exception):  # a closed stdout must not stop the summary
         sys.stdout.flush()
     try:

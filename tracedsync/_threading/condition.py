@@ -28,9 +28,10 @@ from .._core import runtime as rt
 from .._core.ops import OP_COND_WAIT, OP_COND_WAKE, OP_MISUSE, OP_NOTIFY
 from .._core.registry import new_state
 from .._core.sites import user_site
-from .._core.state import ConditionState, LockState
+from .._core.state import ConditionState, LockBooks
 from .._core.waits import forget, wait_cond
-from .locks import TracedRLock, _TracedLockBase, wrap_lock
+from .locks import is_traced_lock, lock_state, new_rlock, wrap_lock
+from .locks_py import _TracedLockBase
 from .proxy import CopiedAsOriginal, StateProxy, get_state
 
 T = TypeVar("T")
@@ -56,14 +57,12 @@ class TracedCondition(CopiedAsOriginal, StateProxy):
     ) -> None:
         site = _site if _site is not None else user_site()
         if lock is None:
-            lock = TracedRLock(name=None if name is None else f"{name}.lock", _site=site)
+            lock = new_rlock(name=None if name is None else f"{name}.lock", site=site)
         else:
             lock = wrap_lock(lock, site=site)
         raw = RawCondition(lock)
         super().__init__(raw)
-        lock_st: LockState | None = (
-            _lock_state(lock) if isinstance(lock, _TracedLockBase) else None
-        )
+        lock_st: LockBooks | None = lock_state(lock) if is_traced_lock(lock) else None
         st = new_state(ConditionState, raw, "Condition", name, site[0], site[1],
                        {"lock": None if lock_st is None else lock_st.prim})
         st.lock = lock
@@ -74,7 +73,7 @@ class TracedCondition(CopiedAsOriginal, StateProxy):
     def __enter__(self) -> bool:
         lock = _get_state(self).lock
         if isinstance(lock, _TracedLockBase):
-            return lock.__enter__(2)
+            return lock.__enter__(2)  # the twin records its caller's caller: the user's line
         return lock.__enter__()  # type: ignore[no-any-return]
 
     def __exit__(self, *exc_info: object) -> None:
@@ -84,6 +83,7 @@ class TracedCondition(CopiedAsOriginal, StateProxy):
         lock = _get_state(self).lock
         if isinstance(lock, _TracedLockBase):
             return lock.acquire(blocking, timeout, _depth=2)
+        # A native lock walks out of this frame by itself (the skip policy).
         return lock.acquire(blocking, timeout)  # type: ignore[no-any-return]
 
     def release(self) -> None:
@@ -98,7 +98,7 @@ class TracedCondition(CopiedAsOriginal, StateProxy):
         me = rt.ident()
         f = _getframe(_depth)
         code, lineno = f.f_code, f.f_lineno
-        lock_st: LockState | None = st.lock_state
+        lock_st: LockBooks | None = st.lock_state
         saved = lock_st.depth if lock_st is not None and lock_st.owner == me else 0
         waiters = st.waiters
         waiters.append(me)
@@ -179,7 +179,6 @@ class TracedCondition(CopiedAsOriginal, StateProxy):
 
 
 _get_state = cast("Callable[[Any], ConditionState]", get_state)
-_lock_state = cast("Callable[[Any], LockState]", get_state)
 
 
 def waiters_owned(st: ConditionState) -> bool:

@@ -1,442 +1,144 @@
-"""`TracedLock` and `TracedRLock`: wrapt proxies that behave exactly like ``threading``'s locks.
+"""`TracedLock` and `TracedRLock`, and the factories `Lock()` and `RLock()`.
 
-Design note (read docs/architecture.md, "The hot path", first).
-
-* Behaviour. Every outcome is the real lock's: we call the real ``acquire``/``release`` and
-  return or raise what they do. Arguments other than the plain defaults are handed to the real
-  lock before we interpret them, so invalid ones raise the original's errors.
-* Contention. A blocking acquire first tries the real ``acquire(False)``. Success is an
-  *uncontended* acquire; failure makes it *contended*: we note the owner from our books
-  (``blocked_by``), read the clock, and block with the caller's own timeout.
-* Books. ``owner``/``depth`` are written after the real acquire succeeds and before the real
-  release, i.e. only by the holder, so they never lag behind the real lock as seen by its holder.
-  Other threads read them only to fill ``blocked_by`` (a snapshot that may be a moment old).
-* Cost. The per-lock state is fetched once per call through the slot descriptor captured at
-  import (``self._self_state`` would go through wrapt's ``getattro``); the clock is read once per
-  acquire and once per release; nothing else is allocated but the event tuple.
+Where the native recorder is in use (`tracedsync._core.native`), the traced locks are its C
+types (`NativeLock`, `NativeRLock`), each its own state; elsewhere they are the pure-Python
+twin's wrapt proxies (`locks_py`). Either way they behave exactly like ``threading``'s. A real
+lock that already exists (given to `tracedsync.Condition`, say) is wrapped by the twin's proxy
+even where the native recorder is in use: a native lock is a lock of its own, not a view of
+another; `isinstance(proxy, TracedLock)` holds for it all the same.
 """
 
 from __future__ import annotations
 
-import os
 import sys
-import threading
-from collections.abc import Callable
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from .._core import runtime as rt
-from .._core.ops import OP_ACQUIRE, OP_GENERIC, OP_MISUSE, OP_RELEASE, OP_RESTORE, OP_SAVE
-from .._core.registry import new_state
-from .._core.sites import user_site
-from .._core.state import LockState
-from .._core.waits import forget, wait_lock, wait_restore
-from .proxy import CopiedAsOriginal, StateProxy, get_state
+from .._core.native import NATIVE
+from .._core.state import LockBooks
+from .locks_py import (
+    _RAW_LOCK_TYPE,
+    _RAW_RLOCK_TYPES,
+    PyTracedLock,
+    PyTracedRLock,
+    RawLock,
+    RawRLock,
+    _get_state,
+    _TracedLockBase,
+)
+from .proxy import CopiedAsOriginal
 
 _getframe = sys._getframe
-FULL = rt.FULL
-TIMEOUT_MAX = threading.TIMEOUT_MAX
 
-# The real factories, captured before anyone can patch them.
-RawLock = threading.Lock
-RawRLock = threading.RLock
-_RAW_LOCK_TYPE = type(RawLock())
-_RAW_RLOCK_TYPES: tuple[type, ...] = tuple(
-    t for t in (getattr(threading, "_CRLock", None), getattr(threading, "_PyRLock", None))
-    if t is not None
-)
+__all__ = [
+    "NATIVE_LOCKS",
+    "RawLock",
+    "RawRLock",
+    "TracedLock",
+    "TracedRLock",
+    "is_traced_lock",
+    "lock_state",
+    "wrap_lock",
+]
 
+if TYPE_CHECKING:
+    from .._core._native import NativeLock as _NativeLock
+    from .._core._native import NativeRLock as _NativeRLock
+else:
+    _NativeLock = NATIVE.NativeLock if NATIVE is not None else object
+    _NativeRLock = NATIVE.NativeRLock if NATIVE is not None else object
 
-class _TracedLockBase(CopiedAsOriginal, StateProxy):
-    """Common code of `TracedLock` and `TracedRLock`. Not for direct use."""
+if NATIVE is not None:
 
-    __slots__ = ()
-    _kind = "Lock"
-    _reentrant = False
+    class _NativeCopied:
+        """Copying and pickling fail as the originals' do (a fresh real lock answers)."""
 
-    def __init__(
-        self,
-        wrapped: Any = None,
-        *,
-        name: str | None = None,
-        _site: tuple[Any, int] | None = None,
-    ) -> None:
-        if wrapped is None:
-            wrapped = self._new_raw()
-        super().__init__(wrapped)
-        code, lineno = _site if _site is not None else user_site()
-        st = new_state(LockState, wrapped, self._kind, name, code, lineno)
-        st.reentrant = self._reentrant
-        self._self_state = st
+        __slots__ = ()
 
-    @staticmethod
-    def _new_raw() -> Any:
-        return RawLock()
+        def __copy__(self) -> Any:
+            return CopiedAsOriginal.__copy__(cast(Any, _Real(self)))
 
-    # -- acquire -----------------------------------------------------------------------------
-    def acquire(self, blocking: bool = True, timeout: float = -1, *, _depth: int = 1) -> bool:
-        """Acquire the lock, exactly as ``threading``'s does, and record it."""
-        st: LockState = _get_state(self)
-        level = rt.level
-        if level and blocking is True and timeout == -1 and st.acquire(False):
-            try:
-                me = rt.tls.ident
-            except AttributeError:
-                me = rt.register_thread()
-            t = rt.now()
-            if st.owner == me:
-                depth = st.depth + 1
-            else:
-                st.owner = me
-                st.t_hold = t
-                depth = 1
-            st.depth = depth
-            st.acquisitions += 1
-            if depth > st.max_depth:
-                st.max_depth = depth
-            if level == FULL:
-                f = _getframe(_depth)
-                rt.emit((OP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, True, -1,
-                         f.f_code, -1 - f.f_lasti))
-            return True
-        return _acquire_slow(st, blocking, timeout, _depth + 1)
+        def __deepcopy__(self, memo: dict[int, Any]) -> Any:
+            return CopiedAsOriginal.__deepcopy__(cast(Any, _Real(self)), memo)
 
-    def __enter__(self, _depth: int = 1) -> bool:
-        st: LockState = _get_state(self)
-        level = rt.level
-        if level and st.acquire(False):
-            try:
-                me = rt.tls.ident
-            except AttributeError:
-                me = rt.register_thread()
-            t = rt.now()
-            if st.owner == me:
-                depth = st.depth + 1
-            else:
-                st.owner = me
-                st.t_hold = t
-                depth = 1
-            st.depth = depth
-            st.acquisitions += 1
-            if depth > st.max_depth:
-                st.max_depth = depth
-            if level == FULL:
-                f = _getframe(_depth)
-                rt.emit((OP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, True, -1,
-                         f.f_code, -1 - f.f_lasti))
-            return True
-        return _acquire_slow(st, True, -1, _depth + 1)
+        def __reduce__(self) -> Any:
+            return CopiedAsOriginal.__reduce__(cast(Any, _Real(self)))
 
-    # -- release -----------------------------------------------------------------------------
-    def release(self) -> None:
-        """Release the lock, exactly as ``threading``'s does, and record it."""
-        st: LockState = _get_state(self)
-        if not rt.level:
-            return st.release()  # type: ignore[no-any-return]
-        try:
-            me = rt.tls.ident
-        except AttributeError:
-            me = rt.register_thread()
-        depth = st.depth
-        if depth == 0 or (st.reentrant and st.owner != me):
-            return _release_unbooked(st, me)
-        depth -= 1
-        hold = None
-        t = rt.now()
-        if depth == 0:
-            hold = t - st.t_hold
-            st.hold_ns += hold
-            owner = st.owner
-            st.owner = None
-            st.depth = 0
-            try:
-                st.release()
-            except BaseException:
-                st.owner = owner
-                st.depth = 1
-                raise
-        else:
-            st.depth = depth
-            st.release()
-        if rt.level == FULL:
-            rt.emit((OP_RELEASE, t, me, st.prim, depth, hold))
-            if len(rt.buffer) > rt.limit:
-                rt.overflow()
-        return None
+        def __reduce_ex__(self, protocol: Any) -> Any:
+            return CopiedAsOriginal.__reduce_ex__(cast(Any, _Real(self)), protocol)
 
-    def __exit__(self, *exc_info: object) -> None:
-        self.release()
+    class _Real:
+        """Stands for a native lock's original (a fresh real lock of the same kind)."""
 
-    # -- the rest of the lock API ------------------------------------------------------------
-    def _at_fork_reinit(self) -> None:
-        st: LockState = _get_state(self)
-        st.raw._at_fork_reinit()
-        st.owner = None
-        st.depth = 0
-        if rt.level == FULL:
-            code, lineno = user_site()
-            rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": st.prim}, code, lineno))
+        __slots__ = ("__wrapped__",)
 
-    def __repr__(self) -> str:
-        st: LockState = _get_state(self)
-        r = repr(st.raw)
-        extra = f" traced={st.prim}" + ("" if st.name is None else f" name={st.name!r}")
-        return r[:-1] + extra + ">"
+        def __init__(self, lock: Any) -> None:
+            self.__wrapped__ = RawRLock() if lock.reentrant else RawLock()
+
+    class _TracedMeta(type):
+        """`isinstance(x, TracedLock)` also holds for a wrapped real lock (the twin's proxy)."""
+
+        _twin: type
+
+        def __instancecheck__(cls, obj: Any) -> bool:
+            return type.__instancecheck__(cls, obj) or isinstance(obj, cls._twin)
+
+    class TracedLock(_NativeCopied, _NativeLock, metaclass=_TracedMeta):
+        """A traced ``threading.Lock``: same behaviour, plus a record of who holds it and who
+        waits. It also offers the Condition protocol (``_is_owned``, ``_release_save``,
+        ``_acquire_restore``) with the semantics ``threading.Condition`` falls back to for a
+        plain lock, so waits on a condition over it are recorded."""
+
+        __slots__ = ()
+
+    class TracedRLock(_NativeCopied, _NativeRLock, metaclass=_TracedMeta):
+        """A traced ``threading.RLock``: same behaviour, plus ownership and recursion depth."""
+
+        __slots__ = ()
+
+    TracedLock._twin = PyTracedLock
+    TracedRLock._twin = PyTracedRLock
+    for _cls, _raw in ((TracedLock, RawLock()), (TracedRLock, RawRLock())):
+        # The deprecated aliases of the version at hand (acquire_lock...), if it has them.
+        for _alias, _target in (("acquire_lock", "acquire"), ("release_lock", "release"),
+                                ("locked_lock", "locked")):
+            if hasattr(_raw, _alias) and hasattr(_cls, _target):
+                setattr(_cls, _alias, getattr(_cls, _target))
+
+    NATIVE_LOCKS: tuple[type, ...] = (TracedLock, TracedRLock)
+else:
+    TracedLock = PyTracedLock  # type: ignore[misc,assignment]
+    TracedRLock = PyTracedRLock  # type: ignore[misc,assignment]
+    NATIVE_LOCKS = ()
+
+_TRACED: tuple[type, ...] = (_TracedLockBase, *NATIVE_LOCKS)
+
+SPEEDUPS = NATIVE is not None
+"""Whether the native recorder's locks are in use."""
 
 
-# The slot's descriptor, read once: calling its __get__ skips wrapt's getattro.
-_get_state = cast("Callable[[Any], LockState]", get_state)
+def is_traced_lock(obj: Any) -> bool:
+    """Whether ``obj`` is a traced Lock or RLock (native, or the twin's proxy)."""
+    return isinstance(obj, _TRACED)
 
 
-
-def _acquire_slow(st: LockState, blocking: bool, timeout: float, fdepth: int) -> bool:
-    """Every acquire that is not an uncontended one with the default arguments."""
-    level = rt.level
-    if not level:
-        return st.acquire(blocking, timeout)  # type: ignore[no-any-return]
-    if not blocking:
-        # The real lock validates (acquire(False, 1) raises ValueError) and answers.
-        ok = st.acquire(blocking, timeout)
-        blocked_by = None if ok else st.owner
-        return _booked(st, ok, fdepth + 1, blocking, timeout, 0, not ok, blocked_by)
-    if timeout != -1 and not (
-        type(timeout) in (int, float) and 0 <= timeout <= TIMEOUT_MAX
-    ):
-        # Invalid (or unusual) timeouts: the real lock raises its own error, or accepts.
-        ok = st.acquire(blocking, timeout)
-        return _booked(st, ok, fdepth + 1, blocking, timeout, 0, False, None)
-    if st.acquire(False):
-        return _booked(st, True, fdepth + 1, blocking, timeout, 0, False, None)
-    blocked_by = st.owner
-    me = rt.ident()
-    t0 = rt.now()
-    try:
-        # Runtime detection (_detect.py): enter the wait-for graph before blocking, leave it
-        # when the real acquire returns. wait_lock raises DeadlockError (unregistered already)
-        # when this wait closes a cycle and on_deadlock="raise".
-        wait_lock(me, st, timeout, _getframe(fdepth))
-        try:
-            ok = st.acquire(True, timeout)
-        finally:
-            forget(me)
-    except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError, for two
-        wait = rt.now() - t0
-        st.contended += 1
-        st.wait_ns += wait
-        st.failed += 1
-        f = _getframe(fdepth)
-        rt.emit((OP_ACQUIRE, t0 + wait, me, st.prim, st.depth, False, True, wait,
-                 blocked_by, True, timeout, f.f_code, f.f_lineno))
-        rt.emit((OP_GENERIC, t0 + wait, me, "interrupted",
-                 {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
-        raise
-    wait = rt.now() - t0
-    st.contended += 1
-    st.wait_ns += wait
-    return _booked(st, ok, fdepth + 1, True, timeout, wait, True, blocked_by, t0 + wait)
+def lock_state(lock: Any) -> LockBooks:
+    """The books of traced lock ``lock``: a native lock is its own."""
+    if isinstance(lock, _TracedLockBase):
+        return _get_state(lock)
+    return cast(LockBooks, lock)
 
 
-def _booked(
-    st: LockState,
-    ok: bool,
-    fdepth: int,
-    blocking: bool,
-    timeout: float,
-    wait: int,
-    contended: bool,
-    blocked_by: int | None,
-    t: int | None = None,
-) -> bool:
-    """Update the books after a slow-path acquire and record it. Returns ``ok``."""
-    me = rt.ident()
-    if t is None:
-        t = rt.now()
-    if ok:
-        if st.owner == me:
-            depth = st.depth + 1
-        else:
-            st.owner = me
-            st.t_hold = t
-            depth = 1
-        st.depth = depth
-        st.acquisitions += 1
-        if depth > st.max_depth:
-            st.max_depth = depth
-    else:
-        depth = st.depth if st.owner == me else 0
-        st.failed += 1
-    level = rt.level
-    if level == FULL or (level and (contended or not ok)):
-        f = _getframe(fdepth)
-        rt.emit((OP_ACQUIRE, t, me, st.prim, depth, bool(ok), contended, wait, blocked_by,
-                 bool(blocking), timeout, f.f_code, f.f_lineno))
-    return ok
+def new_lock(*, name: str | None = None, site: tuple[Any, int] | None = None) -> Any:
+    """A traced Lock (native where possible)."""
+    return TracedLock(name=name, _site=site)
 
 
-def _release_unbooked(st: LockState, me: int) -> None:
-    """A release our books say is not the caller's to make: let the real lock decide."""
-    try:
-        st.release()
-    except RuntimeError as exc:
-        _misuse(st, me, "release_unowned" if st.reentrant else "release_unlocked", exc)
-        raise
-    # The real lock disagreed with our books (it was acquired behind our back): resync.
-    st.owner = None
-    st.depth = 0
-    if rt.level == FULL:
-        rt.emit((OP_RELEASE, rt.now(), me, st.prim, 0, None))
-
-
-def _misuse(st: LockState, me: int, what: str, exc: BaseException) -> None:
-    st.misuse += 1
-    code, lineno = user_site()
-    rt.emit((OP_MISUSE, rt.now(), me, st.prim, what, str(exc), code, lineno))
-
-
-# -- the Condition protocol --------------------------------------------------------------------
-def _release_save_booked(st: LockState) -> int:
-    """Books for a full release before a condition wait; returns the hold time."""
-    t = rt.now()
-    hold = t - st.t_hold
-    st.hold_ns += hold
-    st.owner = None
-    st.depth = 0
-    return hold
-
-
-def _record_save(st: LockState, me: int, saved: int, hold: int) -> None:
-    if rt.level == FULL:
-        code, lineno = user_site()
-        rt.emit((OP_SAVE, rt.now(), me, st.prim, saved, hold, code, lineno))
-
-
-def _restore_booked(st: LockState, me: int, depth: int, t0: int, blocked_by: int | None) -> None:
-    t1 = rt.now()
-    wait = t1 - t0
-    st.owner = me
-    st.depth = depth
-    st.t_hold = t1
-    st.acquisitions += 1
-    st.restore_ns = wait
-    contended = blocked_by is not None and blocked_by != me
-    if contended:
-        st.contended += 1
-        st.wait_ns += wait
-    if depth > st.max_depth:
-        st.max_depth = depth
-    level = rt.level
-    if level == FULL or (level and contended):
-        code, lineno = user_site()
-        rt.emit((OP_RESTORE, t1, me, st.prim, depth, wait, contended, blocked_by, code, lineno))
-
-
-class TracedLock(_TracedLockBase):
-    """A traced ``threading.Lock``: same behaviour, plus a record of who holds it and who waits.
-
-    It also offers the Condition protocol (``_is_owned``, ``_release_save``,
-    ``_acquire_restore``) with the exact semantics ``threading.Condition`` falls back to for a
-    plain lock, so waits on a condition over it are recorded.
-    """
-
-    __slots__ = ()
-    _kind = "Lock"
-    _reentrant = False
-
-    def _is_owned(self) -> bool:
-        # threading.Condition's fallback: "owned" means locked by anyone.
-        st: LockState = _get_state(self)
-        return st.raw.locked()  # type: ignore[no-any-return]
-
-    def _release_save(self) -> None:
-        st: LockState = _get_state(self)
-        if not rt.level:
-            return st.release()  # type: ignore[no-any-return]
-        me = rt.ident()
-        if st.depth == 0:
-            return _release_unbooked(st, me)
-        owner = st.owner
-        hold = _release_save_booked(st)
-        try:
-            st.release()
-        except BaseException:
-            st.owner, st.depth = owner, 1
-            raise
-        _record_save(st, me, 1, hold)
-        return None
-
-    def _acquire_restore(self, state: Any) -> None:
-        st: LockState = _get_state(self)
-        if not rt.level:
-            st.acquire()
-            return
-        me = rt.ident()
-        blocked_by = st.owner
-        t0 = rt.now()
-        if not st.acquire(False):
-            # About to block: in the wait-for graph meanwhile (_detect.py; reported, never
-            # raised: failing here would leave Condition.wait's caller without the lock).
-            wait_restore(me, st)
-            try:
-                st.acquire()
-            finally:
-                forget(me)
-        _restore_booked(st, me, 1, t0, blocked_by)
-
-
-class TracedRLock(_TracedLockBase):
-    """A traced ``threading.RLock``: same behaviour, plus ownership and recursion depth."""
-
-    __slots__ = ()
-    _kind = "RLock"
-    _reentrant = True
-
-    @staticmethod
-    def _new_raw() -> Any:
-        return RawRLock()
-
-    def _is_owned(self) -> bool:
-        st: LockState = _get_state(self)
-        return st.raw._is_owned()  # type: ignore[no-any-return]
-
-    def _release_save(self) -> Any:
-        st: LockState = _get_state(self)
-        if not rt.level:
-            return st.raw._release_save()
-        me = rt.ident()
-        if st.owner != me or st.depth == 0:
-            try:
-                return st.raw._release_save()
-            except RuntimeError as exc:
-                _misuse(st, me, "release_unowned", exc)
-                raise
-        saved = st.depth
-        hold = _release_save_booked(st)
-        try:
-            state = st.raw._release_save()
-        except BaseException:
-            st.owner, st.depth = me, saved
-            raise
-        _record_save(st, me, saved, hold)
-        return state
-
-    def _acquire_restore(self, state: Any) -> None:
-        st: LockState = _get_state(self)
-        if not rt.level:
-            st.raw._acquire_restore(state)
-            return
-        me = rt.ident()
-        blocked_by = st.owner
-        t0 = rt.now()
-        if blocked_by is None or blocked_by == me:
-            st.raw._acquire_restore(state)
-        else:
-            # Held by another thread as far as our books say: about to block, so in the
-            # wait-for graph meanwhile (_detect.py; reported, never raised, as for TracedLock).
-            wait_restore(me, st)
-            try:
-                st.raw._acquire_restore(state)
-            finally:
-                forget(me)
-        _restore_booked(st, me, state[0], t0, blocked_by)
+def new_rlock(*, name: str | None = None, site: tuple[Any, int] | None = None) -> Any:
+    """A traced RLock (native where possible)."""
+    if NATIVE is not None:
+        return TracedRLock(name=name, _site=site)
+    return PyTracedRLock(name=name, _site=site)
 
 
 def Lock(*, name: str | None = None) -> TracedLock:
@@ -444,44 +146,26 @@ def Lock(*, name: str | None = None) -> TracedLock:
     if rt.in_guard():
         return cast(TracedLock, RawLock())  # tracedsync's own machinery: untraced
     f = _getframe(1)
-    return TracedLock(name=name, _site=(f.f_code, f.f_lineno))
+    return cast(TracedLock, new_lock(name=name, site=(f.f_code, f.f_lineno)))
 
 
 def RLock(*args: Any, name: str | None = None, **kwargs: Any) -> TracedRLock:
     """A new traced ``threading.RLock`` (extra arguments are handled as ``threading`` does)."""
-    raw = RawRLock(*args, **kwargs)
+    raw = RawRLock(*args, **kwargs)  # its warnings and errors are threading's
     if rt.in_guard():
         return cast(TracedRLock, raw)  # tracedsync's own machinery: untraced
     f = _getframe(1)
-    return TracedRLock(raw, name=name, _site=(f.f_code, f.f_lineno))
+    if NATIVE is not None:
+        return TracedRLock(name=name, _site=(f.f_code, f.f_lineno))
+    return cast(TracedRLock, PyTracedRLock(raw, name=name, _site=(f.f_code, f.f_lineno)))
 
 
 def wrap_lock(lock: Any, *, name: str | None = None, site: tuple[Any, int] | None = None) -> Any:
     """Wrap an existing real lock in the matching traced proxy (others are returned as is)."""
-    if isinstance(lock, _TracedLockBase):
+    if is_traced_lock(lock):
         return lock
     if isinstance(lock, _RAW_LOCK_TYPE):
-        return TracedLock(lock, name=name, _site=site)
+        return PyTracedLock(lock, name=name, _site=site)
     if isinstance(lock, _RAW_RLOCK_TYPES):
-        return TracedRLock(lock, name=name, _site=site)
+        return PyTracedRLock(lock, name=name, _site=site)
     return lock
-
-
-def _install_speedups() -> bool:
-    """Put the C hot path (tracedsync._speedups) on the proxies, unless absent or disabled.
-
-    ``TRACEDSYNC_PURE_PYTHON=1`` keeps the pure-Python methods (the test suite runs both).
-    """
-    if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
-        return False
-    try:
-        from .._core import _speedups  # type: ignore[attr-defined]
-    except ImportError:
-        return False
-    _speedups.install(_TracedLockBase, LockState, rt, _acquire_slow, _release_unbooked,
-                      OP_ACQUIRE, OP_RELEASE)
-    return True
-
-
-SPEEDUPS = _install_speedups()
-"""Whether the C hot path is in use."""

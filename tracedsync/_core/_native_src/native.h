@@ -1,0 +1,209 @@
+/*
+ * tracedsync._core._native: the native recorder. Shared declarations.
+ *
+ * See docs/architecture.md, "The native recorder". Everything here runs with the GIL held,
+ * except the renderer (render.c), which works on a snapshot taken under the GIL and touches
+ * no Python object while the GIL is released. The build refuses a free-threaded interpreter
+ * (the pure-Python twin is used there); the notes in buffers.c say what it would need.
+ */
+#ifndef TRACEDSYNC_NATIVE_H
+#define TRACEDSYNC_NATIVE_H
+
+#define PY_SSIZE_T_CLEAN
+#include <Python.h>
+#include <stdint.h>
+#include <pythread.h>
+
+#ifdef Py_GIL_DISABLED
+#error "tracedsync._core._native needs the GIL; the pure-Python twin serves free-threaded builds"
+#endif
+
+#if defined(__GNUC__)
+#define LIKELY(x) __builtin_expect(!!(x), 1)
+#define UNLIKELY(x) __builtin_expect(!!(x), 0)
+#define TLS_VAR __thread
+#else
+#define LIKELY(x) (x)
+#define UNLIKELY(x) (x)
+#define TLS_VAR _Thread_local
+#endif
+
+/* -- levels (the same numbers as tracedsync._core.runtime) ------------------------------- */
+#define LEVEL_OFF 0
+#define LEVEL_CONTENTION 1
+#define LEVEL_FULL 2
+extern int ts_level;
+
+/* -- the clock (clock.c) ------------------------------------------------------------------ */
+/* Ticks: TSC cycles where the kernel's clocksource is the invariant TSC, else CLOCK_MONOTONIC
+ * nanoseconds. Converted to CLOCK_MONOTONIC nanoseconds with the calibration of the moment. */
+extern int ts_clock_is_tsc;
+int ts_clock_init(void);
+uint64_t ts_ticks_slow(void);
+static inline uint64_t
+ts_ticks(void)
+{
+#if defined(__x86_64__) || defined(__i386__)
+    if (LIKELY(ts_clock_is_tsc)) {
+        return __builtin_ia32_rdtsc();
+    }
+#endif
+    return ts_ticks_slow();
+}
+int64_t ts_mono_ns(void);
+/* Calibration: ns = base_ns + (ticks - base_ticks) * ns_per_tick. */
+typedef struct {
+    uint64_t base_ticks;
+    int64_t base_ns;
+    double ns_per_tick;
+} ts_calib;
+void ts_calib_now(ts_calib *c);
+static inline int64_t
+ts_to_ns(const ts_calib *c, uint64_t ticks)
+{
+    return c->base_ns + (int64_t)((double)(int64_t)(ticks - c->base_ticks) * c->ns_per_tick);
+}
+static inline int64_t
+ts_ticks_to_ns(const ts_calib *c, uint64_t dticks)
+{
+    return (int64_t)((double)dticks * c->ns_per_tick);
+}
+/* The calibration in force (updated by the flusher); for Python-side conversions. */
+extern ts_calib ts_current_calib;
+
+/* -- records (buffers.c) ------------------------------------------------------------------ */
+enum {
+    REC_ACQUIRE = 1,   /* an uncontended acquire with the default arguments */
+    REC_RELEASE = 2,   /* a release; FLAG_HOLD: val is the hold in ticks (depth reached 0) */
+};
+#define FLAG_HOLD 1
+
+typedef struct {
+    uint64_t t;         /* ticks */
+    uint32_t prim_pid;  /* the primitive's id: "<prim_pid>.<prim_n>" */
+    uint32_t prim_n;
+    uint32_t site;      /* call-site id (0: unknown) */
+    uint8_t op;
+    uint8_t flags;
+    uint16_t depth;
+    uint64_t val;
+} ts_rec;
+
+#define CHUNK_BYTES (64 * 1024)
+
+typedef struct ts_chunk {
+    struct ts_chunk *next;
+    uint32_t n;      /* records written */
+    uint32_t cap;
+    ts_rec recs[];
+} ts_chunk;
+
+typedef struct ts_tbuf {
+    struct ts_tbuf *next;      /* every buffer of this process, newest first */
+    ts_chunk *head;            /* oldest chunk with records not yet rendered */
+    ts_chunk *cur;             /* the chunk being written (NULL: none yet / dropped) */
+    uint32_t consumed;         /* records of head already rendered */
+    unsigned long ident;       /* threading.get_ident() */
+    long native_id;
+    uint64_t dropped;          /* records dropped for lack of budget, not yet reported */
+    volatile int dead;         /* the thread has exited (pthread-key destructor) */
+    char tid_text[24];
+    int tid_len;
+} ts_tbuf;
+
+extern TLS_VAR ts_tbuf *ts_tls_buf;
+
+/* Slow path: a record slot in the current thread's buffer, or NULL if none can be had
+ * (registering the thread failed: a Python error is set; or the budget is spent: the drop is
+ * counted, no error). */
+ts_rec *ts_rec_slow(void);
+void ts_wake_flusher_slow(void);
+extern volatile int ts_flusher_idle;
+
+/* A slot for one record; the caller fills it and calls ts_rec_commit(). */
+static inline ts_rec *
+ts_rec_get(void)
+{
+    ts_tbuf *b = ts_tls_buf;
+    if (LIKELY(b != NULL)) {
+        ts_chunk *c = b->cur;
+        if (LIKELY(c != NULL && c->n < c->cap)) {
+            return &c->recs[c->n];
+        }
+    }
+    return ts_rec_slow();
+}
+
+static inline void
+ts_rec_commit(void)
+{
+    ts_tls_buf->cur->n++;
+    if (UNLIKELY(ts_flusher_idle)) {
+        ts_wake_flusher_slow();
+    }
+}
+
+/* The current thread's ident, registering it (its `thread` event) the first time. 0 and a
+ * Python error on failure. */
+unsigned long ts_thread_ident_slow(void);
+static inline unsigned long
+ts_thread_ident(void)
+{
+    ts_tbuf *b = ts_tls_buf;
+    if (LIKELY(b != NULL)) {
+        return b->ident;
+    }
+    return ts_thread_ident_slow();
+}
+
+int ts_buffers_init(PyObject *module);
+PyObject *ts_attach_thread(PyObject *self, PyObject *args);
+PyObject *ts_after_fork_child(PyObject *self, PyObject *noargs);
+PyObject *ts_wait_for_work(PyObject *self, PyObject *args);
+PyObject *ts_wake(PyObject *self, PyObject *noargs);
+PyObject *ts_set_budget(PyObject *self, PyObject *args);
+PyObject *ts_buffer_info(PyObject *self, PyObject *noargs);
+
+/* The pending-work counter the flusher watches (records committed since its last snapshot
+ * are not counted: only chunks filled). */
+extern uint64_t ts_filled_chunks;
+extern size_t ts_budget, ts_allocated;
+ts_chunk *ts_chunk_new(void);
+void ts_chunk_free(ts_chunk *c);
+extern ts_tbuf *ts_all_bufs;
+
+/* -- call sites (sites.c) ------------------------------------------------------------------ */
+/* The site id of the calling Python frame (walking out of tracedsync, threading and
+ * multiprocessing frames), 0 if unknown. Never fails (errors are swallowed: a site is
+ * optional). */
+uint32_t ts_site_of_caller(void);
+int ts_sites_init(PyObject *module);
+PyObject *ts_site_info(PyObject *self, PyObject *args);
+/* The rendered fragment of site `id` (`,"site":"...","func":"..."`), formatted by the
+ * flusher under the GIL (ts_sites_format_pending); NULL if none. */
+const char *ts_site_fragment(uint32_t id, Py_ssize_t *len);
+int ts_sites_format_pending(void);
+uint32_t ts_sites_count(void);
+PyObject *ts_site_code(uint32_t id, int *lasti);
+
+/* -- the lock types (lock.c) ---------------------------------------------------------------- */
+int ts_lock_init(PyObject *module);
+
+/* -- rendering (render.c) ------------------------------------------------------------------- */
+int ts_render_init(PyObject *module);
+
+/* -- Python hooks set by install() (module.c) ------------------------------------------------ */
+typedef struct {
+    PyObject *runtime;          /* tracedsync._core.runtime (emit, register_thread) */
+    PyObject *waits;            /* tracedsync._core.waits (wait_lock, wait_restore, forget) */
+    PyObject *statistics_cls;   /* tracedsync._core.state.Statistics */
+    PyObject *registry_new;     /* registry.new_native(lock, kind, name, site) -> (pid, n, prim) */
+    PyObject *report;           /* state.report_stats(st): the `stats` event */
+    PyObject *user_site;        /* tracedsync._core.sites.user_site */
+} ts_hooks_t;
+extern ts_hooks_t ts_hooks;
+/* Append a tuple to the Python channel (runtime.emit), stealing `item`. */
+int ts_emit_tuple(PyObject *item);
+PyObject *ts_now_ns_obj(void);
+
+#endif
