@@ -1,0 +1,290 @@
+"""The event schema (tracedsync/_core/schema.py) against the code.
+
+1. Decoding: one sample tuple per op code and variant, decoded field by field (names, order,
+   values, types), so that generating the decoders from the table changes no byte of a log.
+2. The tables agree with each other and with `Statistics`.
+"""
+
+from __future__ import annotations
+
+import ast
+from typing import Any
+
+from tracedsync._core import schema
+from tracedsync._core.ops import (
+    OP_ACQUIRE,
+    OP_BARRIER_BROKEN,
+    OP_BARRIER_WAIT,
+    OP_COND_WAIT,
+    OP_COND_WAKE,
+    OP_CREATED,
+    OP_DROPPED,
+    OP_EVENT_SET,
+    OP_EVENT_WAIT,
+    OP_GENERIC,
+    OP_MISUSE,
+    OP_MP_ACQUIRE,
+    OP_NOTIFY,
+    OP_RELEASE,
+    OP_RESTORE,
+    OP_RMW,
+    OP_SAVE,
+    OP_SEM_ACQUIRE,
+    OP_SEM_RELEASE,
+    OP_SESSION_END,
+    OP_STATS,
+    OP_THREAD,
+    OP_VALUE,
+)
+from tracedsync._core.state import EXTENSION_FIELDS, Statistics
+from tracedsync._record.decode import Decoder, source
+
+Event = dict[str, Any]
+
+
+# -- 1. decoding -------------------------------------------------------------------------------
+def _sample_site() -> None:
+    """Its code object stands for a call site in the samples."""
+
+
+CODE = _sample_site.__code__
+SITE = f"{CODE.co_filename}:"
+FUNC = "_sample_site"
+
+# (tuple as the hot path records it, event as the decoder must write it), in stream order: a
+# `thread` maps ident 11 to native id 1011, later to 2011; ident 12 is never named.
+DECODED = [
+    ((OP_THREAD, 100, 11, 1011, "worker", True),
+     {"event": "thread", "ts": 100, "pid": 9, "tid": 1011, "ident": 11, "name": "worker",
+      "daemon": True}),
+    ((OP_CREATED, 101, 11, "9.1", "Lock", "a", CODE, 7, None),
+     {"event": "created", "ts": 101, "pid": 9, "tid": 1011, "prim": "9.1", "kind": "Lock",
+      "name": "a", "site": SITE + "7", "func": FUNC}),
+    ((OP_CREATED, 102, 11, "9.2", "Barrier", None, CODE, 7, {"parties": 2, "timeout": None}),
+     {"event": "created", "ts": 102, "pid": 9, "tid": 1011, "prim": "9.2", "kind": "Barrier",
+      "name": None, "site": SITE + "7", "func": FUNC, "parties": 2, "timeout": None}),
+    ((OP_CREATED, 103, 12, "9.3", "RLock", None, None, 0, {}),
+     {"event": "created", "ts": 103, "pid": 9, "tid": 12, "prim": "9.3", "kind": "RLock",
+      "name": None}),
+    ((OP_ACQUIRE, 104, 11, "9.1", 1, True, False, 0, None, True, -1, CODE, 7),
+     {"event": "acquire", "ts": 104, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 1, "ok": True,
+      "contended": False, "wait_ns": 0, "blocked_by": None, "blocking": True, "timeout": None,
+      "site": SITE + "7", "func": FUNC}),
+    ((OP_ACQUIRE, 105, 12, "9.1", 0, False, True, 50, 11, True, 0.5, None, 0),
+     {"event": "acquire", "ts": 105, "pid": 9, "tid": 12, "prim": "9.1", "depth": 0, "ok": False,
+      "contended": True, "wait_ns": 50, "blocked_by": 1011, "blocking": True, "timeout": 0.5}),
+    ((OP_ACQUIRE, 106, 11, "9.1", 1, True, True, 5, 12, False, None, CODE, 8),
+     {"event": "acquire", "ts": 106, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 1, "ok": True,
+      "contended": True, "wait_ns": 5, "blocked_by": 12, "blocking": False, "timeout": None,
+      "site": SITE + "8", "func": FUNC}),
+    ((OP_RELEASE, 107, 11, "9.1", 0, 3),
+     {"event": "release", "ts": 107, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 0,
+      "hold_ns": 3}),
+    ((OP_RELEASE, 108, 11, "9.1", 1, None),
+     {"event": "release", "ts": 108, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 1}),
+    ((OP_SAVE, 109, 11, "9.1", 2, 40, CODE, 7),
+     {"event": "release", "ts": 109, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 0,
+      "saved_depth": 2, "hold_ns": 40, "site": SITE + "7", "func": FUNC}),
+    ((OP_SAVE, 110, 11, "9.1", 2, None, None, 0),
+     {"event": "release", "ts": 110, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 0,
+      "saved_depth": 2}),
+    ((OP_RESTORE, 111, 11, "9.1", 2, 30, True, 12, CODE, 7),
+     {"event": "acquire", "ts": 111, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 2, "ok": True,
+      "contended": True, "wait_ns": 30, "blocked_by": 12, "blocking": True, "timeout": None,
+      "restored": True, "site": SITE + "7", "func": FUNC}),
+    ((OP_RESTORE, 111, 11, "9.1", 1, 0, False, None, CODE, 7),
+     {"event": "acquire", "ts": 111, "pid": 9, "tid": 1011, "prim": "9.1", "depth": 1, "ok": True,
+      "contended": False, "wait_ns": 0, "blocked_by": None, "blocking": True, "timeout": None,
+      "restored": True, "site": SITE + "7", "func": FUNC}),
+    ((OP_MISUSE, 112, 12, "9.1", "release_unlocked", "release unlocked lock", CODE, 7),
+     {"event": "misuse", "ts": 112, "pid": 9, "tid": 12, "prim": "9.1",
+      "what": "release_unlocked", "error": "release unlocked lock", "site": SITE + "7",
+      "func": FUNC}),
+    ((OP_COND_WAIT, 113, 11, "9.4", "9.1", 1, None, CODE, 7),
+     {"event": "cond_wait", "ts": 113, "pid": 9, "tid": 1011, "prim": "9.4", "lock": "9.1",
+      "saved_depth": 1, "timeout": None, "site": SITE + "7", "func": FUNC}),
+    ((OP_COND_WAKE, 114, 11, "9.4", 20, True, 3, CODE, 7),
+     {"event": "cond_wake", "ts": 114, "pid": 9, "tid": 1011, "prim": "9.4", "waited_ns": 20,
+      "notified": True, "reacquire_ns": 3, "site": SITE + "7", "func": FUNC}),
+    ((OP_NOTIFY, 115, 12, "9.4", 1, 2, (11,), False, CODE, 7),
+     {"event": "notify", "ts": 115, "pid": 9, "tid": 12, "prim": "9.4", "n": 1, "waiters": 2,
+      "woken": [1011], "site": SITE + "7", "func": FUNC}),
+    ((OP_NOTIFY, 116, 12, "9.4", 2, 2, (11, 13), True, CODE, 7),
+     {"event": "notify_all", "ts": 116, "pid": 9, "tid": 12, "prim": "9.4", "n": 2, "waiters": 2,
+      "woken": [1011, 13], "site": SITE + "7", "func": FUNC}),
+    ((OP_STATS, 117, 11, "9.5", {"kind": "Semaphore", "name": None, "acquisitions": 1,
+      "held_by": ((11, 1), (12, 2))}),
+     {"event": "stats", "ts": 117, "pid": 9, "tid": 1011, "prim": "9.5", "kind": "Semaphore",
+      "name": None, "acquisitions": 1, "held_by": [{"tid": 1011, "ident": 11, "permits": 1},
+      {"tid": 12, "ident": 12, "permits": 2}]}),
+    ((OP_STATS, 117, 11, "9.1", {"kind": "Lock", "name": "a", "acquisitions": 3}),
+     {"event": "stats", "ts": 117, "pid": 9, "tid": 1011, "prim": "9.1", "kind": "Lock",
+      "name": "a", "acquisitions": 3}),
+    ((OP_DROPPED, 118, 11, 5),
+     {"event": "dropped", "ts": 118, "pid": 9, "tid": 1011, "count": 5}),
+    ((OP_SESSION_END, 119, 11, {"dropped": 0, "written": 9}),
+     {"event": "session_end", "ts": 119, "pid": 9, "tid": 1011, "dropped": 0, "written": 9}),
+    ((OP_GENERIC, 120, 11, "reinit", {"prim": "9.1"}, CODE, 7),
+     {"event": "reinit", "ts": 120, "pid": 9, "tid": 1011, "prim": "9.1", "site": SITE + "7",
+      "func": FUNC}),
+    ((OP_GENERIC, 121, 11, "long_hold", {"prim": "9.1", "site": "x.py:1"}, None, 0),
+     {"event": "long_hold", "ts": 121, "pid": 9, "tid": 1011, "prim": "9.1", "site": "x.py:1"}),
+    ((OP_SEM_ACQUIRE, 122, 11, "9.5", True, False, 0, 1, 1, True, None, CODE, 7),
+     {"event": "sem_acquire", "ts": 122, "pid": 9, "tid": 1011, "prim": "9.5", "ok": True,
+      "contended": False, "wait_ns": 0, "permits": 1, "held": 1, "blocking": True,
+      "timeout": None, "site": SITE + "7", "func": FUNC}),
+    ((OP_SEM_RELEASE, 123, 11, "9.5", 1, 2, 0, 0, CODE, 7),
+     {"event": "sem_release", "ts": 123, "pid": 9, "tid": 1011, "prim": "9.5", "n": 1,
+      "permits": 2, "held": 0, "for_others": 0, "site": SITE + "7", "func": FUNC}),
+    ((OP_EVENT_SET, 124, 11, "9.6", True, False, CODE, 7),
+     {"event": "event_set", "ts": 124, "pid": 9, "tid": 1011, "prim": "9.6", "was_set": False,
+      "site": SITE + "7", "func": FUNC}),
+    ((OP_EVENT_SET, 125, 11, "9.6", False, True, CODE, 7),
+     {"event": "event_clear", "ts": 125, "pid": 9, "tid": 1011, "prim": "9.6", "was_set": True,
+      "site": SITE + "7", "func": FUNC}),
+    ((OP_EVENT_WAIT, 126, 11, "9.6", True, False, 10, 1.5, CODE, 7),
+     {"event": "event_wait", "ts": 126, "pid": 9, "tid": 1011, "prim": "9.6", "result": True,
+      "already_set": False, "waited_ns": 10, "timeout": 1.5, "site": SITE + "7", "func": FUNC}),
+    ((OP_BARRIER_WAIT, 127, 11, "9.7", 1, 10, 2, 1, None, CODE, 7),
+     {"event": "barrier_wait", "ts": 127, "pid": 9, "tid": 1011, "prim": "9.7", "index": 1,
+      "waited_ns": 10, "parties": 2, "n_waiting": 1, "timeout": None, "site": SITE + "7",
+      "func": FUNC}),
+    ((OP_BARRIER_BROKEN, 128, 11, "9.7", 12, "action", "ValueError()", 5, 0, 1.0, CODE, 7),
+     {"event": "barrier_broken", "ts": 128, "pid": 9, "tid": 1011, "prim": "9.7", "broken_by": 12,
+      "why": "action", "error": "ValueError()", "waited_ns": 5, "timeout": 1.0, "n_waiting": 0,
+      "site": SITE + "7", "func": FUNC}),
+    ((OP_BARRIER_BROKEN, 129, 11, "9.7", 11, "abort", None, None, 1, None, CODE, 7),
+     {"event": "barrier_broken", "ts": 129, "pid": 9, "tid": 1011, "prim": "9.7",
+      "broken_by": 1011, "why": "abort", "n_waiting": 1, "site": SITE + "7", "func": FUNC}),
+    ((OP_BARRIER_BROKEN, 130, 11, "9.7", None, "timeout", None, 5, 1, None, CODE, 7),
+     {"event": "barrier_broken", "ts": 130, "pid": 9, "tid": 1011, "prim": "9.7",
+      "broken_by": None, "why": "timeout", "waited_ns": 5, "timeout": None, "n_waiting": 1,
+      "site": SITE + "7", "func": FUNC}),
+    ((OP_MP_ACQUIRE, 131, 11, "9.8", 1, True, True, 10, 77, 1077, True, None, False, CODE, 7),
+     {"event": "acquire", "ts": 131, "pid": 9, "tid": 1011, "prim": "9.8", "depth": 1, "ok": True,
+      "contended": True, "wait_ns": 10, "blocked_by": 1077, "blocked_by_pid": 77,
+      "blocking": True, "timeout": None, "site": SITE + "7", "func": FUNC}),
+    ((OP_MP_ACQUIRE, 132, 11, "9.8", 1, True, False, 0, None, None, True, -1, True, CODE, 7),
+     {"event": "acquire", "ts": 132, "pid": 9, "tid": 1011, "prim": "9.8", "depth": 1, "ok": True,
+      "contended": False, "wait_ns": 0, "blocked_by": None, "blocked_by_pid": None,
+      "blocking": True, "timeout": -1, "restored": True, "site": SITE + "7", "func": FUNC}),
+    ((OP_VALUE, 133, 11, "9.9", False, None, True, CODE, 7),
+     {"event": "value_get", "ts": 133, "pid": 9, "tid": 1011, "prim": "9.9", "locked": True,
+      "site": SITE + "7", "func": FUNC}),
+    ((OP_VALUE, 134, 11, "9.9", True, 3, False, CODE, 7),
+     {"event": "value_set", "ts": 134, "pid": 9, "tid": 1011, "prim": "9.9", "index": 3,
+      "locked": False, "site": SITE + "7", "func": FUNC}),
+    ((OP_VALUE, 135, 11, "9.9", True, (0, 4, 1), None, CODE, 7),
+     {"event": "value_set", "ts": 135, "pid": 9, "tid": 1011, "prim": "9.9", "index": "0:4",
+      "locked": None, "site": SITE + "7", "func": FUNC}),
+    ((OP_VALUE, 136, 11, "9.9", False, (0, 4, 2), None, CODE, 7),
+     {"event": "value_get", "ts": 136, "pid": 9, "tid": 1011, "prim": "9.9", "index": "0:4:2",
+      "locked": None, "site": SITE + "7", "func": FUNC}),
+    ((OP_VALUE, 137, 11, "9.9", False, "raw", True, CODE, 7),
+     {"event": "value_get", "ts": 137, "pid": 9, "tid": 1011, "prim": "9.9", "field": "raw",
+      "locked": True, "site": SITE + "7", "func": FUNC}),
+    ((OP_RMW, 138, 11, "9.9", None, CODE, 6, False, CODE, 7),
+     {"event": "rmw", "ts": 138, "pid": 9, "tid": 1011, "prim": "9.9", "read_site": SITE + "6",
+      "read_func": FUNC, "read_locked": False, "site": SITE + "7", "func": FUNC}),
+    ((OP_RMW, 139, 11, "9.9", 2, None, 0, None, CODE, 7),
+     {"event": "rmw", "ts": 139, "pid": 9, "tid": 1011, "prim": "9.9", "index": 2,
+      "read_site": None, "read_func": None, "read_locked": None, "site": SITE + "7",
+      "func": FUNC}),
+    ((OP_THREAD, 140, 11, 2011, "again", False),
+     {"event": "thread", "ts": 140, "pid": 9, "tid": 2011, "ident": 11, "name": "again",
+      "daemon": False}),
+    ((OP_ACQUIRE, 141, 11, "9.1", 1, True, False, 0, None, True, -1, CODE, 7),
+     {"event": "acquire", "ts": 141, "pid": 9, "tid": 2011, "prim": "9.1", "depth": 1, "ok": True,
+      "contended": False, "wait_ns": 0, "blocked_by": None, "blocking": True, "timeout": None,
+      "site": SITE + "7", "func": FUNC}),
+]
+
+
+def _typed(ev: Event) -> list[tuple[str, type, Any]]:
+    return [(k, type(v), v) for k, v in ev.items()]
+
+
+def test_decoder_writes_each_layout_field_by_field() -> None:
+    """Every sample decodes to exactly its event: the same fields, in the same order, with the
+    same values and types (True is not 1)."""
+    decode = Decoder(9)
+    for item, expected in DECODED:
+        assert _typed(decode(item)) == _typed(expected), item
+
+
+def test_samples_cover_every_op_code() -> None:
+    assert {item[0] for item, _ in DECODED} == {op.code for op in schema.OPS}
+
+
+def _calls_and_literals(code: str) -> tuple[list[str], int]:
+    """The functions the generated ``decode`` calls, and how many dict literals it builds."""
+    decode = next(n for n in ast.walk(ast.parse(code))
+                  if isinstance(n, ast.FunctionDef) and n.name == "decode")
+    calls = sorted(ast.unparse(n.func) for n in ast.walk(decode) if isinstance(n, ast.Call))
+    return calls, sum(isinstance(n, ast.Dict) for n in ast.walk(decode))
+
+
+def test_the_bulk_ops_decode_with_one_dict_literal() -> None:
+    """`acquire` and `release` are most of every log, and the flusher's cost per event is theirs:
+    their generated decoders build the event as one dict literal (release: one of two, taken by
+    whether hold_ns is there) and call nothing but the ident map and the call-site cache."""
+    ops = {op.code: op for op in schema.OPS}
+    assert _calls_and_literals(source(ops[OP_ACQUIRE])) == (
+        ["_site", "_tids.get", "_tids.get"], 1)
+    assert _calls_and_literals(source(ops[OP_RELEASE])) == (["_tids.get", "_tids.get"], 2)
+
+
+# -- 2. the tables agree -----------------------------------------------------------------------
+def test_op_codes_are_the_module_constants_and_unique() -> None:
+    codes = [op.code for op in schema.OPS]
+    assert len(set(codes)) == len(codes)
+    for op in schema.OPS:
+        assert getattr(schema, op.const) == op.code, op.const
+        assert len(set(op.layout)) == len(op.layout), op.const
+
+
+def test_ops_write_only_their_events_fields() -> None:
+    """Each op's rules read positions of its layout and write fields its events declare; an op
+    without a merged dict writes every required field of its events."""
+    common = {f.name for f in schema.COMMON}
+    for op in schema.OPS:
+        readable = {"ts", "ident", *op.layout}
+        for rule in op.rules:
+            assert set(rule.src) <= readable, (op.const, rule)
+            assert rule.when is None or rule.when in readable, (op.const, rule)
+        if op.select is not None:
+            assert op.select in op.layout, op.const
+        for name in op.events():
+            kind = schema.BY_NAME[name]
+            assert op.code in kind.ops, (op.const, name)
+            declared = {f.name for f in kind.fields}
+            written = {w for rule in op.rules for w in rule.writes()}
+            assert written <= declared | common, (op.const, name, written - declared)
+            if not any(rule.how == "merge" for rule in op.rules):
+                always = {w for rule in op.rules if rule.always for w in rule.writes()}
+                required = {f.name for f in kind.fields if not f.optional}
+                assert required <= always, (op.const, name, required - always)
+    for kind in schema.EVENTS:
+        for code in kind.ops:
+            op = next(op for op in schema.OPS if op.code == code)
+            assert op.event is None or kind.name in op.events(), (kind.name, op.const)
+
+
+def test_event_fields_are_unique_and_apart_from_the_common_ones() -> None:
+    common = {f.name for f in schema.COMMON}
+    assert len({k.name for k in schema.EVENTS}) == len(schema.EVENTS)
+    for kind in schema.EVENTS:
+        names = [f.name for f in kind.fields]
+        assert len(set(names)) == len(names), kind.name
+        assert not set(names) & common, kind.name
+
+
+def test_stats_fields_are_the_statistics_fields() -> None:
+    """The stats event carries every `Statistics` field but `prim` (renamed as the schema says);
+    the kind-specific ones are optional, the others always there."""
+    fields = {f.name: f for f in schema.BY_NAME["stats"].fields}
+    attrs = [a.name for a in Statistics.__dataclass_fields__.values() if a.name != "prim"]
+    expected = {schema.STATS_RENAMES.get(a, a): a for a in attrs}
+    assert set(fields) - {"prim"} == set(expected)
+    for name, attr in expected.items():
+        assert fields[name].optional == (attr in EXTENSION_FIELDS), name
