@@ -8,8 +8,12 @@
 from __future__ import annotations
 
 import ast
+import gc
 from typing import Any
 
+from helpers import prim_of
+
+import tracedsync
 from tracedsync._core import schema
 from tracedsync._core.ops import (
     OP_ACQUIRE,
@@ -38,6 +42,7 @@ from tracedsync._core.ops import (
 )
 from tracedsync._core.state import EXTENSION_FIELDS, Statistics
 from tracedsync._record.decode import Decoder, source
+from tracedsync.testing import capture
 
 Event = dict[str, Any]
 
@@ -288,3 +293,19 @@ def test_stats_fields_are_the_statistics_fields() -> None:
     assert set(fields) - {"prim"} == set(expected)
     for name, attr in expected.items():
         assert fields[name].optional == (attr in EXTENSION_FIELDS), name
+
+
+def test_stats_event_names_the_counter_contended_count() -> None:
+    """Schema 2: the stats event's counter of contended acquisitions is `contended_count`
+    (`contended` is the boolean of acquire and sem_acquire); `Statistics.contended` keeps its
+    name."""
+    lock = tracedsync.Lock(name="counted")
+    prim = prim_of(lock)
+    with lock:
+        assert not lock.acquire(timeout=0.01)  # blocked (on itself), then timed out
+    assert lock.statistics().contended == 1
+    with capture() as events:
+        del lock
+        gc.collect()
+    (stats,) = events.where(event="stats", prim=prim)
+    assert stats["contended_count"] == 1 and "contended" not in stats

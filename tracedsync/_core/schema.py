@@ -238,8 +238,9 @@ _SETTINGS = (
        "none)"),
 )
 
-STATS_RENAMES: Final[Mapping[str, str]] = {}
-"""`Statistics` attributes whose name differs in the ``stats`` event."""
+STATS_RENAMES: Final[Mapping[str, str]] = {"contended": "contended_count"}
+"""`Statistics` attributes whose name differs in the ``stats`` event (schema 2; schema 1 wrote
+``contended``, which other events use for a boolean)."""
 
 # -- the events --------------------------------------------------------------------------------
 EVENTS: Final[tuple[EventKind, ...]] = (
@@ -417,7 +418,8 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _KIND,
         _NAME,
         _f("acquisitions", "int", "successful acquisitions, nested ones included"),
-        _f("contended", "int", "acquisitions that found the primitive held by someone else"),
+        _f("contended_count", "int", "acquisitions that found the primitive held by someone "
+           "else (schema 1: `contended`)"),
         _f("failed", "int", "non-blocking or timed-out acquisitions that did not get it"),
         _f("max_depth", "int", "the deepest recursion seen"),
         _f("wait_ns", "int", "total time spent blocked in contended acquisitions (and in "

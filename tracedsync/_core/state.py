@@ -14,6 +14,7 @@ from typing import Any
 
 from . import runtime as rt
 from .ops import OP_STATS
+from .schema import STATS_RENAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -86,7 +87,8 @@ class Statistics:
     only the first of its site, which is the one an ``rmw`` event reports)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as a plain dict (the ``stats`` event's fields)."""
+        """The counters as a plain dict (the ``stats`` event's fields, named as here: the event
+        calls ``contended`` ``contended_count``, see `schema.STATS_RENAMES`)."""
         return dataclasses.asdict(self)
 
 
@@ -227,6 +229,7 @@ class PrimState:
             del stats["prim"]
             for key in EXTENSION_FIELDS - KIND_FIELDS.get(self.kind, frozenset()):
                 del stats[key]
+            stats = {STATS_RENAMES.get(k, k): v for k, v in stats.items()}  # schema 2's names
             rt.emit((OP_STATS, rt.now(), rt.get_ident(), self.prim, stats))
 
     def __del__(self) -> None:
