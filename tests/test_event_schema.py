@@ -1,19 +1,39 @@
-"""The event schema (tracedsync/_core/schema.py) against the code.
+"""The event schema (tracedsync/_core/schema.py) against the code, both ways.
 
 1. Decoding: one sample tuple per op code and variant, decoded field by field (names, order,
    values, types), so that generating the decoders from the table changes no byte of a log.
 2. The tables agree with each other and with `Statistics`.
+3. Real programs (threading and multiprocessing primitives, misuse, timeouts, deadlocks, lock
+   order, long waits and holds, snapshots, a dropped batch, and a spawned child process) are
+   recorded with `capture()` or read back from their log files, and every event is checked
+   against the table and against the generated JSON Schema: no unknown event or field, every
+   required field, the right JSON types. Every event kind, and every field of each, must be
+   seen, or be listed below with the reason it is not: the table cannot rot.
+
+Deterministic: threads are coordinated with raw Events and by polling a state with a bound
+(`until`), never by sleeping; every blocking call has a timeout.
 """
 
 from __future__ import annotations
 
 import ast
+import ctypes
 import gc
+import multiprocessing
+import subprocess
+import sys
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
-from helpers import prim_of
+import jsonschema
+import orjson
+import pytest
+from helpers import clean_env, prim_of, read_jsonl, until
 
 import tracedsync
+import tracedsync.mp
 from tracedsync._core import schema
 from tracedsync._core.ops import (
     OP_ACQUIRE,
@@ -41,10 +61,17 @@ from tracedsync._core.ops import (
     OP_VALUE,
 )
 from tracedsync._core.state import EXTENSION_FIELDS, Statistics
+from tracedsync._detect import lockorder as _lockorder
+from tracedsync._detect.waitfor import WAITS
+from tracedsync._multiprocessing.locks import waiting_here
 from tracedsync._record.decode import Decoder, source
+from tracedsync._record.recorder import RECORDER
 from tracedsync.testing import capture
 
 Event = dict[str, Any]
+LIMIT = 10.0  # seconds: the bound on every wait for a state that must come
+CTX = multiprocessing.get_context("spawn")  # any context will do in one process
+RawEvent = threading.Event  # never patched here: the tests' own plumbing is untraced
 
 
 # -- 1. decoding -------------------------------------------------------------------------------
@@ -293,6 +320,441 @@ def test_stats_fields_are_the_statistics_fields() -> None:
     assert set(fields) - {"prim"} == set(expected)
     for name, attr in expected.items():
         assert fields[name].optional == (attr in EXTENSION_FIELDS), name
+
+
+# -- 3. real programs --------------------------------------------------------------------------
+Scenario = Callable[[], list[Event]]
+SCENARIOS: dict[str, Scenario] = {}
+
+
+def scenario(fn: Scenario) -> Scenario:
+    SCENARIOS[fn.__name__.lstrip("_")] = fn
+    return fn
+
+
+def _start(target: Callable[[], Any], name: str) -> threading.Thread:
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    return t
+
+
+def _join(*threads: threading.Thread) -> None:
+    for t in threads:
+        t.join(LIMIT)
+        assert not t.is_alive(), f"{t.name} did not finish"
+
+
+def _blocked_on(thread: threading.Thread, obj: Any) -> bool:
+    """Whether ``thread`` is blocked on ``obj`` (it is in the wait-for graph)."""
+    w = WAITS.get(thread.ident or 0)
+    return w is not None and w.st.prim == prim_of(obj)
+
+
+def _boom() -> None:
+    raise ValueError("the barrier's action failed")
+
+
+class Point(ctypes.Structure):
+    _fields_ = [("x", ctypes.c_int), ("y", ctypes.c_double)]
+
+
+@scenario
+def _locks() -> list[Event]:
+    """Lock and RLock: uncontended, nested, a failed try, a timeout, a contended acquire, a
+    release by a non-owner and of an unlocked lock, _at_fork_reinit."""
+    lock, rlock = tracedsync.Lock(name="lock"), tracedsync.RLock(name="rlock")
+    caught: list[BaseException] = []
+
+    def waiter() -> None:
+        if rlock.acquire(timeout=LIMIT):
+            rlock.release()
+
+    def stranger() -> None:
+        try:
+            rlock.release()
+        except RuntimeError as exc:
+            caught.append(exc)
+
+    with capture() as events:
+        with lock:
+            assert not lock.acquire(blocking=False)
+        with rlock, rlock:
+            pass
+        with rlock:
+            t = _start(waiter, "waiter")
+            until(lambda: _blocked_on(t, rlock), "the waiter to block on the RLock")
+        _join(t)
+        with rlock:
+            _join(_start(stranger, "stranger"))
+        with pytest.raises(RuntimeError):
+            lock.release()
+        tracedsync.Lock(name="reinit")._at_fork_reinit()
+    assert len(caught) == 1
+    return events
+
+
+@scenario
+def _conditions() -> list[Event]:
+    """A wait that is notified, one that times out, notify_all with nobody waiting, and both
+    misuses."""
+    cond = tracedsync.Condition(name="cond")
+    ready = RawEvent()
+    woke: list[bool] = []
+
+    def waiter() -> None:
+        with cond:
+            ready.set()
+            woke.append(cond.wait(LIMIT))
+
+    with capture() as events:
+        t = _start(waiter, "cond-waiter")
+        assert ready.wait(LIMIT)
+        with cond:  # free only once the waiter waits
+            cond.notify()
+        _join(t)
+        with cond:
+            cond.notify_all()
+            assert not cond.wait(0)
+        with pytest.raises(RuntimeError):
+            cond.wait(0)
+        with pytest.raises(RuntimeError):
+            cond.notify()
+    assert woke == [True]
+    return events
+
+
+@scenario
+def _semaphores() -> list[Event]:
+    """Semaphore and BoundedSemaphore: uncontended, a timeout (a wait on itself: a deadlock
+    report), a contended acquire, an over-release."""
+    sem = tracedsync.Semaphore(1, name="sem")
+    bounded = tracedsync.BoundedSemaphore(1, name="bounded")
+
+    def taker() -> None:
+        if sem.acquire(timeout=LIMIT):
+            sem.release()
+
+    with capture() as events:
+        with sem:
+            assert not sem.acquire(timeout=0.01)
+            t = _start(taker, "taker")
+            until(lambda: _blocked_on(t, sem), "the taker to block on the semaphore")
+        _join(t)
+        with bounded:
+            pass
+        with pytest.raises(ValueError):
+            bounded.release()
+    return events
+
+
+@scenario
+def _events_and_barriers() -> list[Event]:
+    """Event set/clear/wait; a Barrier passed by two threads, broken by a timeout, reset,
+    aborted, and broken by its failing action."""
+    evt = tracedsync.Event(name="evt")
+    pair = tracedsync.Barrier(2, name="pair")
+    lone = tracedsync.Barrier(2, timeout=LIMIT, name="lone")
+    aborted = tracedsync.Barrier(2, name="aborted")
+    failing = tracedsync.Barrier(1, action=_boom, name="failing")
+    with capture() as events:
+        evt.set()
+        evt.set()
+        assert evt.wait(0)
+        evt.clear()
+        assert not evt.wait(0)
+        t = _start(lambda: pair.wait(LIMIT), "pair")
+        pair.wait(LIMIT)
+        _join(t)
+        with pytest.raises(threading.BrokenBarrierError):
+            lone.wait(0.01)
+        lone.reset()
+        aborted.abort()
+        with pytest.raises(ValueError):
+            failing.wait(LIMIT)
+    return events
+
+
+@scenario
+def _detection() -> list[Event]:
+    """Deadlocks (raised, which interrupts the acquire; and reported, for a timed wait), a
+    lock-order violation, and a recorded snapshot while one thread holds a lock that another
+    waits for."""
+    lock = tracedsync.Lock(name="self")
+    a, b = tracedsync.Lock(name="a"), tracedsync.RLock(name="b")
+    holding, done = RawEvent(), RawEvent()
+
+    def holder() -> None:
+        with a:
+            holding.set()
+            done.wait(LIMIT)
+
+    def waiter() -> None:
+        if a.acquire(timeout=LIMIT):
+            a.release()
+
+    before = tracedsync.settings()
+    try:
+        with capture() as events:
+            tracedsync.configure(on_deadlock="raise")
+            with lock, pytest.raises(tracedsync.DeadlockError):
+                lock.acquire()
+            tracedsync.configure(on_deadlock="report")
+            with lock:
+                assert not lock.acquire(timeout=0.01)
+            tracedsync.configure(lock_order=True)
+            _lockorder.reset()
+            with a, b:
+                pass
+            with b, a:
+                pass
+            tracedsync.configure(lock_order=False)
+            t_hold = _start(holder, "holder")
+            assert holding.wait(LIMIT)
+            t_wait = _start(waiter, "waiter")
+            until(lambda: _blocked_on(t_wait, a), "the waiter to block")
+            tracedsync.snapshot(record=True)
+            done.set()
+            _join(t_hold, t_wait)
+    finally:
+        done.set()
+        tracedsync.configure(on_deadlock=before.on_deadlock, lock_order=before.lock_order)
+    return events
+
+
+@scenario
+def _watchdog() -> list[Event]:
+    """long_wait and long_hold (with lock_order on, so that long_hold knows where the lock was
+    taken), written by the watchdog while the wait and the hold last."""
+    lock = tracedsync.Lock(name="slow")
+    before = tracedsync.settings()
+
+    def blocked() -> None:
+        if lock.acquire(timeout=LIMIT):
+            lock.release()
+
+    tracedsync.configure(long_wait=0.05, long_hold=0.05, flush_interval=0.02, lock_order=True)
+    try:
+        with capture() as events:
+            with lock:
+                t = _start(blocked, "blocked")
+                until(lambda: events.where(event="long_wait", prim=prim_of(lock))
+                      and events.where(event="long_hold", prim=prim_of(lock)),
+                      "the watchdog's long_wait and long_hold")
+            _join(t)
+    finally:
+        tracedsync.configure(long_wait=before.long_wait, long_hold=before.long_hold,
+                             flush_interval=before.flush_interval, lock_order=before.lock_order)
+    return events
+
+
+@scenario
+def _multiprocessing() -> list[Event]:
+    """multiprocessing's primitives in one process: Value, Array, char Array and Structure
+    accesses (with rmws), Lock and RLock (contended, misused), Condition, Semaphore, Event, and
+    a Barrier broken by a timeout."""
+    v = tracedsync.mp.Value("i", 0, ctx=CTX, name="v")
+    arr = tracedsync.mp.Array("i", [1, 2, 3], ctx=CTX, name="arr")
+    chars = tracedsync.mp.Array("c", b"ab", ctx=CTX)
+    point = tracedsync.mp.Value(Point, ctx=CTX)
+    lock = tracedsync.mp.Lock(ctx=CTX, name="mlock")
+    rlock = tracedsync.mp.RLock(ctx=CTX)
+    cond = tracedsync.mp.Condition(ctx=CTX)
+    sem = tracedsync.mp.BoundedSemaphore(1, ctx=CTX)
+    evt = tracedsync.mp.Event(ctx=CTX)
+    barrier = tracedsync.mp.Barrier(2, ctx=CTX)
+
+    def waiter() -> None:
+        if lock.acquire(True, LIMIT):
+            lock.release()
+
+    with capture() as events:
+        v.value += 1
+        with v.get_lock():
+            v.value = 5
+        arr[0] += 1
+        arr[-1] = arr[1]
+        assert arr[0:3:2] == [2, 2]
+        chars.value = b"x"
+        assert chars.raw == b"x\x00"
+        point.x += 1
+        with rlock, rlock:
+            pass
+        with lock:
+            t = _start(waiter, "mp-waiter")
+            until(lambda: waiting_here(lock) == 1, "the waiter to block on the lock")
+        _join(t)
+        with pytest.raises(ValueError):
+            lock.release()
+        with cond:
+            cond.notify()
+            cond.notify_all()
+            assert not cond.wait(0)
+        with sem:
+            pass
+        with pytest.raises(ValueError):
+            sem.release()
+        evt.set()
+        assert evt.wait(0)
+        evt.clear()
+        with pytest.raises(threading.BrokenBarrierError):
+            barrier.wait(0.01)
+    return events
+
+
+@scenario
+def _statistics() -> list[Event]:
+    """The stats event of every kind, written when the primitive is collected; a semaphore
+    still held has held_by."""
+    held = tracedsync.Semaphore(2, name="held")
+    held.acquire()
+    prims: list[Any] = [
+        tracedsync.Lock(), tracedsync.RLock(), tracedsync.Condition(), held,
+        tracedsync.BoundedSemaphore(2), tracedsync.Event(), tracedsync.Barrier(2),
+        tracedsync.mp.Value("i", 0, ctx=CTX), tracedsync.mp.Array("i", 2, ctx=CTX),
+    ]
+    del held
+    with capture() as events:
+        prims.clear()
+        gc.collect()
+    return events
+
+
+@scenario
+def _dropped() -> list[Event]:
+    """overflow="drop": the flusher held off, events past the buffer limit are dropped and a
+    `dropped` event counts them."""
+    lock = tracedsync.Lock()
+    tracedsync.flush()
+    before = tracedsync.settings()
+    tracedsync.configure(buffer_limit=10, overflow="drop")
+    try:
+        with capture() as events:
+            RECORDER._write_lock.acquire()  # hold the flusher off so the buffer fills
+            try:
+                for _ in range(20):
+                    with lock:
+                        pass
+            finally:
+                RECORDER._write_lock.release()
+    finally:
+        tracedsync.configure(buffer_limit=before.buffer_limit, overflow=before.overflow)
+    return events
+
+
+CHILD_PROGRAM = """
+import multiprocessing
+import tracedsync
+import tracedsync.mp
+
+
+def child(lock, value, array, sem, barrier):
+    with lock:
+        value.value += 1  # without value's own lock: an rmw
+
+
+if __name__ == "__main__":
+    ctx = multiprocessing.get_context("spawn")
+    args = (tracedsync.mp.Lock(ctx=ctx, name="gate"), tracedsync.mp.Value("i", 0, ctx=ctx),
+            tracedsync.mp.Array("d", 2, ctx=ctx), tracedsync.mp.Semaphore(2, ctx=ctx),
+            tracedsync.mp.Barrier(2, timeout=5.0, ctx=ctx))
+    p = ctx.Process(target=child, args=args)
+    p.start()
+    p.join(60)
+    assert p.exitcode == 0, p.exitcode
+    with tracedsync.Lock(name="main"):
+        pass
+"""
+
+
+def _processes(log_dir: Path) -> list[Event]:
+    """A program that passes primitives to a spawned child: both log files, whole (session
+    headers, attached, the stats written at exit, session_end)."""
+    script = log_dir / "program.py"
+    script.write_text(CHILD_PROGRAM, encoding="utf-8")
+    env = clean_env(TRACEDSYNC_LOG_DIR=str(log_dir / "logs"))
+    proc = subprocess.run([sys.executable, str(script)], env=env, cwd=log_dir,
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    files = sorted((log_dir / "logs").glob("tracedsync-*.jsonl"))
+    assert len(files) == 2, files
+    return [ev for f in files for ev in read_jsonl(f)]
+
+
+def _as_written(events: list[Event]) -> list[Event]:
+    """The events as a log line holds them (what the sink's renderer makes of tuples etc.)."""
+    return [orjson.loads(orjson.dumps(ev, default=str)) for ev in events]
+
+
+@pytest.fixture(scope="module")
+def recorded(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, list[Event]]]:
+    """Every scenario, run once, its events by scenario name."""
+    out = {name: _as_written(run()) for name, run in SCENARIOS.items()}
+    out["processes"] = _processes(tmp_path_factory.mktemp("processes"))
+    yield out
+
+
+@pytest.mark.parametrize("name", [*SCENARIOS, "processes"])
+def test_recorded_events_follow_the_table(recorded: dict[str, list[Event]], name: str) -> None:
+    """No unknown event or field, every required field, every value of its JSON type."""
+    events = recorded[name]
+    assert events
+    bad = [f"{p} in {ev}" for ev in events for p in schema.problems(ev)]
+    assert not bad, "\n".join(bad[:20])
+
+
+def test_recorded_events_follow_the_json_schema(recorded: dict[str, list[Event]]) -> None:
+    """The generated JSON Schema is a valid one, and accepts every recorded event."""
+    doc = schema.json_schema()
+    jsonschema.Draft202012Validator.check_schema(doc)
+    validator = jsonschema.Draft202012Validator(doc)
+    for events in recorded.values():
+        for ev in events:
+            kind = doc["$defs"][ev["event"]]  # one definition: errors that name the field
+            errors = list(jsonschema.Draft202012Validator(kind).iter_errors(ev))
+            assert not errors, (ev, [e.message for e in errors])
+            assert validator.is_valid(ev), ev
+
+
+def test_problems_are_found() -> None:
+    """The checker itself: what it reports for wrong events."""
+    good = {"event": "dropped", "ts": 1, "pid": 2, "tid": None, "count": 3}
+    assert schema.problems(good) == []
+    assert schema.problems({**good, "event": "nope"}) == ["unknown event 'nope'"]
+    assert schema.problems({**good, "extra": 1}) == ["dropped: unknown field 'extra'"]
+    assert schema.problems({**good, "count": True}) == ["dropped.count: True is not int"]
+    del good["count"]
+    assert schema.problems(good) == ["dropped: missing field 'count'"]
+    stats = {"event": "snapshot", "ts": 1, "pid": 2, "tid": 3, "threads": [{"ident": "x"}],
+             "deadlocks": [], "other_processes": [], "reason": "api"}
+    assert "snapshot.threads[0].ident: 'x' is not int" in schema.problems(stats)
+    assert not jsonschema.Draft202012Validator(schema.json_schema()).is_valid(stats)
+
+
+NOT_PRODUCED: dict[str, str] = {}
+"""Event kinds no scenario above produces, each with the reason (none today)."""
+FIELDS_NOT_PRODUCED: dict[tuple[str, str], str] = {
+    ("long_wait", "lock"): "only for a long wait on a Condition",
+}
+"""Optional fields no scenario above produces, each with the reason."""
+
+
+def test_every_event_kind_and_field_is_produced(recorded: dict[str, list[Event]]) -> None:
+    """Each kind of the table, and each of its fields, is seen in some recorded event (or is
+    listed with the reason it is not): nothing in the table is left unchecked."""
+    seen: dict[str, set[str]] = {}
+    for events in recorded.values():
+        for ev in events:
+            seen.setdefault(ev["event"], set()).update(ev)
+    kinds = {k.name for k in schema.EVENTS}
+    assert kinds - set(seen) == set(NOT_PRODUCED)
+    unseen = {(k.name, f.name) for k in schema.EVENTS if k.name in seen
+              for f in k.fields if f.name not in seen[k.name]}
+    assert unseen == set(FIELDS_NOT_PRODUCED)
+
+
+def test_schema_version_is_the_sessions(recorded: dict[str, list[Event]]) -> None:
+    sessions = [ev for ev in recorded["processes"] if ev["event"] == "session"]
+    assert [ev["schema"] for ev in sessions] == [schema.SCHEMA_VERSION] * 2
 
 
 def test_stats_event_names_the_counter_contended_count() -> None:
