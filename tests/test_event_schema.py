@@ -9,6 +9,7 @@
    against the table and against the generated JSON Schema: no unknown event or field, every
    required field, the right JSON types. Every event kind, and every field of each, must be
    seen, or be listed below with the reason it is not: the table cannot rot.
+4. docs/events.md and docs/events.schema.json are what the table generates.
 
 Deterministic: threads are coordinated with raw Events and by polling a state with a bound
 (`until`), never by sleeping; every blocking call has a timeout.
@@ -71,6 +72,7 @@ from tracedsync.testing import capture
 Event = dict[str, Any]
 LIMIT = 10.0  # seconds: the bound on every wait for a state that must come
 CTX = multiprocessing.get_context("spawn")  # any context will do in one process
+ROOT = Path(__file__).resolve().parent.parent
 RawEvent = threading.Event  # never patched here: the tests' own plumbing is untraced
 
 
@@ -771,3 +773,11 @@ def test_stats_event_names_the_counter_contended_count() -> None:
         gc.collect()
     (stats,) = events.where(event="stats", prim=prim)
     assert stats["contended_count"] == 1 and "contended" not in stats
+
+
+# -- 4. the generated docs ---------------------------------------------------------------------
+def test_docs_are_what_the_table_generates() -> None:
+    """docs/events.md and docs/events.schema.json are up to date (else: `make docs`)."""
+    proc = subprocess.run([sys.executable, str(ROOT / "tools" / "gen_events_doc.py"), "--check"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr

@@ -10,7 +10,8 @@ Three tables, pure data:
 * `EVENTS`: every event kind a log can contain (those decoded from op tuples, those that the
   detection and multiprocessing modules record through ``OP_GENERIC`` as a name and a dict, and
   those the recorder writes itself), with the JSON type, presence and meaning of each field.
-  `problems` checks an event against it; `json_schema` makes a JSON Schema of it.
+  docs/events.md (its field tables) and docs/events.schema.json are generated from it
+  (``make docs``; ``make docs-check`` fails on drift), and `problems` checks an event against it.
 
 This module imports nothing from tracedsync but ``_version``: the analysis package, the tools
 and the tests may all use it. Kept consistent by tests/test_event_schema.py, which decodes
