@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_LOGS ?= demo-logs
 DEMO_SPEED ?= 0.2
 
-.PHONY: test demo bench stress lint typecheck check clean
+.PHONY: test demo bench stress lint typecheck docs docs-check check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -54,13 +54,21 @@ bench: $(STAMP)
 
 ## make lint: ruff, and import-linter's layer contract (pyproject.toml, [tool.importlinter])
 lint: $(STAMP)
-	$(BIN)/ruff check tracedsync tests benchmarks examples stress
+	$(BIN)/ruff check tracedsync tests benchmarks examples stress tools
 	$(BIN)/lint-imports
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-check: lint typecheck test
+## make docs: regenerate the field tables of docs/events.md and docs/events.schema.json from
+## the event schema table (tracedsync/_core/schema.py); make docs-check fails if they differ
+docs: $(STAMP)
+	$(BIN)/python tools/gen_events_doc.py
+
+docs-check: $(STAMP)
+	$(BIN)/python tools/gen_events_doc.py --check
+
+check: lint typecheck docs-check test
 
 clean:
 	rm -rf $(VENV) .venv-* $(DEMO_LOGS) build dist *.egg-info

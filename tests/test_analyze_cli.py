@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 from test_analyze_util import Log
 
+from tracedsync import SCHEMA_VERSION
 from tracedsync.cli import main
 
 
@@ -63,7 +64,8 @@ def test_exit_2_on_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     empty.mkdir()
     newer = tmp_path / "newer"
     newer.mkdir()
-    (newer / "tracedsync-1.jsonl").write_text('{"event":"session","ts":1,"pid":1,"schema":2}\n')
+    (newer / "tracedsync-1.jsonl").write_text(
+        f'{{"event":"session","ts":1,"pid":1,"schema":{SCHEMA_VERSION + 1}}}\n')
     assert main(["analyze", str(tmp_path / "nope")]) == 2
     assert main(["analyze", str(empty)]) == 2
     assert main(["analyze", str(newer)]) == 2

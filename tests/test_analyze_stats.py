@@ -112,15 +112,17 @@ def test_condition_figures(tmp_path: Path) -> None:
     assert (row.cond_waits, row.cond_timeouts, row.notifies, row.unheard_notifies) == (1, 0, 2, 1)
 
 
-def test_contention_level_uses_the_counters(tmp_path: Path) -> None:
-    """At level contention uncontended acquires are not logged: the stats counters count."""
-    log = Log(level="contention")
+@pytest.mark.parametrize(("schema", "counter"), [(1, "contended"), (2, "contended_count")])
+def test_contention_level_uses_the_counters(tmp_path: Path, schema: int, counter: str) -> None:
+    """At level contention uncontended acquires are not logged: the stats counters count.
+    Schema 1 named the stats counter `contended`; schema 2, `contended_count`."""
+    log = Log(level="contention", schema=schema)
     lock = log.created(1)
     log.acquire(7, lock, "app.py:10", wait=50, blocked_by=8)
     log.release(7, lock)
-    log.ev("stats", 7, prim=lock, kind="Lock", acquisitions=40, contended=1, owner=None)
+    log.ev("stats", 7, prim=lock, kind="Lock", acquisitions=40, owner=None, **{counter: 3})
     row = build_report(log.scan(tmp_path)).primitives[0]
-    assert (row.acquisitions, row.contended, row.counters_only) == (40, 1, True)
+    assert (row.acquisitions, row.contended, row.counters_only) == (40, 3, True)
 
 
 def test_merged_files_equal_one_pass_and_jobs_agree(tmp_path: Path) -> None:

@@ -19,11 +19,12 @@ from tracedsync.analysis.scan import scan_file
 class Log:
     """One process's log, built event by event."""
 
-    def __init__(self, pid: int = 100, ts: int = 1_000_000_000, level: str = "full") -> None:
+    def __init__(self, pid: int = 100, ts: int = 1_000_000_000, level: str = "full",
+                 schema: int = 1) -> None:
         self.pid = pid
         self.ts = ts
         self.lines: list[dict[str, Any]] = []
-        self.ev("session", pid, schema=1, version="0.1.0", ppid=1, argv=["app.py"],
+        self.ev("session", pid, schema=schema, version="0.1.0", ppid=1, argv=["app.py"],
                 python="3.11.7", hostname="h", wall_ns=0, mono_ns=ts,
                 settings={"level": level})
 

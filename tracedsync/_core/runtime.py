@@ -18,13 +18,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
+from .schema import OP_THREAD
+
 OFF = 0
 CONTENTION = 1
 FULL = 2
 LEVELS = {"off": OFF, "contention": CONTENTION, "full": FULL}
 LEVEL_NAMES = {v: k for k, v in LEVELS.items()}
-
-OP_THREAD = 0
 
 level: int = FULL
 buffer: deque[tuple[Any, ...]] = deque()

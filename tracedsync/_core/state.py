@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeGuard
 from . import runtime as rt
 from .native import LOCK_TYPES
 from .ops import OP_STATS
+from .schema import STATS_RENAMES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -93,7 +94,8 @@ class Statistics:
     only the first of its site, which is the one an ``rmw`` event reports)."""
 
     def as_dict(self) -> dict[str, Any]:
-        """The counters as a plain dict (the ``stats`` event's fields)."""
+        """The counters as a plain dict (the ``stats`` event's fields, named as here: the event
+        calls ``contended`` ``contended_count``, see `schema.STATS_RENAMES`)."""
         return dataclasses.asdict(self)
 
 
@@ -124,6 +126,7 @@ def report_stats(st: Any) -> None:
     del stats["prim"]
     for key in EXTENSION_FIELDS - KIND_FIELDS.get(st.kind, frozenset()):
         del stats[key]
+    stats = {STATS_RENAMES.get(k, k): v for k, v in stats.items()}  # schema 2's names
     rt.emit((OP_STATS, rt.now(), rt.get_ident(), st.prim, stats))
 
 

@@ -455,7 +455,10 @@ class Scanner:
             info.kind = ev["kind"]
             info.name = ev.get("name")
         info.stats_acquisitions += int(ev.get("acquisitions") or 0)
-        info.stats_contended += int(ev.get("contended") or 0)
+        contended = ev.get("contended_count")
+        if contended is None:
+            contended = ev.get("contended")  # schema 1 named the counter as acquire's boolean
+        info.stats_contended += int(contended or 0)
         owner = ev.get("owner")
         if isinstance(owner, int):
             tid = self.ident_tid.get(owner, owner)
