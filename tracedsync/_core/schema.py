@@ -40,7 +40,7 @@ OP_COND_WAIT: Final = 7
 OP_COND_WAKE: Final = 8
 OP_NOTIFY: Final = 9
 OP_STATS: Final = 10
-OP_DROPPED: Final = 11
+# 11 was OP_DROPPED, never emitted: `dropped` events are written by the recorder itself.
 OP_SESSION_END: Final = 12
 OP_GENERIC: Final = 13  # rare events of other primitives and of detection: a name, a dict
 OP_SEM_ACQUIRE: Final = 14
@@ -472,7 +472,7 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("reason", "str", "`overflow` (the Python channel past its limit), `buffer_full` (the "
            "native recorder's records past `buffer_bytes`: one event per thread, whose `tid` it "
            "carries) or `write_failed` (the sink could not write)", optional=True),
-    ), (OP_DROPPED,)),
+    ), ()),
     EventKind("session_end", "Last line of a process that exited normally.", (
         _f("dropped", "int", "events dropped by overflow"),
         _f("written", "int", "events written by this process, this line included"),
@@ -691,7 +691,6 @@ OPS: Final[tuple[Op, ...]] = (
     Op(OP_STATS, "OP_STATS", ("prim", "stats"),
        (_copy("prim"), Rule("merge", "", ("stats",)), Rule("held_by", "held_by")),
        "stats"),
-    Op(OP_DROPPED, "OP_DROPPED", ("count",), (_copy("count"),), "dropped"),
     Op(OP_SESSION_END, "OP_SESSION_END", ("counters",), (Rule("merge", "", ("counters",)),),
        "session_end"),
     Op(OP_GENERIC, "OP_GENERIC", ("name", "fields", *_CS),
