@@ -26,7 +26,7 @@ def connect() -> None:
     native.install()
     if native.NATIVE is not None:
         runtime.use_native(native.NATIVE)
-        waits.set_waker(native.NATIVE.wake)
+        waits.set_waker(native.NATIVE.wake_if_idle)
     RECORDER.install()
     waits.set_checker(deadlock.check)
     for apply in (

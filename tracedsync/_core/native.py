@@ -38,13 +38,14 @@ def install() -> None:
     """Connect the extension to the runtime (hooks it calls back) and set its skip policy."""
     if NATIVE is None:
         return
-    from . import ops, registry, runtime, sites, state, waits
+    from . import native_kinds, ops, registry, runtime, sites, state, waits
 
     op_codes = {name: getattr(ops, name) for name in dir(ops) if name.startswith("OP_")}
     NATIVE.install(runtime, waits, sites, state.Statistics, registry.new_native,
                    state.report_stats, op_codes, type(_thread.allocate_lock()),
                    type(threading.RLock()), _thread.allocate_lock)
     NATIVE.set_ops(ops.OP_ACQUIRE, ops.OP_RELEASE)
+    native_kinds.install(NATIVE)
     prefixes, files = sites.skip_policy()
     NATIVE.set_skip(prefixes, files)
     NATIVE.set_level(runtime.level)

@@ -43,7 +43,7 @@ from types import FrameType
 from typing import Any
 
 from . import runtime as rt
-from .sites import user_frame
+from .sites import line_of, user_frame
 from .state import ConditionState, PrimState, SemaphoreState, is_lock_state
 
 Key = int | tuple[int, int]
@@ -67,7 +67,7 @@ class Wait:
         st: PrimState,
         what: str,
         timeout: float | None,
-        frame: FrameType | None,
+        frame: FrameType | tuple[Any, int] | None,
         owners_fn: Callable[[], tuple[Key, ...]] | None = None,
     ) -> None:
         self.ident = ident
@@ -102,6 +102,9 @@ class Wait:
         f = self.frame
         if f is None:
             return None, 0
+        if isinstance(f, tuple):  # (code, -(lasti + 1)) from the native recorder's site table
+            code, pos = f
+            return code, line_of(code, -pos - 1) if pos < 0 else pos
         return f.f_code, f.f_lineno or 0
 
 
@@ -271,7 +274,8 @@ def forget(me: int) -> None:
 
 
 # -- the lock paths' helpers ----------------------------------------------------------------
-def wait_lock(me: int, st: PrimState, timeout: float, frame: FrameType | None) -> None:
+def wait_lock(me: int, st: PrimState, timeout: float,
+              frame: FrameType | tuple[Any, int] | None) -> None:
     """A Lock/RLock acquire is about to block: register and check (may raise)."""
     register(Wait(me, st, "acquire", timeout, frame))
 

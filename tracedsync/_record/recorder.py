@@ -188,7 +188,7 @@ class Recorder:
             if len(rt.buffer):  # recorded while we switched
                 rt.emit = rt.buffer.append
             else:
-                native.wait_for_work(IDLE_CHECK)
+                native.wait_for_work(IDLE_CHECK, True)
                 rt.emit = rt.buffer.append
         native.wait_for_work(self.settings.flush_interval)
 

@@ -205,12 +205,40 @@ ts_rec_slow(void)
     return &fresh->recs[0];
 }
 
-/* wait_for_work(timeout): the flusher's sleep. timeout None: until woken (the next record
- * wakes it: an idle program costs nothing); a number: at most that many seconds, or until
- * enough chunks have filled. Returns None. */
-PyObject *
-ts_wait_for_work(PyObject *self, PyObject *arg)
+ts_rec *
+ts_rec_getn(uint32_t n)
 {
+    ts_rec *r = ts_rec_get();
+    if (r == NULL) {
+        return NULL;
+    }
+    ts_chunk *c = ts_tls_buf->cur;
+    if (c->n + n <= c->cap) {
+        return r;
+    }
+    if (n > c->cap) {
+        return NULL;
+    }
+    /* Not enough room left: pad the rest, then start the next chunk. */
+    while (c->n < c->cap) {
+        c->recs[c->n].op = REC_PAD;
+        c->recs[c->n].t = 0;
+        c->n++;
+    }
+    return ts_rec_slow();  /* a fresh chunk: room for n */
+}
+
+/* wait_for_work(timeout, idle=False): the flusher's sleep, at most `timeout` seconds (None:
+ * no bound), or until enough chunks have filled. With `idle` (a flush found nothing), the next
+ * record wakes it too: an idle program costs nothing. Returns None. */
+PyObject *
+ts_wait_for_work(PyObject *self, PyObject *args)
+{
+    PyObject *arg;
+    int idle = 0;
+    if (!PyArg_ParseTuple(args, "O|p:wait_for_work", &arg, &idle)) {
+        return NULL;
+    }
     PY_TIMEOUT_T us = -1;
     if (arg != Py_None) {
         double secs = PyFloat_AsDouble(arg);
@@ -219,7 +247,7 @@ ts_wait_for_work(PyObject *self, PyObject *arg)
         }
         us = secs <= 0 ? 0 : (PY_TIMEOUT_T)(secs * 1e6);
     }
-    if (us < 0) {
+    if (idle) {
         ts_flusher_idle = 1;
     }
     flusher_waiting = 1;
@@ -239,12 +267,24 @@ ts_wait_for_work(PyObject *self, PyObject *arg)
     Py_RETURN_NONE;
 }
 
-/* wake(): end the flusher's wait now (a flush, a wait to watch, shutting down). */
+/* wake(): end the flusher's wait now (a flush, shutting down). */
 PyObject *
 ts_wake(PyObject *self, PyObject *noargs)
 {
     ts_flusher_idle = 0;
     wake_flusher();
+    Py_RETURN_NONE;
+}
+
+/* wake_if_idle(): end the flusher's sleep only if it sleeps until woken (a wait began: the
+ * watchdog has something to watch); a flusher on its interval is left alone. */
+PyObject *
+ts_wake_if_idle(PyObject *self, PyObject *noargs)
+{
+    if (ts_flusher_idle) {
+        ts_flusher_idle = 0;
+        wake_flusher();
+    }
     Py_RETURN_NONE;
 }
 

@@ -82,6 +82,7 @@ typedef struct {
 } NativeLock;
 
 static PyTypeObject NativeLockType;
+#define GRACE_US 50  /* a contended wait shorter than this stays out of the wait-for graph */
 static PyTypeObject NativeRLockType;
 
 static PyObject *real_lock_type = NULL;    /* type(threading.Lock()) */
@@ -122,17 +123,17 @@ ts_now_ns_obj(void)
     return PyLong_FromLongLong(ts_mono_ns());
 }
 
-/* (code, lineno) of the innermost user frame, for the rare events (a new reference). */
+/* (code, -(lasti + 1)) of the innermost user frame, from the site table, or (None, 0): for
+ * the rare events (a new reference). */
 static PyObject *
 user_site(void)
 {
-    PyObject *fn = PyObject_GetAttr(ts_hooks.user_site, s_user_site);
-    if (fn == NULL) {
-        return NULL;
+    int lasti = 0;
+    PyObject *code = ts_site_code(ts_site_of_caller(), &lasti);
+    if (code == NULL) {
+        return Py_BuildValue("(Oi)", Py_None, 0);
     }
-    PyObject *r = PyObject_CallNoArgs(fn);
-    Py_DECREF(fn);
-    return r;
+    return Py_BuildValue("(Oi)", code, -1 - lasti);
 }
 
 static inline int64_t
@@ -221,6 +222,28 @@ write_acquire_record(NativeLock *self, uint64_t t)
     r->depth = (uint16_t)(self->depth > 0xFFFF ? 0xFFFF : self->depth);
     r->val = 0;
     ts_rec_commit();
+}
+
+static void
+write_contended_record(NativeLock *self, uint64_t t, uint64_t wait_ticks,
+                       unsigned long blocked_by)
+{
+    ts_rec *r = ts_rec_get2();
+    if (r == NULL) {
+        return;
+    }
+    r->t = t;
+    r->prim_pid = self->prim_pid;
+    r->prim_n = self->prim_n;
+    r->site = ts_site_of_caller();
+    r->op = REC_ACQUIRE;
+    r->flags = FLAG_CONTENDED;
+    r->depth = (uint16_t)(self->depth > 0xFFFF ? 0xFFFF : self->depth);
+    r->val = wait_ticks;
+    ts_ext *x = (ts_ext *)(r + 1);
+    x->w[0] = blocked_by;
+    x->w[1] = x->w[2] = x->w[3] = 0;
+    ts_rec_commit2();
 }
 
 static inline void
@@ -477,7 +500,10 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
         }
         Py_RETURN_FALSE;
     }
-    /* Contended: into the wait-for graph (it may raise DeadlockError), then block. */
+    /* Contended. First a short wait with the GIL released (GRACE_US): most contention is a
+     * holder about to release, and a wait that ends within it is never in the wait-for graph
+     * (it cannot be part of a deadlock: it ended). Past it, into the graph (which may raise
+     * DeadlockError), then block for what is left of the timeout. */
     if (ensure_registered() < 0) {
         PyErr_Clear();
     }
@@ -486,28 +512,40 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
         return NULL;
     }
     int64_t t0 = ts_mono_ns();
-    PyObject *frame = PyObject_CallMethodNoArgs(ts_hooks.user_site, s_user_frame);
-    PyObject *timeout_f = timeout_us < 0 ? PyFloat_FromDouble(-1.0)
-                                         : PyFloat_FromDouble((double)timeout_us / 1e6);
-    PyObject *reg = NULL;
-    if (frame != NULL && timeout_f != NULL) {
-        reg = PyObject_CallMethodObjArgs(ts_hooks.waits, s_wait_lock, me_obj, (PyObject *)self,
-                                         timeout_f, frame, NULL);
+    uint64_t k0 = ts_ticks();
+    PY_TIMEOUT_T grace = timeout_us < 0 || timeout_us > GRACE_US ? GRACE_US : timeout_us;
+    PyLockStatus r;
+    Py_BEGIN_ALLOW_THREADS
+    r = PyThread_acquire_lock_timed(self->lock, grace, 1);
+    Py_END_ALLOW_THREADS
+    if (r == PY_LOCK_INTR && Py_MakePendingCalls() >= 0) {
+        r = PY_LOCK_FAILURE;  /* a signal handler ran and did not raise: go on waiting */
     }
-    Py_XDECREF(frame);
-    Py_XDECREF(timeout_f);
-    PyLockStatus r = PY_LOCK_INTR;
-    if (reg != NULL) {
-        Py_DECREF(reg);
-        r = acquire_timed(self->lock, timeout_us);
-        /* out of the graph, keeping any exception the wait raised */
-        PyObject *exc = PyErr_GetRaisedException();
-        PyObject *f = PyObject_CallMethodOneArg(ts_hooks.waits, s_forget, me_obj);
-        Py_XDECREF(f);
-        if (f == NULL) {
-            PyErr_Clear();
+    if (r == PY_LOCK_FAILURE && (timeout_us < 0 || timeout_us > grace)) {
+        PY_TIMEOUT_T left = timeout_us < 0 ? -1 : timeout_us - grace;
+        PyObject *frame = user_site();  /* (code, pos): where it waits */
+        PyObject *timeout_f = timeout_us < 0 ? PyFloat_FromDouble(-1.0)
+                                             : PyFloat_FromDouble((double)timeout_us / 1e6);
+        PyObject *reg = NULL;
+        if (frame != NULL && timeout_f != NULL) {
+            reg = PyObject_CallMethodObjArgs(ts_hooks.waits, s_wait_lock, me_obj,
+                                             (PyObject *)self, timeout_f, frame, NULL);
         }
-        PyErr_SetRaisedException(exc);
+        Py_XDECREF(frame);
+        Py_XDECREF(timeout_f);
+        r = PY_LOCK_INTR;
+        if (reg != NULL) {
+            Py_DECREF(reg);
+            r = acquire_timed(self->lock, left);
+            /* out of the graph, keeping any exception the wait raised */
+            PyObject *exc = PyErr_GetRaisedException();
+            PyObject *f = PyObject_CallMethodOneArg(ts_hooks.waits, s_forget, me_obj);
+            Py_XDECREF(f);
+            if (f == NULL) {
+                PyErr_Clear();
+            }
+            PyErr_SetRaisedException(exc);
+        }
     }
     int64_t t1 = ts_mono_ns();
     int64_t wait = t1 - t0;
@@ -543,13 +581,18 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
     }
     Py_DECREF(me_obj);
     int ok = r == PY_LOCK_ACQUIRED;
+    uint64_t k1 = ts_ticks();
     if (ok) {
-        took(self, me, ts_ticks());
+        took(self, me, k1);
     }
     else {
         self->failed++;
     }
-    if (emit_acquire(self, t1, me, ok, 1, wait, blocked_by, Py_True, timeout_rec) < 0) {
+    if (ok && timeout_rec == Py_None) {
+        /* The common case, a binary record: no Python object while the lock is held. */
+        write_contended_record(self, k1, k1 - k0, blocked_by);
+    }
+    else if (emit_acquire(self, t1, me, ok, 1, wait, blocked_by, Py_True, timeout_rec) < 0) {
         PyErr_Clear();
     }
     return PyBool_FromLong(ok);

@@ -49,9 +49,11 @@ static PyMethodDef module_methods[] = {
      "attach_thread(ident, native_id): give the calling thread its record buffer."},
     {"after_fork_child", ts_after_fork_child, METH_NOARGS,
      "In a forked child: forget every buffer (their records are the parent's)."},
-    {"wait_for_work", ts_wait_for_work, METH_O,
-     "wait_for_work(timeout | None): the flusher's sleep."},
+    {"wait_for_work", ts_wait_for_work, METH_VARARGS,
+     "wait_for_work(timeout | None, idle=False): the flusher's sleep."},
     {"wake", ts_wake, METH_NOARGS, "End the flusher's sleep now."},
+    {"wake_if_idle", ts_wake_if_idle, METH_NOARGS,
+     "End the flusher's sleep if it sleeps until woken."},
     {"set_budget", ts_set_budget, METH_VARARGS, "set_budget(bytes): the records' memory."},
     {"buffer_info", ts_buffer_info, METH_NOARGS, "Counts, for tests and benchmarks."},
     {NULL, NULL, 0, NULL},
@@ -71,7 +73,7 @@ PyInit__native(void)
         return NULL;
     }
     if (ts_clock_init() < 0 || ts_buffers_init(m) < 0 || ts_sites_init(m) < 0 ||
-        ts_lock_init(m) < 0 || ts_render_init(m) < 0) {
+        ts_lock_init(m) < 0 || ts_render_init(m) < 0 || ts_kinds_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

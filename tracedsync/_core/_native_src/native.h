@@ -73,10 +73,19 @@ extern ts_calib ts_current_calib;
 
 /* -- records (buffers.c) ------------------------------------------------------------------ */
 enum {
-    REC_ACQUIRE = 1,   /* an uncontended acquire with the default arguments */
+    REC_PAD = 0,       /* an unused slot at the end of a chunk (skipped) */
+    REC_ACQUIRE = 1,   /* an acquire with the default arguments: uncontended, or FLAG_CONTENDED
+                        * (val: the wait in ticks; an extension record follows: blocked_by) */
     REC_RELEASE = 2,   /* a release; FLAG_HOLD: val is the hold in ticks (depth reached 0) */
+    REC_KIND = 3,      /* a declared kind (kinds.c): `depth` is the kind, `flags` its bits */
 };
 #define FLAG_HOLD 1
+#define FLAG_CONTENDED 2
+
+/* The second slot of a two-slot record (same 32 bytes, read as words). */
+typedef struct {
+    uint64_t w[4];
+} ts_ext;
 
 typedef struct {
     uint64_t t;         /* ticks */
@@ -143,6 +152,34 @@ ts_rec_commit(void)
     }
 }
 
+/* `n` consecutive slots in one chunk (the end of a chunk is padded), or NULL. */
+ts_rec *ts_rec_getn(uint32_t n);
+static inline ts_rec *ts_rec_get2(void) { return ts_rec_getn(2); }
+static inline void
+ts_rec_commitn(uint32_t n)
+{
+    ts_tls_buf->cur->n += n;
+    if (UNLIKELY(ts_flusher_idle)) {
+        ts_wake_flusher_slow();
+    }
+}
+static inline void ts_rec_commit2(void) { ts_rec_commitn(2); }
+
+/* -- record kinds (kinds.c) ------------------------------------------------------------- */
+typedef struct {
+    /* the native id text of thread `ident`; 0 if unknown */
+    int (*find)(const void *ctx, unsigned long ident, const char **text, int *len);
+    const void *ctx;
+} ts_tid_lookup;
+#define MAX_KIND_SLOTS 258  /* a kind's record, its extension and 1024 idents */
+uint32_t ts_kind_slots(const ts_rec *r);
+const char *ts_kind_name(const ts_rec *r, Py_ssize_t *len);
+char *ts_kind_fields(char *p, const ts_rec *r, double ns_per_tick, const ts_tid_lookup *look,
+                     const char **site, Py_ssize_t *site_len);
+size_t ts_kind_max_line(const ts_rec *r);
+PyObject *ts_kind_tuple(const ts_rec *r, int64_t ts, unsigned long ident, double ns_per_tick);
+int ts_kinds_init(PyObject *module);
+
 /* The current thread's ident, registering it (its `thread` event) the first time. 0 and a
  * Python error on failure. */
 unsigned long ts_thread_ident_slow(void);
@@ -161,6 +198,7 @@ PyObject *ts_attach_thread(PyObject *self, PyObject *args);
 PyObject *ts_after_fork_child(PyObject *self, PyObject *noargs);
 PyObject *ts_wait_for_work(PyObject *self, PyObject *args);
 PyObject *ts_wake(PyObject *self, PyObject *noargs);
+PyObject *ts_wake_if_idle(PyObject *self, PyObject *noargs);
 PyObject *ts_set_budget(PyObject *self, PyObject *args);
 PyObject *ts_buffer_info(PyObject *self, PyObject *noargs);
 

@@ -167,6 +167,40 @@ collect(PyObject *module, PyObject *args)
     return (PyObject *)s;
 }
 
+/* How many slots the record at `r` takes (its extensions included). */
+static inline uint32_t
+rec_slots(const ts_rec *r)
+{
+    if (r->op == REC_KIND) {
+        return ts_kind_slots(r);
+    }
+    return r->op == REC_ACQUIRE && (r->flags & FLAG_CONTENDED) ? 2 : 1;
+}
+
+/* The native id text of thread `ident`, from the snapshot's buffers; NULL if unknown. */
+static const seg_t *
+seg_of_ident(const Snapshot *s, unsigned long ident)
+{
+    for (Py_ssize_t k = 0; k < s->nseg; k++) {
+        if (s->segs[k].ident == ident) {
+            return &s->segs[k];
+        }
+    }
+    return NULL;
+}
+
+static int
+find_tid(const void *ctx, unsigned long ident, const char **text, int *len)
+{
+    const seg_t *g = seg_of_ident((const Snapshot *)ctx, ident);
+    if (g == NULL) {
+        return 0;
+    }
+    *text = g->tid_text;
+    *len = g->tid_len;
+    return 1;
+}
+
 /* -- formatting -------------------------------------------------------------------------- */
 static inline char *
 put_u64(char *p, uint64_t v)
@@ -202,7 +236,15 @@ format_rec(char *p, const Snapshot *s, const seg_t *g, const ts_rec *r, int64_t 
            Py_ssize_t *extra_len, const char **extra)
 {
     *extra = NULL;
-    if (r->op == REC_ACQUIRE) {
+    if (r->op == REC_KIND) {
+        Py_ssize_t nlen;
+        const char *name = ts_kind_name(r, &nlen);
+        p = PUT(p, "{\"event\":\"");
+        memcpy(p, name, nlen);
+        p += nlen;
+        p = PUT(p, "\",\"ts\":");
+    }
+    else if (r->op == REC_ACQUIRE) {
         p = PUT(p, "{\"event\":\"acquire\",\"ts\":");
     }
     else {
@@ -215,13 +257,38 @@ format_rec(char *p, const Snapshot *s, const seg_t *g, const ts_rec *r, int64_t 
     p = PUT(p, ",\"tid\":");
     memcpy(p, g->tid_text, g->tid_len);
     p += g->tid_len;
+    if (r->op == REC_KIND) {
+        ts_tid_lookup look = {find_tid, s};
+        return ts_kind_fields(p, r, s->from.ns_per_tick, &look, extra, extra_len);
+    }
     p = PUT(p, ",\"prim\":\"");
     p = put_u64(p, r->prim_pid);
     *p++ = '.';
     p = put_u64(p, r->prim_n);
     p = PUT(p, "\",\"depth\":");
     p = put_u64(p, r->depth);
-    if (r->op == REC_ACQUIRE) {
+    if (r->op == REC_ACQUIRE && (r->flags & FLAG_CONTENDED)) {
+        const ts_ext *x = (const ts_ext *)(r + 1);
+        p = PUT(p, ",\"ok\":true,\"contended\":true,\"wait_ns\":");
+        p = put_i64(p, dur_ns(s, r->val));
+        p = PUT(p, ",\"blocked_by\":");
+        if (x->w[0] == 0) {
+            p = PUT(p, "null");
+        }
+        else {
+            const seg_t *o = seg_of_ident(s, (unsigned long)x->w[0]);
+            if (o != NULL) {
+                memcpy(p, o->tid_text, o->tid_len);
+                p += o->tid_len;
+            }
+            else {
+                p = put_u64(p, x->w[0]);  /* as the decoder: the ident, when no thread event */
+            }
+        }
+        p = PUT(p, ",\"blocking\":true,\"timeout\":null");
+        *extra = ts_site_fragment(r->site, extra_len);
+    }
+    else if (r->op == REC_ACQUIRE) {
         p = PUT(p, ",\"ok\":true,\"contended\":false,\"wait_ns\":0,\"blocked_by\":null,"
                    "\"blocking\":true,\"timeout\":null");
         *extra = ts_site_fragment(r->site, extra_len);
@@ -251,7 +318,12 @@ stream_load(const Snapshot *s, stream_t *st)
             return 0;
         }
         if (st->i < st->end) {
-            st->ns = to_ns(s, st->c->recs[st->i].t);
+            const ts_rec *r = &st->c->recs[st->i];
+            if (r->op == REC_PAD) {
+                st->i++;
+                continue;
+            }
+            st->ns = to_ns(s, r->t);
             return 1;
         }
         if (st->c == st->g->c1) {
@@ -428,7 +500,8 @@ snapshot_render(Snapshot *s, PyObject *args)
             const ts_rec *r = &st->c->recs[st->i];
             Py_ssize_t xlen = 0;
             const char *extra;
-            char *p = out_reserve(&o, MAX_LINE + 2048);
+            size_t room = MAX_LINE + 2048 + (r->op == REC_KIND ? ts_kind_max_line(r) : 0);
+            char *p = out_reserve(&o, room);
             if (p == NULL) { o.err = ENOMEM; break; }
             char *e = format_rec(p, s, st->g, r, st->ns, &xlen, &extra);
             if (extra != NULL) {
@@ -449,7 +522,7 @@ snapshot_render(Snapshot *s, PyObject *args)
             o.len += (size_t)(e - p);
             o.pending++;
             events++;
-            st->i++;
+            st->i += rec_slots(r);
             more = stream_load(s, st);
         }
         if (more) {
@@ -523,13 +596,21 @@ snapshot_as_tuples(Snapshot *s, PyObject *Py_UNUSED(ignored))
         PyObject *prim = PyUnicode_FromFormat("%u.%u", r->prim_pid, r->prim_n);
         PyObject *tup = NULL;
         if (prim != NULL) {
-            if (r->op == REC_ACQUIRE) {
+            if (r->op == REC_KIND) {
+                Py_DECREF(prim);
+                tup = ts_kind_tuple(r, st->ns, st->g->ident, s->from.ns_per_tick);
+            }
+            else if (r->op == REC_ACQUIRE) {
                 int lasti = 0;
                 PyObject *code = ts_site_code(r->site, &lasti);
-                tup = Py_BuildValue("(lLkNkOOiOOiOi)", op_acquire_code, (long long)st->ns,
-                                    st->g->ident, prim, (unsigned long)r->depth, Py_True,
-                                    Py_False, 0, Py_None, Py_True, -1,
-                                    code ? code : Py_None, code ? -1 - lasti : 0);
+                int contended = (r->flags & FLAG_CONTENDED) != 0;
+                unsigned long by = contended ? (unsigned long)((const ts_ext *)(r + 1))->w[0] : 0;
+                PyObject *by_obj = by ? PyLong_FromUnsignedLong(by) : Py_NewRef(Py_None);
+                tup = by_obj == NULL ? NULL : Py_BuildValue(
+                    "(lLkNkOOLNOiOi)", op_acquire_code, (long long)st->ns, st->g->ident, prim,
+                    (unsigned long)r->depth, Py_True, contended ? Py_True : Py_False,
+                    (long long)(contended ? dur_ns(s, r->val) : 0), by_obj, Py_True, -1,
+                    code ? code : Py_None, code ? -1 - lasti : 0);
             }
             else if (r->flags & FLAG_HOLD) {
                 tup = Py_BuildValue("(lLkNkL)", op_release_code, (long long)st->ns,
@@ -549,7 +630,7 @@ snapshot_as_tuples(Snapshot *s, PyObject *Py_UNUSED(ignored))
             break;
         }
         Py_DECREF(pair);
-        st->i++;
+        st->i += rec_slots(r);
         if (stream_load(s, st)) {
             heap_down(heap, nh, 0);
         }

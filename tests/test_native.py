@@ -1,0 +1,192 @@
+"""The native recorder: its records render exactly as the Python decoder would write them,
+its buffers survive their threads and a fork, its flusher sleeps when nothing is recorded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
+import threading
+from pathlib import Path
+from typing import Any
+
+import orjson
+import pytest
+from helpers import LIMIT, prim_of, read_jsonl, until
+
+import tracedsync
+from tracedsync._core import native_kinds as nk
+from tracedsync._core import runtime as rt
+from tracedsync._core.native import NATIVE
+from tracedsync._core.ops import OP_THREAD
+from tracedsync._record.decode import Decoder
+
+pytestmark = pytest.mark.skipif(NATIVE is None, reason="the native recorder is not in use")
+
+
+def _both_ways(record: Any) -> tuple[list[bytes], list[bytes]]:
+    """Record with ``record()``, then render one snapshot both ways: in C, and through the
+    op tuples and the Python decoder."""
+    assert NATIVE is not None
+    tracedsync.flush()
+    record()
+    decoder = Decoder()
+    for item in list(rt.buffer):  # the Python channel's `thread` events name the threads
+        if item[0] == OP_THREAD:
+            decoder(item)
+    snap = NATIVE.collect(0)
+    try:
+        fd, path = tempfile.mkstemp()
+        try:
+            n, _nbytes, err = snap.render([], fd)
+        finally:
+            os.close(fd)
+        with open(path, "rb") as f:
+            c_lines = f.read().splitlines()
+        os.unlink(path)
+        decoder.tids.update({threading.get_ident(): threading.get_native_id()})
+        py_lines = [orjson.dumps(decoder(t)) for _ts, t in snap.as_tuples()]
+    finally:
+        snap.release()
+    assert err == 0 and n == len(c_lines)
+    return c_lines, py_lines
+
+
+def test_every_kind_renders_as_the_decoder_writes_it() -> None:
+    """Each record kind, rendered in C, is byte for byte what the decoder writes from the op
+    tuple the kind stands for (a thread without a `thread` event keeps its ident)."""
+    assert NATIVE is not None
+    me = threading.get_ident()
+    rec = NATIVE.rec
+
+    def record() -> None:
+        rec(nk.K_NOTIFY, 123, 4, 0, 1, 2, 1, 0, me)
+        rec(nk.K_NOTIFY, 123, 4, 1, 3, 3, 3, 0, me, 5, me)
+        rec(nk.K_NOTIFY, 123, 4, 0, 1, 0, 0, 0)
+        rec(nk.K_SEM_ACQUIRE, 123, 5, 0b101, 0, 2, 1, 0)
+        rec(nk.K_SEM_RELEASE, 123, 5, 0, 1, 3, 0, 0)
+        rec(nk.K_EVENT_SET, 123, 6, 0b01, 0, 0, 0, 0)
+        rec(nk.K_EVENT_SET, 123, 6, 0b10, 0, 0, 0, 0)
+        rec(nk.K_EVENT_WAIT, 123, 6, 0b11, 0, 0, 0, 0)
+        rec(nk.K_VALUE, 123, 7, 0b001, 0, 0, 0, 0)
+        rec(nk.K_VALUE, 123, 7, 0b110, 5, 0, 0, 0)
+        rec(nk.K_MP_ACQUIRE, 123, 8, 0b0101, 1, 0, 0, 0)
+        rec(nk.K_MP_ACQUIRE, 123, 8, 0b11111, 1, 1000, 77, 88)
+
+    c_lines, py_lines = _both_ways(record)
+    assert len(c_lines) == 12
+    assert c_lines == py_lines
+    events = [orjson.loads(line) for line in c_lines]
+    assert [e["event"] for e in events[:3]] == ["notify", "notify_all", "notify"]
+    assert events[1]["woken"] == [threading.get_native_id(), 5, threading.get_native_id()]
+    assert events[-1]["blocked_by_pid"] == 77 and events[-1]["restored"] is True
+
+
+def test_lock_records_render_as_the_decoder_writes_them() -> None:
+    """Acquires (uncontended and contended), nested ones and releases with and without a
+    hold, in C and through the decoder: the same bytes."""
+    lock = tracedsync.RLock(name="r")
+    holding, release_now = threading.Event(), threading.Event()
+
+    def holder() -> None:
+        with lock:
+            holding.set()
+            release_now.wait(LIMIT)
+
+    def record() -> None:
+        with lock, lock:
+            pass
+        t = threading.Thread(target=holder)
+        t.start()
+        assert holding.wait(LIMIT)
+        threading.Timer(0.05, release_now.set).start()  # ends the holder's hold, not a sync
+        with lock:  # contended: a record with its wait and the holder
+            pass
+        t.join(LIMIT)
+
+    c_lines, py_lines = _both_ways(record)
+    assert c_lines == py_lines
+    events = [orjson.loads(line) for line in c_lines if b'"prim":"' + prim_of(lock).encode()
+              in line]
+    contended = [e for e in events if e["event"] == "acquire" and e["contended"]]
+    assert len(contended) == 1 and contended[0]["wait_ns"] > 0
+    assert contended[0]["blocked_by"] not in (None, threading.get_native_id())
+
+
+def test_the_c_path_is_in_use_where_it_builds() -> None:
+    """tracedsync.Lock() is the native type (the suite runs the twin with
+    TRACEDSYNC_PURE_PYTHON=1)."""
+    assert NATIVE is not None
+    assert isinstance(tracedsync.Lock(), NATIVE.NativeLock)
+    assert isinstance(tracedsync.RLock(), NATIVE.NativeRLock)
+
+
+def test_a_thread_buffer_outlives_its_thread_until_written() -> None:
+    """A thread that recorded and exited: its records are written by the next flush, and its
+    buffer is then freed."""
+    assert NATIVE is not None
+    lock = tracedsync.Lock()
+    tracedsync.flush()
+    before = NATIVE.buffer_info()["threads"]
+
+    def worker() -> None:
+        for _ in range(3):
+            with lock:
+                pass
+
+    from tracedsync.testing import capture
+
+    with capture() as events:
+        t = threading.Thread(target=worker)
+        t.start()
+        t.join(LIMIT)
+    assert len(events.where(prim=prim_of(lock), event="acquire")) == 3
+    until(lambda: NATIVE.buffer_info()["threads"] <= before, "the dead thread's buffer freed")
+
+
+def test_fork_child_writes_only_its_own_records(tmp_path: Path) -> None:
+    """The parent's unwritten records stay the parent's; the child names its thread again."""
+    if not hasattr(os, "fork"):
+        pytest.skip("no fork")
+    prog = textwrap.dedent("""
+        import os, sys, tracedsync
+        lock = tracedsync.Lock(name="x")
+        for _ in range(5):
+            with lock:
+                pass
+        pid = os.fork()
+        if pid == 0:
+            with lock:
+                pass
+            tracedsync.flush()
+            os._exit(0)
+        os.waitpid(pid, 0)
+        tracedsync.flush()
+        print(pid)
+    """)
+    out = subprocess.run([sys.executable, "-c", prog], env={
+        **os.environ, "TRACEDSYNC_LOG_DIR": str(tmp_path)}, capture_output=True, text=True,
+        timeout=LIMIT, check=True).stdout
+    child = int(out.split()[-1])
+    logs = {int(p.name.split("-")[1].split(".")[0]): read_jsonl(p) for p in tmp_path.iterdir()}
+    acquires = {pid: [e for e in evs if e["event"] == "acquire"] for pid, evs in logs.items()}
+    assert len(acquires[child]) == 1
+    assert len([e for pid, a in acquires.items() if pid != child for e in a]) == 5
+    threads = [e for e in logs[child] if e["event"] == "thread"]
+    assert len(threads) == 1 and threads[0]["tid"] == child
+
+
+def test_an_idle_flusher_sleeps_until_something_is_recorded() -> None:
+    """After a flush that found nothing, the flusher waits without a timeout; the next record
+    wakes it."""
+    assert NATIVE is not None
+    tracedsync.configure(flush_interval=0.01)
+    lock = tracedsync.Lock()
+    with lock:
+        pass
+    until(lambda: NATIVE.buffer_info()["idle"], "the flusher idle")
+    with lock:
+        pass
+    until(lambda: NATIVE.buffer_info()["pending"] == 0, "the new records written")
