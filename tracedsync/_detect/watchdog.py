@@ -121,9 +121,10 @@ def _long_holds(limit: int) -> None:
 
 def needs_ticks() -> bool:
     """Whether the watchdog must run every flush_interval even when nothing is recorded: a
-    thread is blocked (long waits, deadlocks no check saw), holds are watched, or a shared
-    wait table needs refreshing."""
-    return bool(WAITS) or _long_hold_ns is not None or _xwaits.in_use()
+    thread is blocked (long waits, deadlocks no check saw, and its wait published for other
+    processes to refresh), or holds are watched. A process whose threads all run cannot be
+    part of a deadlock: its flusher may sleep."""
+    return bool(WAITS) or _long_hold_ns is not None
 
 
 def apply_settings(settings: Settings) -> None:

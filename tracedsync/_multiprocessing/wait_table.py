@@ -242,11 +242,6 @@ def enabled() -> bool:
     return fcntl is not None and not _broken
 
 
-def in_use() -> bool:
-    """Whether this process has a shared wait table (a traced multiprocessing lock)."""
-    return bool(_tables)
-
-
 def _directory() -> str:
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
