@@ -10,11 +10,20 @@ Nothing is connected as a side effect of importing a module, so import order dec
 
 from __future__ import annotations
 
+from typing import Any
+
 from ._core import native, runtime, waits
 from ._detect import deadlock, lockorder, snapshot, watchdog
 from ._record.recorder import RECORDER
+from ._threading import condition
 
 _connected = False
+
+
+def _tracing_methods(settings: Any) -> None:
+    """The recording methods of the primitives that have them are on their classes only while
+    the level is not off (at off those cost exactly what ``threading``'s cost)."""
+    condition.set_tracing(settings.level != "off")
 
 
 def connect() -> None:
@@ -30,6 +39,7 @@ def connect() -> None:
     RECORDER.install()
     waits.set_checker(deadlock.check)
     for apply in (
+        _tracing_methods,
         deadlock.apply_settings,
         lockorder.apply_settings,
         watchdog.apply_settings,

@@ -133,12 +133,16 @@ def report_stats(st: Any) -> None:
 class PrimState:
     """What every traced primitive has. Subclassed per kind; see `state_class`."""
 
-    __slots__ = ("__weakref__", "ext", "extra_stats", "kind", "misuse", "name", "prim", "raw",
-                 "reported")
+    __slots__ = ("__weakref__", "ext", "extra_stats", "kind", "misuse", "name", "prim",
+                 "prim_n", "prim_pid", "raw", "reported")
 
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         self.raw = raw
         self.prim = prim
+        pid, _, n = prim.partition(".")
+        # The id as two ints, for the native recorder's records.
+        self.prim_pid = int(pid) if pid.isdigit() else 0
+        self.prim_n = int(n) if n.isdigit() else 0
         self.kind = kind
         self.name = name
         self.misuse = 0

@@ -286,7 +286,8 @@ def wait_restore(me: int, st: PrimState) -> None:
     register(Wait(me, st, "restore", None, user_frame()), may_raise=False)
 
 
-def wait_cond(me: int, st: PrimState, timeout: float | None, frame: FrameType | None) -> None:
+def wait_cond(me: int, st: PrimState, timeout: float | None,
+              frame: FrameType | tuple[Any, int] | None) -> None:
     """A condition wait starts. No check: the waiter still holds the lock a notify needs, so no
     cycle can close here; the thread that later takes that lock and blocks will see it."""
     register(Wait(me, st, "cond_wait", timeout, frame), check=False)

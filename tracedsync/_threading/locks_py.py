@@ -36,6 +36,16 @@ from .._core.waits import forget, wait_lock, wait_restore
 from .proxy import CopiedAsOriginal, StateProxy, get_state
 
 _getframe = sys._getframe
+_THREADING_FILE = threading.__file__
+
+
+def _caller(depth: int) -> Any:
+    """The frame ``depth`` levels up, or past it if that is ``threading``'s (a Condition's
+    ``__enter__`` calls the lock's on the user's behalf)."""
+    f = _getframe(depth + 1)
+    while f.f_code.co_filename == _THREADING_FILE and f.f_back is not None:
+        f = f.f_back
+    return f
 FULL = rt.FULL
 TIMEOUT_MAX = threading.TIMEOUT_MAX
 
@@ -97,7 +107,7 @@ class _TracedLockBase(CopiedAsOriginal, StateProxy):
             if depth > st.max_depth:
                 st.max_depth = depth
             if level == FULL:
-                f = _getframe(_depth)
+                f = _caller(_depth)
                 rt.emit((OP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, True, -1,
                          f.f_code, -1 - f.f_lasti))
             return True
@@ -123,7 +133,7 @@ class _TracedLockBase(CopiedAsOriginal, StateProxy):
             if depth > st.max_depth:
                 st.max_depth = depth
             if level == FULL:
-                f = _getframe(_depth)
+                f = _caller(_depth)
                 rt.emit((OP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, True, -1,
                          f.f_code, -1 - f.f_lasti))
             return True
@@ -216,7 +226,7 @@ def _acquire_slow(st: LockState, blocking: bool, timeout: float, fdepth: int) ->
         # Runtime detection (_detect.py): enter the wait-for graph before blocking, leave it
         # when the real acquire returns. wait_lock raises DeadlockError (unregistered already)
         # when this wait closes a cycle and on_deadlock="raise".
-        wait_lock(me, st, timeout, _getframe(fdepth))
+        wait_lock(me, st, timeout, _caller(fdepth))
         try:
             ok = st.acquire(True, timeout)
         finally:
@@ -226,7 +236,7 @@ def _acquire_slow(st: LockState, blocking: bool, timeout: float, fdepth: int) ->
         st.contended += 1
         st.wait_ns += wait
         st.failed += 1
-        f = _getframe(fdepth)
+        f = _caller(fdepth)
         rt.emit((OP_ACQUIRE, t0 + wait, me, st.prim, st.depth, False, True, wait,
                  blocked_by, True, timeout, f.f_code, f.f_lineno))
         rt.emit((OP_GENERIC, t0 + wait, me, "interrupted",
@@ -269,7 +279,7 @@ def _booked(
         st.failed += 1
     level = rt.level
     if level == FULL or (level and (contended or not ok)):
-        f = _getframe(fdepth)
+        f = _caller(fdepth)
         rt.emit((OP_ACQUIRE, t, me, st.prim, depth, bool(ok), contended, wait, blocked_by,
                  bool(blocking), timeout, f.f_code, f.f_lineno))
     return ok
