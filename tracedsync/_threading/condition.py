@@ -40,6 +40,8 @@ from .._core.waits import forget, wait_cond
 from .locks import is_traced_lock, lock_state, new_rlock, wrap_lock
 
 RawCondition = threading.Condition
+_raw_notify = RawCondition.notify
+FULL = rt.FULL
 _getframe = sys._getframe
 _rec = None if NATIVE is None else NATIVE.rec
 
@@ -124,14 +126,27 @@ def _notify(self: TracedCondition, n: int = 1) -> None:
     """Wake up to ``n`` waiters, exactly as ``threading``'s, and record whom."""
     level = rt.level
     if not level:
-        return RawCondition.notify(self, n)
-    st: ConditionState = self._ts_state
+        return _raw_notify(self, n)
     present = len(self._waiters)  # type: ignore[attr-defined]
+    st: ConditionState = self._ts_state
     try:
-        RawCondition.notify(self, n)
+        _raw_notify(self, n)
     except RuntimeError as exc:
         _misuse(st, exc)
         raise
+    # (inlined from _notified: the common path, one waiter or none)
+    st.notifies += 1
+    if present == 0:
+        st.unheard += 1
+        if _rec is not None:
+            _rec(K_NOTIFY, st.prim_pid, st.prim_n, 0, n, 0, 0, 0)
+            return None
+    elif n == 1 and _rec is not None:
+        if level == FULL:
+            _rec(K_NOTIFY, st.prim_pid, st.prim_n, 0, 1, present, 1, 0, st.waiters.pop(0))
+        else:
+            del st.waiters[0]
+        return None
     _notified(st, level, n, present, min(n, present), False)
     return None
 
@@ -148,17 +163,19 @@ def _notify_all(self: TracedCondition) -> None:
     except RuntimeError as exc:
         _misuse(st, exc)
         raise
-    _notified(st, level, present, present, present, True)
+    _notified(st, level, present, present, present, True, True)
     return None
 
 
 def _notified(st: ConditionState, level: int, n: int, present: int, count: int,
-              is_all: bool) -> None:
-    """The books and the record of a notify that woke the first ``count`` waiters."""
+              is_all: bool, books: bool = False) -> None:
+    """The record of a notify that woke the first ``count`` waiters (and its books, with
+    ``books``)."""
     mirror = st.waiters
-    st.notifies += 1
-    if present == 0:
-        st.unheard += 1
+    if books:
+        st.notifies += 1
+        if present == 0:
+            st.unheard += 1
     if level != rt.FULL and present:
         del mirror[:count]
         return
