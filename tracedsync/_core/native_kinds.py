@@ -48,7 +48,8 @@ def TIDS(count_word: int) -> Source:
     return (S_TIDS + count_word, T_INT, -1)
 
 
-K_NOTIFY, K_SEM_ACQUIRE, K_SEM_RELEASE, K_EVENT_SET, K_EVENT_WAIT, K_VALUE, K_MP_ACQUIRE = range(7)
+(K_NOTIFY, K_SEM_ACQUIRE, K_SEM_RELEASE, K_EVENT_SET, K_EVENT_WAIT, K_VALUE, K_MP_ACQUIRE,
+ K_RELEASE) = range(8)
 
 PACKINGS: dict[int, tuple[int, dict[str, Source]]] = {
     # notify(n): bit 0 notify_all; w0 n, w1 waiters, w2 how many woken (their idents follow)
@@ -75,6 +76,9 @@ PACKINGS: dict[int, tuple[int, dict[str, Source]]] = {
         "prim": PRIM, "depth": W(0), "ok": B(0), "contended": B(1), "wait_ns": W(1, T_DUR),
         "by_pid": W(2, T_INT, 4), "by_tid": W(3, T_INT, 4), "blocking": B(2), "timeout": NONE,
         "restored": B(3)}),
+    # a release recorded from Python (a multiprocessing lock): w0 depth; bit 0: w1 is the hold
+    # (ns; when the depth reached 0)
+    K_RELEASE: (schema.OP_RELEASE, {"prim": PRIM, "depth": W(0), "hold_ns": W(1, T_INT, 0)}),
 }
 
 

@@ -23,13 +23,16 @@ Design note (read `_locks.py`, `_mp_owner.py` and `_mp_base.py` first).
 
 from __future__ import annotations
 
+import ctypes
 import sys
 import weakref
 from collections.abc import Callable
-from types import CodeType
+from types import CodeType, FrameType
 from typing import Any, cast
 
 from .._core import runtime as rt
+from .._core.native import NATIVE
+from .._core.native_kinds import K_MP_ACQUIRE, K_RELEASE
 from .._core.ops import OP_GENERIC, OP_MP_ACQUIRE, OP_RELEASE, OP_SAVE
 from .._core.sites import user_frame, user_site
 from .._core.state import LockState
@@ -43,7 +46,21 @@ from .owner import DEPTH, OWNER, new_record, owner_word, split
 get_state = cast("Callable[[Any], LockState]", _get_any_state)
 """The state of one of this module's proxies (always a `LockState`)."""
 
-_getframe = sys._getframe
+_sys_getframe = sys._getframe
+
+
+def _getframe(depth: int) -> FrameType:
+    """The frame ``depth`` levels above the caller; depth 0 (the native hot path's callers,
+    which have no Python frame of their own): the user's, by the skip policy."""
+    if depth <= 0:
+        return user_frame() or _sys_getframe(1)
+    return _sys_getframe(depth + 1)
+
+
+def _deeper(fdepth: int) -> int:
+    """``fdepth`` for a callee (0 stays 0: found by the skip policy)."""
+    return fdepth + 1 if fdepth > 0 else 0
+_rec = None if NATIVE is None else NATIVE.rec
 FULL = rt.FULL
 _PLAIN = (bool, int)
 _NUMBER = (int, float)
@@ -65,6 +82,7 @@ class _MpLockBase(MpProxy):
         else:  # arrived from the process that made it: its owner record and wait table
             st.ext, path = shared
             table = _xwaits.adopt(path)
+        st.ext_addr = ctypes.addressof(st.ext)  # for the native hot path
         if table is not None:
             _tables[st] = table
         reset_in_fork_child(st, _forget_holders)
@@ -129,6 +147,9 @@ def _took(st: LockState, level: int, fdepth: int) -> None:
     if depth > st.max_depth:
         st.max_depth = depth
     if level == FULL:
+        if _rec is not None:  # one native record (ok, blocking; no holder, no wait)
+            _rec(K_MP_ACQUIRE, st.prim_pid, st.prim_n, 0b101, depth, 0, 0, 0)
+            return
         f = _getframe(fdepth)
         rt.emit((OP_MP_ACQUIRE, t, me, st.prim, depth, True, False, 0, None, None, True, None,
                  False, f.f_code, -1 - f.f_lasti))
@@ -175,6 +196,12 @@ def _release(st: LockState) -> None:
         rec[DEPTH] = depth
         st.release()
     if rt.level == FULL:
+        if _rec is not None:
+            if hold is None:
+                _rec(K_RELEASE, st.prim_pid, st.prim_n, 0, depth, 0, 0, 0)
+            else:
+                _rec(K_RELEASE, st.prim_pid, st.prim_n, 1, depth, hold, 0, 0)
+            return None
         rt.emit((OP_RELEASE, t, me, st.prim, depth, hold))
         if len(rt.buffer) > rt.limit:
             rt.overflow()
@@ -221,13 +248,13 @@ def acquire_slow(st: LockState, block: Any, timeout: Any, fdepth: int) -> bool:
     if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
         # Unusual arguments: the real lock validates (raising its own error) and answers.
         ok = st.acquire(block, timeout)
-        return _booked(st, ok, fdepth + 1, block, timeout, 0, False, None)
+        return _booked(st, ok, _deeper(fdepth), block, timeout, 0, False, None)
     if not block:
         ok = st.acquire(False)
-        return _booked(st, ok, fdepth + 1, block, timeout, 0, not ok,
+        return _booked(st, ok, _deeper(fdepth), block, timeout, 0, not ok,
                        None if ok else st.ext[OWNER])
     if st.acquire(False):
-        return _booked(st, True, fdepth + 1, block, timeout, 0, False, None)
+        return _booked(st, True, _deeper(fdepth), block, timeout, 0, False, None)
     rec = st.ext
     holder = rec[OWNER]
     me = rt.ident()
@@ -255,7 +282,7 @@ def acquire_slow(st: LockState, block: Any, timeout: Any, fdepth: int) -> bool:
         _forget(waiters, me)
         st.contended += 1
         st.wait_ns += wait
-        _booked(st, False, fdepth + 1, block, timeout, wait, True, holder, t0 + wait)
+        _booked(st, False, _deeper(fdepth), block, timeout, wait, True, holder, t0 + wait)
         f = _getframe(fdepth)
         rt.emit((OP_GENERIC, t0 + wait, me, "interrupted", {"prim": st.prim, "error": repr(exc)},
                  f.f_code, f.f_lineno))
@@ -264,7 +291,7 @@ def acquire_slow(st: LockState, block: Any, timeout: Any, fdepth: int) -> bool:
     _forget(waiters, me)
     st.contended += 1
     st.wait_ns += wait
-    return _booked(st, ok, fdepth + 1, block, timeout, wait, True, holder, t0 + wait)
+    return _booked(st, ok, _deeper(fdepth), block, timeout, wait, True, holder, t0 + wait)
 
 
 def _forget(waiters: list[int], me: int) -> None:
@@ -447,3 +474,9 @@ def new_lock(
 def is_raw_lock(obj: Any) -> bool:
     """Whether ``obj`` is a real (untraced) multiprocessing Lock or RLock."""
     return not isinstance(obj, MpProxy) and type(obj) in lock_classes()
+
+
+if NATIVE is not None:  # the uncontended acquire and the release, in C (mplock.c)
+    NATIVE.install_mp(_MpLockBase, LockState, acquire_slow, _release, K_MP_ACQUIRE, K_RELEASE)
+_enter = _MpLockBase.__enter__
+_exit = _MpLockBase.__exit__

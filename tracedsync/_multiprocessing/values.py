@@ -33,6 +33,8 @@ from types import FrameType
 from typing import Any, cast
 
 from .._core import runtime as rt
+from .._core.native import NATIVE
+from .._core.native_kinds import K_VALUE
 from .._core.ops import OP_RMW, OP_VALUE
 from .._core.state import LockBooks, LockState, ValueState
 from .._threading.locks import is_traced_lock, lock_state
@@ -41,13 +43,15 @@ from .._threading.locks_py import _TracedLockBase
 from .._threading.proxy import get_state as _get_any_state
 from . import rmw
 from .base import MpProxy, attach_state, reset_in_fork_child
-from .locks import _MpLockBase, _release, _took, acquire_slow
+from .locks import _enter, _exit, _MpLockBase, _release, _took, acquire_slow
 
 get_state = cast("Callable[[Any], ValueState]", _get_any_state)
 """The state of one of this module's proxies (always a `ValueState`)."""
 _lock_state = cast("Callable[[Any], LockState]", _get_any_state)
 
 _getframe = sys._getframe
+_rec = None if NATIVE is None else NATIVE.rec
+_NATIVE_MP = NATIVE is not None
 FULL = rt.FULL
 
 # How the value's lock is taken and asked about (see _ValueBooks.lock_kind).
@@ -107,6 +111,9 @@ def _take(vb: _ValueBooks, level: int, fdepth: int) -> None:
     """Acquire the value's lock, its event attributed to the frame ``fdepth`` above _take."""
     kind = vb.lock_kind
     if kind == _MP:  # the traced lock's own paths, without the proxy's method call
+        if _NATIVE_MP:
+            _enter(vb.lock)  # (the C hot path finds the user's line past these frames)
+            return
         lst = vb.lock_state
         if lst.acquire(False):  # type: ignore[union-attr]
             _took(lst, level, fdepth + 1)  # type: ignore[arg-type]
@@ -166,10 +173,17 @@ def _access(st: ValueState, f: FrameType, fdepth: int, is_set: bool, item: bool,
         if not locked:
             vb.unlocked += 1
         if level == FULL:
-            rt.emit((OP_VALUE, rt.now(), me, st.prim, is_set, key, locked, code, pos))
+            if _rec is not None and locked is not None and (key is None or type(key) is int):
+                _rec(K_VALUE, st.prim_pid, st.prim_n,
+                     is_set | (key is not None) << 1 | locked << 2, key or 0, 0, 0, 0)
+            else:
+                rt.emit((OP_VALUE, rt.now(), me, st.prim, is_set, key, locked, code, pos))
     finally:
         if vb.lock_kind == _MP:
-            _release(vb.lock_state)  # type: ignore[arg-type]
+            if _NATIVE_MP:
+                _exit(vb.lock)
+            else:
+                _release(vb.lock_state)  # type: ignore[arg-type]
         else:
             vb.lock.release()
     return result

@@ -455,6 +455,7 @@ class Recorder:
             # again (new native id) at its next record.
             NATIVE.after_fork_child()
             NATIVE.render_after_fork()
+            NATIVE.mp_after_fork()
         rt.reset_after_fork(deque())
         self._write_lock = _thread.allocate_lock()
         self._start_lock = _thread.allocate_lock()

@@ -73,7 +73,8 @@ PyInit__native(void)
         return NULL;
     }
     if (ts_clock_init() < 0 || ts_buffers_init(m) < 0 || ts_sites_init(m) < 0 ||
-        ts_lock_init(m) < 0 || ts_render_init(m) < 0 || ts_kinds_init(m) < 0) {
+        ts_lock_init(m) < 0 || ts_render_init(m) < 0 || ts_kinds_init(m) < 0 ||
+        ts_mplock_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

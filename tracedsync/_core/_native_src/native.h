@@ -179,6 +179,7 @@ char *ts_kind_fields(char *p, const ts_rec *r, double ns_per_tick, const ts_tid_
 size_t ts_kind_max_line(const ts_rec *r);
 PyObject *ts_kind_tuple(const ts_rec *r, int64_t ts, unsigned long ident, double ns_per_tick);
 int ts_kinds_init(PyObject *module);
+int ts_mplock_init(PyObject *module);
 
 /* The current thread's ident, registering it (its `thread` event) the first time. 0 and a
  * Python error on failure. */
