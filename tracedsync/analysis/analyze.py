@@ -105,7 +105,7 @@ def analyze(
         for p in merger.remaining():
             merger.put(p, _one(p, bar))
             if bar is not None:
-                bar.add(files=1, nbytes=sizes[p])
+                bar.add(files=1)
     finally:
         if bar is not None:
             bar.done()
@@ -152,7 +152,7 @@ def _one(path: str, bar: Progress | None) -> Aggregate:
     try:
         if bar is None:
             return scan_file(path)
-        return scan_file(path, progress=lambda n: bar.add(events=n))
+        return scan_file(path, progress=lambda n: bar.add(nbytes=n))
     except OSError as exc:
         return _unreadable(path, exc)
 

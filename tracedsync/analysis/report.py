@@ -16,6 +16,7 @@ from .._version import __version__
 from .aggregate import Aggregate, PrimInfo, SiteStat
 from .findings import Finding, Options, find_all
 from .hist import Histogram, bucket_high, bucket_low
+from .hosts import host_of_prim, hosts_of, unqualified
 from .labels import Labels
 
 REPORT_VERSION = 1
@@ -211,9 +212,9 @@ def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
         max_depth=st.max_depth,
         wait=Dist.of(st.wait),
         hold=Dist.of(st.hold),
-        threads=[labels.thread(p, t) for p, t in threads[:MAX_ROW_THREADS]],
+        threads=[labels.thread(*t) for t in threads[:MAX_ROW_THREADS]],
         thread_count=len(threads),
-        processes=sorted({p for p, _ in threads}),
+        processes=sorted({t[1] for t in threads}),
         cond_waits=info.cond_waits,
         cond_timeouts=info.cond_timeouts,
         notifies=info.notifies,
@@ -262,14 +263,22 @@ def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Ro
     return _order(prims), _order(created_rows), _order(call_rows)
 
 
-def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) -> Timeline:
+def _timeline(
+    agg: Aggregate, labels: Labels, lo: int | None, hi: int | None, offsets: dict[str, int]
+) -> Timeline:
+    """Contention per column. Over several hosts, times are wall-clock: each primitive's
+    buckets are moved by its host's offset."""
     if not agg.timeline or lo is None or hi is None:
         return Timeline()
     shift = agg.timeline_shift
-    first = min(min(b) for b in agg.timeline.values() if b)
-    last = max(max(b) for b in agg.timeline.values() if b)
-    start = min(lo, first << shift)
-    end = max(hi, ((last + 1) << shift) - 1)
+
+    def moved(p: str) -> int:
+        return offsets.get(host_of_prim(p), 0) if offsets else 0
+
+    first = min((min(b) << shift) + moved(p) for p, b in agg.timeline.items() if b)
+    last = max(((max(b) + 1) << shift) - 1 + moved(p) for p, b in agg.timeline.items() if b)
+    start = min(lo, first)
+    end = max(hi, last)
     width = max(1, (end - start) // TIMELINE_COLUMNS + 1)
     cols = (end - start) // width + 1
     totals = sorted(
@@ -282,8 +291,9 @@ def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) ->
         waits = [0] * cols
         wait_ns = [0] * cols
         for p in members:
+            off = moved(p)
             for b, (n, w) in agg.timeline[p].items():
-                i = min(cols - 1, max(0, ((b << shift) - start) // width))
+                i = min(cols - 1, max(0, ((b << shift) + off - start) // width))
                 waits[i] += n
                 wait_ns[i] += w
         label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
@@ -294,14 +304,22 @@ def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) ->
 def build_report(agg: Aggregate, options: Options | None = None) -> Report:
     """Turn a merged aggregate into a report: rows, timeline and findings."""
     opts = options or Options()
+    agg = unqualified(agg)
     labels = Labels(agg)
     prims, created, calls = _rows(agg, labels)
-    firsts = [s.first_ts for s in agg.sources if s.first_ts is not None]
-    lasts = [s.last_ts for s in agg.sources if s.last_ts is not None]
+    hosts = hosts_of(agg)
+    # Over several hosts, monotonic clocks do not compare: times become wall-clock times.
+    offsets = (
+        {h: (agg.hosts[h].offset_ns or 0) if h in agg.hosts else 0 for h in hosts}
+        if len(hosts) > 1
+        else {}
+    )
+    firsts = [s.first_ts + offsets.get(s.host, 0) for s in agg.sources if s.first_ts is not None]
+    lasts = [s.last_ts + offsets.get(s.host, 0) for s in agg.sources if s.last_ts is not None]
     lo = min(firsts) if firsts else None
     hi = max(lasts) if lasts else None
-    pids = {s.pid for s in agg.sources if s.pid is not None}
-    totals = {
+    pids = {(s.host, s.pid) for s in agg.sources if s.pid is not None}
+    totals: dict[str, Any] = {
         "files": len(agg.sources),
         "events": sum(agg.event_counts.values()),
         "processes": len(pids),
@@ -312,16 +330,19 @@ def build_report(agg: Aggregate, options: Options | None = None) -> Report:
         "span_ns": (hi - lo) if lo is not None and hi is not None else 0,
         "event_counts": dict(sorted(agg.event_counts.items())),
     }
+    if offsets:
+        totals["hosts"] = hosts
+        totals["clock"] = "wall"
     return Report(
         options={"long_hold_ns": opts.long_hold_ns, "long_wait_ns": opts.long_wait_ns},
         totals=totals,
         sources=[s.to_dict() for s in agg.sources],
         problems=[{"path": p, "line": n, "reason": r} for p, n, r in agg.problems],
         problem_count=agg.problem_count,
-        threads=[labels.thread(p, t) for p, t in sorted(agg.threads)],
+        threads=[labels.thread(*t) for t in sorted(agg.threads)],
         primitives=prims,
         creation_sites=created,
         call_sites=calls,
-        timeline=_timeline(agg, labels, lo, hi),
+        timeline=_timeline(agg, labels, lo, hi, offsets),
         findings=find_all(agg, opts),
     )

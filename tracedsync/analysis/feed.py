@@ -1,0 +1,111 @@
+"""Feeding the bytes of a log (or of a byte range of it) to a kernel, line by line.
+
+The native kernel (`_cscan`) is given blocks of whole lines and parses them itself. The Python
+kernel is given 64 KiB chunks decoded at once by msgspec (`hotdecode`): the lines joined into
+one JSON array, falling back to one line at a time for a chunk that holds a bad line. Either
+way, every line the kernel does not take (any event but a usable acquire or release, a line
+that is not JSON, a blank line excepted) goes to ``on_line(raw, line number, maybe_hot)``,
+in file order; ``maybe_hot`` is false when the line is known not to be a usable acquire or
+release. Line numbers count from 1 at the first line fed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from typing import Any
+
+import msgspec
+
+from .hotdecode import decode_chunk, decode_line
+from .inputs import open_bytes
+
+OnLine = Callable[[bytes, int, bool], None]
+NATIVE_BLOCK = 1 << 20
+PY_CHUNK = 1 << 16  # small enough to stay in cache
+
+
+def native_kernel_class() -> Any:
+    """The native kernel's class, or None (not built, or ``TRACEDSYNC_PURE_PYTHON`` set)."""
+    if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
+        return None
+    try:
+        from . import _cscan  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _cscan.Kernel
+
+
+def feed_bytes(
+    path: str,
+    kernel: Any,
+    on_line: OnLine,
+    start: int = 0,
+    end: int | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> tuple[int, tuple[int, bytes] | None]:
+    """Feed ``path[start:end]`` (whole lines) to ``kernel``.
+
+    Returns the number of lines read and the torn last line (``(line, raw)``: a last line
+    without its newline, which only the end of a file can have), if any.
+    """
+    native = hasattr(kernel, "scan")
+    block_size = NATIVE_BLOCK if native else PY_CHUNK
+    lineno = 1
+    rest = b""
+    remaining = None if end is None else end - start
+    with open_bytes(path) as fh:
+        if start:
+            fh.seek(start)
+        while remaining is None or remaining > 0:
+            block = fh.read(block_size if remaining is None else min(block_size, remaining))
+            if not block:
+                break
+            if remaining is not None:
+                remaining -= len(block)
+            if progress is not None:
+                progress(len(block))
+            data = rest + block if rest else block
+            cut = data.rfind(b"\n") + 1
+            if cut == 0:
+                rest = data
+                continue
+            rest = data[cut:]
+            if native:
+                kernel.scan(data, cut, on_line)
+                lineno = kernel.lines + 1
+            else:
+                lineno = feed_chunk(kernel, data[: cut - 1], lineno, on_line)
+    tail = (lineno, rest) if rest.strip() else None
+    return lineno - 1 + (1 if tail else 0), tail
+
+
+def feed_chunk(kernel: Any, body: bytes, lineno: int, on_line: OnLine) -> int:
+    """Feed the complete lines ``body`` (without the last newline) to the Python kernel;
+    returns the next line number."""
+    n = body.count(b"\n") + 1
+    raws: list[bytes] | None = None
+    try:
+        evs = decode_chunk(b"[" + body.replace(b"\n", b",") + b"]")
+    except (msgspec.DecodeError, msgspec.ValidationError):
+        evs = None
+    if evs is not None and len(evs) == n:
+
+        def other(k: int) -> None:
+            nonlocal raws
+            if raws is None:
+                raws = body.split(b"\n")
+            on_line(raws[k], lineno + k, False)
+
+        kernel.feed(evs, other)
+        return lineno + n
+    for i, raw in enumerate(body.split(b"\n"), lineno):
+        if not raw.strip():
+            continue
+        try:
+            ev = decode_line(raw)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            on_line(raw, i, False)
+            continue
+        kernel.feed([ev], lambda _k, raw=raw, i=i: on_line(raw, i, False))
+    return lineno + n
