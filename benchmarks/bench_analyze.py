@@ -151,6 +151,7 @@ def _write_process(path: str, pid: int, events: int, threads: int, seed: int) ->
                 acquire(tid, prims[p], 1, rnd.random() < 0.10, s)
                 release(tid, prims[p], 0)
             elif r < 0.85:  # nested: outer, inner (fixed order by index: no inversion)
+                p = min(p, len(prims) - 2)  # the inner lock is always another one: q > p
                 q = min(len(prims) - 1, p + 1 + rnd.randrange(3))
                 acquire(tid, prims[p], 1, False, s)
                 acquire(tid, prims[q], 1, rnd.random() < 0.05, (s + 1) % len(sites))

@@ -8,13 +8,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import TextIO
 
-from .analysis.reader import Problem, SchemaError, read_all
-from .analysis.summary import render_text, summarise
-
 SHOWN_PROBLEMS = 20
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
+    from .analysis.reader import Problem, SchemaError, read_all
+    from .analysis.summary import render_text, summarise
+
     problems: list[Problem] = []
     try:
         summary = summarise(read_all(args.paths, problems))
@@ -48,6 +48,7 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 def _analyze(args: argparse.Namespace) -> int:
     from .analysis.analyze import NoInputError, analyze, save_aggregate
     from .analysis.findings import Options, severity_rank
+    from .analysis.reader import SchemaError
     from .analysis.renderers import get_renderer
     from .analysis.report import build_report
 

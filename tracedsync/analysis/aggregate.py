@@ -110,6 +110,16 @@ class SiteStat:
             self.threads.add(("", pid_of.get(t, default_pid), t))
         self.tids = set()
 
+    def copy(self) -> SiteStat:
+        c = SiteStat.__new__(SiteStat)
+        c.site, c.func = self.site, self.func
+        c.acquisitions, c.contended, c.failed = self.acquisitions, self.contended, self.failed
+        c.timeouts, c.restored, c.max_depth = self.timeouts, self.restored, self.max_depth
+        c.wait, c.hold = self.wait.copy(), self.hold.copy()
+        c.waits, c.holds = array("q", self.waits), array("q", self.holds)
+        c.tids, c.threads = set(self.tids), set(self.threads)
+        return c
+
     def merge(self, o: SiteStat) -> None:
         """Add another stat of the same site (folded, or with raw values and tids)."""
         self.func = _min_some(self.func, o.func)
@@ -121,10 +131,10 @@ class SiteStat:
         self.max_depth = max(self.max_depth, o.max_depth)
         self.wait.merge(o.wait)
         self.hold.merge(o.hold)
-        if o.waits:
-            self.waits.extend(o.waits)
+        if o.waits:  # (new arrays: a folded stat may share an empty one)
+            self.waits = self.waits + o.waits
         if o.holds:
-            self.holds.extend(o.holds)
+            self.holds = self.holds + o.holds
         self.tids |= o.tids
         self.threads |= o.threads
 
@@ -457,11 +467,11 @@ class HostInfo:
         return cls(**d)
 
 
-def _merge_tallies(mine: dict[Any, Tally], other: dict[Any, Tally]) -> None:
+def _merge_tallies(mine: dict[Any, Tally], other: dict[Any, Tally], take: bool) -> None:
     for k, t in other.items():
         cur = mine.get(k)
         if cur is None:
-            mine[k] = t.copy()
+            mine[k] = t if take else t.copy()
         else:
             cur.merge(t)
 
@@ -504,12 +514,18 @@ class Aggregate:
             out.merge(p)
         return out
 
-    def merge(self, o: Aggregate) -> None:
-        """Add another aggregate (of other files) to this one; ``o`` is not changed, and
-        nothing of it is kept by reference."""
+    def merge(self, o: Aggregate, take: bool = False) -> None:
+        """Add another aggregate (of other files) to this one. ``o`` is not changed and
+        nothing of it is kept by reference, unless ``take``: then ``o`` is given up (used up
+        by this call, never to be used again) and its parts are adopted rather than copied."""
         self.sources = sorted(
-            [*self.sources, *(dataclasses.replace(s, sessions=list(s.sessions)) for s in
-                              o.sources)],
+            [
+                *self.sources,
+                *(
+                    s if take else dataclasses.replace(s, sessions=list(s.sessions))
+                    for s in o.sources
+                ),
+            ],
             key=Source.sort_key,
         )
         if o.problems:
@@ -520,34 +536,43 @@ class Aggregate:
         for prim, info in o.prims.items():
             cur = self.prims.get(prim)
             if cur is None:
-                self.prims[prim] = info.copy()
+                self.prims[prim] = info if take else info.copy()
             else:
                 cur.merge(info)
         for prim, per in o.sites.items():
-            mine = self.sites.setdefault(prim, {})
+            mine = self.sites.get(prim)
+            if mine is None and take:
+                self.sites[prim] = per
+                continue
+            if mine is None:
+                mine = self.sites[prim] = {}
             for site, st in per.items():
                 cur_s = mine.get(site)
                 if cur_s is None:
-                    cur_s = mine[site] = SiteStat(site)
-                cur_s.merge(st)
+                    mine[site] = st if take else st.copy()
+                else:
+                    cur_s.merge(st)
         for t, name in o.threads.items():
             cur_n = self.threads.get(t)
             self.threads[t] = name if cur_n is None else min(cur_n, name)
         for key, e in o.edges.items():
             cur_e = self.edges.get(key)
             if cur_e is None:
+                if take:
+                    self.edges[key] = e
+                    continue
                 cur_e = self.edges[key] = Edge()
             cur_e.merge(e)
         if o.ends:
             self.ends = sorted(
-                [*self.ends, *(ProcessEnd.from_dict(e.to_dict()) for e in o.ends)],
+                [*self.ends, *(e if take else ProcessEnd.from_dict(e.to_dict()) for e in o.ends)],
                 key=ProcessEnd.sort_key,
             )
-        _merge_tallies(self.misuse, o.misuse)
-        _merge_tallies(self.rmw, o.rmw)
-        _merge_tallies(self.lost_wakeups, o.lost_wakeups)
-        _merge_tallies(self.runtime, o.runtime)
-        _merge_tallies(self.broken, o.broken)
+        _merge_tallies(self.misuse, o.misuse, take)
+        _merge_tallies(self.rmw, o.rmw, take)
+        _merge_tallies(self.lost_wakeups, o.lost_wakeups, take)
+        _merge_tallies(self.runtime, o.runtime, take)
+        _merge_tallies(self.broken, o.broken, take)
         if o.deadlocks:
             self.deadlocks = _sorted_by_json([*self.deadlocks, *o.deadlocks])
         if o.permits_held:
@@ -558,9 +583,9 @@ class Aggregate:
                 self.hosts[h] = dataclasses.replace(hinfo)
             else:
                 cur_h.merge(hinfo)
-        self._merge_timeline(o)
+        self._merge_timeline(o, take)
 
-    def _merge_timeline(self, o: Aggregate) -> None:
+    def _merge_timeline(self, o: Aggregate, take: bool = False) -> None:
         shift = max(self.timeline_shift, o.timeline_shift)
         if shift != self.timeline_shift:
             self.timeline = {
@@ -570,6 +595,9 @@ class Aggregate:
         for prim, buckets in o.timeline.items():
             if o.timeline_shift != shift:
                 buckets = rebin(buckets, o.timeline_shift, shift)
+            elif take and prim not in self.timeline:
+                self.timeline[prim] = buckets
+                continue
             mine = self.timeline.setdefault(prim, {})
             for b, (n, w) in buckets.items():
                 cur = mine.get(b)
@@ -594,6 +622,22 @@ class Aggregate:
                 for p, b in self.timeline.items()
             }
             self.timeline_shift += 1
+
+    def canonical(self) -> None:
+        """Put every table in key order (in place; nothing else changes), so that what is
+        derived by walking them does not depend on the order the parts were merged in."""
+        self.prims = dict(sorted(self.prims.items()))
+        self.sites = {p: dict(sorted(self.sites[p].items())) for p in sorted(self.sites)}
+        self.threads = dict(sorted(self.threads.items()))
+        self.edges = dict(sorted(self.edges.items()))
+        self.misuse = dict(sorted(self.misuse.items()))
+        self.rmw = dict(sorted(self.rmw.items()))
+        self.lost_wakeups = dict(sorted(self.lost_wakeups.items()))
+        self.runtime = dict(sorted(self.runtime.items()))
+        self.broken = dict(sorted(self.broken.items()))
+        self.timeline = {p: dict(sorted(self.timeline[p].items())) for p in sorted(self.timeline)}
+        self.event_counts = dict(sorted(self.event_counts.items()))
+        self.hosts = dict(sorted(self.hosts.items()))
 
     def copy(self) -> Aggregate:
         """A deep copy (through `merge`)."""

@@ -11,7 +11,6 @@ release. Line numbers count from 1 at the first line fed.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from typing import Any
 
@@ -23,17 +22,6 @@ from .inputs import open_bytes
 OnLine = Callable[[bytes, int, bool], None]
 NATIVE_BLOCK = 1 << 20
 PY_CHUNK = 1 << 16  # small enough to stay in cache
-
-
-def native_kernel_class() -> Any:
-    """The native kernel's class, or None (not built, or ``TRACEDSYNC_PURE_PYTHON`` set)."""
-    if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
-        return None
-    try:
-        from . import _cscan  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    return _cscan.Kernel
 
 
 def feed_bytes(
@@ -51,6 +39,8 @@ def feed_bytes(
     """
     native = hasattr(kernel, "scan")
     block_size = NATIVE_BLOCK if native else PY_CHUNK
+    if native:
+        kernel.lines = 0  # it numbers the lines it hands to on_line
     lineno = 1
     rest = b""
     remaining = None if end is None else end - start

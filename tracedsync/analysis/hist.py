@@ -12,10 +12,29 @@ bucket with a binary search (C speed for the sort and the searches).
 
 from __future__ import annotations
 
+import os
 from array import array
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
+
+
+def _python_add_counts(dst: dict[int, int], src: dict[int, int]) -> None:
+    for i, c in src.items():
+        dst[i] = dst.get(i, 0) + c
+
+
+def _add_counts() -> Any:
+    if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
+        return _python_add_counts
+    try:
+        from ._cscan import add_counts
+    except ImportError:
+        return _python_add_counts
+    return add_counts
+
+
+add_counts = _add_counts()  # dst[i] += src[i] for dicts of counts (native when built)
 
 SUB_BITS = 4
 SUB = 1 << SUB_BITS  # buckets per power of two
@@ -42,6 +61,10 @@ def bucket_low(index: int) -> int:
 def bucket_high(index: int) -> int:
     """The largest value of bucket ``index``."""
     return bucket_low(index + 1) - 1
+
+
+# Every bucket a 64-bit value can fall in, with its bounds (for reports: no arithmetic there).
+BOUNDS = [(bucket_low(i), bucket_high(i)) for i in range(bucket_of(2**63 - 1) + 1)]
 
 
 class Histogram:
@@ -107,9 +130,13 @@ class Histogram:
         self._extend_range(other.min, other.max)
         self.count += other.count
         self.total += other.total
-        b = self.buckets
-        for i, c in other.buckets.items():
-            b[i] = b.get(i, 0) + c
+        add_counts(self.buckets, other.buckets)
+
+    def copy(self) -> Histogram:
+        h = Histogram.__new__(Histogram)
+        h.buckets = dict(self.buckets)
+        h.count, h.total, h.min, h.max = self.count, self.total, self.min, self.max
+        return h
 
     @classmethod
     def merged(cls, parts: Iterable[Histogram]) -> Histogram:

@@ -12,10 +12,12 @@ import dataclasses
 from collections.abc import Iterable
 from typing import Any
 
+import orjson
+
 from .._version import __version__
 from .aggregate import Aggregate, PrimInfo, SiteStat
 from .findings import Finding, Options, find_all
-from .hist import Histogram, bucket_high, bucket_low
+from .hist import BOUNDS, Histogram, bucket_high, bucket_low
 from .hosts import host_of_prim, hosts_of, unqualified
 from .labels import Labels
 
@@ -42,8 +44,12 @@ class Dist:
     @classmethod
     def of(cls, h: Histogram) -> Dist:
         s = h.summary()
+        top = len(BOUNDS)
         return cls(
-            buckets=[[bucket_low(i), bucket_high(i), h.buckets[i]] for i in sorted(h.buckets)],
+            buckets=[
+                [*BOUNDS[i], n] if 0 <= i < top else [bucket_low(i), bucket_high(i), n]
+                for i, n in sorted(h.buckets.items())
+            ],
             **s,
         )
 
@@ -140,8 +146,9 @@ class Report:
     findings: list[Finding] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The documented JSON form."""
-        return dataclasses.asdict(self)
+        """The documented JSON form (a new object: orjson turns the dataclasses into it)."""
+        d: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
@@ -189,6 +196,13 @@ class _Group:
         self.prims[info.prim] = None
         self.info.merge(dataclasses.replace(info, kind="?"))  # counters only
 
+    def add_group(self, o: _Group) -> None:
+        """Add another group (its sites and infos, already summed)."""
+        self.site.merge(o.site)
+        self.prims.update(o.prims)
+        self.funcs.update(o.funcs)
+        self.info.merge(o.info)
+
 
 def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
     st, info = g.site, g.info
@@ -232,19 +246,28 @@ def _order(rows: Iterable[Row]) -> list[Row]:
 
 
 def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Row]]:
+    """Rows per primitive, creation site and call site. Each site's stat is added twice (to
+    its primitive's group and its call site's); a creation site's group adds up its
+    primitives' groups."""
     by_prim: dict[str, _Group] = {}
     by_created: dict[tuple[str, str], _Group] = {}  # (kind, creation site)
     by_call: dict[str, _Group] = {}
     for prim in sorted(set(agg.prims) | set(agg.sites)):
         info = agg.prims.get(prim) or PrimInfo(prim)
-        g = by_prim.setdefault(prim, _Group())
-        c = by_created.setdefault((info.kind, info.site or "?"), _Group())
+        g = by_prim[prim] = _Group()
         g.add_info(info)
-        c.add_info(info)
-        for st in agg.sites.get(prim, {}).values():
+        per = agg.sites.get(prim, {})
+        for site in sorted(per):
+            st = per[site]
             g.add_site(prim, st)
-            c.add_site(prim, st)
-            by_call.setdefault(st.site, _Group()).add_site(prim, st)
+            call = by_call.get(st.site)
+            if call is None:
+                call = by_call[st.site] = _Group()
+            call.add_site(prim, st)
+        c = by_created.get((info.kind, info.site or "?"))
+        if c is None:
+            c = by_created[(info.kind, info.site or "?")] = _Group()
+        c.add_group(g)
     prims = []
     for prim, g in by_prim.items():
         info = agg.prims.get(prim) or PrimInfo(prim)
@@ -305,6 +328,7 @@ def build_report(agg: Aggregate, options: Options | None = None) -> Report:
     """Turn a merged aggregate into a report: rows, timeline and findings."""
     opts = options or Options()
     agg = unqualified(agg)
+    agg.canonical()
     labels = Labels(agg)
     prims, created, calls = _rows(agg, labels)
     hosts = hosts_of(agg)

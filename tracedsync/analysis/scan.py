@@ -31,12 +31,13 @@ import orjson
 
 from . import reader
 from .aggregate import MAX_PROBLEMS, UNKNOWN_SITE, Aggregate, ProcessEnd, Source, Tally
-from .feed import feed_bytes, native_kernel_class
+from .feed import feed_bytes
 from .handlers import RareHandlers
 from .hosts import qualify
 from .hotdecode import HOT_EVENTS, decode_line, hot_problem, usable
 from .inputs import size
 from .kernel import HotPart, PyKernel
+from .native import kernel_class
 from .reader import Problem
 
 Event = dict[str, Any]
@@ -44,7 +45,7 @@ Event = dict[str, Any]
 
 def new_kernel(defer: bool = False, native: bool | None = None) -> Any:
     """A kernel: the native one when it is available (or ``native`` is true), else Python's."""
-    cls = native_kernel_class() if native is not False else None
+    cls = kernel_class() if native is not False else None
     if native and cls is None:
         raise RuntimeError("the native scanner (tracedsync.analysis._cscan) is not available")
     return cls(defer) if cls is not None else PyKernel(defer)
@@ -150,7 +151,17 @@ class Scanner(RareHandlers):
         self._line = lineno
         try:
             if name in HOT_EVENTS:
-                self.problem(lineno, hot_problem(ev) or "unusable event")
+                reason = hot_problem(ev)
+                if reason is not None:
+                    self.problem(lineno, reason)
+                elif name == "acquire":
+                    g = ev.get
+                    self.kernel.acquire(ev["tid"], ev["prim"], g("site"), g("func"), ev["ts"],
+                                        ev["ok"], g("depth"), ev["contended"], g("wait_ns"),
+                                        g("restored"), g("blocking"))
+                else:
+                    self.kernel.release(ev["tid"], ev["prim"], ev["depth"], ev.get("hold_ns"),
+                                        ev["ts"])
                 return
             handler = self._handlers.get(name)
             if handler is None:
@@ -239,7 +250,7 @@ class Scanner(RareHandlers):
             else:
                 cur_e.merge(e)
         shifted = Aggregate(timeline_shift=part.timeline_shift, timeline=part.timeline)
-        agg._merge_timeline(shifted)
+        agg._merge_timeline(shifted, take=True)
         for name, n in (("acquire", part.acquires), ("release", part.releases)):
             if n:
                 agg.event_counts[name] = agg.event_counts.get(name, 0) + n

@@ -45,7 +45,10 @@ class Finding:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        import orjson
+
+        d: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
