@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TextIO
+from typing import Any, TextIO
 
 SHOWN_PROBLEMS = 20
 
@@ -57,7 +58,11 @@ def _analyze(args: argparse.Namespace) -> int:
         return 2
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
-        agg = analyze(args.paths, jobs=args.jobs, progress=progress)
+        with _scheduler(args.scheduler, args.jobs) as executor:
+            agg = analyze(args.paths, jobs=args.jobs, progress=progress, executor=executor)
+    except _NoDaskError as exc:
+        print(f"tracedsync: {exc}", file=sys.stderr)
+        return 2
     except FileNotFoundError as exc:
         print(f"tracedsync: no such file or directory: {exc}", file=sys.stderr)
         return 2
@@ -85,6 +90,39 @@ def _analyze(args: argparse.Namespace) -> int:
     if failed and severity_rank(worst) >= severity_rank(args.fail_on):  # type: ignore[arg-type]
         return 1
     return 0
+
+
+class _NoDaskError(Exception):
+    """--scheduler without dask.distributed installed."""
+
+
+@contextlib.contextmanager
+def _scheduler(address: str | None, jobs: int) -> Iterator[Any]:
+    """A Dask client for ``--scheduler`` (``local``: a LocalCluster of this machine), or None."""
+    if not address:
+        yield None
+        return
+    try:
+        import logging
+
+        from distributed import Client, LocalCluster
+    except ImportError as exc:
+        raise _NoDaskError(
+            "--scheduler needs dask.distributed: pip install 'tracedsync[dask]'"
+        ) from exc
+    if address == "local":
+        workers = jobs if jobs > 0 else (os.cpu_count() or 1)
+        with LocalCluster(  # type: ignore[no-untyped-call]
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.ERROR,
+        ) as cluster, Client(cluster) as client:  # type: ignore[no-untyped-call]
+            yield client
+        return
+    with Client(address) as client:  # type: ignore[no-untyped-call]
+        yield client
 
 
 @contextlib.contextmanager
@@ -157,7 +195,8 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         type=int,
         default=0,
         metavar="N",
-        help="worker processes (default 0: one per CPU when the input is large)",
+        help="worker processes (default 0: one per CPU when the input is large); a large file "
+        "is cut into byte ranges scanned in parallel",
     )
     p.add_argument(
         "--fail-on",
@@ -195,7 +234,14 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--save-aggregate",
         metavar="FILE",
-        help="also save the merged aggregate as JSON, to combine with other shards",
+        help="also save the merged aggregate, to combine with other shards later (a compact "
+        "binary file; JSON if FILE ends with .json)",
+    )
+    p.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run the scans on a Dask distributed scheduler (tcp://host:8786), or 'local' to "
+        "start a LocalCluster of --jobs workers here (needs: pip install 'tracedsync[dask]')",
     )
     p.set_defaults(func=_cmd_analyze)
 

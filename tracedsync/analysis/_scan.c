@@ -25,7 +25,6 @@
 #define MAX_EXAMPLES 8
 #define TIMELINE_MAX_BUCKETS 2048
 #define TIMELINE_SHIFT 20
-#define DEFER_EVENTS 1024
 #define UNKNOWN_ID 0 /* the interned "?" */
 #define NONE_ID (-1)
 
@@ -308,6 +307,7 @@ typedef struct {
     Timeline *tl; int32_t captl; /* indexed by prim id */
     int shift;
     int defer;
+    int32_t defer_events; /* per thread, in defer mode */
     int64_t ts_min, ts_max; int has_ts;
     int64_t lines, events, acquires, releases;
     int32_t last_thread; int64_t last_tid;
@@ -674,7 +674,7 @@ receive(Kernel *k, Rec *r, const char *func, uint32_t flen)
         t->caprecs = cap;
     }
     t->recs[t->nrecs++] = *r;
-    if (t->nrecs >= DEFER_EVENTS) {
+    if (t->nrecs >= k->defer_events) {
         t->switched = 1;
         t->active = 1;
         return simulate_into(k, t);
@@ -1020,13 +1020,20 @@ to_rec(Kernel *k, const Ev *ev, Rec *r)
 static PyObject *
 Kernel_new(PyTypeObject *type, PyObject *args, PyObject *kwds)
 {
-    static char *kwlist[] = {"defer", NULL};
+    static char *kwlist[] = {"defer", "defer_events", NULL};
     int defer = 0;
-    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|p", kwlist, &defer)) return NULL;
+    int defer_events = 1024;
+    if (!PyArg_ParseTupleAndKeywords(args, kwds, "|pi", kwlist, &defer, &defer_events))
+        return NULL;
+    if (defer_events < 1) {
+        PyErr_SetString(PyExc_ValueError, "defer_events must be >= 1");
+        return NULL;
+    }
     Kernel *k = (Kernel *)type->tp_alloc(type, 0);
     if (k == NULL) return NULL;
     k->shift = TIMELINE_SHIFT;
     k->defer = defer;
+    k->defer_events = defer_events;
     k->last_thread = -1;
     if (intern(&k->strs, "?", 1) != UNKNOWN_ID) { Py_DECREF(k); return NULL; }
     return (PyObject *)k;

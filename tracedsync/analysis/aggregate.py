@@ -630,6 +630,10 @@ class Aggregate:
         self.sites = {p: dict(sorted(self.sites[p].items())) for p in sorted(self.sites)}
         self.threads = dict(sorted(self.threads.items()))
         self.edges = dict(sorted(self.edges.items()))
+        for e in self.edges.values():
+            e.sites = dict(sorted(e.sites.items()))
+        for info in self.prims.values():
+            info.events = dict(sorted(info.events.items()))
         self.misuse = dict(sorted(self.misuse.items()))
         self.rmw = dict(sorted(self.rmw.items()))
         self.lost_wakeups = dict(sorted(self.lost_wakeups.items()))

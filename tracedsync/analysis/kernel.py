@@ -80,7 +80,8 @@ def simulate(held: Held, records: list[Record]) -> Held:
 class PyKernel:
     """See the module docstring."""
 
-    def __init__(self, defer: bool = False) -> None:
+    def __init__(self, defer: bool = False, defer_events: int = DEFER_EVENTS) -> None:
+        self.defer_events = defer_events
         self.sites: dict[str, dict[str, SiteStat]] = {}
         self.edges: dict[tuple[str, str], Edge] = {}
         self.timeline: dict[str, dict[int, list[int]]] = {}
@@ -135,7 +136,7 @@ class PyKernel:
     def _defer(self, tid: int, rec: Record) -> None:
         buf = self.prefix.setdefault(tid, [])
         buf.append(rec)
-        if len(buf) >= DEFER_EVENTS:
+        if len(buf) >= self.defer_events:
             state = simulate([], buf)
             self.switched[tid] = state
             self.set_held(tid, state)

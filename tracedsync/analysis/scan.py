@@ -44,11 +44,16 @@ Event = dict[str, Any]
 
 
 def new_kernel(defer: bool = False, native: bool | None = None) -> Any:
-    """A kernel: the native one when it is available (or ``native`` is true), else Python's."""
+    """A kernel: the native one when it is available (or ``native`` is true), else Python's.
+    A deferring one keeps `kernel.DEFER_EVENTS` events per thread (read at each call)."""
+    from . import kernel
+
     cls = kernel_class() if native is not False else None
     if native and cls is None:
         raise RuntimeError("the native scanner (tracedsync.analysis._cscan) is not available")
-    return cls(defer) if cls is not None else PyKernel(defer)
+    if cls is None:
+        return PyKernel(defer, kernel.DEFER_EVENTS)
+    return cls(defer, kernel.DEFER_EVENTS)
 
 
 def hot_line(kernel: Any, raw: bytes) -> str | None:
