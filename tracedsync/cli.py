@@ -47,19 +47,35 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
+    if args.long_hold <= 0 or args.long_wait <= 0:
+        print("tracedsync: --long-hold and --long-wait must be > 0 ms", file=sys.stderr)
+        return 2
+    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    with contextlib.ExitStack() as stack:
+        trace_dir = None
+        if args.format == "perfetto":  # drawn while scanning: the logs are read once
+            import tempfile
+
+            trace_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="tracedsync-"))
+        return _analyze_into(args, progress, trace_dir)
+
+
+def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | None) -> int:
     from .analysis.analyze import NoInputError, analyze, save_aggregate
     from .analysis.findings import Options, severity_rank
     from .analysis.reader import SchemaError
     from .analysis.renderers import get_renderer
     from .analysis.report import build_report
 
-    if args.long_hold <= 0 or args.long_wait <= 0:
-        print("tracedsync: --long-hold and --long-wait must be > 0 ms", file=sys.stderr)
-        return 2
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
     try:
         with _scheduler(args.scheduler, args.jobs) as executor:
-            agg = analyze(args.paths, jobs=args.jobs, progress=progress, executor=executor)
+            agg = analyze(
+                args.paths,
+                jobs=args.jobs,
+                progress=progress,
+                executor=executor,
+                trace_dir=trace_dir,
+            )
     except _NoDaskError as exc:
         print(f"tracedsync: {exc}", file=sys.stderr)
         return 2
@@ -82,7 +98,12 @@ def _analyze(args: argparse.Namespace) -> int:
         long_hold_ns=int(args.long_hold * 1e6), long_wait_ns=int(args.long_wait * 1e6)
     )
     report = build_report(agg, options)
-    renderer = get_renderer(args.format, top=args.top)
+    extra: dict[str, Any] = {}
+    if trace_dir is not None:
+        extra["parts"] = sorted(
+            os.path.join(trace_dir, n) for n in os.listdir(trace_dir) if n.endswith(".part")
+        )
+    renderer = get_renderer(args.format, top=args.top, **extra)
     with _output(args.output) as out:
         renderer.render(report, out)
     worst = report.worst()

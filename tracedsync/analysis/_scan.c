@@ -273,9 +273,20 @@ typedef struct { int32_t prim; int32_t site; /* index into sites */ } HeldEnt;
 typedef struct {
     uint8_t op; /* 0 acquire, 1 release */
     uint8_t ok, contended, restored, blocking_false, has_depth, has_wait, has_hold;
+    uint8_t has_blocked; /* blocked_by: only the trace reads it */
+    uint8_t saved;       /* a release with saved_depth (a condition wait's): the trace's */
     int32_t prim, site, func; /* site: interned (UNKNOWN_ID for none), func NONE_ID for none */
-    int64_t tid, ts, depth, wait, hold;
+    int64_t tid, ts, depth, wait, hold, blocked;
 } Rec;
+
+/* What the Perfetto trace keeps per primitive (see trace.py for what is drawn). */
+typedef struct {
+    PyObject *label; /* bytes: the JSON string of its name, or NULL (its id) */
+    int has_rel, has_pending;
+    int64_t rel_ts, rel_tid;             /* its last release to depth 0 */
+    int64_t p_tid, p_ts, p_wait;         /* a contended acquire still without its hand-off */
+    I64Vec dts, dd;                      /* waiting-thread counter: (ts, +1/-1) */
+} PrimTrace;
 
 typedef struct {
     int64_t tid;
@@ -311,6 +322,12 @@ typedef struct {
     int64_t ts_min, ts_max; int has_ts;
     int64_t lines, events, acquires, releases;
     int32_t last_thread; int64_t last_tid;
+    /* the Perfetto trace, when trace_start was called */
+    int tracing;
+    int64_t trace_pid, trace_offset, next_id;
+    char *tbuf; size_t tlen, tcap;
+    PrimTrace *pt; int32_t cappt;
+    PyObject *cond_cb; /* on_cond(what, tid, lock, ts): a condition wait's lock, for the trace */
 } Kernel;
 
 static int32_t
@@ -567,6 +584,233 @@ add_edges(Kernel *k, Thread *t, int32_t prim, int32_t si, int64_t tid)
     return 0;
 }
 
+/* ---- the trace: JSON text appended to tbuf (format: trace.py) ---- */
+
+static int
+tb_reserve(Kernel *k, size_t n)
+{
+    if (k->tlen + n <= k->tcap) return 0;
+    size_t cap = k->tcap ? k->tcap : 1 << 16;
+    while (cap < k->tlen + n) cap *= 2;
+    char *b = PyMem_Realloc(k->tbuf, cap);
+    if (b == NULL) { PyErr_NoMemory(); return -1; }
+    k->tbuf = b;
+    k->tcap = cap;
+    return 0;
+}
+
+static int
+tb_put(Kernel *k, const char *s, size_t n)
+{
+    if (tb_reserve(k, n) < 0) return -1;
+    memcpy(k->tbuf + k->tlen, s, n);
+    k->tlen += n;
+    return 0;
+}
+
+#define TB_LIT(k, s) tb_put((k), (s), sizeof(s) - 1)
+
+static int
+tb_int(Kernel *k, int64_t v)
+{
+    char tmp[32];
+    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
+    return tb_put(k, tmp, (size_t)n);
+}
+
+/* Nanoseconds as microseconds, exactly: "12.345", "-0.001". */
+static int
+tb_us(Kernel *k, int64_t ns)
+{
+    char tmp[40];
+    uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
+    int n = snprintf(tmp, sizeof tmp, "%s%llu.%03llu", ns < 0 ? "-" : "",
+                     (unsigned long long)(a / 1000), (unsigned long long)(a % 1000));
+    return tb_put(k, tmp, (size_t)n);
+}
+
+/* An interned string as a JSON string (escaped as json.dumps(ensure_ascii=False) would). */
+static int
+tb_str(Kernel *k, int32_t id)
+{
+    const char *p = str_ptr(&k->strs, id);
+    uint32_t n = str_len(&k->strs, id);
+    if (tb_reserve(k, (size_t)n * 6 + 2) < 0) return -1;
+    char *o = k->tbuf + k->tlen;
+    *o++ = '"';
+    for (uint32_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c == '"' || c == '\\') { *o++ = '\\'; *o++ = (char)c; }
+        else if (c == '\n') { *o++ = '\\'; *o++ = 'n'; }
+        else if (c == '\r') { *o++ = '\\'; *o++ = 'r'; }
+        else if (c == '\t') { *o++ = '\\'; *o++ = 't'; }
+        else if (c == '\b') { *o++ = '\\'; *o++ = 'b'; }
+        else if (c == '\f') { *o++ = '\\'; *o++ = 'f'; }
+        else if (c < 0x20) { o += sprintf(o, "\\u%04x", c); }
+        else *o++ = (char)c;
+    }
+    *o++ = '"';
+    k->tlen = (size_t)(o - k->tbuf);
+    return 0;
+}
+
+static PrimTrace *
+prim_trace(Kernel *k, int32_t prim)
+{
+    if (prim >= k->cappt) {
+        int32_t cap = k->cappt ? k->cappt : 64;
+        while (cap <= prim) cap *= 2;
+        PrimTrace *t = PyMem_Realloc(k->pt, (size_t)cap * sizeof(PrimTrace));
+        if (t == NULL) { PyErr_NoMemory(); return NULL; }
+        memset(t + k->cappt, 0, (size_t)(cap - k->cappt) * sizeof(PrimTrace));
+        k->pt = t;
+        k->cappt = cap;
+    }
+    return &k->pt[prim];
+}
+
+static int
+tb_label(Kernel *k, int32_t prim, const char *prefix, size_t plen)
+{
+    PrimTrace *t = prim_trace(k, prim);
+    if (t == NULL) return -1;
+    if (t->label == NULL) {
+        if (plen == 0) return tb_str(k, prim);
+        /* "wait 500.1": the prefix inside the string */
+        if (TB_LIT(k, "\"") < 0 || tb_put(k, prefix, plen) < 0) return -1;
+        size_t mark = k->tlen;
+        if (tb_str(k, prim) < 0) return -1;
+        memmove(k->tbuf + mark, k->tbuf + mark + 1, k->tlen - mark - 1);
+        k->tlen--;
+        return 0;
+    }
+    const char *l = PyBytes_AS_STRING(t->label);
+    Py_ssize_t n = PyBytes_GET_SIZE(t->label);
+    if (plen == 0) return tb_put(k, l, (size_t)n);
+    if (TB_LIT(k, "\"") < 0 || tb_put(k, prefix, plen) < 0) return -1;
+    return tb_put(k, l + 1, (size_t)n - 1);
+}
+
+/* ,\n{"ph":"s","id":ID,"name":"handoff","cat":"handoff","pid":P,"tid":T,"ts":U} (and "f") */
+static int
+tb_flow(Kernel *k, char ph, int64_t id, int64_t tid, int64_t ts)
+{
+    if (TB_LIT(k, ",\n{\"ph\":\"") < 0 || tb_put(k, &ph, 1) < 0
+        || TB_LIT(k, "\",\"id\":") < 0 || tb_int(k, id) < 0
+        || TB_LIT(k, ",\"name\":\"handoff\",\"cat\":\"handoff\",\"pid\":") < 0
+        || tb_int(k, k->trace_pid) < 0 || TB_LIT(k, ",\"tid\":") < 0 || tb_int(k, tid) < 0
+        || TB_LIT(k, ",\"ts\":") < 0 || tb_us(k, ts + k->trace_offset) < 0)
+        return -1;
+    if (ph == 'f' && TB_LIT(k, ",\"bp\":\"e\"") < 0) return -1;
+    return TB_LIT(k, "}");
+}
+
+static int
+trace_handoff(Kernel *k, int64_t rel_tid, int64_t rel_ts, int64_t tid, int64_t ts)
+{
+    int64_t id = ++k->next_id;
+    if (tb_flow(k, 's', id, rel_tid, rel_ts - 1) < 0) return -1;
+    return tb_flow(k, 'f', id, tid, ts - 1);
+}
+
+/* A contended acquire: its wait slice, the counter, the hand-off flow. */
+static int
+trace_wait(Kernel *k, const Rec *r)
+{
+    PrimTrace *t = prim_trace(k, r->prim);
+    if (t == NULL) return -1;
+    int64_t start = r->ts - r->wait;
+    if (TB_LIT(k, ",\n{\"ph\":\"X\",\"name\":") < 0 || tb_label(k, r->prim, "wait ", 5) < 0
+        || TB_LIT(k, ",\"cat\":\"wait\",\"pid\":") < 0 || tb_int(k, k->trace_pid) < 0
+        || TB_LIT(k, ",\"tid\":") < 0 || tb_int(k, r->tid) < 0
+        || TB_LIT(k, ",\"ts\":") < 0 || tb_us(k, start + k->trace_offset) < 0
+        || TB_LIT(k, ",\"dur\":") < 0 || tb_us(k, r->wait) < 0
+        || TB_LIT(k, ",\"args\":{\"site\":") < 0 || tb_str(k, r->site) < 0)
+        return -1;
+    if (r->has_blocked && (TB_LIT(k, ",\"blocked_by\":") < 0 || tb_int(k, r->blocked) < 0))
+        return -1;
+    if (TB_LIT(k, "}}") < 0) return -1;
+    t = &k->pt[r->prim];
+    if (vec_push(&t->dts, start) < 0 || vec_push(&t->dd, 1) < 0 || vec_push(&t->dts, r->ts) < 0
+        || vec_push(&t->dd, -1) < 0)
+        return -1;
+    if (t->has_rel && t->rel_tid != r->tid && start - 1 <= t->rel_ts && t->rel_ts <= r->ts) {
+        t->has_pending = 0;
+        return trace_handoff(k, t->rel_tid, t->rel_ts, r->tid, r->ts);
+    }
+    t->has_pending = 1;
+    t->p_tid = r->tid;
+    t->p_ts = r->ts;
+    t->p_wait = r->wait;
+    return 0;
+}
+
+/* A release to depth 0: its hold slice (an async one when released out of LIFO order), and
+ * the hand-off to a contended acquire written before it. */
+static int
+trace_release(Kernel *k, const Rec *r, int32_t si, int lifo)
+{
+    PrimTrace *t = prim_trace(k, r->prim);
+    if (t == NULL) return -1;
+    if (r->has_hold) {
+        int64_t start = r->ts - r->hold;
+        if (lifo) {
+            if (TB_LIT(k, ",\n{\"ph\":\"X\",\"name\":") < 0 || tb_label(k, r->prim, "", 0) < 0
+                || TB_LIT(k, ",\"cat\":\"hold\",\"pid\":") < 0 || tb_int(k, k->trace_pid) < 0
+                || TB_LIT(k, ",\"tid\":") < 0 || tb_int(k, r->tid) < 0
+                || TB_LIT(k, ",\"ts\":") < 0 || tb_us(k, start + k->trace_offset) < 0
+                || TB_LIT(k, ",\"dur\":") < 0 || tb_us(k, r->hold) < 0)
+                return -1;
+        } else {
+            int64_t id = ++k->next_id;
+            for (int e = 0; e < 2; e++) {
+                if (TB_LIT(k, ",\n{\"ph\":") < 0 || tb_put(k, e ? "\"e\"" : "\"b\"", 3) < 0
+                    || TB_LIT(k, ",\"id\":") < 0 || tb_int(k, id) < 0
+                    || TB_LIT(k, ",\"name\":") < 0 || tb_label(k, r->prim, "", 0) < 0
+                    || TB_LIT(k, ",\"cat\":\"hold\",\"pid\":") < 0
+                    || tb_int(k, k->trace_pid) < 0 || TB_LIT(k, ",\"tid\":") < 0
+                    || tb_int(k, r->tid) < 0 || TB_LIT(k, ",\"ts\":") < 0
+                    || tb_us(k, (e ? r->ts : start) + k->trace_offset) < 0)
+                    return -1;
+                if (e == 0 && TB_LIT(k, "}") < 0) return -1;
+            }
+        }
+        if (TB_LIT(k, ",\"args\":{") < 0) return -1;
+        if (si >= 0) {
+            if (TB_LIT(k, "\"site\":") < 0 || tb_str(k, k->sites[si].site) < 0
+                || TB_LIT(k, ",") < 0)
+                return -1;
+        }
+        if (TB_LIT(k, "\"prim\":") < 0 || tb_str(k, r->prim) < 0 || TB_LIT(k, "}}") < 0)
+            return -1;
+    }
+    t = &k->pt[r->prim];
+    t->has_rel = 1;
+    t->rel_ts = r->ts;
+    t->rel_tid = r->tid;
+    if (t->has_pending && t->p_tid != r->tid && t->p_ts - t->p_wait - 1 <= r->ts
+        && r->ts <= t->p_ts) {
+        t->has_pending = 0;
+        return trace_handoff(k, r->tid, r->ts, t->p_tid, t->p_ts);
+    }
+    return 0;
+}
+
+/* Tell the trace that a condition wait released (what 0) or got back (what 1) its lock. */
+static int
+trace_cond(Kernel *k, int what, int64_t tid, int32_t prim, int64_t ts)
+{
+    if (k->cond_cb == NULL) return 0;
+    PyObject *p = PyUnicode_DecodeUTF8(str_ptr(&k->strs, prim), str_len(&k->strs, prim), NULL);
+    if (p == NULL) return -1;
+    PyObject *res = PyObject_CallFunction(k->cond_cb, "iLNL", what, (long long)tid, p,
+                                          (long long)ts);
+    k->last_thread = -1;
+    if (res == NULL) return -1;
+    Py_DECREF(res);
+    return 0;
+}
+
 /* Apply one event (in its thread's order). Returns 0 or -1 (exception set). */
 static int
 apply(Kernel *k, const Rec *r, const char *func, uint32_t flen)
@@ -584,6 +828,7 @@ apply(Kernel *k, const Rec *r, const char *func, uint32_t flen)
             if (vec_push(&k->sites[si].waits, r->wait) < 0) return -1;
             k->sites[si].contended++;
             if (tl_add(k, r->prim, r->ts, r->wait) < 0) return -1;
+            if (k->tracing && r->wait > 0 && trace_wait(k, r) < 0) return -1;
         }
         if (r->ok) {
             Site *s = &k->sites[si];
@@ -596,7 +841,11 @@ apply(Kernel *k, const Rec *r, const char *func, uint32_t flen)
                 if (t->nheld && add_edges(k, t, r->prim, si, r->tid) < 0) return -1;
                 if (held_push(t, r->prim, si) < 0) return -1;
             }
-            if (r->restored) k->sites[si].restored++;
+            if (r->restored) {
+                k->sites[si].restored++;
+                if (k->tracing && trace_cond(k, 1, r->tid, r->prim, r->ts - r->wait) < 0)
+                    return -1;
+            }
         } else {
             k->sites[si].failed++;
             if (!r->blocking_false) k->sites[si].timeouts++;
@@ -609,10 +858,13 @@ apply(Kernel *k, const Rec *r, const char *func, uint32_t flen)
     t->active = 1;
     int j = held_find(t, r->prim);
     int32_t si = -1;
+    int lifo = j < 0 || j == t->nheld - 1;
     if (j >= 0) {
         si = t->held[j].site;
         held_remove(t, j);
     }
+    if (k->tracing && trace_release(k, r, si, lifo) < 0) return -1;
+    if (k->tracing && r->saved && trace_cond(k, 0, r->tid, r->prim, r->ts) < 0) return -1;
     if (r->has_hold) {
         if (si < 0) {
             si = site_get(k, r->prim, UNKNOWN_ID, NULL, 0);
@@ -691,7 +943,8 @@ typedef struct { int v; int set; /* 0 absent, 1 bool, 2 null */ } Bool;
 
 typedef struct {
     int event; /* 1 acquire, 2 release */
-    Int ts, tid, depth, wait, hold;
+    int saved; /* saved_depth, not null */
+    Int ts, tid, depth, wait, hold, blocked;
     Str prim, site, func;
     Bool ok, contended, restored, blocking;
 } Ev;
@@ -947,9 +1200,22 @@ parse_line(const char *p, const char *end, Ev *ev)
                 ONCE(ev->blocking); p = parse_bool(p, end, &ev->blocking); goto next;
             }
             break;
+        case 10:
+            if (KEY("blocked_by")) {
+                Int b = {0};
+                const char *q2 = parse_int(p, end, &b);
+                if (q2 != NULL) { ev->blocked = b; p = q2; goto next; }
+                break; /* anything else: skipped (only the trace reads it) */
+            }
+            break;
         case 9:
             if (KEY("contended")) {
                 ONCE(ev->contended); p = parse_bool(p, end, &ev->contended); goto next;
+            }
+            break;
+        case 11:
+            if (KEY("saved_depth")) {
+                if (!(end - p >= 4 && memcmp(p, "null", 4) == 0)) ev->saved = 1;
             }
             break;
         default:
@@ -1005,11 +1271,14 @@ to_rec(Kernel *k, const Ev *ev, Rec *r)
         r->has_wait = ev->wait.set == 1;
         r->restored = ev->restored.set == 1 && ev->restored.v;
         r->blocking_false = ev->blocking.set == 1 && !ev->blocking.v;
+        r->has_blocked = ev->blocked.set == 1;
+        r->blocked = ev->blocked.v;
     } else {
         if (ev->site.set == 1 && !utf8_ok((const unsigned char *)ev->site.p, ev->site.n)) return 0;
         if (ev->func.set == 1 && !utf8_ok((const unsigned char *)ev->func.p, ev->func.n)) return 0;
         r->hold = ev->hold.v;
         r->has_hold = ev->hold.set == 1;
+        r->saved = (uint8_t)ev->saved;
     }
     return 1;
 }
@@ -1064,6 +1333,13 @@ Kernel_dealloc(Kernel *k)
     PyMem_Free(k->edges); map_free(&k->edge_map);
     for (int32_t i = 0; i < k->captl; i++) { map_free(&k->tl[i].map); PyMem_Free(k->tl[i].cells); }
     PyMem_Free(k->tl);
+    for (int32_t i = 0; i < k->cappt; i++) {
+        Py_XDECREF(k->pt[i].label);
+        PyMem_Free(k->pt[i].dts.v); PyMem_Free(k->pt[i].dd.v);
+    }
+    PyMem_Free(k->pt);
+    PyMem_Free(k->tbuf);
+    Py_XDECREF(k->cond_cb);
     Py_TYPE(k)->tp_free((PyObject *)k);
 }
 
@@ -1159,8 +1435,9 @@ static PyObject *
 Kernel_acquire(Kernel *k, PyObject *args)
 {
     PyObject *tid, *prim, *site, *func, *ts, *ok, *depth, *cont, *wait, *restored, *blocking;
-    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO", &tid, &prim, &site, &func, &ts, &ok, &depth,
-                          &cont, &wait, &restored, &blocking))
+    PyObject *blocked = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOOOOOOOO|O", &tid, &prim, &site, &func, &ts, &ok, &depth,
+                          &cont, &wait, &restored, &blocking, &blocked))
         return NULL;
     Rec r;
     memset(&r, 0, sizeof r);
@@ -1184,6 +1461,14 @@ Kernel_acquire(Kernel *k, PyObject *args)
     }
     r.restored = restored != Py_None && PyObject_IsTrue(restored);
     r.blocking_false = blocking == Py_False;
+    if (PyLong_CheckExact(blocked)) {
+        int overflow = 0;
+        long long b = PyLong_AsLongLongAndOverflow(blocked, &overflow);
+        if (!overflow && b > -1000000000000000000LL && b < 1000000000000000000LL) {
+            r.has_blocked = 1;
+            r.blocked = b;
+        }
+    }
     const char *f = NULL;
     Py_ssize_t flen = 0;
     if (func != Py_None) {
@@ -1198,8 +1483,9 @@ Kernel_acquire(Kernel *k, PyObject *args)
 static PyObject *
 Kernel_release(Kernel *k, PyObject *args)
 {
-    PyObject *tid, *prim, *depth, *hold, *ts;
-    if (!PyArg_ParseTuple(args, "OOOOO", &tid, &prim, &depth, &hold, &ts)) return NULL;
+    PyObject *tid, *prim, *depth, *hold, *ts, *saved = Py_None;
+    if (!PyArg_ParseTuple(args, "OOOOO|O", &tid, &prim, &depth, &hold, &ts, &saved))
+        return NULL;
     Rec r;
     memset(&r, 0, sizeof r);
     r.op = 1;
@@ -1208,6 +1494,7 @@ Kernel_release(Kernel *k, PyObject *args)
         || py_int64(depth, &r.depth, "depth") < 0)
         return NULL;
     r.has_depth = 1;
+    r.saved = saved != Py_None;
     if (intern_obj(k, prim, &r.prim) < 0) return NULL;
     if (hold != Py_None) {
         if (py_int64(hold, &r.hold, "hold_ns") < 0) return NULL;
@@ -1590,6 +1877,107 @@ fail:
     return out;
 }
 
+/* trace_start(pid, offset_ns, first_id): draw the trace from now on (trace.py). */
+static PyObject *
+Kernel_trace_start(Kernel *k, PyObject *args)
+{
+    long long pid, offset, first_id;
+    PyObject *cb = NULL;
+    if (!PyArg_ParseTuple(args, "LLL|O", &pid, &offset, &first_id, &cb)) return NULL;
+    Py_XINCREF(cb);
+    Py_XSETREF(k->cond_cb, cb);
+    k->tracing = 1;
+    k->trace_pid = pid;
+    k->trace_offset = offset;
+    k->next_id = first_id;
+    Py_RETURN_NONE;
+}
+
+/* set_label(prim, label): label is the JSON string (bytes, quotes included) of its name. */
+static PyObject *
+Kernel_set_label(Kernel *k, PyObject *args)
+{
+    PyObject *prim, *label;
+    if (!PyArg_ParseTuple(args, "OO!", &prim, &PyBytes_Type, &label)) return NULL;
+    int32_t id;
+    if (intern_obj(k, prim, &id) < 0) return NULL;
+    PrimTrace *t = prim_trace(k, id);
+    if (t == NULL) return NULL;
+    Py_INCREF(label);
+    Py_XSETREF(t->label, label);
+    Py_RETURN_NONE;
+}
+
+/* trace_take(): the trace text drawn so far (and forget it). */
+static PyObject *
+Kernel_trace_take(Kernel *k, PyObject *Py_UNUSED(ignored))
+{
+    PyObject *out = PyBytes_FromStringAndSize(k->tbuf, (Py_ssize_t)k->tlen);
+    k->tlen = 0;
+    return out;
+}
+
+static int
+cmp_pair(const void *a, const void *b)
+{
+    const int64_t *x = a, *y = b;
+    if (x[0] != y[0]) return x[0] < y[0] ? -1 : 1;
+    return (x[1] > y[1]) - (x[1] < y[1]);
+}
+
+/* trace_counters(): the waiting-thread counters of every lock, in time order, drawn. */
+static const StrTab *sort_strs; /* for qsort's comparison (the GIL is held) */
+
+static int
+cmp_prim(const void *a, const void *b)
+{
+    return str_cmp(sort_strs, *(const int32_t *)a, *(const int32_t *)b);
+}
+
+static PyObject *
+Kernel_trace_counters(Kernel *k, PyObject *Py_UNUSED(ignored))
+{
+    int32_t *order = PyMem_Malloc((size_t)(k->cappt ? k->cappt : 1) * sizeof(int32_t));
+    if (order == NULL) return PyErr_NoMemory();
+    int32_t no = 0;
+    for (int32_t p = 0; p < k->cappt; p++)
+        if (k->pt[p].dts.n) order[no++] = p;
+    sort_strs = &k->strs;
+    qsort(order, (size_t)no, sizeof(int32_t), cmp_prim);
+    for (int32_t oi = 0; oi < no; oi++) {
+        int32_t p = order[oi];
+        PrimTrace *t = &k->pt[p];
+        Py_ssize_t n = t->dts.n;
+        if (n == 0) continue;
+        int64_t (*pairs)[2] = PyMem_Malloc((size_t)n * sizeof(*pairs));
+        if (pairs == NULL) { PyMem_Free(order); return PyErr_NoMemory(); }
+        for (Py_ssize_t i = 0; i < n; i++) { pairs[i][0] = t->dts.v[i]; pairs[i][1] = t->dd.v[i]; }
+        qsort(pairs, (size_t)n, sizeof(*pairs), cmp_pair);
+        int64_t c = 0;
+        for (Py_ssize_t i = 0; i < n; i++) {
+            c += pairs[i][1];
+            if (c < 0) c = 0;
+            if (TB_LIT(k, ",\n{\"ph\":\"C\",\"name\":") < 0
+                || tb_label(k, p, "waiting: ", 9) < 0 || TB_LIT(k, ",\"pid\":") < 0
+                || tb_int(k, k->trace_pid) < 0 || TB_LIT(k, ",\"ts\":") < 0
+                || tb_us(k, pairs[i][0] + k->trace_offset) < 0
+                || TB_LIT(k, ",\"args\":{\"threads\":") < 0 || tb_int(k, c) < 0
+                || TB_LIT(k, "}}") < 0) {
+                PyMem_Free(pairs);
+                PyMem_Free(order);
+                return NULL;
+            }
+        }
+        PyMem_Free(pairs);
+        t->dts.n = t->dd.n = 0;
+    }
+    PyMem_Free(order);
+    return Kernel_trace_take(k, NULL);
+}
+
+static PyObject *
+Kernel_get_next_id(Kernel *k, void *c) { (void)c; return PyLong_FromLongLong(k->next_id); }
+
 static PyObject *
 Kernel_get_lines(Kernel *k, void *c) { (void)c; return PyLong_FromLongLong(k->lines); }
 
@@ -1623,12 +2011,17 @@ static PyMethodDef Kernel_methods[] = {
     {"held_of", (PyCFunction)Kernel_held_of, METH_O, "what one thread holds"},
     {"set_held", (PyCFunction)Kernel_set_held, METH_VARARGS, "set what one thread holds"},
     {"export_raw", (PyCFunction)Kernel_export, METH_NOARGS, "statistics and state, raw"},
+    {"trace_start", (PyCFunction)Kernel_trace_start, METH_VARARGS, "draw the trace"},
+    {"set_label", (PyCFunction)Kernel_set_label, METH_VARARGS, "a primitive's name"},
+    {"trace_take", (PyCFunction)Kernel_trace_take, METH_NOARGS, "the trace drawn so far"},
+    {"trace_counters", (PyCFunction)Kernel_trace_counters, METH_NOARGS, "counters, drawn"},
     {NULL, NULL, 0, NULL},
 };
 
 static PyGetSetDef Kernel_getset[] = {
     {"lines", (getter)Kernel_get_lines, (setter)Kernel_set_lines, "lines read by scan", NULL},
     {"ts_max", (getter)Kernel_get_ts_max, NULL, "the largest ts received", NULL},
+    {"next_id", (getter)Kernel_get_next_id, NULL, "the last trace id used", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };
 

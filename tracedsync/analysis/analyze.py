@@ -22,13 +22,17 @@ from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any
 
+import orjson
+
 from .aggregate import Aggregate
-from .inputs import line_start_at, log_files, size
+from .hosts import host_key
+from .inputs import line_start_at, log_files, open_bytes, size
 from .progress import Progress
 from .ranges import Part, scan_part
 from .scan import scan_file
 from .shard import is_shard, load, save
 from .stitch import stitch
+from .trace import TraceSpec
 
 AUTO_SERIAL_BYTES = 16 << 20  # below this much input, worker processes cost more than they save
 MIN_RANGE_BYTES = 32 << 20  # a file is cut into ranges of at least this size
@@ -70,6 +74,7 @@ class Task:
     start: int = 0
     end: int | None = None
     ranges: int = 1  # how many ranges the file was cut into
+    trace: TraceSpec | None = None  # draw the file's Perfetto trace too (whole files only)
 
     @property
     def nbytes(self) -> int:
@@ -81,7 +86,7 @@ def run_task(task: Task, native: bool | None = None) -> Aggregate | Part:
     saying the file could not be read, if so)."""
     try:
         if task.end is None:
-            return scan_file(task.path, native=native)
+            return scan_file(task.path, native=native, trace=task.trace)
         return scan_part(task.path, task.index, task.start, task.end, native=native)
     except OSError as exc:
         return _unreadable(task.path, exc)
@@ -100,13 +105,24 @@ def merge_pair(a: Aggregate, b: Aggregate) -> Aggregate:
     return Aggregate.merged([a, b])
 
 
-def plan(logs: list[str], sizes: dict[str, int], workers: int) -> list[Task]:
+def plan(
+    logs: list[str], sizes: dict[str, int], workers: int, trace_dir: str | None = None
+) -> list[Task]:
     """Tasks for ``workers``: whole files, and files much bigger than a worker's share cut
-    into line-aligned byte ranges. Biggest first (the last task to finish is then small)."""
+    into line-aligned byte ranges. Biggest first (the last task to finish is then small).
+    With ``trace_dir``, whole files each drawing their part of the trace there."""
     total = sum(sizes.values())
     share = max(MIN_RANGE_BYTES, -(-total // max(1, workers * 2)))
     tasks: list[Task] = []
-    for path in sorted(logs, key=lambda p: (-sizes[p], p)):
+    order = sorted(logs, key=lambda p: (-sizes[p], p))
+    if trace_dir is not None:
+        hosts = trace_hosts(order)
+        return [
+            Task(p, trace=TraceSpec(os.path.join(trace_dir, f"{i:06d}.part"), (i + 1) << 40,
+                                    hosts))
+            for i, p in enumerate(order)
+        ]
+    for path in order:
         n = sizes[path]
         count = -(-n // share)
         if workers <= 1 or count < 2 or n < 2 * MIN_RANGE_BYTES:
@@ -122,6 +138,20 @@ def plan(logs: list[str], sizes: dict[str, int], workers: int) -> list[Task]:
     return tasks
 
 
+def trace_hosts(logs: list[str]) -> tuple[str, ...]:
+    """The hosts of ``logs`` (from each file's first line), sorted, if there are several."""
+    hosts = set()
+    for path in logs:
+        try:
+            with open_bytes(path) as fh:
+                first = orjson.loads(fh.readline())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(first, dict) and first.get("event") == "session":
+            hosts.add(host_key(first))
+    return tuple(sorted(hosts)) if len(hosts) > 1 else ()
+
+
 # -- running it -------------------------------------------------------------------------------
 def _is_dask_client(executor: Any) -> bool:
     return type(executor).__module__.split(".")[0] == "distributed" and hasattr(
@@ -135,13 +165,16 @@ def analyze(
     progress: bool = False,
     executor: Any = None,
     native: bool | None = None,
+    trace_dir: str | None = None,
 ) -> Aggregate:
     """Scan every log under ``paths`` (and merge saved aggregates among them).
 
     ``jobs``: worker processes when no ``executor`` is given (0 = one per CPU, used only
     when there is enough input). ``executor``: a `concurrent.futures.Executor` or a Dask
     distributed ``Client`` to run the scans on. ``native``: the native scanner (True), the
-    Python one (False), or the native one when it was built (None).
+    Python one (False), or the native one when it was built (None). ``trace_dir``: a
+    directory where each file's scan also draws its part of the Perfetto trace (`trace.py`;
+    it must be one the workers can write to).
     Raises `FileNotFoundError` for a missing path, `reader.SchemaError` for a newer schema,
     `NoInputError` when there is nothing to read.
     """
@@ -158,7 +191,7 @@ def analyze(
                 jobs = 1
         jobs = max(1, jobs)
     workers = jobs if executor is None else _workers(executor)
-    tasks = plan(logs, sizes, workers) if logs else []
+    tasks = plan(logs, sizes, workers, trace_dir) if logs else []
     bar = Progress(len(logs), sum(sizes.values())) if progress else None
     total = Aggregate()
     for p in saved:
@@ -210,7 +243,7 @@ def _serial(task: Task, native: bool | None, bar: Progress | None) -> Aggregate:
             b.add(nbytes=n)
 
     try:
-        agg = scan_file(task.path, progress=tick, native=native)
+        agg = scan_file(task.path, progress=tick, native=native, trace=task.trace)
     except OSError as exc:
         agg = _unreadable(task.path, exc)
     if bar is not None:

@@ -38,6 +38,8 @@ class Hot(msgspec.Struct, gc=False):
     hold_ns: I64 | None = None
     restored: bool | None = None
     blocking: bool | None = None
+    blocked_by: Any = None  # only the trace reads it (an int, else ignored)
+    saved_depth: Any = None  # likewise: a release before a condition wait
 
 
 # (field, accepted types, required for acquire, required for release)

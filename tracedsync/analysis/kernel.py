@@ -37,6 +37,7 @@ from .aggregate import (
     rebin,
 )
 from .hotdecode import Hot, usable
+from .trace import js, us
 
 DEFER_EVENTS = 1024
 ACQ, REL = 0, 1
@@ -94,6 +95,11 @@ class PyKernel:
         self.switched: dict[int, Held] = {}
         self.acquires = 0  # usable events taken by `feed` (counted here, not by the caller)
         self.releases = 0
+        self.trace: _Trace | None = None  # the Perfetto trace, once `trace_start` is called
+        self._labels: dict[str, str] = {}  # prim -> its name as a JSON string (the trace's)
+        self.one_by_one = False  # through `acquire`/`release`, as the trace needs
+        self._blocked: Any = None  # blocked_by of the acquire being applied (for the trace)
+        self._saved: Any = None  # saved_depth of the release being applied (likewise)
 
     # -- one event ----------------------------------------------------------------------------
     def acquire(
@@ -109,18 +115,23 @@ class PyKernel:
         wait_ns: int | None,
         restored: bool | None,
         blocking: bool | None,
+        blocked_by: Any = None,
     ) -> None:
         """One usable acquire (see `hotdecode.hot_problem`)."""
         self._seen(ts)
+        self._blocked = blocked_by
         rec = (ACQ, tid, prim, site, func, ts, ok, depth, contended, wait_ns, restored, blocking)
         if self.defer and tid not in self.switched:
             self._defer(tid, rec)
         else:
             self.apply(rec)
 
-    def release(self, tid: int, prim: str, depth: int, hold_ns: int | None, ts: int) -> None:
-        """One usable release."""
+    def release(
+        self, tid: int, prim: str, depth: int, hold_ns: int | None, ts: int, saved: Any = None
+    ) -> None:
+        """One usable release (``saved``: its saved_depth, for the trace)."""
         self._seen(ts)
+        self._saved = saved
         rec = (REL, tid, prim, depth, hold_ns, ts)
         if self.defer and tid not in self.switched:
             self._defer(tid, rec)
@@ -148,7 +159,7 @@ class PyKernel:
             self._acquire(tid, prim, site or UNKNOWN_SITE, func, ts, ok, depth, contended, wait,
                           restored, blocking)
         elif r[3] == 0:
-            self._release0(r[1], r[2], r[4])
+            self._release0(r[1], r[2], r[4], r[5])
 
     def _acquire(
         self, tid: int, prim: str, site: str, func: str | None, ts: int, ok: bool,
@@ -162,6 +173,8 @@ class PyKernel:
             ss.waits.append(wait)
             ss.contended += 1
             self._tl(prim, ts, wait)
+            if self.trace is not None and wait > 0:
+                self.trace.wait(tid, prim, site, ts, wait, self._blocked)
         if ok:
             assert depth is not None
             ss.acquisitions += 1
@@ -176,14 +189,23 @@ class PyKernel:
                 held[prim] = ss
             if restored:
                 ss.restored += 1
+                if self.trace is not None and self.trace.on_cond is not None:
+                    self.trace.on_cond(1, tid, prim, ts - (wait or 0))
         else:
             ss.failed += 1
             if blocking is not False:
                 ss.timeouts += 1
 
-    def _release0(self, tid: int, prim: str, hold: int | None) -> None:
+    def _release0(self, tid: int, prim: str, hold: int | None, ts: int = 0) -> None:
         held = self.held.get(tid)
+        if self.trace is not None:
+            order = list(held) if held else []
+            lifo = prim not in order or order[-1] == prim
         ss = held.pop(prim, None) if held is not None else None
+        if self.trace is not None:
+            self.trace.release(tid, prim, hold, ts, ss.site if ss is not None else None, lifo)
+            if self._saved is not None and self.trace.on_cond is not None:
+                self.trace.on_cond(0, tid, prim, ts)
         if hold is not None:
             if ss is None:
                 ss = self._site(prim, UNKNOWN_SITE, None)
@@ -249,7 +271,7 @@ class PyKernel:
     def feed(self, evs: list[Hot], other: Callable[[int], None]) -> None:
         """Handle the usable acquires and releases of ``evs``; call ``other(k)`` for every
         other event (in order)."""
-        if self.defer:
+        if self.defer or self.one_by_one:
             self._feed_one_by_one(evs, other)
             return
         sites = self.sites
@@ -363,10 +385,35 @@ class PyKernel:
                 self.acquires += 1
                 self.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok,  # type: ignore[arg-type]
                              ev.depth, ev.contended, ev.wait_ns, ev.restored,  # type: ignore[arg-type]
-                             ev.blocking)
+                             ev.blocking, ev.blocked_by)
             else:
                 self.releases += 1
-                self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts)  # type: ignore[arg-type]
+                self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts,  # type: ignore[arg-type]
+                             ev.saved_depth)
+
+    # -- the trace (see trace.py) ---------------------------------------------------------------
+    def trace_start(
+        self,
+        pid: int,
+        offset_ns: int,
+        first_id: int,
+        on_cond: Callable[[int, int, str, int], None] | None = None,
+    ) -> None:
+        self.trace = _Trace(pid, offset_ns, first_id, self._labels)
+        self.trace.on_cond = on_cond
+
+    def set_label(self, prim: str, label: bytes) -> None:
+        self._labels[prim] = label.decode()
+
+    def trace_take(self) -> bytes:
+        return self.trace.take() if self.trace is not None else b""
+
+    def trace_counters(self) -> bytes:
+        return self.trace.counters() if self.trace is not None else b""
+
+    @property
+    def next_id(self) -> int:
+        return self.trace.next_id if self.trace is not None else 0
 
     # -- thread state -------------------------------------------------------------------------
     def forget(self, prim: str) -> None:
@@ -411,3 +458,95 @@ class PyKernel:
             acquires=self.acquires,
             releases=self.releases,
         )
+
+
+class _Trace:
+    """What the kernel draws of the Perfetto trace (trace.py says what, the C kernel the same
+    way, byte for byte)."""
+
+    def __init__(self, pid: int, offset: int, first_id: int, labels: dict[str, str]) -> None:
+        self.pid = pid
+        self.offset = offset
+        self.next_id = first_id
+        self.labels = labels  # prim -> its name as a JSON string
+        self.out: list[str] = []
+        self.last_release: dict[str, tuple[int, int]] = {}  # prim -> (ts, tid)
+        self.pending: dict[str, tuple[int, int, int]] = {}  # prim -> (tid, ts, wait)
+        self.deltas: dict[str, list[tuple[int, int]]] = {}
+        self.on_cond: Callable[[int, int, str, int], None] | None = None
+
+    def _label(self, prim: str, prefix: str = "") -> str:
+        text = self.labels.get(prim) or js(prim)
+        return f'"{prefix}{text[1:]}' if prefix else text
+
+    def _flow(self, ph: str, fid: int, tid: int, ts: int) -> str:
+        tail = ',"bp":"e"' if ph == "f" else ""
+        return (
+            f',\n{{"ph":"{ph}","id":{fid},"name":"handoff","cat":"handoff","pid":{self.pid},'
+            f'"tid":{tid},"ts":{us(ts + self.offset)}{tail}}}'
+        )
+
+    def _handoff(self, rel_tid: int, rel_ts: int, tid: int, ts: int) -> None:
+        self.next_id += 1
+        self.out.append(self._flow("s", self.next_id, rel_tid, rel_ts - 1))
+        self.out.append(self._flow("f", self.next_id, tid, ts - 1))
+
+    def wait(self, tid: int, prim: str, site: str, ts: int, wait: int, blocked: Any) -> None:
+        start = ts - wait
+        by = f',"blocked_by":{blocked}' if type(blocked) is int and abs(blocked) < 10**18 else ""
+        self.out.append(
+            f',\n{{"ph":"X","name":{self._label(prim, "wait ")},"cat":"wait","pid":{self.pid},'
+            f'"tid":{tid},"ts":{us(start + self.offset)},"dur":{us(wait)},'
+            f'"args":{{"site":{js(site)}{by}}}}}'
+        )
+        self.deltas.setdefault(prim, []).extend(((start, 1), (ts, -1)))
+        last = self.last_release.get(prim)
+        if last is not None and last[1] != tid and start - 1 <= last[0] <= ts:
+            self.pending.pop(prim, None)
+            self._handoff(last[1], last[0], tid, ts)
+        else:
+            self.pending[prim] = (tid, ts, wait)
+
+    def release(
+        self, tid: int, prim: str, hold: int | None, ts: int, site: str | None, lifo: bool
+    ) -> None:
+        if hold is not None:
+            start = ts - hold
+            where = f'"site":{js(site)},' if site is not None else ""
+            args = f',"args":{{{where}"prim":{js(prim)}}}}}'
+            common = f'"name":{self._label(prim)},"cat":"hold","pid":{self.pid},"tid":{tid}'
+            if lifo:
+                self.out.append(
+                    f',\n{{"ph":"X",{common},"ts":{us(start + self.offset)},"dur":{us(hold)}'
+                    + args
+                )
+            else:
+                self.next_id += 1
+                i = self.next_id
+                self.out.append(
+                    f',\n{{"ph":"b","id":{i},{common},"ts":{us(start + self.offset)}}}'
+                    f',\n{{"ph":"e","id":{i},{common},"ts":{us(ts + self.offset)}' + args
+                )
+        self.last_release[prim] = (ts, tid)
+        p = self.pending.get(prim)
+        if p is not None and p[0] != tid and p[1] - p[2] - 1 <= ts <= p[1]:
+            del self.pending[prim]
+            self._handoff(tid, ts, p[0], p[1])
+
+    def take(self) -> bytes:
+        out = "".join(self.out).encode()
+        self.out = []
+        return out
+
+    def counters(self) -> bytes:
+        for prim in sorted(self.deltas):
+            n = 0
+            for ts, d in sorted(self.deltas[prim]):
+                n = max(0, n + d)
+                self.out.append(
+                    f',\n{{"ph":"C","name":{self._label(prim, "waiting: ")},"pid":{self.pid},'
+                    f'"ts":{us(ts + self.offset)},"args":{{"threads":{n}}}}}'
+                )
+        self.deltas = {}
+        return self.take()
+

@@ -39,6 +39,7 @@ from .inputs import size
 from .kernel import HotPart, PyKernel
 from .native import kernel_class
 from .reader import Problem
+from .trace import RareTrace, TraceSpec
 
 Event = dict[str, Any]
 
@@ -67,18 +68,23 @@ def hot_line(kernel: Any, raw: bytes) -> str | None:
         return None
     if ev.event == "acquire":
         kernel.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok, ev.depth, ev.contended,
-                       ev.wait_ns, ev.restored, ev.blocking)
+                       ev.wait_ns, ev.restored, ev.blocking, ev.blocked_by)
     else:
-        kernel.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts)
+        kernel.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts, ev.saved_depth)
     return ev.event
 
 
 class Scanner(RareHandlers):
     """Folds the events of one file into an `Aggregate`: `scan` it, then `finish`."""
 
-    def __init__(self, path: str, kernel: Any = None) -> None:
+    def __init__(self, path: str, kernel: Any = None, trace: TraceSpec | None = None) -> None:
         self.path = path
         self.kernel = kernel if kernel is not None else new_kernel()
+        self.trace: RareTrace | None = None
+        if trace is not None:
+            self.trace = RareTrace(trace, self.kernel, open(trace.path, "wb"))  # noqa: SIM115
+            if isinstance(self.kernel, PyKernel):
+                self.kernel.one_by_one = True
         self.agg = Aggregate()
         self.source = Source(path=path)
         self.agg.sources.append(self.source)
@@ -114,7 +120,16 @@ class Scanner(RareHandlers):
     ) -> int:
         """Scan ``path[start:end]`` (whole lines; the whole file by default); returns the
         number of lines read. Raises `reader.SchemaError` for a newer schema, `OSError`."""
-        lines, tail = feed_bytes(self.path, self.kernel, self.line, start, end, progress)
+        tick = progress
+        if self.trace is not None:
+            trace = self.trace
+
+            def tick(n: int) -> None:
+                trace.flush()  # the part is written as the file is read
+                if progress is not None:
+                    progress(n)
+
+        lines, tail = feed_bytes(self.path, self.kernel, self.line, start, end, tick)
         if tail is not None:
             self.problem(self.line_offset + tail[0], "truncated last line (no newline)")
         self.line_offset += lines
@@ -163,16 +178,23 @@ class Scanner(RareHandlers):
                     g = ev.get
                     self.kernel.acquire(ev["tid"], ev["prim"], g("site"), g("func"), ev["ts"],
                                         ev["ok"], g("depth"), ev["contended"], g("wait_ns"),
-                                        g("restored"), g("blocking"))
+                                        g("restored"), g("blocking"), g("blocked_by"))
                 else:
                     self.kernel.release(ev["tid"], ev["prim"], ev["depth"], ev.get("hold_ns"),
-                                        ev["ts"])
+                                        ev["ts"], ev.get("saved_depth"))
                 return
             handler = self._handlers.get(name)
             if handler is None:
                 self._unknown(ev)
             else:
                 handler(ev)
+            if self.trace is not None:
+                if name == "session" and self.session_no == 1:
+                    self.trace.session(ev, self.host or "")
+                elif name == "created":
+                    self.trace.created(ev)
+                else:
+                    self.trace.event(ev)
         except reader.SchemaError:
             raise
         except Exception as exc:
@@ -268,6 +290,9 @@ class Scanner(RareHandlers):
         """Close the file: record its end state, fold raw values, key it by host, return the
         aggregate."""
         self._close_process()
+        if self.trace is not None:
+            self.trace.finish()
+            self.trace.out.close()
         self.absorb(self.kernel.export())
         src = self.source
         src.bytes = size(self.path) if size_bytes is None else size_bytes
@@ -302,14 +327,16 @@ def scan_file(
     path: str,
     progress: Callable[[int], None] | None = None,
     native: bool | None = None,
+    trace: TraceSpec | None = None,
 ) -> Aggregate:
     """Scan one log file into an aggregate; unusable lines become its ``problems``.
 
     ``progress`` is called with the number of bytes read, block by block. ``native``: force
     the native kernel (True) or the Python one (False); by default the native one when built.
+    ``trace``: also draw the Perfetto trace of the file, in the same pass (`trace.py`).
     Raises `reader.SchemaError` for a newer schema and `OSError` if the file cannot be read.
     """
-    sc = Scanner(path, new_kernel(native=native))
+    sc = Scanner(path, new_kernel(native=native), trace)
     # Parsing makes many short-lived objects and no reference cycles: the cyclic garbage
     # collector would only walk them again and again (about 10-20 % of the time).
     was_enabled = gc.isenabled()

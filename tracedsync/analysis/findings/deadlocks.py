@@ -107,7 +107,7 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
     wait_for: dict[Thread, dict[Thread, str]] = {}  # T -> U -> the lock T probably waits for
     for t, hs in held.items():
         for x in hs:
-            for y in then.get(x, ()):
+            for y in sorted(then.get(x, ())):  # (sets iterate in a per-process order)
                 u = owner.get(y)
                 if u is not None and u != t and y not in hs:
                     wait_for.setdefault(t, {})[u] = y
