@@ -328,6 +328,7 @@ typedef struct {
     char *tbuf; size_t tlen, tcap;
     PrimTrace *pt; int32_t cappt;
     PyObject *cond_cb; /* on_cond(what, tid, lock, ts): a condition wait's lock, for the trace */
+    int8_t *plain; int32_t ncache; /* per string: 1 written as is in JSON, 0 escaped, -1 ? */
 } Kernel;
 
 static int32_t
@@ -610,23 +611,38 @@ tb_put(Kernel *k, const char *s, size_t n)
 
 #define TB_LIT(k, s) tb_put((k), (s), sizeof(s) - 1)
 
+/* Decimal digits of v, written backwards from end; returns the first. */
+static inline char *
+digits(char *end, uint64_t v)
+{
+    do { *--end = (char)('0' + v % 10); v /= 10; } while (v);
+    return end;
+}
+
 static int
 tb_int(Kernel *k, int64_t v)
 {
-    char tmp[32];
-    int n = snprintf(tmp, sizeof tmp, "%lld", (long long)v);
-    return tb_put(k, tmp, (size_t)n);
+    char tmp[24], *e = tmp + sizeof tmp;
+    uint64_t a = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    char *p = digits(e, a);
+    if (v < 0) *--p = '-';
+    return tb_put(k, p, (size_t)(e - p));
 }
 
 /* Nanoseconds as microseconds, exactly: "12.345", "-0.001". */
 static int
 tb_us(Kernel *k, int64_t ns)
 {
-    char tmp[40];
+    char tmp[32], *e = tmp + sizeof tmp;
     uint64_t a = ns < 0 ? (uint64_t)0 - (uint64_t)ns : (uint64_t)ns;
-    int n = snprintf(tmp, sizeof tmp, "%s%llu.%03llu", ns < 0 ? "-" : "",
-                     (unsigned long long)(a / 1000), (unsigned long long)(a % 1000));
-    return tb_put(k, tmp, (size_t)n);
+    uint64_t frac = a % 1000;
+    e[-1] = (char)('0' + frac % 10);
+    e[-2] = (char)('0' + frac / 10 % 10);
+    e[-3] = (char)('0' + frac / 100);
+    e[-4] = '.';
+    char *p = digits(e - 4, a / 1000);
+    if (ns < 0) *--p = '-';
+    return tb_put(k, p, (size_t)(e - p));
 }
 
 /* An interned string as a JSON string (escaped as json.dumps(ensure_ascii=False) would). */
@@ -635,6 +651,31 @@ tb_str(Kernel *k, int32_t id)
 {
     const char *p = str_ptr(&k->strs, id);
     uint32_t n = str_len(&k->strs, id);
+    if (id >= k->ncache) {
+        int32_t cap = k->ncache ? k->ncache : 256;
+        while (cap <= id) cap *= 2;
+        int8_t *c = PyMem_Realloc(k->plain, (size_t)cap);
+        if (c == NULL) { PyErr_NoMemory(); return -1; }
+        memset(c + k->ncache, -1, (size_t)(cap - k->ncache));
+        k->plain = c;
+        k->ncache = cap;
+    }
+    if (k->plain[id] < 0) {
+        k->plain[id] = 1;
+        for (uint32_t i = 0; i < n; i++) {
+            unsigned char c = (unsigned char)p[i];
+            if (c == '"' || c == '\\' || c < 0x20) { k->plain[id] = 0; break; }
+        }
+    }
+    if (k->plain[id]) {
+        if (tb_reserve(k, (size_t)n + 2) < 0) return -1;
+        char *o = k->tbuf + k->tlen;
+        *o = '"';
+        memcpy(o + 1, p, n);
+        o[n + 1] = '"';
+        k->tlen += (size_t)n + 2;
+        return 0;
+    }
     if (tb_reserve(k, (size_t)n * 6 + 2) < 0) return -1;
     char *o = k->tbuf + k->tlen;
     *o++ = '"';
@@ -1339,6 +1380,7 @@ Kernel_dealloc(Kernel *k)
     }
     PyMem_Free(k->pt);
     PyMem_Free(k->tbuf);
+    PyMem_Free(k->plain);
     Py_XDECREF(k->cond_cb);
     Py_TYPE(k)->tp_free((PyObject *)k);
 }

@@ -22,6 +22,8 @@ from .hosts import host_of_prim, hosts_of, unqualified
 from .labels import Labels
 
 REPORT_VERSION = 1
+_LOW = [lo for lo, _ in BOUNDS]
+_HIGH = [hi for _, hi in BOUNDS]
 MAX_ROW_THREADS = 64
 TIMELINE_COLUMNS = 200
 TIMELINE_SERIES = 8
@@ -44,14 +46,12 @@ class Dist:
     @classmethod
     def of(cls, h: Histogram) -> Dist:
         s = h.summary()
-        top = len(BOUNDS)
-        return cls(
-            buckets=[
-                [*BOUNDS[i], n] if 0 <= i < top else [bucket_low(i), bucket_high(i), n]
-                for i, n in sorted(h.buckets.items())
-            ],
-            **s,
-        )
+        lo, hi = _LOW, _HIGH
+        try:
+            buckets = [[lo[i], hi[i], n] for i, n in sorted(h.buckets.items())]
+        except IndexError:  # (a negative index is no error: only values < 0 could make one)
+            buckets = [[bucket_low(i), bucket_high(i), n] for i, n in sorted(h.buckets.items())]
+        return cls(buckets=buckets, **s)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Dist:
@@ -178,7 +178,8 @@ class Report:
 
 # -- building ---------------------------------------------------------------------------------
 class _Group:
-    """Sums SiteStats (and PrimInfos) into one row."""
+    """Sums SiteStats (and PrimInfos) into one row (only what a row shows: this runs once per
+    primitive and call site of every site's stat, so it is kept lean)."""
 
     def __init__(self) -> None:
         self.site = SiteStat("")
@@ -187,7 +188,18 @@ class _Group:
         self.funcs: dict[str, None] = {}
 
     def add_site(self, prim: str, st: SiteStat) -> None:
-        self.site.merge(st)
+        g = self.site
+        g.acquisitions += st.acquisitions
+        g.contended += st.contended
+        g.failed += st.failed
+        g.timeouts += st.timeouts
+        if st.max_depth > g.max_depth:
+            g.max_depth = st.max_depth
+        if st.wait.count:
+            g.wait.merge(st.wait)
+        if st.hold.count:
+            g.hold.merge(st.hold)
+        g.threads |= st.threads
         self.prims[prim] = None
         if st.func:
             self.funcs[st.func] = None
