@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import gc
 import itertools
 import multiprocessing
 import os
@@ -178,7 +179,23 @@ def analyze(
     Raises `FileNotFoundError` for a missing path, `reader.SchemaError` for a newer schema,
     `NoInputError` when there is nothing to read.
     """
-    paths = list(paths)
+    was_enabled = gc.isenabled()
+    gc.disable()  # (see scan_file: many objects, no cycles)
+    try:
+        return _analyze(list(paths), jobs, progress, executor, native, trace_dir)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze(
+    paths: list[str],
+    jobs: int,
+    progress: bool,
+    executor: Any,
+    native: bool | None,
+    trace_dir: str | None,
+) -> Aggregate:
     saved = [p for p in paths if is_aggregate_file(p)]
     logs = log_files([p for p in paths if p not in saved])
     if not logs and not saved:

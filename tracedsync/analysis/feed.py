@@ -16,12 +16,12 @@ from typing import Any
 
 import msgspec
 
-from .hotdecode import decode_chunk, decode_line
+from .hotdecode import decode_line, decode_lines
 from .inputs import open_bytes
 
 OnLine = Callable[[bytes, int, bool], None]
 NATIVE_BLOCK = 1 << 20
-PY_CHUNK = 1 << 16  # small enough to stay in cache
+PY_CHUNK = 65536  # small enough to stay in cache
 
 
 def feed_bytes(
@@ -65,18 +65,19 @@ def feed_bytes(
                 kernel.scan(data, cut, on_line)
                 lineno = kernel.lines + 1
             else:
-                lineno = feed_chunk(kernel, data[: cut - 1], lineno, on_line)
+                lineno = feed_chunk(kernel, memoryview(data)[: cut - 1], lineno, on_line)
     tail = (lineno, rest) if rest.strip() else None
     return lineno - 1 + (1 if tail else 0), tail
 
 
-def feed_chunk(kernel: Any, body: bytes, lineno: int, on_line: OnLine) -> int:
+def feed_chunk(kernel: Any, body: bytes | memoryview, lineno: int, on_line: OnLine) -> int:
     """Feed the complete lines ``body`` (without the last newline) to the Python kernel;
     returns the next line number."""
-    n = body.count(b"\n") + 1
+    whole: bytes = body.obj if isinstance(body, memoryview) else body  # type: ignore[assignment]
+    n = whole.count(b"\n", 0, len(body)) + 1
     raws: list[bytes] | None = None
     try:
-        evs = decode_chunk(b"[" + body.replace(b"\n", b",") + b"]")
+        evs = decode_lines(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         evs = None
     if evs is not None and len(evs) == n:
@@ -84,12 +85,12 @@ def feed_chunk(kernel: Any, body: bytes, lineno: int, on_line: OnLine) -> int:
         def other(k: int) -> None:
             nonlocal raws
             if raws is None:
-                raws = body.split(b"\n")
+                raws = bytes(body).split(b"\n")
             on_line(raws[k], lineno + k, False)
 
         kernel.feed(evs, other)
         return lineno + n
-    for i, raw in enumerate(body.split(b"\n"), lineno):
+    for i, raw in enumerate(bytes(body).split(b"\n"), lineno):
         if not raw.strip():
             continue
         try:

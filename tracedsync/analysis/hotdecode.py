@@ -1,10 +1,10 @@
 """Typed decoding of log lines for the scanner: acquire/release fields as msgspec Structs.
 
-Every line of a chunk is decoded as a `Hot`, a Struct that declares only the fields the
-acquire/release loop reads (all optional, everything else skipped by msgspec without building
-it); a line whose event is anything else is decoded again, as a dict, by orjson. When a chunk
-does not decode as a whole (a bad line, a field of an unexpected type), it is decoded line by
-line, so that the bad line alone is set apart.
+Every line of a chunk is decoded as a `Hot` (msgspec's ``decode_lines``), a Struct that
+declares only the fields the acquire/release loop reads (all optional, everything else skipped
+by msgspec without building it); a line whose event is anything else is decoded again, as a
+dict, by orjson. When a chunk does not decode as a whole (a bad line, a field of an unexpected
+type, a blank line), it is decoded line by line, so that the bad line alone is set apart.
 
 What makes an acquire or release *usable* is defined here, once, by `hot_problem`; the Python
 loop (`kernel.PyKernel`) and the native one (`_cscan`) apply exactly this rule: the native
@@ -59,8 +59,9 @@ _FIELDS: tuple[tuple[str, tuple[type, ...], bool, bool], ...] = (
     ("blocking", (bool,), False, False),
 )
 
-decode_chunk = msgspec.json.Decoder(list[Hot]).decode
 decode_line = msgspec.json.Decoder(Hot).decode
+# Lines of JSON, each a Hot; blank lines are skipped (the caller then counts them apart).
+decode_lines = msgspec.json.Decoder(Hot).decode_lines
 
 
 def hot_problem(ev: dict[str, Any]) -> str | None:

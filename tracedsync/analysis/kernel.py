@@ -281,7 +281,7 @@ class PyKernel:
             lo, hi = 2**63, -(2**63)
         last_tid: Any = None
         held: dict[str, SiteStat] = {}
-        nacq = nrel = 0
+        nrel = nother = 0  # (acquires: the rest)
         for k, ev in enumerate(evs):
             name = ev.event
             if name == "acquire":
@@ -293,14 +293,15 @@ class PyKernel:
                 if (
                     prim is None or tid is None or ts is None or ok is None or contended is None
                 ):
+                    nother += 1
                     other(k)
                     continue
                 wait = ev.wait_ns
                 depth = ev.depth
                 if (contended and wait is None) or (ok and depth is None):
+                    nother += 1
                     other(k)
                     continue
-                nacq += 1
                 if ts < lo:
                     lo = ts
                 if ts > hi:
@@ -346,6 +347,7 @@ class PyKernel:
                 ts = ev.ts
                 depth = ev.depth
                 if prim is None or tid is None or ts is None or depth is None:
+                    nother += 1
                     other(k)
                     continue
                 nrel += 1
@@ -367,13 +369,14 @@ class PyKernel:
                             ss_or_none = self._site(prim, UNKNOWN_SITE, None)
                         ss_or_none.holds.append(hold)
             else:
+                nother += 1
                 if hi >= lo:  # a handler may want to know how far the file went
                     self.ts_min, self.ts_max = lo, hi
                 other(k)
                 last_tid = None  # a rare event may change the held-locks tables
         if hi >= lo:
             self.ts_min, self.ts_max = lo, hi
-        self.acquires += nacq
+        self.acquires += len(evs) - nrel - nother
         self.releases += nrel
 
     def _feed_one_by_one(self, evs: list[Hot], other: Callable[[int], None]) -> None:

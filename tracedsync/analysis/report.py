@@ -9,6 +9,7 @@ docs/analysis.md; `REPORT_VERSION` changes whenever a field changes meaning or d
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Iterable
 from typing import Any
 
@@ -338,6 +339,18 @@ def _timeline(
 
 def build_report(agg: Aggregate, options: Options | None = None) -> Report:
     """Turn a merged aggregate into a report: rows, timeline and findings."""
+    # Many objects are made, none in cycles: the cyclic collector would only walk the whole
+    # (large) aggregate again and again.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return _build(agg, options)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build(agg: Aggregate, options: Options | None) -> Report:
     opts = options or Options()
     agg = unqualified(agg)
     agg.canonical()

@@ -153,21 +153,22 @@ class Scanner(RareHandlers):
     def value(self, ev: Any, lineno: int) -> None:
         """One parsed line: count it, then hand it to its handler."""
         self.source.events += 1
-        if not isinstance(ev, dict):
+        if type(ev) is not dict:
             self.problem(lineno, "not a JSON object")
             return
         name = ev.get("event")
-        if name is None:
-            self.problem(lineno, "missing field 'event'")
-            return
-        if not isinstance(name, str):
-            self.problem(lineno, "wrong type for 'event'")
+        if type(name) is not str:
+            self.problem(lineno, "missing field 'event'" if name is None else
+                         "wrong type for 'event'")
             return
         counts = self.agg.event_counts
         counts[name] = counts.get(name, 0) + 1
         ts = ev.get("ts")
         if type(ts) is int:
-            self._seen(ts)
+            if self.ts_min is None or ts < self.ts_min:
+                self.ts_min = ts
+            if self.ts_max is None or ts > self.ts_max:
+                self.ts_max = ts
         self._line = lineno
         try:
             if name in HOT_EVENTS:
@@ -297,12 +298,19 @@ class Scanner(RareHandlers):
         src = self.source
         src.bytes = size(self.path) if size_bytes is None else size_bytes
         src.first_ts, src.last_ts = self.ts_min, self.ts_max
+        threads: dict[int, tuple[str, int, int]] = {}  # one tuple per thread, shared
+        pid_of, pid = self.pid_of, self.pid
         for per in self.agg.sites.values():
             for ss in per.values():
                 ss.fold()
-                ss.resolve(self.pid_of, self.pid)
+                if ss.tids:
+                    for t in ss.tids:
+                        if t not in threads:
+                            threads[t] = ("", pid_of.get(t, pid), t)
+                    ss.threads.update(map(threads.__getitem__, ss.tids))
+                    ss.tids = set()
         for e in self.agg.edges.values():
-            e.resolve(self.pid_of, self.pid)
+            e.resolve(pid_of, pid)
         for prim in self.agg.sites:
             self._prim(prim)
         self.agg.problem_count = src.problems = len(self.problems)
