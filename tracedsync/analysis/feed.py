@@ -11,13 +11,14 @@ release. Line numbers count from 1 at the first line fed.
 
 from __future__ import annotations
 
+import mmap
 from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from .hotdecode import decode_line, decode_lines
-from .inputs import open_bytes
+from .inputs import is_url, open_bytes
 
 OnLine = Callable[[bytes, int, bool], None]
 NATIVE_BLOCK = 1 << 20
@@ -41,6 +42,10 @@ def feed_bytes(
     block_size = NATIVE_BLOCK if native else PY_CHUNK
     if native:
         kernel.lines = 0  # it numbers the lines it hands to on_line
+        if not is_url(path):
+            mapped = _feed_mapped(path, kernel, on_line, start, end, progress)
+            if mapped is not None:
+                return mapped
     lineno = 1
     rest = b""
     remaining = None if end is None else end - start
@@ -68,6 +73,46 @@ def feed_bytes(
                 lineno = feed_chunk(kernel, memoryview(data)[: cut - 1], lineno, on_line)
     tail = (lineno, rest) if rest.strip() else None
     return lineno - 1 + (1 if tail else 0), tail
+
+
+def _feed_mapped(
+    path: str,
+    kernel: Any,
+    on_line: OnLine,
+    start: int,
+    end: int | None,
+    progress: Callable[[int], None] | None,
+) -> tuple[int, tuple[int, bytes] | None] | None:
+    """`feed_bytes` for the native kernel on a local file: the file mapped in memory, given
+    to the kernel block by block with no copy. None if it cannot be mapped (empty, say)."""
+    with open(path, "rb") as fh:
+        try:
+            mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
+        except (OSError, ValueError):
+            return None
+    with mm:
+        stop = len(mm) if end is None else min(end, len(mm))
+        pos = start
+        view = memoryview(mm)
+        try:
+            while pos < stop:
+                cut = mm.rfind(b"\n", pos, min(stop, pos + NATIVE_BLOCK)) + 1
+                if cut <= pos:  # a line longer than a block, or the end of the range
+                    cut = mm.find(b"\n", pos, stop) + 1
+                    if cut <= 0:
+                        break
+                if progress is not None:
+                    progress(cut - pos)
+                kernel.scan(view[pos:cut], cut - pos, on_line)
+                pos = cut
+            tail = bytes(view[pos:stop])
+        finally:
+            view.release()
+    if tail and progress is not None:
+        progress(len(tail))
+    lineno = kernel.lines + 1
+    torn = (lineno, tail) if tail.strip() else None
+    return lineno - 1 + (1 if torn else 0), torn
 
 
 def feed_chunk(kernel: Any, body: bytes | memoryview, lineno: int, on_line: OnLine) -> int:
