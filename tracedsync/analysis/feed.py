@@ -75,6 +75,19 @@ def feed_bytes(
     return lineno - 1 + (1 if tail else 0), tail
 
 
+_PAGE = mmap.PAGESIZE
+
+
+def _drop(mm: mmap.mmap, start: int, end: int) -> None:
+    """Let the pages of ``mm[start:end]`` go from this process's memory (they stay in the
+    page cache): the mapping is read once, front to back."""
+    if hasattr(mmap, "MADV_DONTNEED"):
+        lo = start - start % _PAGE
+        hi = end - end % _PAGE
+        if hi > lo:
+            mm.madvise(mmap.MADV_DONTNEED, lo, hi - lo)
+
+
 def _feed_mapped(
     path: str,
     kernel: Any,
@@ -104,6 +117,7 @@ def _feed_mapped(
                 if progress is not None:
                     progress(cut - pos)
                 kernel.scan(view[pos:cut], cut - pos, on_line)
+                _drop(mm, pos, cut)
                 pos = cut
             tail = bytes(view[pos:stop])
         finally:
