@@ -17,6 +17,7 @@ import orjson
 import pytest
 from helpers import clean_env
 from test_analyze_kernels import workload
+from test_analyze_render import _validate
 from test_analyze_util import Log
 
 from tracedsync.analysis import analyze as analyze_mod
@@ -27,6 +28,7 @@ from tracedsync.analysis.native import kernel_class
 from tracedsync.analysis.ranges import scan_part
 from tracedsync.analysis.render_json import dumps
 from tracedsync.analysis.report import build_report
+from tracedsync.analysis.report_schema import REPORT_SCHEMA
 from tracedsync.analysis.scan import scan_file
 from tracedsync.analysis.stitch import stitch
 from tracedsync.cli import main
@@ -190,6 +192,7 @@ def test_two_hosts_with_the_same_pids_stay_apart(tmp_path: Path) -> None:
         "500.1@alpha/aaaaaaaa", "500.1@beta/bbbbbbbb", "500.2@alpha/aaaaaaaa",
         "500.2@beta/bbbbbbbb"]
     assert report.totals["first_ts"] >= 10**18  # wall-clock times
+    _validate(orjson.loads(dumps(report)), REPORT_SCHEMA)  # host fields are documented
     assert 5 * 10**9 <= report.totals["span_ns"] < 6 * 10**9
     # Each host alone is one host: ids as the log wrote them.
     alone = build_report(analyze([str(tmp_path / "alpha")]))
@@ -260,3 +263,23 @@ def test_progress_counts_bytes(tmp_path: Path, capsys: pytest.CaptureFixture[str
     assert main(["analyze", path, "--progress", "-o", str(tmp_path / "r")]) == 0
     err = capsys.readouterr().err
     assert "tracedsync: 1/1 files, 100.0 %" in err
+
+
+def test_fsspec_urls_are_read(tmp_path: Path) -> None:
+    """A directory given as an fsspec URL (here the in-memory file system) is searched
+    recursively and read like a local one."""
+    fsspec = pytest.importorskip("fsspec")
+    fs = fsspec.filesystem("memory")
+    log = workload(2, events=200)
+    fs.pipe("/logs/run-1/tracedsync-100.jsonl", log.text())
+    local = tmp_path / "local"
+    local.mkdir()
+    log.write(local)
+    got = build_report(analyze(["memory://logs"])).to_dict()
+    want = build_report(analyze([str(local)])).to_dict()
+    for r in (got, want):
+        for s in r["sources"]:
+            s["path"] = Path(s["path"]).name
+        for p in r["problems"]:
+            p["path"] = Path(p["path"]).name
+    assert got == want
