@@ -12,12 +12,14 @@ Two log sets, each made once and cached in ``--dir``:
 * *real*: one log recorded by tracedsync itself from a program of 8 threads hammering a few
   locks (a little nesting, a condition), in one process.
 
-Every figure is the analysis alone, measured in a fresh process started for it: the command
-line (``python -m tracedsync analyze``, interpreter start and imports included) with
-``-f json -o /dev/null``; its user+system CPU seconds and the peak RSS of the largest process
-(the command, or one of its workers), from ``getrusage(RUSAGE_CHILDREN)`` of a process that
-does nothing else. ``-j1`` with the native scanner, ``-j1`` with the pure-Python one
-(``TRACEDSYNC_PURE_PYTHON=1``), ``-f perfetto`` against ``-f json``, and ``-j JOBS``.
+Every figure is measured in a fresh process started for it. *Analysis alone*: the CPU
+seconds of ``analyze()`` and ``build_report()`` in that process (no interpreter start, imports
+or rendering). The command line (``python -m tracedsync analyze``, interpreter start and
+imports included, writing its output to a file): its wall time, user+system CPU seconds and the
+peak RSS of the largest process (the command, or one of its workers), from
+``getrusage(RUSAGE_CHILDREN)`` of a process that does nothing else. ``-j1`` with the native
+scanner and with the pure-Python one (``TRACEDSYNC_PURE_PYTHON=1``), ``-f perfetto`` against
+``-f json``, and ``-j JOBS``.
 """
 
 from __future__ import annotations
@@ -353,24 +355,56 @@ MEASURE = textwrap.dedent(
 )
 
 
-def measure(paths: list[str], *args: str, pure: bool = False) -> dict[str, float]:
-    """Run ``tracedsync analyze`` in a fresh process; its wall, CPU and largest RSS."""
+ALONE = textwrap.dedent(
+    """
+    import json, os, resource, sys
+    from tracedsync.analysis.analyze import analyze
+    from tracedsync.analysis.report import build_report
+    c0 = os.times()
+    report = build_report(analyze(sys.argv[1:], jobs=1))
+    c1 = os.times()
+    print(json.dumps({"cpu": sum(c1[:2]) - sum(c0[:2]), "events": report.totals["events"]}))
+    """
+)
+
+
+def _env(pure: bool) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
     if pure:
         env["TRACEDSYNC_PURE_PYTHON"] = "1"
+    return env
+
+
+def measure(paths: list[str], out: str, *args: str, pure: bool = False) -> dict[str, float]:
+    """Run ``tracedsync analyze`` in a fresh process, writing ``out``; its wall, CPU and
+    largest RSS."""
     cmd = [sys.executable, "-m", "tracedsync", "analyze", *paths, "--no-progress",
-           "--fail-on", "never", "-o", os.devnull, *args]
-    out = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True,
-                         check=True, env=env)
-    res: dict[str, float] = json.loads(out.stdout)
+           "--fail-on", "never", "-o", out, *args]
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True,
+                          check=True, env=_env(pure))
+    res: dict[str, float] = json.loads(proc.stdout)
     if res["status"] not in (0, 1):
         raise SystemExit(f"analyze failed: {res['stderr']}")
+    os.remove(out)
     return res
 
 
-def best(paths: list[str], *args: str, pure: bool = False, runs: int = 2) -> dict[str, float]:
+def alone(paths: list[str], pure: bool = False, runs: int = 2) -> float:
+    """CPU seconds of analyze() and build_report() alone (no start, imports or rendering)."""
+    return min(
+        json.loads(subprocess.run([sys.executable, "-c", ALONE, *paths], capture_output=True,
+                                  check=True, env=_env(pure)).stdout)["cpu"]
+        for _ in range(runs)
+    )
+
+
+def best(
+    paths: list[str], out: str, *args: str, pure: bool = False, runs: int = 2
+) -> dict[str, float]:
     """The run with the least CPU of ``runs``."""
-    return min((measure(paths, *args, pure=pure) for _ in range(runs)), key=lambda r: r["cpu"])
+    return min(
+        (measure(paths, out, *args, pure=pure) for _ in range(runs)), key=lambda r: r["cpu"]
+    )
 
 
 def line(what: str, events: int, r: dict[str, float]) -> str:
@@ -404,16 +438,24 @@ def main(argv: list[str] | None = None) -> int:
             f"{name}: {events:,} events, {size / 2**20:.0f} MiB in {len(files)} file(s) "
             f"({time.perf_counter() - t0:.1f} s to make or reuse)"
         )
-        json1 = best([d], "-j1", "-f", "json", runs=args.runs)
+        out = os.path.join(args.dir, "out.tmp")  # a real file: writing the output counts
+        cpu = alone([d], runs=args.runs)
+        print(f"  {'analysis alone (native)':<34} {'':>13} {cpu:6.2f} CPU-s "
+              f"{events / cpu / 1e6:5.2f} M events/CPU-s")
+        if name == "real" or args.events <= 2_000_000:
+            cpu = alone([d], pure=True, runs=args.runs)
+            print(f"  {'analysis alone (pure Python)':<34} {'':>13} {cpu:6.2f} CPU-s "
+                  f"{events / cpu / 1e6:5.2f} M events/CPU-s")
+        json1 = best([d], out, "-j1", "-f", "json", runs=args.runs)
         print(line("-j1 -f json (native)", events, json1))
         if name == "real" or args.events <= 2_000_000:
-            pure = best([d], "-j1", "-f", "json", pure=True, runs=1)
+            pure = best([d], out, "-j1", "-f", "json", pure=True, runs=1)
             print(line("-j1 -f json (pure Python)", events, pure))
-        perf = best([d], "-j1", "-f", "perfetto", runs=args.runs)
+        perf = best([d], out, "-j1", "-f", "perfetto", runs=args.runs)
         print(line("-j1 -f perfetto", events, perf)
               + f"  ({perf['wall'] / json1['wall']:.2f}x json wall, "
               f"{perf['cpu'] / json1['cpu']:.2f}x CPU)")
-        jn = best([d], f"-j{args.jobs}", "-f", "json", runs=args.runs)
+        jn = best([d], out, f"-j{args.jobs}", "-f", "json", runs=args.runs)
         print(line(f"-j{args.jobs} -f json", events, jn))
     return 0
 

@@ -14,6 +14,8 @@ suffix (`unqualified`); over several it keeps them, and its times are wall-clock
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from .aggregate import Aggregate, HostInfo
@@ -64,13 +66,18 @@ def hosts_of(agg: Aggregate) -> list[str]:
     return sorted({s.host for s in agg.sources})
 
 
-def unqualified(agg: Aggregate) -> Aggregate:
-    """``agg`` itself if it spans several hosts (or only old logs); else a copy whose ids
-    are as the logs wrote them."""
+@contextlib.contextmanager
+def unqualified(agg: Aggregate) -> Iterator[Aggregate]:
+    """``agg`` with its ids as the logs wrote them while the block runs, if it covers one host
+    (renamed in place, and back after: no copy of the whole aggregate); as it is otherwise."""
     hosts = hosts_of(agg)
     if len(hosts) != 1 or not hosts[0]:
-        return agg
-    suffix = "@" + hosts[0]
-    out = agg.copy()
-    out.rename(lambda p: p.removesuffix(suffix), lambda h: "")
-    return out
+        yield agg
+        return
+    host = hosts[0]
+    suffix = "@" + host
+    agg.rename(lambda p: p.removesuffix(suffix), lambda h: "")
+    try:
+        yield agg
+    finally:
+        agg.rename(lambda p: p if p == UNKNOWN_PRIM else p + suffix, lambda h: h or host)

@@ -344,7 +344,9 @@ def build_report(agg: Aggregate, options: Options | None = None) -> Report:
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        return _build(agg, options)
+        with unqualified(agg) as plain:
+            plain.canonical()
+            return _build(plain, options)
     finally:
         if was_enabled:
             gc.enable()
@@ -352,8 +354,6 @@ def build_report(agg: Aggregate, options: Options | None = None) -> Report:
 
 def _build(agg: Aggregate, options: Options | None) -> Report:
     opts = options or Options()
-    agg = unqualified(agg)
-    agg.canonical()
     labels = Labels(agg)
     prims, created, calls = _rows(agg, labels)
     hosts = hosts_of(agg)
