@@ -15,7 +15,10 @@ from __future__ import annotations
 import os
 from array import array
 from bisect import bisect_left
+from collections import Counter
 from collections.abc import Iterable
+from itertools import repeat
+from operator import rshift
 from typing import Any
 
 
@@ -63,6 +66,18 @@ def bucket_high(index: int) -> int:
     return bucket_low(index + 1) - 1
 
 
+# Above 255 a bucket is at least 16 ns wide and starts on a multiple of 16: the bucket of v is
+# a function of v >> 4, which a table gives for the values most holds and waits have.
+_TABLE_LOW, _TABLE_HIGH = 256, 1 << 20
+_TABLE: list[int] = []
+
+
+def _table() -> list[int]:
+    if not _TABLE:
+        _TABLE.extend(bucket_of(b << 4) for b in range(_TABLE_HIGH >> 4))
+    return _TABLE
+
+
 # Every bucket a 64-bit value can fall in, with its bounds (for reports: no arithmetic there).
 BOUNDS = [(bucket_low(i), bucket_high(i)) for i in range(bucket_of(2**63 - 1) + 1)]
 
@@ -88,10 +103,31 @@ class Histogram:
         self.buckets[i] = self.buckets.get(i, 0) + 1
 
     def add_values(self, values: array[int] | list[int]) -> None:
-        """Count many values at once (sorts a copy; fast for large batches)."""
+        """Count many values at once (fast for large batches: each distinct value once when
+        there are few, a table of buckets for values of 256 ns to 1 ms, else a sorted copy)."""
         n = len(values)
         if n == 0:
             return
+        if n >= 1024:
+            distinct = Counter(values)
+            if len(distinct) * 8 <= n:  # few distinct values (a coarse clock): each once
+                self._extend_range(min(distinct), max(distinct))
+                self.count += n
+                self.total += sum(values)
+                b = self.buckets
+                for v, c in distinct.items():
+                    i = bucket_of(v)
+                    b[i] = b.get(i, 0) + c
+                return
+            lo, hi = min(values), max(values)
+            if lo >= _TABLE_LOW and hi < _TABLE_HIGH:
+                # Every value's bucket from its 16-ns block, all in C-level iteration.
+                counts = Counter(map(_table().__getitem__, map(rshift, values, repeat(4))))
+                self._extend_range(lo, hi)
+                self.count += n
+                self.total += sum(values)
+                add_counts(self.buckets, counts)
+                return
         ordered = sorted(values)
         lo, hi = ordered[0], ordered[-1]
         self._extend_range(lo, hi)
