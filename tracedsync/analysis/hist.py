@@ -237,7 +237,7 @@ class Histogram:
         h.total = int(d["total"])
         h.min = int(d["min"])
         h.max = int(d["max"])
-        h.buckets = {int(i): int(c) for i, c in d["buckets"]}
+        h.buckets = dict(d["buckets"])  # (pairs of ints: this runs for every stat of a shard)
         return h
 
     def __eq__(self, other: object) -> bool:
