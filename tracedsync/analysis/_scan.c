@@ -2103,8 +2103,78 @@ add_counts(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
+/* sum_counts(dicts): one dict, the sum of dicts of counts keyed by small ints (buckets). */
+#define DENSE 4096
+static PyObject *
+sum_counts(PyObject *mod, PyObject *seq_in)
+{
+    (void)mod;
+    PyObject *seq = PySequence_Fast(seq_in, "sum_counts needs a sequence of dicts");
+    if (seq == NULL) return NULL;
+    int64_t *dense = PyMem_Calloc(DENSE, sizeof(int64_t));
+    PyObject *out = PyDict_New();
+    if (dense == NULL || out == NULL) {
+        PyMem_Free(dense); Py_XDECREF(out); Py_DECREF(seq);
+        return dense == NULL ? PyErr_NoMemory() : NULL;
+    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *d = PySequence_Fast_GET_ITEM(seq, i);
+        if (!PyDict_Check(d)) { PyErr_SetString(PyExc_TypeError, "expected dicts"); goto fail; }
+        Py_ssize_t pos = 0;
+        PyObject *key, *val;
+        while (PyDict_Next(d, &pos, &key, &val)) {
+            int ok = 0;
+            if (PyLong_CheckExact(key) && PyLong_CheckExact(val)) {
+                int of1 = 0, of2 = 0;
+                long long k = PyLong_AsLongLongAndOverflow(key, &of1);
+                long long v = PyLong_AsLongLongAndOverflow(val, &of2);
+                if (!of1 && !of2 && k >= 0 && k < DENSE && v >= 0 && v < (1LL << 53)) {
+                    dense[k] += v;
+                    ok = 1;
+                }
+            }
+            if (!ok) { /* anything else: added in the dict itself */
+                PyObject *cur = PyDict_GetItemWithError(out, key);
+                if (cur == NULL && PyErr_Occurred()) goto fail;
+                PyObject *sum = cur ? PyNumber_Add(cur, val) : Py_NewRef(val);
+                if (sum == NULL) goto fail;
+                int rc = PyDict_SetItem(out, key, sum);
+                Py_DECREF(sum);
+                if (rc < 0) goto fail;
+            }
+        }
+    }
+    for (int64_t k = 0; k < DENSE; k++) {
+        if (!dense[k]) continue;
+        PyObject *key = PyLong_FromLongLong(k), *val = PyLong_FromLongLong(dense[k]);
+        PyObject *cur = key ? PyDict_GetItemWithError(out, key) : NULL;
+        if (key == NULL || val == NULL || (cur == NULL && PyErr_Occurred())) {
+            Py_XDECREF(key); Py_XDECREF(val);
+            goto fail;
+        }
+        if (cur != NULL) {
+            PyObject *sum = PyNumber_Add(cur, val);
+            Py_DECREF(val);
+            if (sum == NULL) { Py_DECREF(key); goto fail; }
+            val = sum;
+        }
+        int rc = PyDict_SetItem(out, key, val);
+        Py_DECREF(key); Py_DECREF(val);
+        if (rc < 0) goto fail;
+    }
+    PyMem_Free(dense);
+    Py_DECREF(seq);
+    return out;
+fail:
+    PyMem_Free(dense);
+    Py_DECREF(out);
+    Py_DECREF(seq);
+    return NULL;
+}
+
 static PyMethodDef module_methods[] = {
     {"add_counts", add_counts, METH_VARARGS, "dst[k] += src[k] for dicts of counts"},
+    {"sum_counts", sum_counts, METH_O, "the sum of dicts of counts"},
     {NULL, NULL, 0, NULL},
 };
 

@@ -27,17 +27,26 @@ def _python_add_counts(dst: dict[int, int], src: dict[int, int]) -> None:
         dst[i] = dst.get(i, 0) + c
 
 
-def _add_counts() -> Any:
+def _python_sum_counts(dicts: list[dict[int, int]]) -> dict[int, int]:
+    out: dict[int, int] = {}
+    for d in dicts:
+        _python_add_counts(out, d)
+    return out
+
+
+def _native(name: str, fallback: Any) -> Any:
     if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
-        return _python_add_counts
+        return fallback
     try:
-        from ._cscan import add_counts
+        from . import _cscan
     except ImportError:
-        return _python_add_counts
-    return add_counts
+        return fallback
+    return getattr(_cscan, name)
 
 
-add_counts = _add_counts()  # dst[i] += src[i] for dicts of counts (native when built)
+# dst[i] += src[i], and the sum of many, for dicts of counts (native when built)
+add_counts = _native("add_counts", _python_add_counts)
+sum_counts = _native("sum_counts", _python_sum_counts)
 
 SUB_BITS = 4
 SUB = 1 << SUB_BITS  # buckets per power of two
@@ -176,10 +185,15 @@ class Histogram:
 
     @classmethod
     def merged(cls, parts: Iterable[Histogram]) -> Histogram:
-        """A new histogram holding all of ``parts``."""
+        """A new histogram holding all of ``parts`` (their buckets summed in one go)."""
         h = cls()
-        for p in parts:
-            h.merge(p)
+        full = [p for p in parts if p.count]
+        if full:
+            h.count = sum(p.count for p in full)
+            h.total = sum(p.total for p in full)
+            h.min = min(p.min for p in full)
+            h.max = max(p.max for p in full)
+            h.buckets = sum_counts([p.buckets for p in full])
         return h
 
     def percentile(self, q: float) -> int:
@@ -195,15 +209,17 @@ class Histogram:
             return [0] * len(qs)
         ranks = [max(1, min(self.count, int(q * self.count + 0.999999))) for q in qs]
         out: list[int] = []
+        k, want = 0, len(ranks)
         seen = 0
         for i, n in sorted(self.buckets.items()):
             seen += n
-            while len(out) < len(ranks) and seen >= ranks[len(out)]:
+            while seen >= ranks[k]:
                 mid = (bucket_low(i) + bucket_high(i)) // 2
                 out.append(max(self.min, min(self.max, mid)))
-            if len(out) == len(ranks):
-                return out
-        return out + [self.max] * (len(ranks) - len(out))  # pragma: no cover - counts add up
+                k += 1
+                if k == want:
+                    return out
+        return out + [self.max] * (want - k)  # pragma: no cover - counts always add up
 
     def count_at_least(self, threshold: int) -> int:
         """How many values were >= ``threshold`` (whole buckets: may miss values in the

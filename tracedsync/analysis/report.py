@@ -183,7 +183,9 @@ class _Group:
     primitive and call site of every site's stat, so it is kept lean)."""
 
     def __init__(self) -> None:
-        self.site = SiteStat("")
+        self.site = SiteStat("")  # its counters and threads (histograms: the lists below)
+        self.waits: list[Histogram] = []  # summed once, when the row is made
+        self.holds: list[Histogram] = []
         self.prims: dict[str, None] = {}
         self.info = PrimInfo("")
         self.funcs: dict[str, None] = {}
@@ -197,9 +199,9 @@ class _Group:
         if st.max_depth > g.max_depth:
             g.max_depth = st.max_depth
         if st.wait.count:
-            g.wait.merge(st.wait)
+            self.waits.append(st.wait)
         if st.hold.count:
-            g.hold.merge(st.hold)
+            self.holds.append(st.hold)
         g.threads |= st.threads
         self.prims[prim] = None
         if st.func:
@@ -212,6 +214,8 @@ class _Group:
     def add_group(self, o: _Group) -> None:
         """Add another group (its sites and infos, already summed)."""
         self.site.merge(o.site)
+        self.waits.extend(o.waits)
+        self.holds.extend(o.holds)
         self.prims.update(o.prims)
         self.funcs.update(o.funcs)
         self.info.merge(o.info)
@@ -237,8 +241,8 @@ def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
         timeouts=st.timeouts,
         contended_share=round(contended / attempts, 6) if attempts else 0.0,
         max_depth=st.max_depth,
-        wait=Dist.of(st.wait),
-        hold=Dist.of(st.hold),
+        wait=Dist.of(Histogram.merged(g.waits)),
+        hold=Dist.of(Histogram.merged(g.holds)),
         threads=[labels.thread(*t) for t in threads[:MAX_ROW_THREADS]],
         thread_count=len(threads),
         processes=sorted({t[1] for t in threads}),
