@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from .hotdecode import decode_line, decode_lines
+from .hotdecode import decode_line, decode_lines, decode_lines_traced
 from .inputs import is_url, open_bytes
 
 OnLine = Callable[[bytes, int, bool], None]
@@ -136,7 +136,7 @@ def feed_chunk(kernel: Any, body: bytes | memoryview, lineno: int, on_line: OnLi
     n = whole.count(b"\n", 0, len(body)) + 1
     raws: list[bytes] | None = None
     try:
-        evs = decode_lines(body)
+        evs = (decode_lines_traced if kernel.one_by_one else decode_lines)(body)
     except (msgspec.DecodeError, msgspec.ValidationError):
         evs = None
     if evs is not None and len(evs) == n:

@@ -38,8 +38,13 @@ class Hot(msgspec.Struct, gc=False):
     hold_ns: I64 | None = None
     restored: bool | None = None
     blocking: bool | None = None
-    blocked_by: Any = None  # only the trace reads it (an int, else ignored)
-    saved_depth: Any = None  # likewise: a release before a condition wait
+
+
+class TracedHot(Hot):
+    """`Hot` and the fields only the Perfetto trace reads (decoding them costs a little)."""
+
+    blocked_by: Any = None  # an int, else ignored
+    saved_depth: Any = None  # set on a release before a condition wait
 
 
 # (field, accepted types, required for acquire, required for release)
@@ -59,9 +64,10 @@ _FIELDS: tuple[tuple[str, tuple[type, ...], bool, bool], ...] = (
     ("blocking", (bool,), False, False),
 )
 
-decode_line = msgspec.json.Decoder(Hot).decode
+decode_line = msgspec.json.Decoder(TracedHot).decode
 # Lines of JSON, each a Hot; blank lines are skipped (the caller then counts them apart).
 decode_lines = msgspec.json.Decoder(Hot).decode_lines
+decode_lines_traced = msgspec.json.Decoder(TracedHot).decode_lines
 
 
 def hot_problem(ev: dict[str, Any]) -> str | None:

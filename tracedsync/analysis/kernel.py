@@ -388,11 +388,11 @@ class PyKernel:
                 self.acquires += 1
                 self.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok,  # type: ignore[arg-type]
                              ev.depth, ev.contended, ev.wait_ns, ev.restored,  # type: ignore[arg-type]
-                             ev.blocking, ev.blocked_by)
+                             ev.blocking, getattr(ev, "blocked_by", None))
             else:
                 self.releases += 1
                 self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts,  # type: ignore[arg-type]
-                             ev.saved_depth)
+                             getattr(ev, "saved_depth", None))
 
     # -- the trace (see trace.py) ---------------------------------------------------------------
     def trace_start(
