@@ -16,7 +16,6 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import msgspec
-import orjson
 
 I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 HOT_EVENTS = frozenset({"acquire", "release"})
@@ -111,7 +110,3 @@ def usable(ev: Hot) -> bool:
         )
     return ev.depth is not None
 
-
-def loads(raw: bytes) -> Any:
-    """orjson's parse of one line (raises `orjson.JSONDecodeError`)."""
-    return orjson.loads(raw)

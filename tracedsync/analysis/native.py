@@ -3,6 +3,7 @@ and its statistics turned into the objects `kernel.PyKernel` hands back."""
 
 from __future__ import annotations
 
+import functools
 import os
 from array import array
 from typing import Any
@@ -65,6 +66,11 @@ def kernel_class() -> Any:
     """The native kernel's class, or None (not built, or ``TRACEDSYNC_PURE_PYTHON`` set)."""
     if os.environ.get("TRACEDSYNC_PURE_PYTHON"):
         return None
+    return _native_class()
+
+
+@functools.lru_cache(maxsize=1)
+def _native_class() -> Any:
     try:
         from . import _cscan
     except ImportError:

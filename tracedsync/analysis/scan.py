@@ -1,7 +1,7 @@
 """One pass over one log file, folding its events into an `Aggregate`: the hot loop of analyze.
 
 Design note. A log is mostly ``acquire`` and ``release`` lines; they go to a *kernel*
-(`kernel.PyKernel`, or the native `_cscan.Kernel` that also parses the lines), which keeps the
+(`kernel.PyKernel`, or the native `_cscan.RawKernel` that also parses the lines), which keeps the
 locks each thread holds and the per-(primitive, call site) statistics. Every other line comes
 back here (`Scanner.line`), is parsed by orjson and handled by a method of `RareHandlers`.
 Malformed events are not checked field by field: a handler raises somewhere, and the line is
