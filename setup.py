@@ -1,9 +1,10 @@
-"""Only the optional C extension lives here; everything else is in pyproject.toml.
+"""Only the optional C extensions live here; everything else is in pyproject.toml.
 
 ``tracedsync._core._native`` is the native recorder: the traced Lock and RLock, per-thread
-binary records and the renderer that writes them as JSON lines (docs/architecture.md). It is
-optional: without a compiler (or on a free-threaded interpreter) the build goes on and the
-pure-Python twin is used.
+binary records and the renderer that writes them as JSON lines (docs/architecture.md);
+``tracedsync.analysis._cscan`` the analyzer's acquire/release kernel. Both are optional: without
+a compiler (or, for the recorder, on a free-threaded interpreter) the build goes on and the
+pure-Python code is used.
 """
 
 import glob
@@ -20,6 +21,12 @@ setup(
             sources=sorted(glob.glob("tracedsync/_core/_native_src/*.c")),
             depends=["tracedsync/_core/_native_src/native.h"],
             extra_compile_args=extra,
+            optional=True,
+        ),
+        Extension(
+            "tracedsync.analysis._cscan",
+            sources=["tracedsync/analysis/_scan.c"],
+            extra_compile_args=["-O2"] if sys.platform != "win32" else [],
             optional=True,
         ),
     ],

@@ -1,17 +1,25 @@
-"""Throughput of ``tracedsync analyze``: events/s and peak memory on a synthetic log set.
+"""Throughput of ``tracedsync analyze``: events per CPU-second, wall time and peak memory.
 
-    python benchmarks/bench_analyze.py --events 10000000 --jobs 2
+    python benchmarks/bench_analyze.py                      # 2 M events, both log sets
+    python benchmarks/bench_analyze.py --events 10000000 --sets synthetic --jobs 2
 
-The generator writes logs shaped like the recorder's (same keys, same order, realistic sites and
-ids): several processes, several threads each, mostly acquire/release pairs (some nested, some
-contended, a few failed), condition waits and notifies, and the usual headers and counters. The
-set is cached in ``--dir`` and reused when it already holds the requested number of events.
+Two log sets, each made once and cached in ``--dir``:
 
-It reports the wall time of the analysis (reading, aggregating, findings and the report; no
-rendering), events/s overall and per job, events per CPU-second (user+system time of this
-process and its workers: the per-core figure, less sensitive to other load), the peak RSS of
-the main process and of the largest worker (RUSAGE_CHILDREN), and their sum bound
-(main + jobs x worker) for the total.
+* *synthetic*: logs shaped like the recorder's (same keys, same order, realistic sites and
+  ids), several processes of several threads: mostly acquire/release pairs (some nested in a
+  fixed order, some contended, recursive RLocks), condition waits and notifies, the usual
+  headers and counters;
+* *real*: one log recorded by tracedsync itself from a program of 8 threads hammering a few
+  locks (a little nesting, a condition), in one process.
+
+Every figure is measured in a fresh process started for it. *Analysis alone*: the CPU
+seconds of ``analyze()`` and ``build_report()`` in that process (no interpreter start, imports
+or rendering). The command line (``python -m tracedsync analyze``, interpreter start and
+imports included, writing its output to a file): its wall time, user+system CPU seconds and the
+peak RSS of the largest process (the command, or one of its workers), from
+``getrusage(RUSAGE_CHILDREN)`` of a process that does nothing else. ``-j1`` with the native
+scanner and with the pure-Python one (``TRACEDSYNC_PURE_PYTHON=1``), ``-f perfetto`` against
+``-f json``, and ``-j JOBS``.
 """
 
 from __future__ import annotations
@@ -20,14 +28,12 @@ import argparse
 import json
 import os
 import random
-import resource
+import subprocess
 import sys
+import textwrap
 import time
 
 import orjson
-
-from tracedsync.analysis.analyze import analyze
-from tracedsync.analysis.report import build_report
 
 
 def _write_process(path: str, pid: int, events: int, threads: int, seed: int) -> int:
@@ -151,6 +157,7 @@ def _write_process(path: str, pid: int, events: int, threads: int, seed: int) ->
                 acquire(tid, prims[p], 1, rnd.random() < 0.10, s)
                 release(tid, prims[p], 0)
             elif r < 0.85:  # nested: outer, inner (fixed order by index: no inversion)
+                p = min(p, len(prims) - 2)  # the inner lock is always another one: q > p
                 q = min(len(prims) - 1, p + 1 + rnd.randrange(3))
                 acquire(tid, prims[p], 1, False, s)
                 acquire(tid, prims[q], 1, rnd.random() < 0.05, (s + 1) % len(sites))
@@ -271,48 +278,185 @@ def generate(directory: str, events: int, processes: int, threads: int) -> int:
     return written
 
 
+RECORD = textwrap.dedent(
+    """
+    import sys, threading, random
+    import tracedsync
+    tracedsync.configure(log_dir=sys.argv[1])
+    per_thread = int(sys.argv[2])
+    locks = [tracedsync.Lock(name=f"hot-{i}") for i in range(4)]
+    outer = tracedsync.RLock(name="outer")
+    cond = tracedsync.Condition(name="ready")
+    start = threading.Barrier(8)
+
+    def work(k):
+        rnd = random.Random(k)
+        start.wait()
+        n = 0
+        while n < per_thread:
+            lock = locks[rnd.randrange(4)]
+            if n % 16 == 0:
+                with outer:  # a little nesting, always in the same order
+                    with lock:
+                        n += 2
+                n += 2
+            elif n % 250 == 1:
+                with cond:
+                    cond.notify_all()
+                n += 3
+            else:
+                with lock:
+                    pass
+                n += 2
+
+    threads = [threading.Thread(target=work, args=(k,), name=f"worker-{k}") for k in range(8)]
+    for t in threads: t.start()
+    for t in threads: t.join()
+    """
+)
+
+
+def record(directory: str, events: int) -> int:
+    """Record (or reuse) the real log: 8 threads hammering a few locks, in one process."""
+    os.makedirs(directory, exist_ok=True)
+    stamp = os.path.join(directory, "bench.json")
+    if os.path.exists(stamp):
+        with open(stamp) as fh:
+            have = json.load(fh)
+        if have.get("events") == events:
+            return int(have["written"])
+    for name in os.listdir(directory):
+        if name.startswith("tracedsync-"):
+            os.remove(os.path.join(directory, name))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
+    subprocess.run([sys.executable, "-c", RECORD, directory, str(events // 8)], check=True,
+                   env=env)
+    written = 0
+    for name in os.listdir(directory):
+        if name.startswith("tracedsync-"):
+            with open(os.path.join(directory, name), "rb") as fh:
+                written += sum(1 for _ in fh)
+    with open(stamp, "w") as fh:
+        json.dump({"events": events, "written": written}, fh)
+    return written
+
+
+MEASURE = textwrap.dedent(
+    """
+    import json, resource, subprocess, sys, time
+    t0 = time.perf_counter()
+    proc = subprocess.run(sys.argv[1:], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+    print(json.dumps({"wall": wall, "cpu": ru.ru_utime + ru.ru_stime,
+                      "rss_mib": ru.ru_maxrss / 1024, "status": proc.returncode,
+                      "stderr": proc.stderr.decode()[-500:]}))
+    """
+)
+
+
+ALONE = textwrap.dedent(
+    """
+    import json, os, resource, sys
+    from tracedsync.analysis.analyze import analyze
+    from tracedsync.analysis.report import build_report
+    c0 = os.times()
+    report = build_report(analyze(sys.argv[1:], jobs=1))
+    c1 = os.times()
+    print(json.dumps({"cpu": sum(c1[:2]) - sum(c0[:2]), "events": report.totals["events"]}))
+    """
+)
+
+
+def _env(pure: bool) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TRACEDSYNC_")}
+    if pure:
+        env["TRACEDSYNC_PURE_PYTHON"] = "1"
+    return env
+
+
+def measure(paths: list[str], out: str, *args: str, pure: bool = False) -> dict[str, float]:
+    """Run ``tracedsync analyze`` in a fresh process, writing ``out``; its wall, CPU and
+    largest RSS."""
+    cmd = [sys.executable, "-m", "tracedsync", "analyze", *paths, "--no-progress",
+           "--fail-on", "never", "-o", out, *args]
+    proc = subprocess.run([sys.executable, "-c", MEASURE, *cmd], capture_output=True,
+                          check=True, env=_env(pure))
+    res: dict[str, float] = json.loads(proc.stdout)
+    if res["status"] not in (0, 1):
+        raise SystemExit(f"analyze failed: {res['stderr']}")
+    os.remove(out)
+    return res
+
+
+def alone(paths: list[str], pure: bool = False, runs: int = 2) -> float:
+    """CPU seconds of analyze() and build_report() alone (no start, imports or rendering)."""
+    return min(
+        json.loads(subprocess.run([sys.executable, "-c", ALONE, *paths], capture_output=True,
+                                  check=True, env=_env(pure)).stdout)["cpu"]
+        for _ in range(runs)
+    )
+
+
+def best(
+    paths: list[str], out: str, *args: str, pure: bool = False, runs: int = 2
+) -> dict[str, float]:
+    """The run with the least CPU of ``runs``."""
+    return min(
+        (measure(paths, out, *args, pure=pure) for _ in range(runs)), key=lambda r: r["cpu"]
+    )
+
+
+def line(what: str, events: int, r: dict[str, float]) -> str:
+    return (
+        f"  {what:<34} {r['wall']:6.2f} s wall {r['cpu']:6.2f} CPU-s "
+        f"{events / r['cpu'] / 1e6:5.2f} M events/CPU-s  {r['rss_mib']:5.0f} MiB"
+    )
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--events", type=int, default=2_000_000)
-    ap.add_argument("--processes", type=int, default=8)
-    ap.add_argument("--threads", type=int, default=8)
+    ap.add_argument("--sets", default="synthetic,real", help="synthetic, real or both")
+    ap.add_argument("--processes", type=int, default=8, help="of the synthetic set")
+    ap.add_argument("--threads", type=int, default=8, help="per process, synthetic set")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
+    ap.add_argument("--runs", type=int, default=2, help="best of (by CPU)")
     ap.add_argument("--dir", default="bench-results/analyze-logs")
     args = ap.parse_args(argv)
-    t0 = time.perf_counter()
-    events = generate(args.dir, args.events, args.processes, args.threads)
-    gen = time.perf_counter() - t0
-    size = sum(os.path.getsize(os.path.join(args.dir, n)) for n in os.listdir(args.dir))
-    print(
-        f"log set: {events:,} events, {size / 2**20:.0f} MiB in {args.processes} files "
-        f"({gen:.1f} s to generate or reuse)"
-    )
-    c0 = os.times()
-    t0 = time.perf_counter()
-    agg = analyze([args.dir], jobs=args.jobs)
-    t1 = time.perf_counter()
-    report = build_report(agg)
-    t2 = time.perf_counter()
-    c1 = os.times()
-    cpu = sum(c1[:4]) - sum(c0[:4])  # user+system, this process and its (joined) workers
-    main_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    worker_rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
-    counted = report.totals["events"]
-    rate = counted / (t2 - t0)
-    print(
-        f"python {sys.version.split()[0]}, jobs {args.jobs}: analysed {counted:,} events in "
-        f"{t2 - t0:.2f} s (scan+merge {t1 - t0:.2f} s, report {t2 - t1:.2f} s)"
-    )
-    print(
-        f"throughput: {rate / 1e6:.2f} M events/s overall, {rate / args.jobs / 1e6:.2f} M "
-        f"events/s per job; {counted / cpu / 1e6:.2f} M events per CPU-second "
-        f"({cpu:.1f} s of CPU)"
-    )
-    print(
-        f"peak RSS: main {main_rss:.0f} MiB, largest worker {worker_rss:.0f} MiB, "
-        f"bound for the total {main_rss + args.jobs * worker_rss:.0f} MiB"
-    )
-    print(f"findings: {len(report.findings)}, problems: {report.problem_count}")
+    print(f"python {sys.version.split()[0]}, {os.cpu_count()} CPUs; best of {args.runs}")
+    for name in args.sets.split(","):
+        t0 = time.perf_counter()
+        d = os.path.join(args.dir, f"{name}-{args.events}")
+        if name == "synthetic":
+            events = generate(d, args.events, args.processes, args.threads)
+        else:
+            events = record(d, args.events)
+        files = [n for n in os.listdir(d) if n.startswith("tracedsync-")]
+        size = sum(os.path.getsize(os.path.join(d, n)) for n in files)
+        print(
+            f"{name}: {events:,} events, {size / 2**20:.0f} MiB in {len(files)} file(s) "
+            f"({time.perf_counter() - t0:.1f} s to make or reuse)"
+        )
+        out = os.path.join(args.dir, "out.tmp")  # a real file: writing the output counts
+        cpu = alone([d], runs=args.runs)
+        print(f"  {'analysis alone (native)':<34} {'':>13} {cpu:6.2f} CPU-s "
+              f"{events / cpu / 1e6:5.2f} M events/CPU-s")
+        if name == "real" or args.events <= 2_000_000:
+            cpu = alone([d], pure=True, runs=args.runs)
+            print(f"  {'analysis alone (pure Python)':<34} {'':>13} {cpu:6.2f} CPU-s "
+                  f"{events / cpu / 1e6:5.2f} M events/CPU-s")
+        json1 = best([d], out, "-j1", "-f", "json", runs=args.runs)
+        print(line("-j1 -f json (native)", events, json1))
+        if name == "real" or args.events <= 2_000_000:
+            pure = best([d], out, "-j1", "-f", "json", pure=True, runs=1)
+            print(line("-j1 -f json (pure Python)", events, pure))
+        perf = best([d], out, "-j1", "-f", "perfetto", runs=args.runs)
+        print(line("-j1 -f perfetto", events, perf)
+              + f"  ({perf['wall'] / json1['wall']:.2f}x json wall, "
+              f"{perf['cpu'] / json1['cpu']:.2f}x CPU)")
+        jn = best([d], out, f"-j{args.jobs}", "-f", "json", runs=args.runs)
+        print(line(f"-j{args.jobs} -f json", events, jn))
     return 0
 
 

@@ -33,7 +33,8 @@ def _both_ways(record: Any) -> tuple[list[bytes], list[bytes]]:
     tracedsync.flush()
     record()
     decoder = Decoder()
-    for item in list(rt.buffer):  # the Python channel's `thread` events name the threads
+    decoder.tids.update(rt.native_ids)  # every thread registered so far, as the recorder's
+    for item in list(rt.buffer):  # and the Python channel's new `thread` events
         if item[0] == OP_THREAD:
             decoder(item)
     snap = NATIVE.collect(0)

@@ -262,6 +262,11 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("implementation", "str", "`sys.implementation.name`"),
         _f("executable", "str", "`sys.executable`"),
         _f("hostname", "str", "the host's name"),
+        _f("boot_id", "str|null", "this boot of the machine (Linux's "
+           "`/proc/sys/kernel/random/boot_id`; null where there is none): with `hostname` it "
+           "names the host, since pids and the monotonic clock mean something only within one "
+           "boot of one machine. Absent in older logs, which `analyze` takes for one host",
+           optional=True),
         _f("wall_ns", "int", "`time.time_ns()`"),
         _f("mono_ns", "int", "the monotonic clock at the same instant: "
            "`wall = wall_ns + (ts - mono_ns)`"),

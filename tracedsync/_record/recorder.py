@@ -54,6 +54,23 @@ IDLE_CHECK = 5.0
 """Seconds an idle flusher sleeps at most (see `Recorder._sleep`)."""
 
 
+_BOOT_ID: list[str | None] = []
+
+
+def boot_id() -> str | None:
+    """This boot of this machine (Linux's random boot id), read once; None where there is none.
+
+    With the hostname it tells hosts apart in logs analysed together: process ids and the
+    monotonic clock mean something only within one boot of one machine."""
+    if not _BOOT_ID:
+        try:
+            with open("/proc/sys/kernel/random/boot_id", encoding="ascii") as fh:
+                _BOOT_ID.append(fh.read().strip() or None)
+        except OSError:
+            _BOOT_ID.append(None)
+    return _BOOT_ID[0]
+
+
 def _mp_identity() -> tuple[str | None, int | None]:
     """multiprocessing's name for this process (``"MainProcess"``, ``"Process-1"``, a pool
     worker's) and the pid of the process that started it (under forkserver, not the fork server
@@ -392,6 +409,7 @@ class Recorder:
             "implementation": sys.implementation.name,
             "executable": sys.executable,
             "hostname": socket.gethostname(),
+            "boot_id": boot_id(),
             "wall_ns": time.time_ns(),
             "mono_ns": ts,
             "settings": self.settings.public(),

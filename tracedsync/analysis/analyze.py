@@ -1,28 +1,42 @@
-"""Analyse log files and directories into one merged `Aggregate`, file by file, in parallel.
+"""Analyse log files and directories into one merged `Aggregate`, serially or on an executor.
 
-Each file is scanned independently (`scan.scan_file`), in worker processes when ``jobs > 1``,
-and the per-file aggregates are merged in input order, so the result does not depend on
-scheduling. Inputs may also be aggregates saved earlier (``--save-aggregate``, typically one per
-machine), which are merged the same way: that is how shards from many machines combine.
+Design note. The work is a map and a reduce. The map scans one file (`scan.scan_file`), or one
+byte range of a file too big for one worker (`ranges.scan_part`, put back together per file by
+`stitch.stitch`); the reduce is `Aggregate.merge`, which is associative and commutative, so
+the per-file aggregates are merged in whatever order they arrive, or by a tree of merges on a
+Dask cluster, and the result is the same. The executor is any `concurrent.futures.Executor`
+(by default a pool of worker processes when ``jobs > 1``) or a Dask distributed ``Client``.
+
+Inputs may also be aggregates saved earlier (``--save-aggregate``, typically one per machine),
+which are merged the same way: that is how shards from many machines combine.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
-import contextlib
+import dataclasses
+import gc
+import itertools
 import multiprocessing
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from concurrent.futures.process import BrokenProcessPool
+from typing import Any
 
 import orjson
 
-from .aggregate import AGGREGATE_KIND, Aggregate
+from .aggregate import Aggregate
+from .hosts import host_key
+from .inputs import line_start_at, log_files, open_bytes, size
 from .progress import Progress
-from .reader import log_files
+from .ranges import Part, scan_part
 from .scan import scan_file
+from .shard import is_shard, load, save
+from .stitch import stitch
+from .trace import TraceSpec
 
 AUTO_SERIAL_BYTES = 16 << 20  # below this much input, worker processes cost more than they save
+MIN_RANGE_BYTES = 32 << 20  # a file is cut into ranges of at least this size
 
 
 class NoInputError(Exception):
@@ -30,31 +44,18 @@ class NoInputError(Exception):
 
 
 def is_aggregate_file(path: str) -> bool:
-    """True for a JSON file written by ``--save-aggregate`` (sniffed from its first bytes)."""
-    if not path.endswith(".json"):
-        return False
-    try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except OSError:
-        return False
-    return head.startswith(b'{"kind":"' + AGGREGATE_KIND.encode())
+    """True for a file written by ``--save-aggregate`` (sniffed from its first bytes)."""
+    return os.path.isfile(path) and is_shard(path)
 
 
 def load_aggregate(path: str) -> Aggregate:
     """Read an aggregate saved by `save_aggregate`; `ValueError` if it is not one."""
-    with open(path, "rb") as fh:
-        return Aggregate.from_dict(orjson.loads(fh.read()))
+    return load(path)
 
 
 def save_aggregate(agg: Aggregate, path: str) -> None:
-    """Write ``agg`` as JSON (to merge later with other shards)."""
-    with open(path, "wb") as fh:
-        fh.write(orjson.dumps(agg.to_dict()))
-
-
-def _scan(path: str) -> Aggregate:
-    return scan_file(path)
+    """Write ``agg`` (binary; JSON if ``path`` ends with ``.json``) to merge later."""
+    save(agg, path)
 
 
 def _unreadable(path: str, exc: OSError) -> Aggregate:
@@ -64,48 +65,167 @@ def _unreadable(path: str, exc: OSError) -> Aggregate:
     return agg
 
 
+# -- the map ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """Scan ``path`` whole (``end`` None), or its byte range ``[start, end)``."""
+
+    path: str
+    index: int = 0
+    start: int = 0
+    end: int | None = None
+    ranges: int = 1  # how many ranges the file was cut into
+    trace: TraceSpec | None = None  # draw the file's Perfetto trace too (whole files only)
+
+    @property
+    def nbytes(self) -> int:
+        return (self.end - self.start) if self.end is not None else size(self.path)
+
+
+def run_task(task: Task, native: bool | None = None) -> Aggregate | Part:
+    """The map: an aggregate for a whole file, a `ranges.Part` for a range (an aggregate
+    saying the file could not be read, if so)."""
+    try:
+        if task.end is None:
+            return scan_file(task.path, native=native, trace=task.trace)
+        return scan_part(task.path, task.index, task.start, task.end, native=native)
+    except OSError as exc:
+        return _unreadable(task.path, exc)
+
+
+def stitch_parts(path: str, parts: list[Aggregate | Part], native: bool | None = None) -> Aggregate:
+    """A file's ranges put together (or the first "could not be read" among them)."""
+    for p in parts:
+        if isinstance(p, Aggregate):
+            return p
+    return stitch(path, [p for p in parts if isinstance(p, Part)], native)
+
+
+def merge_pair(a: Aggregate, b: Aggregate) -> Aggregate:
+    """The reduce: a new aggregate holding both (neither is changed)."""
+    return Aggregate.merged([a, b])
+
+
+def plan(
+    logs: list[str], sizes: dict[str, int], workers: int, trace_dir: str | None = None
+) -> list[Task]:
+    """Tasks for ``workers``: whole files, and files much bigger than a worker's share cut
+    into line-aligned byte ranges. Biggest first (the last task to finish is then small).
+    With ``trace_dir``, whole files each drawing their part of the trace there."""
+    total = sum(sizes.values())
+    share = max(MIN_RANGE_BYTES, -(-total // max(1, workers * 2)))
+    tasks: list[Task] = []
+    order = sorted(logs, key=lambda p: (-sizes[p], p))
+    if trace_dir is not None:
+        hosts = trace_hosts(order)
+        return [
+            Task(p, trace=TraceSpec(os.path.join(trace_dir, f"{i:06d}.part"), (i + 1) << 40,
+                                    hosts))
+            for i, p in enumerate(order)
+        ]
+    for path in order:
+        n = sizes[path]
+        count = -(-n // share)
+        if workers <= 1 or count < 2 or n < 2 * MIN_RANGE_BYTES:
+            tasks.append(Task(path))
+            continue
+        cuts = sorted({0, *(line_start_at(path, n * i // count) for i in range(1, count)), n})
+        cuts = [c for c in cuts if c <= n]
+        if len(cuts) < 3:  # one line longer than a range, say
+            tasks.append(Task(path))
+            continue
+        for i, (a, b) in enumerate(itertools.pairwise(cuts)):
+            tasks.append(Task(path, i, a, b, len(cuts) - 1))
+    return tasks
+
+
+def trace_hosts(logs: list[str]) -> tuple[str, ...]:
+    """The hosts of ``logs`` (from each file's first line), sorted, if there are several."""
+    hosts = set()
+    for path in logs:
+        try:
+            with open_bytes(path) as fh:
+                first = orjson.loads(fh.readline())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        if isinstance(first, dict) and first.get("event") == "session":
+            hosts.add(host_key(first))
+    return tuple(sorted(hosts)) if len(hosts) > 1 else ()
+
+
+# -- running it -------------------------------------------------------------------------------
+def _is_dask_client(executor: Any) -> bool:
+    return type(executor).__module__.split(".")[0] == "distributed" and hasattr(
+        executor, "gather"
+    )
+
+
 def analyze(
     paths: Iterable[str],
     jobs: int = 1,
     progress: bool = False,
+    executor: Any = None,
+    native: bool | None = None,
+    trace_dir: str | None = None,
 ) -> Aggregate:
     """Scan every log under ``paths`` (and merge saved aggregates among them).
 
-    ``jobs``: worker processes (0 = one per CPU, used only when there is enough input).
+    ``jobs``: worker processes when no ``executor`` is given (0 = one per CPU, used only
+    when there is enough input). ``executor``: a `concurrent.futures.Executor` or a Dask
+    distributed ``Client`` to run the scans on. ``native``: the native scanner (True), the
+    Python one (False), or the native one when it was built (None). ``trace_dir``: a
+    directory where each file's scan also draws its part of the Perfetto trace (`trace.py`;
+    it must be one the workers can write to).
     Raises `FileNotFoundError` for a missing path, `reader.SchemaError` for a newer schema,
     `NoInputError` when there is nothing to read.
     """
-    paths = list(paths)
-    saved = [p for p in paths if os.path.isfile(p) and is_aggregate_file(p)]
+    was_enabled = gc.isenabled()
+    gc.disable()  # (see scan_file: many objects, no cycles)
+    try:
+        return _analyze(list(paths), jobs, progress, executor, native, trace_dir)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _analyze(
+    paths: list[str],
+    jobs: int,
+    progress: bool,
+    executor: Any,
+    native: bool | None,
+    trace_dir: str | None,
+) -> Aggregate:
+    saved = [p for p in paths if is_aggregate_file(p)]
     logs = log_files([p for p in paths if p not in saved])
     if not logs and not saved:
         raise NoInputError("no tracedsync logs found (expected tracedsync-<pid>.jsonl files)")
-    sizes = {p: _size(p) for p in logs}
-    if jobs <= 0:
-        jobs = os.cpu_count() or 1
-        if sum(sizes.values()) < AUTO_SERIAL_BYTES:
-            jobs = 1
-    jobs = max(1, min(jobs, len(logs)))
+    sizes = {p: size(p) for p in logs}
+    if executor is None:
+        if jobs <= 0:
+            jobs = os.cpu_count() or 1
+            if sum(sizes.values()) < AUTO_SERIAL_BYTES:
+                jobs = 1
+        jobs = max(1, jobs)
+    workers = jobs if executor is None else _workers(executor)
+    tasks = plan(logs, sizes, workers, trace_dir) if logs else []
     bar = Progress(len(logs), sum(sizes.values())) if progress else None
     total = Aggregate()
     for p in saved:
         try:
-            total.merge(load_aggregate(p))
+            total.merge(load_aggregate(p), take=True)
         except (OSError, ValueError, KeyError, TypeError) as exc:
-            total.merge(_unreadable(p, OSError(f"not a usable aggregate: {exc}")))
-    # Biggest files first (the last worker to finish then has a small one), and the same order
-    # for merging, serial or parallel, so that the result never depends on scheduling.
-    merger = _InOrder(sorted(logs, key=lambda p: (-sizes[p], p)), total)
+            total.merge(_unreadable(p, OSError(f"not a usable aggregate: {exc}")), take=True)
     try:
-        if jobs > 1:
-            # A worker that could not start (a __main__ that a new interpreter cannot import,
-            # like ``python -``) or died: what is left is done here, below.
-            with contextlib.suppress(BrokenProcessPool):
-                _parallel(merger, sizes, jobs, bar)
-        for p in merger.remaining():
-            merger.put(p, _one(p, bar))
-            if bar is not None:
-                bar.add(files=1, nbytes=sizes[p])
+        if _is_dask_client(executor):
+            total.merge(_on_dask(executor, tasks, native, bar), take=True)
+        elif executor is not None:
+            _on_executor(executor, tasks, native, bar, total)
+        elif jobs > 1 and len(tasks) > 1:
+            _on_pool(jobs, tasks, native, bar, total)
+        else:
+            for t in tasks:
+                total.merge(_serial(t, native, bar), take=True)
     finally:
         if bar is not None:
             bar.done()
@@ -121,56 +241,125 @@ def analyze(
     return total
 
 
-class _InOrder:
-    """Merges per-file aggregates into ``total`` in a fixed order, as soon as they can be
-    (holding at most the results that arrived early)."""
-
-    def __init__(self, order: list[str], total: Aggregate) -> None:
-        self.order = order
-        self.total = total
-        self.next = 0
-        self.pending: dict[str, Aggregate] = {}
-
-    def put(self, path: str, agg: Aggregate) -> None:
-        self.pending[path] = agg
-        while self.next < len(self.order) and self.order[self.next] in self.pending:
-            self.total.merge(self.pending.pop(self.order[self.next]))
-            self.next += 1
-
-    def remaining(self) -> list[str]:
-        return [p for p in self.order[self.next :] if p not in self.pending]
+def _workers(executor: Any) -> int:
+    if _is_dask_client(executor):
+        try:
+            return max(1, int(sum(executor.nthreads().values())))
+        except Exception:  # pragma: no cover - depends on the cluster
+            return 1
+    n = getattr(executor, "_max_workers", None)
+    return int(n) if isinstance(n, int) and n > 0 else (os.cpu_count() or 1)
 
 
-def _size(path: str) -> int:
+def _serial(task: Task, native: bool | None, bar: Progress | None) -> Aggregate:
+    tick: Callable[[int], None] | None = None
+    if bar is not None:
+        b = bar
+
+        def tick(n: int) -> None:
+            b.add(nbytes=n)
+
     try:
-        return os.path.getsize(path)
-    except OSError:
-        return 0
-
-
-def _one(path: str, bar: Progress | None) -> Aggregate:
-    try:
-        if bar is None:
-            return scan_file(path)
-        return scan_file(path, progress=lambda n: bar.add(events=n))
+        agg = scan_file(task.path, progress=tick, native=native, trace=task.trace)
     except OSError as exc:
-        return _unreadable(path, exc)
+        agg = _unreadable(task.path, exc)
+    if bar is not None:
+        bar.add(files=1, events=sum(agg.event_counts.values()))
+    return agg
 
 
-def _parallel(merger: _InOrder, sizes: dict[str, int], jobs: int, bar: Progress | None) -> None:
+class _Collect:
+    """Takes the map's results as they arrive: merges whole files, stitches a file's ranges
+    once they are all there."""
+
+    def __init__(self, total: Aggregate, native: bool | None, bar: Progress | None) -> None:
+        self.total = total
+        self.native = native
+        self.bar = bar
+        self.parts: dict[str, list[Aggregate | Part]] = {}
+        self.done: set[Task] = set()
+
+    def put(self, task: Task, result: Aggregate | Part) -> None:
+        self.done.add(task)
+        finished = task.ranges == 1
+        if task.ranges == 1:
+            assert isinstance(result, Aggregate)
+            agg = result
+        else:
+            got = self.parts.setdefault(task.path, [])
+            got.append(result)
+            if len(got) < task.ranges:
+                agg = None
+            else:
+                agg = stitch_parts(task.path, self.parts.pop(task.path), self.native)
+                finished = True
+        if agg is not None:
+            self.total.merge(agg, take=True)
+        if self.bar is not None:
+            events = sum(agg.event_counts.values()) if agg is not None else 0
+            self.bar.add(files=1 if finished else 0, nbytes=task.nbytes, events=events)
+
+
+def _on_executor(
+    executor: concurrent.futures.Executor,
+    tasks: list[Task],
+    native: bool | None,
+    bar: Progress | None,
+    total: Aggregate,
+) -> None:
+    collect = _Collect(total, native, bar)
+    futures = {executor.submit(run_task, t, native): t for t in tasks}
+    for fut in concurrent.futures.as_completed(futures):
+        collect.put(futures[fut], fut.result())
+
+
+def _on_pool(
+    jobs: int, tasks: list[Task], native: bool | None, bar: Progress | None, total: Aggregate
+) -> None:
     # "spawn": a clean interpreter per worker, the same on every platform and Python version
     # (a forked worker would inherit this process's recorder and could write logs at exit).
+    collect = _Collect(total, native, bar)
     ctx = multiprocessing.get_context("spawn")
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=ctx) as pool:
-        futures = {pool.submit(_scan, p): p for p in merger.order}
-        for fut in concurrent.futures.as_completed(futures):
-            p = futures[fut]
-            try:
-                agg = fut.result()
-            except OSError as exc:
-                agg = _unreadable(p, exc)
-            if bar is not None:
-                bar.add(
-                    events=agg.sources[0].events if agg.sources else 0, files=1, nbytes=sizes[p]
-                )
-            merger.put(p, agg)
+    try:
+        with concurrent.futures.ProcessPoolExecutor(
+            max_workers=min(jobs, len(tasks)), mp_context=ctx
+        ) as pool:
+            futures = {pool.submit(run_task, t, native): t for t in tasks}
+            for fut in concurrent.futures.as_completed(futures):
+                collect.put(futures[fut], fut.result())
+    except BrokenProcessPool:
+        # A worker that could not start (a __main__ that a new interpreter cannot import,
+        # like ``python -``) or died: what is left is done here.
+        for t in tasks:
+            if t not in collect.done:
+                collect.put(t, run_task(t, native))
+
+
+def _on_dask(client: Any, tasks: list[Task], native: bool | None, bar: Progress | None) -> Any:
+    """Map on the cluster, stitch each cut file there, then reduce by a tree of merges."""
+    from distributed import as_completed
+
+    futures = {client.submit(run_task, t, native, pure=False): t for t in tasks}
+    by_file: dict[str, list[Any]] = {}
+    for fut, t in futures.items():
+        by_file.setdefault(t.path, []).append(fut)
+    level = [
+        fs[0] if futures[fs[0]].ranges == 1
+        else client.submit(stitch_parts, path, fs, native, pure=False)
+        for path, fs in by_file.items()
+    ]
+    if bar is not None:
+        for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
+            t = futures[fut]
+            bar.add(nbytes=t.nbytes, files=1 if t.index == t.ranges - 1 else 0)
+    if not level:
+        return Aggregate()
+    while len(level) > 1:
+        nxt = [
+            client.submit(merge_pair, level[i], level[i + 1], pure=False)
+            for i in range(0, len(level) - 1, 2)
+        ]
+        if len(level) % 2:
+            nxt.append(level[-1])
+        level = nxt
+    return level[0].result()

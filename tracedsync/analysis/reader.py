@@ -15,7 +15,6 @@ its caller, who does them for free by catching the exceptions a malformed event 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -44,23 +43,11 @@ class Problem:
 
 
 def log_files(paths: Iterable[str]) -> list[str]:
-    """Expand directories into their ``tracedsync-*.jsonl`` files (sorted); keep files as given.
+    """Expand directories (recursively) into their ``tracedsync-*.jsonl`` files (sorted); keep
+    files as given. Raises `FileNotFoundError` for a path that does not exist."""
+    from .inputs import log_files as expand
 
-    Raises `FileNotFoundError` for a path that does not exist.
-    """
-    out: list[str] = []
-    for p in paths:
-        if os.path.isdir(p):
-            out.extend(
-                os.path.join(p, n)
-                for n in sorted(os.listdir(p))
-                if n.startswith("tracedsync-") and n.endswith(".jsonl")
-            )
-        elif os.path.exists(p):
-            out.append(p)
-        else:
-            raise FileNotFoundError(p)
-    return out
+    return expand(paths)
 
 
 def check_session(ev: Event, path: str, lineno: int, problems: list[Problem]) -> None:

@@ -9,16 +9,22 @@ docs/analysis.md; `REPORT_VERSION` changes whenever a field changes meaning or d
 from __future__ import annotations
 
 import dataclasses
+import gc
 from collections.abc import Iterable
 from typing import Any
+
+import orjson
 
 from .._version import __version__
 from .aggregate import Aggregate, PrimInfo, SiteStat
 from .findings import Finding, Options, find_all
-from .hist import Histogram, bucket_high, bucket_low
+from .hist import BOUNDS, Histogram, bucket_high, bucket_low
+from .hosts import host_of_prim, hosts_of, unqualified
 from .labels import Labels
 
 REPORT_VERSION = 1
+_LOW = [lo for lo, _ in BOUNDS]
+_HIGH = [hi for _, hi in BOUNDS]
 MAX_ROW_THREADS = 64
 TIMELINE_COLUMNS = 200
 TIMELINE_SERIES = 8
@@ -41,10 +47,12 @@ class Dist:
     @classmethod
     def of(cls, h: Histogram) -> Dist:
         s = h.summary()
-        return cls(
-            buckets=[[bucket_low(i), bucket_high(i), h.buckets[i]] for i in sorted(h.buckets)],
-            **s,
-        )
+        lo, hi = _LOW, _HIGH
+        try:
+            buckets = [[lo[i], hi[i], n] for i, n in sorted(h.buckets.items())]
+        except IndexError:  # (a negative index is no error: only values < 0 could make one)
+            buckets = [[bucket_low(i), bucket_high(i), n] for i, n in sorted(h.buckets.items())]
+        return cls(buckets=buckets, **s)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Dist:
@@ -139,8 +147,9 @@ class Report:
     findings: list[Finding] = dataclasses.field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
-        """The documented JSON form."""
-        return dataclasses.asdict(self)
+        """The documented JSON form (a new object: orjson turns the dataclasses into it)."""
+        d: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Report:
@@ -170,16 +179,30 @@ class Report:
 
 # -- building ---------------------------------------------------------------------------------
 class _Group:
-    """Sums SiteStats (and PrimInfos) into one row."""
+    """Sums SiteStats (and PrimInfos) into one row (only what a row shows: this runs once per
+    primitive and call site of every site's stat, so it is kept lean)."""
 
     def __init__(self) -> None:
-        self.site = SiteStat("")
+        self.site = SiteStat("")  # its counters and threads (histograms: the lists below)
+        self.waits: list[Histogram] = []  # summed once, when the row is made
+        self.holds: list[Histogram] = []
         self.prims: dict[str, None] = {}
         self.info = PrimInfo("")
         self.funcs: dict[str, None] = {}
 
     def add_site(self, prim: str, st: SiteStat) -> None:
-        self.site.merge(st)
+        g = self.site
+        g.acquisitions += st.acquisitions
+        g.contended += st.contended
+        g.failed += st.failed
+        g.timeouts += st.timeouts
+        if st.max_depth > g.max_depth:
+            g.max_depth = st.max_depth
+        if st.wait.count:
+            self.waits.append(st.wait)
+        if st.hold.count:
+            self.holds.append(st.hold)
+        g.threads |= st.threads
         self.prims[prim] = None
         if st.func:
             self.funcs[st.func] = None
@@ -187,6 +210,15 @@ class _Group:
     def add_info(self, info: PrimInfo) -> None:
         self.prims[info.prim] = None
         self.info.merge(dataclasses.replace(info, kind="?"))  # counters only
+
+    def add_group(self, o: _Group) -> None:
+        """Add another group (its sites and infos, already summed)."""
+        self.site.merge(o.site)
+        self.waits.extend(o.waits)
+        self.holds.extend(o.holds)
+        self.prims.update(o.prims)
+        self.funcs.update(o.funcs)
+        self.info.merge(o.info)
 
 
 def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
@@ -209,11 +241,11 @@ def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
         timeouts=st.timeouts,
         contended_share=round(contended / attempts, 6) if attempts else 0.0,
         max_depth=st.max_depth,
-        wait=Dist.of(st.wait),
-        hold=Dist.of(st.hold),
-        threads=[labels.thread(p, t) for p, t in threads[:MAX_ROW_THREADS]],
+        wait=Dist.of(Histogram.merged(g.waits)),
+        hold=Dist.of(Histogram.merged(g.holds)),
+        threads=[labels.thread(*t) for t in threads[:MAX_ROW_THREADS]],
         thread_count=len(threads),
-        processes=sorted({p for p, _ in threads}),
+        processes=sorted({t[1] for t in threads}),
         cond_waits=info.cond_waits,
         cond_timeouts=info.cond_timeouts,
         notifies=info.notifies,
@@ -231,19 +263,28 @@ def _order(rows: Iterable[Row]) -> list[Row]:
 
 
 def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Row]]:
+    """Rows per primitive, creation site and call site. Each site's stat is added twice (to
+    its primitive's group and its call site's); a creation site's group adds up its
+    primitives' groups."""
     by_prim: dict[str, _Group] = {}
     by_created: dict[tuple[str, str], _Group] = {}  # (kind, creation site)
     by_call: dict[str, _Group] = {}
     for prim in sorted(set(agg.prims) | set(agg.sites)):
         info = agg.prims.get(prim) or PrimInfo(prim)
-        g = by_prim.setdefault(prim, _Group())
-        c = by_created.setdefault((info.kind, info.site or "?"), _Group())
+        g = by_prim[prim] = _Group()
         g.add_info(info)
-        c.add_info(info)
-        for st in agg.sites.get(prim, {}).values():
+        per = agg.sites.get(prim, {})
+        for site in sorted(per):
+            st = per[site]
             g.add_site(prim, st)
-            c.add_site(prim, st)
-            by_call.setdefault(st.site, _Group()).add_site(prim, st)
+            call = by_call.get(st.site)
+            if call is None:
+                call = by_call[st.site] = _Group()
+            call.add_site(prim, st)
+        c = by_created.get((info.kind, info.site or "?"))
+        if c is None:
+            c = by_created[(info.kind, info.site or "?")] = _Group()
+        c.add_group(g)
     prims = []
     for prim, g in by_prim.items():
         info = agg.prims.get(prim) or PrimInfo(prim)
@@ -262,14 +303,22 @@ def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Ro
     return _order(prims), _order(created_rows), _order(call_rows)
 
 
-def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) -> Timeline:
+def _timeline(
+    agg: Aggregate, labels: Labels, lo: int | None, hi: int | None, offsets: dict[str, int]
+) -> Timeline:
+    """Contention per column. Over several hosts, times are wall-clock: each primitive's
+    buckets are moved by its host's offset."""
     if not agg.timeline or lo is None or hi is None:
         return Timeline()
     shift = agg.timeline_shift
-    first = min(min(b) for b in agg.timeline.values() if b)
-    last = max(max(b) for b in agg.timeline.values() if b)
-    start = min(lo, first << shift)
-    end = max(hi, ((last + 1) << shift) - 1)
+
+    def moved(p: str) -> int:
+        return offsets.get(host_of_prim(p), 0) if offsets else 0
+
+    first = min((min(b) << shift) + moved(p) for p, b in agg.timeline.items() if b)
+    last = max(((max(b) + 1) << shift) - 1 + moved(p) for p, b in agg.timeline.items() if b)
+    start = min(lo, first)
+    end = max(hi, last)
     width = max(1, (end - start) // TIMELINE_COLUMNS + 1)
     cols = (end - start) // width + 1
     totals = sorted(
@@ -282,8 +331,9 @@ def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) ->
         waits = [0] * cols
         wait_ns = [0] * cols
         for p in members:
+            off = moved(p)
             for b, (n, w) in agg.timeline[p].items():
-                i = min(cols - 1, max(0, ((b << shift) - start) // width))
+                i = min(cols - 1, max(0, ((b << shift) + off - start) // width))
                 waits[i] += n
                 wait_ns[i] += w
         label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
@@ -293,15 +343,36 @@ def _timeline(agg: Aggregate, labels: Labels, lo: int | None, hi: int | None) ->
 
 def build_report(agg: Aggregate, options: Options | None = None) -> Report:
     """Turn a merged aggregate into a report: rows, timeline and findings."""
+    # Many objects are made, none in cycles: the cyclic collector would only walk the whole
+    # (large) aggregate again and again.
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        with unqualified(agg) as plain:
+            plain.canonical()
+            return _build(plain, options)
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _build(agg: Aggregate, options: Options | None) -> Report:
     opts = options or Options()
     labels = Labels(agg)
     prims, created, calls = _rows(agg, labels)
-    firsts = [s.first_ts for s in agg.sources if s.first_ts is not None]
-    lasts = [s.last_ts for s in agg.sources if s.last_ts is not None]
+    hosts = hosts_of(agg)
+    # Over several hosts, monotonic clocks do not compare: times become wall-clock times.
+    offsets = (
+        {h: (agg.hosts[h].offset_ns or 0) if h in agg.hosts else 0 for h in hosts}
+        if len(hosts) > 1
+        else {}
+    )
+    firsts = [s.first_ts + offsets.get(s.host, 0) for s in agg.sources if s.first_ts is not None]
+    lasts = [s.last_ts + offsets.get(s.host, 0) for s in agg.sources if s.last_ts is not None]
     lo = min(firsts) if firsts else None
     hi = max(lasts) if lasts else None
-    pids = {s.pid for s in agg.sources if s.pid is not None}
-    totals = {
+    pids = {(s.host, s.pid) for s in agg.sources if s.pid is not None}
+    totals: dict[str, Any] = {
         "files": len(agg.sources),
         "events": sum(agg.event_counts.values()),
         "processes": len(pids),
@@ -312,16 +383,19 @@ def build_report(agg: Aggregate, options: Options | None = None) -> Report:
         "span_ns": (hi - lo) if lo is not None and hi is not None else 0,
         "event_counts": dict(sorted(agg.event_counts.items())),
     }
+    if offsets:
+        totals["hosts"] = hosts
+        totals["clock"] = "wall"
     return Report(
         options={"long_hold_ns": opts.long_hold_ns, "long_wait_ns": opts.long_wait_ns},
         totals=totals,
         sources=[s.to_dict() for s in agg.sources],
         problems=[{"path": p, "line": n, "reason": r} for p, n, r in agg.problems],
         problem_count=agg.problem_count,
-        threads=[labels.thread(p, t) for p, t in sorted(agg.threads)],
+        threads=[labels.thread(*t) for t in sorted(agg.threads)],
         primitives=prims,
         creation_sites=created,
         call_sites=calls,
-        timeline=_timeline(agg, labels, lo, hi),
+        timeline=_timeline(agg, labels, lo, hi, offsets),
         findings=find_all(agg, opts),
     )

@@ -13,16 +13,21 @@ _NSTR = {"type": ["string", "null"]}
 _NINT = {"type": ["integer", "null"]}
 
 
-def _obj(props: dict[str, Any], extra: bool = False) -> dict[str, Any]:
+def _obj(
+    props: dict[str, Any], extra: bool = False, optional: dict[str, Any] | None = None
+) -> dict[str, Any]:
     return {
         "type": "object",
         "required": sorted(props),
-        "properties": props,
+        "properties": {**props, **(optional or {})},
         "additionalProperties": extra,
     }
 
 
-_THREAD = _obj({"pid": _INT, "tid": _INT, "name": _STR})
+# Only in a report over several hosts: the host of a thread or a log, the list of hosts, and
+# "clock": "wall" (its times are then wall-clock times, not each host's monotonic clock).
+_HOST = {"host": _STR}
+_THREAD = _obj({"pid": _INT, "tid": _INT, "name": _STR}, optional=_HOST)
 _DIST = _obj(
     {
         "count": _INT,
@@ -102,7 +107,8 @@ _SOURCE = _obj(
         "dropped": _INT,
         "first_ts": _NINT,
         "last_ts": _NINT,
-    }
+    },
+    optional=_HOST,
 )
 
 REPORT_SCHEMA: dict[str, Any] = {
@@ -124,7 +130,11 @@ REPORT_SCHEMA: dict[str, Any] = {
                     "last_ts": _NINT,
                     "span_ns": _INT,
                     "event_counts": {"type": "object", "additionalProperties": _INT},
-                }
+                },
+                optional={
+                    "hosts": {"type": "array", "items": _STR},
+                    "clock": {"enum": ["wall"]},
+                },
             ),
             "sources": {"type": "array", "items": _SOURCE},
             "problems": {

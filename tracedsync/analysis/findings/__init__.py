@@ -10,7 +10,7 @@ import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from ..aggregate import Aggregate
+from ..aggregate import Aggregate, Thread
 from ..labels import Labels
 
 SEVERITIES = ("info", "warning", "error")
@@ -45,7 +45,10 @@ class Finding:
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        import orjson
+
+        d: dict[str, Any] = orjson.loads(orjson.dumps(self))
+        return d
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
@@ -59,7 +62,7 @@ def make(
     labels: Labels,
     *,
     sites: Iterable[str] = (),
-    threads: Iterable[tuple[int, int]] = (),
+    threads: Iterable[Thread] = (),
     prims: Iterable[str] = (),
     count: int = 1,
     **details: Any,
@@ -71,8 +74,8 @@ def make(
         severity=severity,
         message=message,
         call_sites=list(dict.fromkeys(s for s in sites if s)),
-        threads=[labels.thread(p, t) for p, t in ths],
-        processes=sorted({p for p, _ in ths}),
+        threads=[labels.thread(*t) for t in ths],
+        processes=sorted({t[1] for t in ths}),
         prims=list(dict.fromkeys(prims)),
         count=count,
         details=details,

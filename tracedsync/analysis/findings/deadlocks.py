@@ -15,18 +15,16 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..aggregate import Aggregate, ProcessEnd
+from ..aggregate import Aggregate, ProcessEnd, Thread
 from ..graph import cycles
 from ..labels import Labels
 from . import Finding, Options, make
-
-Thread = tuple[int, int]
 
 
 def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     out = _runtime(agg, labels)
     # A deadlock the recorder reported at run time is not inferred a second time.
-    done = {frozenset((t["pid"], t["tid"]) for t in f.threads) for f in out}
+    done = {frozenset((t.get("host", ""), t["pid"], t["tid"]) for t in f.threads) for f in out}
     out.extend(_inferred(agg, labels, done))
     return out
 
@@ -39,11 +37,12 @@ def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
     reports: dict[Any, dict[Any, int]] = {}
     for ev in agg.deadlocks:
         members = []
+        host = str(ev.get("host", ""))
         for c in ev["cycle"]:
             pid = int(c.get("pid", ev.get("pid") or 0))
             tid = c.get("tid")
             members.append((pid, tid, c.get("prim"), c.get("site")))
-        key = tuple(sorted((p, t, str(x)) for p, t, x, _ in members))
+        key = tuple(sorted((host, p, t, str(x)) for p, t, x, _ in members))
         by = reports.setdefault(key, {})
         by[ev.get("pid")] = by.get(ev.get("pid"), 0) + 1
         if key in seen:
@@ -51,7 +50,7 @@ def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
             _merge_stacks(seen[key].details["cycle"], ev["cycle"])
             continue
         chain = ", ".join(
-            f"{labels.thread_text(p, t) if isinstance(t, int) else t} waits for "
+            f"{labels.thread_text(host, p, t) if isinstance(t, int) else t} waits for "
             f"{labels.prim(x) if isinstance(x, str) else x}" + (f" at {s}" if s else "")
             for p, t, x, s in members
         )
@@ -65,7 +64,7 @@ def _runtime(agg: Aggregate, labels: Labels) -> list[Finding]:
             "a plain Lock or semaphore in it could end the wait.",
             labels,
             sites=[s for *_, s in members if isinstance(s, str)],
-            threads=[(p, t) for p, t, *_ in members if isinstance(t, int)],
+            threads=[(host, p, t) for p, t, *_ in members if isinstance(t, int)],
             prims=[x for _, _, x, _ in members if isinstance(x, str)],
             source="runtime",
             key=key,
@@ -87,19 +86,20 @@ def _held_at_end(end: ProcessEnd) -> dict[Thread, dict[str, str]]:
     held: dict[Thread, dict[str, str]] = {}
     for tid, items in end.held.items():
         for prim, site, _ in items:
-            held.setdefault((end.pid, tid), {})[prim] = site
+            held.setdefault((end.host, end.pid, tid), {})[prim] = site
     for prim, tid, _ in end.owners_at_exit:
-        held.setdefault((end.pid, tid), {}).setdefault(prim, "?")
+        held.setdefault((end.host, end.pid, tid), {}).setdefault(prim, "?")
     return held
 
 
 def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
     held: dict[Thread, dict[str, str]] = {}
-    hung: dict[int, bool] = {}
+    hung: dict[tuple[str, int], bool] = {}
     for end in agg.ends:
         for t, hs in _held_at_end(end).items():
             held.setdefault(t, {}).update(hs)
-        hung[end.pid] = hung.get(end.pid, False) or not end.ended
+        proc = (end.host, end.pid)
+        hung[proc] = hung.get(proc, False) or not end.ended
     then: dict[str, set[str]] = {}  # A -> locks taken while holding A
     for a, b in agg.edges:
         then.setdefault(a, set()).add(b)
@@ -107,14 +107,15 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
     wait_for: dict[Thread, dict[Thread, str]] = {}  # T -> U -> the lock T probably waits for
     for t, hs in held.items():
         for x in hs:
-            for y in then.get(x, ()):
+            for y in sorted(then.get(x, ())):  # (sets iterate in a per-process order)
                 u = owner.get(y)
                 if u is not None and u != t and y not in hs:
                     wait_for.setdefault(t, {})[u] = y
     for (kind, prim, _site), tally in agg.runtime.items():
         if kind == "long_wait":  # the recorder saw T waiting on prim, held by thread b
-            for p, t, b in tally.details.get("waits", []):
-                wait_for.setdefault((p, t), {})[(p, b)] = prim
+            for w in tally.details.get("waits", []):
+                h, p, t, b = w if len(w) == 4 else ("", *w)
+                wait_for.setdefault((h, p, t), {})[(h, p, b)] = prim
     out: list[Finding] = []
     graph = {t: list(us) for t, us in wait_for.items()}
     for cyc in cycles(graph):
@@ -132,8 +133,8 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
             )
             sites.extend(held.get(t, {}).values())
             prims.append(y)
-        pids = {p for p, _ in cyc}
-        stuck = any(hung.get(p, False) for p in pids)
+        procs = {(h, p) for h, p, _ in cyc}
+        stuck = any(hung.get(p, False) for p in procs)
         out.append(
             make(
                 "deadlock",
@@ -152,7 +153,9 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
                 source="inferred",
             )
         )
-    in_cycle = {t for f in out for t in ((x["pid"], x["tid"]) for x in f.threads)}
+    in_cycle = {
+        t for f in out for t in ((x.get("host", ""), x["pid"], x["tid"]) for x in f.threads)
+    }
     in_cycle.update(t for threads in done for t in threads)
     for end in agg.ends:
         for t, hs in sorted(_held_at_end(end).items()):

@@ -23,7 +23,7 @@ def _edge_details(a: str, b: str, e: Edge, labels: Labels) -> dict[str, Any]:
         "to": b,
         "count": e.count,
         "sites": [[sa, sb, n] for (sa, sb), n in sorted(e.sites.items())],
-        "threads": [labels.thread(p, t) for p, t in sorted(e.threads)],
+        "threads": [labels.thread(*t) for t in sorted(e.threads)],
     }
 
 

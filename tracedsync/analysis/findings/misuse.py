@@ -66,7 +66,11 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 f"{who} at exit); a release is missing on some path.",
                 labels,
                 prims=[p["prim"]],
-                threads=[(int(p["pid"]), int(k)) for k in held if str(k).isdigit()],
+                threads=[
+                    (str(p.get("host", "")), int(p["pid"]), int(k))
+                    for k in held
+                    if str(k).isdigit()
+                ],
                 count=n,
             )
         )

@@ -6,6 +6,8 @@ miss values that share the threshold's own bucket (within 6 % of it); maxima are
 
 from __future__ import annotations
 
+import heapq
+
 from ..aggregate import Aggregate, SiteStat
 from ..labels import Labels
 from . import Finding, Options, make, ms
@@ -67,11 +69,12 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 source="runtime",
             )
         )
-    hot = sorted(
+    hot = heapq.nsmallest(
+        options.hot_sites,
         ((prim, st) for prim, st in every if st.contended),
         key=lambda x: (-x[1].wait.total, x[0], x[1].site),
     )
-    for prim, st in hot[: options.hot_sites]:
+    for prim, st in hot:
         total = st.wait.total
         share = st.contended / max(1, st.acquisitions + st.failed)
         out.append(

@@ -49,11 +49,11 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                     make(
                         "unfinished_wait",
                         "info",
-                        f"{labels.thread_text(end.pid, tid)} was still waiting on "
+                        f"{labels.thread_text(end.host, end.pid, tid)} was still waiting on "
                         f"{labels.prim(prim)} at {site} when the log ended.",
                         labels,
                         sites=[site],
-                        threads=[(end.pid, tid)],
+                        threads=[(end.host, end.pid, tid)],
                         prims=[prim],
                     )
                 )

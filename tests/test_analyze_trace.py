@@ -1,0 +1,57 @@
+"""The Perfetto trace drawn in the same pass as the statistics: once, by either kernel."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from test_analyze_kernels import workload
+from test_analyze_util import Log
+
+from tracedsync.analysis import render_perfetto
+from tracedsync.analysis.native import kernel_class
+from tracedsync.analysis.scan import scan_file
+from tracedsync.analysis.trace import TraceSpec
+from tracedsync.cli import main
+
+
+def _lines(path: Path) -> list[bytes]:
+    return sorted(path.read_bytes().split(b",\n"))
+
+
+@pytest.mark.skipif(kernel_class() is None, reason="native scanner not built")
+def test_native_and_python_draw_the_same_trace(tmp_path: Path) -> None:
+    """The same events, byte for byte (the order of parts of a file may differ)."""
+    path = workload(4, events=800).write(tmp_path)
+    for native in (True, False):
+        scan_file(path, native=native, trace=TraceSpec(str(tmp_path / f"{native}.part"), 1 << 40))
+    assert _lines(tmp_path / "True.part") == _lines(tmp_path / "False.part")
+
+
+def test_the_cli_reads_each_log_once_and_draws_everything(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """-f perfetto: the trace comes from the scan itself (drawing it again would read the logs
+    a second time); holds released out of order are async slices, others nest."""
+
+    def no_second_read(*_: object) -> None:
+        raise AssertionError("the logs were read again")
+
+    monkeypatch.setattr(render_perfetto, "draw", no_second_read)
+    log = Log()
+    a, b = log.created(1, name="a"), log.created(2, name="b")
+    log.thread(7, "t")
+    log.acquire(7, a, "x.py:1")
+    log.acquire(7, b, "x.py:2")
+    log.release(7, a, hold=2000)  # a before b: not last-in-first-out
+    log.release(7, b, hold=1500)
+    log.end()
+    log.write(tmp_path)
+    out = tmp_path / "trace.json"
+    assert main(["analyze", str(tmp_path), "-f", "perfetto", "-o", str(out)]) == 0
+    events = json.loads(out.read_text())["traceEvents"]
+    holds = [e for e in events if e.get("cat") == "hold"]
+    assert sorted((e["ph"], e["name"]) for e in holds) == [
+        ("X", "b (Lock 100.2)"), ("b", "a (Lock 100.1)"), ("e", "a (Lock 100.1)")]
+    assert {e["args"]["name"] for e in events if e["ph"] == "M"} >= {"t"}

@@ -1,0 +1,405 @@
+"""What the scanner does with every event but acquire and release (the rare ones).
+
+`RareHandlers` is mixed into `scan.Scanner`, which owns the state these methods read and write
+(see its ``__init__``). Each handler takes the event as a dict (parsed by orjson) and may raise
+on a malformed one: the caller reports the line and goes on. The state kept between events is
+per thread (value reads) or per condition (a notify and a ``cond_wait`` are both recorded under
+the condition's lock, so their order in the file is their real order).
+
+Threads are recorded as ``("", pid, tid)``: the file's host is filled in when the file is
+finished (`hosts.qualify`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import reader
+from .aggregate import MAX_THREADS, UNKNOWN_SITE, PrimInfo, Tally
+from .caps import keep_smallest
+from .hosts import host_info, host_key
+
+Event = dict[str, Any]
+WAIT_FIELDS = ("wait_ns", "waited_ns")
+MAX_VALUE_READS = 100_000  # reads remembered for pairing, per file
+SESSION_FIELDS = ("ts", "ppid", "process", "argv", "python", "version", "hostname", "wall_ns",
+                  "mono_ns")
+
+
+class RareHandlers:
+    """The handlers; see the module docstring. Attributes are the Scanner's."""
+
+    # Declared for the type checker; set by Scanner.__init__.
+    agg: Any
+    source: Any
+    kernel: Any
+    path: str
+    pid: int
+    host: str | None
+    problems: list[Any]
+    pid_of: dict[int, int]
+    ident_tid: dict[int, int]
+    waiting: dict[tuple[int, str], tuple[str, bool]]
+    last_notify: dict[str, tuple[int, int, str, int | None]]
+    last_set: dict[str, tuple[int, str, int | None]]
+    last_clear: dict[str, int]
+    value_reads: dict[tuple[Any, ...], tuple[str, bool]]
+    saw_values: bool
+    rmw_unpaired: set[tuple[str, str]]
+    owners_at_exit: list[tuple[str, int, int]]
+    session_no: int
+    ended: bool
+    counters_only: bool
+
+    def _lineno(self) -> int:
+        raise NotImplementedError
+
+    def _close_process(self) -> None:
+        raise NotImplementedError
+
+    def handlers(self) -> dict[str, Any]:
+        return {
+            "session": self._session,
+            "thread": self._thread,
+            "created": self._created,
+            "cond_wait": self._cond_wait,
+            "cond_wake": self._cond_wake,
+            "notify": self._notify,
+            "notify_all": self._notify,
+            "misuse": self._misuse,
+            "stats": self._stats,
+            "dropped": self._dropped,
+            "session_end": self._session_end,
+            "reinit": self._reinit,
+            "deadlock": self._deadlock,
+            "rmw": self._rmw,
+            "value_get": self._value_get,
+            "value_set": self._value_set,
+            "long_wait": self._long,
+            "long_hold": self._long,
+            "event_set": self._event_set,
+            "event_clear": self._event_clear,
+            "event_wait": self._event_wait,
+            "sem_acquire": self._sem_acquire,
+            "barrier_broken": self._barrier_broken,
+        }
+
+    def _prim(self, prim: str) -> PrimInfo:
+        info = self.agg.prims.get(prim)
+        if info is None:
+            info = self.agg.prims[prim] = PrimInfo(prim)
+            info.counters_only = self.counters_only
+        return info  # type: ignore[no-any-return]
+
+    def _tally(self, table: dict[Any, Tally], key: Any, ev: Event, ns: int = 0) -> Tally:
+        t = table.get(key)
+        if t is None:
+            t = table[key] = Tally()
+        pid = ev.get("pid", self.pid)
+        tid = ev.get("tid")
+        t.hit(pid if type(pid) is int else self.pid, tid if type(tid) is int else None, ns)
+        return t
+
+    # -- rare events --------------------------------------------------------------------------
+    def _session(self, ev: Event) -> None:
+        reader.check_session(ev, self.path, self._lineno(), self.problems)
+        if self.host is None:  # the file's host: its first session's
+            self.host = host_key(ev)
+        info = host_info(ev)
+        cur = self.agg.hosts.get("")
+        if cur is None:
+            self.agg.hosts[""] = info
+        else:
+            cur.merge(info)
+        if self.session_no:
+            self._close_process()  # a later run appended to the same file
+        self.session_no += 1
+        self.pid = int(ev["pid"])
+        self.source.pid = self.pid
+        settings = ev.get("settings") or {}
+        self.counters_only = isinstance(settings, dict) and settings.get("level") == "contention"
+        session = {k: ev.get(k) for k in SESSION_FIELDS}
+        if "boot_id" in ev:
+            session["boot_id"] = ev.get("boot_id")
+        session["pid"] = self.pid
+        session["level"] = settings.get("level") if isinstance(settings, dict) else None
+        self.source.sessions.append(session)
+
+    def _thread(self, ev: Event) -> None:
+        tid = ev["tid"]
+        pid = int(ev["pid"])
+        if not self.pid:
+            self.pid = pid
+            self.source.pid = pid
+        self.pid_of[tid] = pid
+        ident = ev.get("ident")
+        if isinstance(ident, int):
+            self.ident_tid[ident] = tid
+        self.agg.threads[("", pid, tid)] = str(ev.get("name") or tid)
+
+    def _created(self, ev: Event) -> None:
+        info = self._prim(ev["prim"])
+        info.kind = str(ev.get("kind") or "?")
+        info.name = ev.get("name")
+        info.site = ev.get("site")
+        info.func = ev.get("func")
+        info.pid = int(ev["pid"])
+        lock = ev.get("lock")
+        info.lock = lock if isinstance(lock, str) else None
+
+    def _cond_wait(self, ev: Event) -> None:
+        prim = ev["prim"]
+        last = self.last_notify.get(prim)
+        lost = last is not None and last[1] == 0
+        self.waiting[(ev["tid"], prim)] = (ev.get("site") or UNKNOWN_SITE, lost)
+
+    def _cond_wake(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        info.cond_waits += 1
+        pending = self.waiting.pop((ev["tid"], prim), None)
+        if not ev.get("notified"):
+            info.cond_timeouts += 1
+            if pending is not None and pending[1]:
+                self._lost(ev, prim, pending[0], int(ev.get("waited_ns") or 0))
+
+    def _lost(self, ev: Event, prim: str, wait_site: str, waited: int) -> None:
+        last = self.last_notify.get(prim)
+        notify_site = last[2] if last else UNKNOWN_SITE
+        t = self._tally(self.agg.lost_wakeups, (prim, notify_site, wait_site), ev, waited)
+        if last is not None and last[3] is not None:
+            keep_smallest(t.threads, [("", self.pid, last[3])], MAX_THREADS)
+        t.details.setdefault("still_waiting", 0)
+
+    def _notify(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        info.notifies += 1
+        waiters = int(ev.get("waiters") or 0)
+        if waiters == 0:
+            info.unheard_notifies += 1
+        self.last_notify[prim] = (ev["ts"], waiters, ev.get("site") or UNKNOWN_SITE, ev["tid"])
+
+    def _event_set(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        site = ev.get("site") or UNKNOWN_SITE
+        self.last_set[prim] = (ev["ts"], site, ev.get("tid"))
+        waiters = ev.get("waiters")
+        if isinstance(waiters, int):
+            self.last_notify[prim] = (ev["ts"], waiters, site, ev["tid"])
+
+    def _event_clear(self, ev: Event) -> None:
+        self._count_other(ev)
+        self.last_clear[ev["prim"]] = ev["ts"]
+
+    def _event_wait(self, ev: Event) -> None:
+        """A timed-out wait that began after a set *and* its clear missed that pulse."""
+        prim = ev["prim"]
+        self._count_other(ev)
+        if ev.get("result") is not False and ev.get("timed_out") is not True:
+            return
+        waited = _waited(ev)
+        began = ev["ts"] - waited
+        last = self.last_set.get(prim)
+        if last is None or last[0] > began:
+            return
+        cleared = self.last_clear.get(prim)
+        unheard = self.last_notify.get(prim)
+        if (cleared is not None and last[0] <= cleared <= began) or (
+            unheard is not None and unheard[1] == 0 and unheard[0] == last[0]
+        ):
+            self.last_notify[prim] = (last[0], 0, last[1], last[2])
+            self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+
+    def _sem_acquire(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        info.events["sem_acquire"] = info.events.get("sem_acquire", 0) + 1
+        if ev.get("contended"):
+            info.other_wait.add(int(ev.get("wait_ns") or 0))
+        if ev.get("ok") is False and ev.get("blocking", True):
+            info.other_timeouts += 1
+
+    def _barrier_broken(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        key = (prim, str(ev.get("why") or "?"), ev.get("site") or UNKNOWN_SITE)
+        t = self._tally(self.agg.broken, key, ev, _waited(ev))
+        by = ev.get("broken_by")
+        if isinstance(by, int):
+            t.details.setdefault("broken_by", [int(ev.get("pid", self.pid)), by])
+        if ev.get("error"):
+            t.details.setdefault("error", ev.get("error"))
+
+    def _misuse(self, ev: Event) -> None:
+        prim = ev.get("prim") or "?"
+        if prim != "?":
+            self._prim(prim).misuse += 1
+        key = (prim, str(ev.get("what") or "misuse"), ev.get("site") or UNKNOWN_SITE)
+        t = self._tally(self.agg.misuse, key, ev)
+        t.details.setdefault("error", ev.get("error"))
+        t.details.setdefault("func", ev.get("func"))
+
+    def _stats(self, ev: Event) -> None:
+        prim = ev["prim"]
+        info = self._prim(prim)
+        if info.kind == "?" and isinstance(ev.get("kind"), str):
+            info.kind = ev["kind"]
+            info.name = ev.get("name")
+        info.stats_acquisitions += int(ev.get("acquisitions") or 0)
+        # Schema 2 renamed the counter "contended" to "contended_count".
+        contended = ev.get("contended_count", ev.get("contended"))
+        info.stats_contended += int(contended or 0)
+        owner = ev.get("owner")
+        if isinstance(owner, int):
+            tid = self.ident_tid.get(owner, owner)
+            self.owners_at_exit.append((prim, tid, int(ev.get("depth") or 1)))
+        held_by = ev.get("held_by")
+        if held_by:
+            self.agg.permits_held.append(
+                {
+                    "prim": prim,
+                    "pid": self.pid,
+                    "host": "",
+                    "kind": info.kind,
+                    "name": info.name,
+                    "held_by": _held_by(held_by, self.ident_tid),
+                }
+            )
+
+    def _dropped(self, ev: Event) -> None:
+        self.source.dropped += int(ev.get("count") or 0)
+
+    def _session_end(self, ev: Event) -> None:
+        self.ended = True
+        self.source.ended = True
+
+    def _reinit(self, ev: Event) -> None:
+        prim = ev["prim"]
+        self._count_other(ev)
+        self.kernel.forget(prim)
+
+    def _deadlock(self, ev: Event) -> None:
+        cycle = ev.get("cycle")
+        if not isinstance(cycle, list):
+            raise TypeError("'cycle' is not a list")
+        self.agg.deadlocks.append(
+            {
+                "pid": ev.get("pid", self.pid),
+                "host": "",
+                "ts": ev.get("ts"),
+                "path": self.path,
+                "certain": ev.get("certain", True) is not False,
+                "cycle": [dict(c) for c in cycle if isinstance(c, dict)],
+            }
+        )
+
+    def _rmw(self, ev: Event) -> None:
+        prim = ev.get("prim") or "?"
+        self._count_other(ev)
+        key = (prim, ev.get("site") or UNKNOWN_SITE)
+        if self.saw_values:
+            self.rmw_unpaired.add(key)  # counted by its value_set pair, or once at the end
+            t = self.agg.rmw.get(key)
+            if t is None:
+                t = self.agg.rmw[key] = Tally()
+        else:
+            t = self._tally(self.agg.rmw, key, ev)
+        read = ev.get("read_site")
+        if isinstance(read, str):
+            t.details.setdefault("read_site", read)
+
+    # The run-time rule (_mp_rmw.py), as far as the log shows it: a thread read an item (the
+    # same Value, index or field) and then wrote it, and did not hold the value's lock at the
+    # read or at the write. (A lock held at both but released in between is not visible here:
+    # the run-time `rmw` event still reports such a site, counted once.) Unknown (`locked`
+    # null) is not unsafe.
+    def _value_get(self, ev: Event) -> None:
+        self.saw_values = True
+        self._count_other(ev)
+        key = (ev["tid"], ev["prim"], ev.get("index"), ev.get("field"))
+        locked = ev.get("locked")
+        if locked is None:
+            self.value_reads.pop(key, None)
+        else:
+            if len(self.value_reads) >= MAX_VALUE_READS:
+                self.value_reads.clear()  # reads never written back: forget (at worst a miss)
+            self.value_reads[key] = (ev.get("site") or UNKNOWN_SITE, locked is True)
+
+    def _value_set(self, ev: Event) -> None:
+        self.saw_values = True
+        self._count_other(ev)
+        key = (ev["tid"], ev["prim"], ev.get("index"), ev.get("field"))
+        read = self.value_reads.pop(key, None)
+        locked = ev.get("locked")
+        if read is not None and locked is not None and not (read[1] and locked):
+            site_key = (ev["prim"], ev.get("site") or UNKNOWN_SITE)
+            t = self._tally(self.agg.rmw, site_key, ev)
+            t.details.setdefault("read_site", read[0])
+            self.rmw_unpaired.discard(site_key)
+
+    def _long(self, ev: Event) -> None:
+        prim = ev.get("prim") or "?"
+        self._count_other(ev)
+        ns = _waited(ev) or int(ev.get("hold_ns") or 0)
+        key = (ev["event"], prim, ev.get("site") or UNKNOWN_SITE)
+        t = self._tally(self.agg.runtime, key, ev, ns)
+        holder = ev.get("blocked_by")
+        waits = t.details.setdefault("waits", [])
+        if isinstance(holder, int) and isinstance(ev.get("tid"), int) and len(waits) < MAX_THREADS:
+            waits.append(["", int(ev.get("pid", self.pid)), ev["tid"], holder])
+
+    def _unknown(self, ev: Event) -> None:
+        """Semaphores, events, barriers, `interrupted` and names we do not know: count them."""
+        if "prim" in ev:
+            self._count_other(ev)
+
+    def _count_other(self, ev: Event) -> None:
+        prim = ev.get("prim")
+        if not isinstance(prim, str):
+            return
+        info = self._prim(prim)
+        name = ev["event"]
+        info.events[name] = info.events.get(name, 0) + 1
+        waited = _waited(ev)
+        if waited:
+            info.other_wait.add(waited)
+        if _timed_out(ev):
+            info.other_timeouts += 1
+
+
+def _waited(ev: Event) -> int:
+    for f in WAIT_FIELDS:
+        v = ev.get(f)
+        if isinstance(v, int):
+            return v
+    return 0
+
+
+def _timed_out(ev: Event) -> bool:
+    return (
+        ev.get("ok") is False
+        or ev.get("result") is False
+        or ev.get("notified") is False
+        or ev.get("timed_out") is True
+    )
+
+
+def _held_by(value: Any, ident_tid: dict[int, int]) -> dict[str, int]:
+    """A semaphore's ``held_by`` as {tid: permits}: from the recorder's list of
+    ``{"tid", "ident", "permits"}`` (or a plain {thread: permits} map, or a list of threads)."""
+    out: dict[str, int] = {}
+    pairs: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        pairs = list(value.items())
+    else:
+        for item in value:
+            if isinstance(item, dict):
+                pairs.append((item.get("tid", item.get("ident")), item.get("permits", 1)))
+            else:
+                pairs.append((item, 1))
+    for t, n in pairs:
+        key = str(ident_tid.get(t, t)) if isinstance(t, int) else str(t)
+        out[key] = out.get(key, 0) + int(n)
+    return out
