@@ -88,6 +88,35 @@ def bench_inline(loops: int, kind: str, level: str) -> float:
     return dt
 
 
+def bench_end_to_end(loops: int, kind: str, level: str) -> float:
+    """200,000 ``with lock: pass`` then ``flush()``: the events on disk (the flusher's work is
+    part of the figure, as it is part of a traced program's)."""
+    total = 0.0
+    for _ in range(loops):
+        lock = _make(kind, level)
+        if level != "raw":
+            tracedsync.flush()
+            discard_log()
+        t0 = time.perf_counter()
+        for _ in range(20_000):
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+            with lock: pass  # noqa: E701
+        if level != "raw":
+            tracedsync.flush()
+        total += time.perf_counter() - t0
+        if level != "raw":
+            discard_log()
+    return total
+
+
 def bench_flush_cost(loops: int) -> float:
     """CPU to decode, render and write one recorded event (the flusher's share)."""
     tracedsync.configure(level="full", log_dir=LOG_DIR, flush_interval=3600, buffer_bytes=BUDGET)
@@ -124,6 +153,13 @@ def main() -> None:
                                            inner_loops=UNROLL)
             if bench is not None and not runner.args.worker:
                 results[(title, level)] = bench.mean()
+    e2e: dict[tuple[str, str], float] = {}
+    for kind in ("lock", "rlock"):
+        for level in ("raw", "full"):
+            bench = runner.bench_time_func(f"end to end: 200k with {kind}, then flush() [{level}]",
+                                           bench_end_to_end, kind, level)
+            if bench is not None and not runner.args.worker:
+                e2e[(kind, level)] = bench.mean()
     flush = runner.bench_time_func("flusher CPU per event", bench_flush_cost, inner_loops=1000)
     if runner.args.worker or not results:
         return
@@ -135,6 +171,11 @@ def main() -> None:
             t = results[(title, level)]
             cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    for kind in ("lock", "rlock"):
+        if (kind, "full") in e2e:
+            raw, full = e2e[(kind, "raw")], e2e[(kind, "full")]
+            lines.append(f"End to end, 200k `with {kind}` then flush(), events on disk: "
+                         f"raw {raw * 1e3:.1f} ms, full {full * 1e3:.1f} ms ({full / raw:.2f}x)")
     if flush is not None:
         lines.append("")
         lines.append(f"Flusher CPU per recorded event (decode + render + write): "

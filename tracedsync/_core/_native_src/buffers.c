@@ -46,6 +46,10 @@ static int flusher_waiting = 0;
 static uint64_t filled_at_wait = 0;
 static uint64_t wake_after_chunks = 16;   /* 1 MiB of records wakes a flusher that waits */
 static uint64_t dropped_total = 0;
+/* Set while the flusher is between two sleeps (collecting, rendering, writing): a recording
+ * thread that fills a chunk while records pile up past a quarter of the budget then yields the
+ * GIL once (see ts_rec_slow), so that the flusher is not starved by busy threads. */
+static volatile int flusher_busy = 0;
 
 static void
 tbuf_thread_exit(void *p)
@@ -202,6 +206,13 @@ ts_rec_slow(void)
         }
     }
     b->cur = fresh;
+    size_t in_use = ts_allocated - (size_t)n_free_chunks * CHUNK_BYTES;
+    if (flusher_busy && in_use > ts_budget / 4) {
+        /* Back-pressure without blocking on us: let a waiting flusher have the GIL once, as
+         * the interpreter itself would at its next switch. */
+        Py_BEGIN_ALLOW_THREADS
+        Py_END_ALLOW_THREADS
+    }
     return &fresh->recs[0];
 }
 
@@ -250,6 +261,7 @@ ts_wait_for_work(PyObject *self, PyObject *args)
     if (idle) {
         ts_flusher_idle = 1;
     }
+    flusher_busy = 0;
     flusher_waiting = 1;
     filled_at_wait = ts_filled_chunks;
     PyLockStatus r;
@@ -264,6 +276,7 @@ ts_wait_for_work(PyObject *self, PyObject *args)
         flusher_waiting = 0;
     }
     ts_flusher_idle = 0;
+    flusher_busy = 1;
     Py_RETURN_NONE;
 }
 
