@@ -35,6 +35,7 @@ from types import CodeType
 from typing import Any
 
 _MAX_READS = 64
+MAX_READS = _MAX_READS
 
 Read = tuple[CodeType, int, "bool | None", "int | None"]
 

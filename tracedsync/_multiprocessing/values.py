@@ -261,11 +261,58 @@ class TracedValue(_SyncBase):
 
     @property
     def value(self) -> Any:
-        return _access(get_state(self), _getframe(1), 2, False, False, "value", None)
+        st = get_state(self)
+        vb: _ValueBooks = st.ext
+        if vb.lock_kind != _MP or _rec is None or not rt.level:
+            return _access(st, _getframe(1), 2, False, False, "value", None)
+        # The common case, with the steps of _access inlined: a Value over a multiprocessing
+        # lock, with the native hot path.
+        level = rt.level
+        locked = vb.owned()
+        lst = vb.lock_state
+        hold = lst.t_hold if locked and lst.owner == rt.ident() else None  # type: ignore[union-attr]
+        _enter(vb.lock)
+        try:
+            result = vb.obj.value
+            vb.gets += 1
+            if not locked:
+                vb.unlocked += 1
+            f = _getframe(1)
+            reads = rmw.reads()
+            if len(reads) >= rmw.MAX_READS:
+                reads.clear()
+            reads[(st.prim, None)] = (f.f_code, -1 - f.f_lasti, locked, hold)
+            if level == FULL:
+                _rec(K_VALUE, st.prim_pid, st.prim_n, 4 if locked else 0, 0, 0, 0, 0)
+        finally:
+            _exit(vb.lock)
+        return result
 
     @value.setter
     def value(self, value: Any) -> None:
-        _access(get_state(self), _getframe(1), 2, True, False, "value", None, value)
+        st = get_state(self)
+        vb: _ValueBooks = st.ext
+        if vb.lock_kind != _MP or _rec is None or not rt.level:
+            _access(st, _getframe(1), 2, True, False, "value", None, value)
+            return
+        level = rt.level
+        locked = vb.owned()
+        lst = vb.lock_state
+        me = rt.ident()
+        hold = lst.t_hold if locked and lst.owner == me else None  # type: ignore[union-attr]
+        _enter(vb.lock)
+        try:
+            vb.obj.value = value
+            vb.sets += 1
+            if not locked:
+                vb.unlocked += 1
+            read = rmw.check_set(st.prim, None, locked, hold)
+            if read is not None:
+                _rmw(st, vb, me, None, read, _getframe(1))
+            if level == FULL:
+                _rec(K_VALUE, st.prim_pid, st.prim_n, 5 if locked else 1, 0, 0, 0, 0)
+        finally:
+            _exit(vb.lock)
 
 
 class TracedArray(_SyncBase):
