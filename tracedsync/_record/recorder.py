@@ -41,6 +41,7 @@ from .._core.diagnostics import report
 from .._core.ops import OP_SESSION_END
 from .._core.registry import report_all
 from .._version import SCHEMA_VERSION, __version__
+from . import sighandlers
 from .config import ConfigError, Settings
 from .decode import Decoder, Event
 from .sink import Sink
@@ -371,20 +372,17 @@ class Recorder:
         """Flush on SIGTERM, then die of it as the program would have.
 
         Only when SIGTERM still has its default action (a program's own handler is never
-        replaced) and only from the main thread (``signal.signal`` requires it). The handler
-        flushes with a bounded wait for the write lock, restores the default action and sends
-        SIGTERM again, so the exit status is the original one. Caveat: Python runs signal
-        handlers in the main thread between bytecodes, so a main thread stuck inside a long C
-        call dies when that call returns rather than at once.
+        replaced) and only from the main thread (``signal.signal`` requires it). The handler is
+        hidden from the program (`sighandlers`): ``signal.getsignal(SIGTERM)`` still returns
+        ``SIG_DFL``, and a program that sets its own handler later replaces ours (setting
+        ``SIG_DFL`` again puts ours back). The handler flushes with a bounded wait for the write
+        lock, restores the default action and sends SIGTERM again, so the exit status is the
+        original one. Caveat: Python runs signal handlers in the main thread between bytecodes,
+        so a main thread stuck inside a long C call dies when that call returns rather than at
+        once.
         """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                return
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError, AttributeError):  # pragma: no cover - no SIGTERM here
-            return
+        self._sigterm_handler = self._on_sigterm  # one object: the one installed, compared
+        sighandlers.install(signal.SIGTERM, self._sigterm_handler)
 
     def _on_sigterm(self, signum: int, frame: object) -> None:
         if self._write_lock.acquire(timeout=1.0):
@@ -397,8 +395,7 @@ class Recorder:
             finally:
                 rt.guard.on = was
                 self._write_lock.release()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        sighandlers.die_of(signum)
 
 
 class _Guarded:
