@@ -137,7 +137,7 @@ def main(argv: Sequence[str]) -> int:
     except tracedsync.ConfigError as exc:
         print(f"tracedsync run: error: {exc}", file=sys.stderr)
         return 2
-    _prepare_environment(include, exclude)
+    prepare_environment(include, exclude)
     if not opts.no_summary:
         # Every directory this process logs to: the program may configure its own.
         log_dirs = [log_dir]
@@ -164,8 +164,13 @@ def _note_dir(log_dirs: list[str], path: str) -> None:
         log_dirs.append(path)
 
 
-def _prepare_environment(include: list[str], exclude: list[str]) -> None:
-    """What Python children need to be traced too (settings travel with `configure()`)."""
+CHILD_ENVIRONMENT = (ENV_PATCH, ENV_INCLUDE, ENV_EXCLUDE, "PYTHONPATH")
+"""The variables `prepare_environment` sets (the settings are exported by `configure()`)."""
+
+
+def prepare_environment(include: list[str], exclude: list[str]) -> None:
+    """What Python children need to be traced too (settings travel with `configure()`); the
+    pytest plugin prepares its session's children the same way."""
     env = os.environ
     env[ENV_PATCH] = "1"
     env[ENV_INCLUDE] = ",".join(include)
