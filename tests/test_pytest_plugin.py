@@ -339,3 +339,27 @@ def test_an_unusable_log_dir_is_a_usage_error(tmp_path: Path) -> None:
     proc = inner_pytest(tmp_path, "--tracedsync", "--tracedsync-log-dir", "file/logs")
     assert proc.returncode == 4, proc.stdout + proc.stderr
     assert "is not a directory" in proc.stderr
+
+
+LONG_NAMED_TESTS = '''
+import threading
+
+def test_locks():
+    first_lock_with_a_long_name = threading.Lock()
+    for _ in range(3):
+        with first_lock_with_a_long_name:
+            pass
+'''
+
+
+def test_the_summary_does_not_cut_file_and_line_when_piped(tmp_path: Path) -> None:
+    """pytest's output is a pipe here (80 columns for pytest): the report's tables keep their
+    natural width, so a long file:line is whole on its line and no column is lost."""
+    name = "test_a_module_with_a_rather_long_name_for_the_report_to_show.py"
+    (tmp_path / name).write_text(textwrap.dedent(LONG_NAMED_TESTS), encoding="utf-8")
+    proc = inner_pytest(tmp_path, "--tracedsync", "--tracedsync-log-dir", "logs", name,
+                        env=_env(EXPECT_LOCK="TracedLock", COLUMNS=""))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{name}:5" in proc.stdout and f"{name}:7" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if "created at" in line)
+    assert "thr/proc" in header

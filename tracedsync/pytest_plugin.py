@@ -192,7 +192,10 @@ class TracedSession:
 
         tw = terminalreporter.config.get_terminal_writer()
         out = io.StringIO()
-        _runsummary.render(self.report, self.log_dir, out, width=tw.fullwidth, color=tw.hasmarkup)
+        # A terminal's width is fitted (tables split by columns, never cut); written to a file
+        # or a pipe, the tables keep their natural width (or COLUMNS), not pytest's 80.
+        width = tw.fullwidth if terminalreporter.isatty else None
+        _runsummary.render(self.report, self.log_dir, out, width=width, color=tw.hasmarkup)
         terminalreporter.write_sep("=", "tracedsync")
         terminalreporter.write(out.getvalue())
         for line in self.untraced:
