@@ -3,8 +3,12 @@ fit a width; their natural width when written to a file or a pipe, or ``COLUMNS`
 
 from __future__ import annotations
 
+import html
 import io
+import json
 import re
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -94,3 +98,121 @@ def test_columns_from_the_environment() -> None:
     assert env_columns({"COLUMNS": "x"}) is None
     assert env_columns({"COLUMNS": "5"}) is None
     assert env_columns({}) is None
+
+
+# -- the HTML report's contention timeline -------------------------------------------------------
+SECOND = 1_000_000_000
+WIDE_LABEL = "lock {} WWWWWWWWWWWWWWWWWWWWWWWWWWWWWW MMMMMMMM, a long and wide name"
+
+
+def _timeline_report(tmp_path: Path, series: int = 9) -> Report:
+    """One wait of 1 s on the first lock, then a 1 ms wait on each of the others, 100 ms
+    apart: about 2 s of run."""
+    log = Log()
+    log.thread(7, "holder")
+    log.thread(8, "waiter")
+    prims = [log.created(i + 1, "Lock", name=WIDE_LABEL.format(i), site=f"app.py:{i + 1}")
+             for i in range(series)]
+    log.acquire(7, prims[0], "app.py:50")
+    log.release(7, prims[0], hold=SECOND - 1000, dt=SECOND - 1000)
+    log.acquire(8, prims[0], "app.py:51", wait=SECOND, blocked_by=7, dt=1000)
+    log.release(8, prims[0])
+    for p in prims[1:]:
+        log.acquire(7, p, "app.py:60", dt=SECOND // 10)
+        log.release(7, p, hold=1_000_000, dt=1_000_000)
+        log.acquire(8, p, "app.py:61", wait=1_000_000, blocked_by=7, dt=10)
+        log.release(8, p)
+    log.end()
+    log.write(tmp_path)
+    return build_report(analyze([str(tmp_path)]))
+
+
+def test_the_timeline_spreads_a_wait_over_the_slices_it_covers(tmp_path: Path) -> None:
+    """The 1 s wait is drawn over the half of the run it lasted, at most one slice's worth in
+    any slice (it was all in the slice where it ended), and counted once, where it ended."""
+    tl = _timeline_report(tmp_path).timeline
+    (first,) = [s for s in tl.series if s.label.startswith("lock 0 ")]
+    assert sum(first.wait_ns) == SECOND
+    assert sum(first.waits) == 1
+    assert max(first.wait_ns) <= tl.column_ns
+    covered = sum(1 for v in first.wait_ns if v)
+    assert abs(covered - SECOND / tl.column_ns) <= 2
+    # The short waits each stay within a slice or two.
+    for s in tl.series:
+        if s is not first and s.prim != "other":
+            assert sum(s.wait_ns) == 1_000_000 and sum(1 for v in s.wait_ns if v) <= 2
+
+
+def test_a_wait_longer_than_the_timeline_keeps_coarsens_it(tmp_path: Path) -> None:
+    """A wait of an hour spreads over a coarser timeline, not a bucket per millisecond."""
+    from tracedsync.analysis.aggregate import TIMELINE_MAX_BUCKETS
+
+    log = Log()
+    lock = log.created(1)
+    log.acquire(8, lock, "app.py:2", wait=3600 * SECOND, blocked_by=7, dt=3600 * SECOND)
+    log.end()
+    agg = log.scan(tmp_path)
+    (buckets,) = agg.timeline.values()
+    assert 100 < len(buckets) <= TIMELINE_MAX_BUCKETS
+    assert sum(w for _, w in buckets.values()) == 3600 * SECOND
+    assert sum(n for n, _ in buckets.values()) == 1
+
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+OVERLAP_PROBE = """
+<pre id=probe></pre>
+<script>
+function box(e) { const r = e.getBoundingClientRect(); return [r.left, r.top, r.right, r.bottom]; }
+function overlaps(elements) {
+  const b = elements.map(box), found = [];
+  for (let i = 0; i < b.length; i++)
+    for (let j = i + 1; j < b.length; j++)
+      if (b[i][0] < b[j][2] - 0.5 && b[j][0] < b[i][2] - 0.5 &&
+          b[i][1] < b[j][3] - 0.5 && b[j][1] < b[i][3] - 0.5)
+        found.push(elements[i].textContent + " / " + elements[j].textContent);
+  return found;
+}
+const groups = [...document.querySelectorAll("svg")].map(s => [...s.querySelectorAll("text")]);
+groups.push([...document.querySelectorAll(".legend li")]);
+document.getElementById("probe").textContent = JSON.stringify({
+  measured: groups.map(g => g.length), overlaps: groups.flatMap(overlaps)});
+</script>
+"""
+
+
+def _chromium(page: Path, profile: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    assert CHROMIUM is not None
+    return subprocess.run(
+        [CHROMIUM, "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
+         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+         f"--user-data-dir={profile}", "--window-size=1200,1600", *args, page.as_uri()],
+        check=True, timeout=120, capture_output=True, text=True,
+    )
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="no chromium to render the HTML report")
+def test_timeline_labels_do_not_overlap_in_a_browser(tmp_path: Path) -> None:
+    """Rendered by headless Chromium (a screenshot, then the laid-out page): no two labels of
+    a plot, axis ticks and legend entries alike, overlap, with nine series of long, wide
+    labels (the legend's estimate of text widths made them overlap)."""
+    from tracedsync.analysis.render_html import HtmlRenderer
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    out = io.StringIO()
+    HtmlRenderer().render(_timeline_report(logs), out)
+    page = tmp_path / "report.html"
+    page.write_text(out.getvalue().replace("</body>", OVERLAP_PROBE + "</body>"),
+                    encoding="utf-8")
+    shot = tmp_path / "report.png"
+    _chromium(page, tmp_path / "profile1", f"--screenshot={shot}")
+    data = shot.read_bytes()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    assert int.from_bytes(data[16:20], "big") == 1200  # the IHDR's width
+    dom = _chromium(page, tmp_path / "profile2", "--dump-dom").stdout
+    found = re.search(r'<pre id="probe">(.*?)</pre>', dom, re.S)
+    assert found is not None, dom[-2000:]
+    probe = json.loads(html.unescape(found.group(1)))
+    assert probe["overlaps"] == []
+    assert probe["measured"][0] >= 6  # the timeline's axis labels
+    assert probe["measured"][-1] == 9  # the legend: 8 series and "1 other primitives"

@@ -125,8 +125,6 @@ class Scanner:
         sites = self.agg.sites
         held_by = self.held
         handlers = self._handlers
-        timeline = self.agg.timeline
-        shift = self.agg.timeline_shift
         unknown = self._unknown
         last_tid: Any = None  # the thread whose held-locks table is in ``held``
         held: dict[str, SiteStat] = {}
@@ -152,16 +150,7 @@ class Scanner:
                             wait = ev["wait_ns"]
                             ss.waits.append(wait)
                             ss.contended += 1
-                            tl = timeline.get(prim)
-                            if tl is None:
-                                tl = timeline[prim] = {}
-                            b = ev["ts"] >> shift
-                            cell = tl.get(b)
-                            if cell is None:
-                                tl[b] = [1, wait]
-                            else:
-                                cell[0] += 1
-                                cell[1] += wait
+                            self._timeline_wait(prim, ev["ts"], wait)
                         if ev["ok"]:
                             ss.acquisitions += 1
                             depth = ev["depth"]
@@ -215,6 +204,7 @@ class Scanner:
                 start = k + 1
                 continue
             break
+        timeline = self.agg.timeline
         if len(timeline) and max(len(t) for t in timeline.values()) > TIMELINE_MAX_BUCKETS:
             self._coarsen()
 
@@ -243,6 +233,36 @@ class Scanner:
 
     def _problem(self, line: int, reason: str) -> None:
         self.problems.append(Problem(self.path, line, reason))
+
+    def _timeline_wait(self, prim: str, end: int, wait: int) -> None:
+        """A contended wait on the timeline: counted in the bucket where it ended, its time
+        spread over the buckets it covers (a 1 s wait is not all in its last millisecond). A
+        wait that spans more buckets than a timeline keeps coarsens the timeline first."""
+        agg = self.agg
+        start = end - wait if wait > 0 else end
+        while (end >> agg.timeline_shift) - (start >> agg.timeline_shift) >= TIMELINE_MAX_BUCKETS:
+            agg.timeline = {
+                p: rebin(b, agg.timeline_shift, agg.timeline_shift + 1)
+                for p, b in agg.timeline.items()
+            }
+            agg.timeline_shift += 1
+        shift = agg.timeline_shift
+        tl = agg.timeline.get(prim)
+        if tl is None:
+            tl = agg.timeline[prim] = {}
+        last = end >> shift
+        b = start >> shift
+        t = start
+        while b <= last:
+            edge = min(end, (b + 1) << shift)
+            cell = tl.get(b)
+            if cell is None:
+                tl[b] = [int(b == last), edge - t]
+            else:
+                cell[0] += b == last
+                cell[1] += edge - t
+            t = edge
+            b += 1
 
     def _coarsen(self) -> None:
         agg = self.agg
