@@ -34,6 +34,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
+from types import FrameType
 from typing import Any
 
 from .._core import runtime as rt
@@ -384,7 +385,12 @@ class Recorder:
         self._sigterm_handler = self._on_sigterm  # one object: the one installed, compared
         sighandlers.install(signal.SIGTERM, self._sigterm_handler)
 
-    def _on_sigterm(self, signum: int, frame: object) -> None:
+    def _on_sigterm(self, signum: int, frame: Any) -> None:
+        writing = self._writing(frame)
+        if writing is not None and _die_on_return(writing, signum):
+            # This thread was interrupted while it wrote the log (holding the write lock):
+            # dying now would lose the batch it had taken. It dies when that write returns.
+            return
         if self._write_lock.acquire(timeout=1.0):
             was = getattr(rt.guard, "on", False)
             rt.guard.on = True
@@ -396,6 +402,37 @@ class Recorder:
                 rt.guard.on = was
                 self._write_lock.release()
         sighandlers.die_of(signum)
+
+    @staticmethod
+    def _writing(frame: Any) -> FrameType | None:
+        """The frame of a write of the log (`_flush_locked`, which runs with the write lock
+        held) on the stack of ``frame``, where a signal interrupted this thread; or None."""
+        flushing = Recorder._flush_locked.__code__
+        while frame is not None:
+            if frame.f_code is flushing:
+                return frame  # type: ignore[no-any-return]
+            frame = frame.f_back
+        return None
+
+
+def _die_on_return(frame: FrameType, signum: int) -> bool:
+    """Arrange for this thread to die of ``signum`` (`sighandlers.die_of`) when ``frame``
+    returns, the way a debugger stops at a frame's return: a local trace function on that
+    frame, and a global one that traces nothing else. Returns whether that is in place."""
+
+    def local(f: FrameType, event: str, arg: object) -> Any:
+        if event == "return" and f is frame:
+            sys.settrace(None)
+            sighandlers.die_of(signum)
+        return local
+
+    try:
+        frame.f_trace_lines = False
+        frame.f_trace = local
+        sys.settrace(lambda f, event, arg: None)
+    except Exception:  # pragma: no cover - no tracing here: die at once instead
+        return False
+    return True
 
 
 class _Guarded:
