@@ -1,10 +1,10 @@
 """The program's view of its signal handlers is the one it would have without tracedsync.
 
-tracedsync stands in for the default action of SIGTERM (flush, then die of it) and of the
-snapshot signal (SIGUSR1: write a snapshot) where the program left them at ``SIG_DFL``. The
-program must not see it: ``signal.getsignal`` says ``SIG_DFL``, the program's own handler
-replaces ours and runs, and putting ``SIG_DFL`` back brings ours back. Each scenario runs in a
-child interpreter.
+tracedsync installs no SIGTERM handler, and stands in for the default action of the snapshot
+signal (SIGUSR1: write a snapshot) only where the program left it at ``SIG_DFL``. The program
+must not see it: ``signal.getsignal`` says ``SIG_DFL``, the program's own handler replaces ours
+and runs, and putting ``SIG_DFL`` back brings ours back. Each scenario runs in a child
+interpreter.
 """
 
 from __future__ import annotations
@@ -43,6 +43,8 @@ SIGTERM_PROGRAM = """
 import os, signal, threading
 import tracedsync
 
+with tracedsync.Lock(name="before-term"):
+    pass
 print("default:", signal.getsignal(signal.SIGTERM) is signal.SIG_DFL,
       signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL)
 got = threading.Event()
@@ -50,8 +52,6 @@ def mine(signum, frame):
     got.set()
 previous = signal.signal(signal.SIGTERM, mine)
 print("mine:", previous is signal.SIG_DFL, signal.getsignal(signal.SIGTERM) is mine)
-with tracedsync.Lock(name="before-term"):
-    pass
 os.kill(os.getpid(), signal.SIGTERM)
 print("handled" if got.wait(30) else "missed")
 print("back:", signal.signal(signal.SIGTERM, previous) is mine,
@@ -62,22 +62,18 @@ print("survived")
 """
 
 
-def test_sigterm_looks_default_and_the_programs_handler_runs(tmp_path: Path) -> None:
-    """getsignal says SIG_DFL; the program's handler replaces ours (signal() returns SIG_DFL
-    as the previous one) and runs; SIG_DFL put back is the default action, with our flush:
-    the process dies of SIGTERM and its events are on disk (the periodic flush is an hour)."""
-    logs = tmp_path / "logs"
-    proc = _run(SIGTERM_PROGRAM, logs)
+def test_handlers_look_default_and_the_programs_handler_runs(tmp_path: Path) -> None:
+    """getsignal says SIG_DFL for SIGTERM and for the snapshot signal (it returned a tracedsync
+    method for SIGTERM); the program's own handler is installed and runs; SIG_DFL put back is
+    the default action: the process dies of SIGTERM."""
+    proc = _run(SIGTERM_PROGRAM, tmp_path / "logs")
     assert proc.stdout.splitlines() == [
         "default: True True", "mine: True True", "handled", "back: True True"
     ], proc.stderr
     assert proc.returncode == -signal.SIGTERM
-    names = [e["event"] for e in _events(logs) if e.get("name") == "before-term"
-             or e["event"] in ("acquire", "release")]
-    assert "acquire" in names and "release" in names
 
 
-def test_sigterm_looks_default_under_run(tmp_path: Path) -> None:
+def test_handlers_look_default_under_run(tmp_path: Path) -> None:
     """The same under ``tracedsync run``, which imports tracedsync before the program."""
     logs = tmp_path / "logs"
     proc = _run(SIGTERM_PROGRAM, logs, "-m", "tracedsync", "run", "--log-dir", str(logs),
@@ -119,15 +115,16 @@ def test_snapshot_signal_gives_way_to_the_programs_handler(tmp_path: Path) -> No
     ], proc.stderr
 
 
+@pytest.mark.skipif(not hasattr(signal, "SIGUSR1"), reason="no SIGUSR1 on this platform")
 def test_wrappers_pass_everything_else_through() -> None:
-    """In this process (tracedsync imported from the main thread): getsignal of a signal we do
-    not handle is the real one, a handler set and reset on it round-trips, and our SIGTERM
-    handler is in place but reported as SIG_DFL."""
+    """In this process (tracedsync imported from the main thread): the snapshot handler is in
+    place but reported as SIG_DFL; a signal we do not handle round-trips through the wrappers;
+    errors are the real ones."""
     from tracedsync._record import sighandlers
 
-    if not sighandlers.installed(signal.SIGTERM):
-        pytest.skip("SIGTERM had a handler of its own when tracedsync was imported")
-    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+    if not sighandlers.installed(signal.SIGUSR1):
+        pytest.skip("SIGUSR1 had a handler of its own when tracedsync was imported")
+    assert signal.getsignal(signal.SIGUSR1) is signal.SIG_DFL
     assert signal.signal.__name__ == "signal" and signal.getsignal.__name__ == "getsignal"
 
     def mine(signum: int, frame: object) -> None:
@@ -139,5 +136,28 @@ def test_wrappers_pass_everything_else_through() -> None:
     assert signal.signal(signal.SIGUSR2, before) is mine
     assert signal.getsignal(signal.SIGUSR2) is before
     with pytest.raises(TypeError):
-        signal.signal(signal.SIGTERM, "not a handler")
-    assert sighandlers.installed(signal.SIGTERM)
+        signal.signal(signal.SIGUSR1, "not a handler")
+    assert sighandlers.installed(signal.SIGUSR1)
+    assert not sighandlers.installed(signal.SIGTERM)  # tracedsync installs none there
+
+
+def test_the_flusher_thread_blocks_signals(tmp_path: Path) -> None:
+    """tracedsync's flusher blocks the signals a program may be sent, from its first
+    instruction: the kernel hands them to the program's own threads (Linux: read from
+    /proc)."""
+    code = """
+    import os, threading, tracedsync
+    from tracedsync._record.recorder import RECORDER
+    with tracedsync.Lock():
+        pass
+    tids = {t.native_id for t in threading.enumerate()}
+    for task in os.listdir("/proc/self/task"):
+        status = open(f"/proc/self/task/{task}/status").read()
+        blocked = int(status.split("SigBlk:")[1].split()[0], 16)
+        print("program" if int(task) in tids else "ours", blocked >> 14 & 1)  # SIGTERM's bit
+    """
+    if not Path("/proc/self/task").is_dir():
+        pytest.skip("no /proc here")
+    proc = _run(code, tmp_path / "logs")
+    assert proc.returncode == 0, proc.stderr
+    assert sorted(proc.stdout.splitlines()) == ["ours 1", "program 0"]

@@ -27,14 +27,12 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
-import signal
 import socket
 import sys
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from types import FrameType
 from typing import Any
 
 from .._core import runtime as rt
@@ -139,7 +137,8 @@ class Recorder:
             if self._flusher_pid == self._pid:
                 return
             self._flusher_pid = self._pid
-            _thread.start_new_thread(self._run, ())
+            with sighandlers.kept_out_of_new_threads():  # signals go to the program's threads
+                _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:
         rt.guard.on = True
@@ -367,72 +366,11 @@ class Recorder:
             register(self._at_threading_shutdown)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
-        self._install_sigterm()
-
-    def _install_sigterm(self) -> None:
-        """Flush on SIGTERM, then die of it as the program would have.
-
-        Only when SIGTERM still has its default action (a program's own handler is never
-        replaced) and only from the main thread (``signal.signal`` requires it). The handler is
-        hidden from the program (`sighandlers`): ``signal.getsignal(SIGTERM)`` still returns
-        ``SIG_DFL``, and a program that sets its own handler later replaces ours (setting
-        ``SIG_DFL`` again puts ours back). The handler flushes with a bounded wait for the write
-        lock, restores the default action and sends SIGTERM again, so the exit status is the
-        original one. Caveat: Python runs signal handlers in the main thread between bytecodes,
-        so a main thread stuck inside a long C call dies when that call returns rather than at
-        once.
-        """
-        self._sigterm_handler = self._on_sigterm  # one object: the one installed, compared
-        sighandlers.install(signal.SIGTERM, self._sigterm_handler)
-
-    def _on_sigterm(self, signum: int, frame: Any) -> None:
-        writing = self._writing(frame)
-        if writing is not None and _die_on_return(writing, signum):
-            # This thread was interrupted while it wrote the log (holding the write lock):
-            # dying now would lose the batch it had taken. It dies when that write returns.
-            return
-        if self._write_lock.acquire(timeout=1.0):
-            was = getattr(rt.guard, "on", False)
-            rt.guard.on = True
-            try:
-                self._flush_locked()
-            except Exception:  # pragma: no cover - dying anyway
-                pass
-            finally:
-                rt.guard.on = was
-                self._write_lock.release()
-        sighandlers.die_of(signum)
-
-    @staticmethod
-    def _writing(frame: Any) -> FrameType | None:
-        """The frame of a write of the log (`_flush_locked`, which runs with the write lock
-        held) on the stack of ``frame``, where a signal interrupted this thread; or None."""
-        flushing = Recorder._flush_locked.__code__
-        while frame is not None:
-            if frame.f_code is flushing:
-                return frame  # type: ignore[no-any-return]
-            frame = frame.f_back
-        return None
-
-
-def _die_on_return(frame: FrameType, signum: int) -> bool:
-    """Arrange for this thread to die of ``signum`` (`sighandlers.die_of`) when ``frame``
-    returns, the way a debugger stops at a frame's return: a local trace function on that
-    frame, and a global one that traces nothing else. Returns whether that is in place."""
-
-    def local(f: FrameType, event: str, arg: object) -> Any:
-        if event == "return" and f is frame:
-            sys.settrace(None)
-            sighandlers.die_of(signum)
-        return local
-
-    try:
-        frame.f_trace_lines = False
-        frame.f_trace = local
-        sys.settrace(lambda f, event, arg: None)
-    except Exception:  # pragma: no cover - no tracing here: die at once instead
-        return False
-    return True
+        # No SIGTERM handler: a Python handler runs only in the main thread, between bytecodes,
+        # so a SIGTERM could wait for ever behind a blocking call (a Pool worker after
+        # terminate() hung so) where the default action ends the process at once. SIGTERM
+        # ends a traced process exactly as an untraced one; it loses what the flusher had not
+        # written yet (README, "Limits").
 
 
 class _Guarded:
