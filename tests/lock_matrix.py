@@ -122,6 +122,13 @@ def main(argv: list[str] | None = None) -> int:
     print(f"{'path':<6}" + "".join(f"{c:>{width}}" for c in cells))
     totals = {"passed": 0, "skipped": 0, "failed": 0}
     failed = []
+    missing = [r for r in results if (r["status"] == 5 and not r["tests"]) or (
+        r["status"] in (0, 5) and r["tests"] and r["tests"] == r["skipped"])]
+    if missing and os.environ.get("TRACEDSYNC_REQUIRE_LOCK_TESTS") != "1":
+        # CPython's test package is absent (the file skipped itself): say so, do not fail.
+        print("lock_matrix: SKIPPED: CPython's test package is not installed, so the lock-test "
+              "contract was NOT checked (TRACEDSYNC_REQUIRE_LOCK_TESTS=1 makes this a failure)")
+        return status
     for path in paths:
         row = f"{path:<6}"
         for cell in cells:

@@ -82,3 +82,27 @@ def test_a_missing_test_package_fails_where_required(tmp_path: Path) -> None:
     assert proc.returncode not in (0, 5), proc.stdout + proc.stderr
     assert "TRACEDSYNC_REQUIRE_LOCK_TESTS=1" in proc.stdout
     assert "lock-test contract was NOT checked" in proc.stdout
+
+
+def _matrix_without_the_test_package(
+    tmp_path: Path, **env: str
+) -> subprocess.CompletedProcess[str]:
+    fake = tmp_path / "fake"
+    (fake / "test").mkdir(parents=True)
+    (fake / "test" / "__init__.py").write_text(FAKE_TEST_PACKAGE, encoding="utf-8")
+    return subprocess.run(
+        [sys.executable, "tests/lock_matrix.py", "--cells", "full", "--paths", "pure"],
+        cwd=ROOT, capture_output=True, text=True, timeout=TIMEOUT,
+        env=clean_env("PYTEST_ADDOPTS", PYTHONPATH=str(fake), **env),
+    )
+
+
+def test_the_matrix_runner_skips_or_fails_without_the_test_package(tmp_path: Path) -> None:
+    """``make lock-matrix`` on a machine without the test package: a skip that says so; with
+    TRACEDSYNC_REQUIRE_LOCK_TESTS=1 (CI), a failure."""
+    proc = _matrix_without_the_test_package(tmp_path)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "lock-test contract was NOT checked" in proc.stdout
+    proc = _matrix_without_the_test_package(tmp_path, TRACEDSYNC_REQUIRE_LOCK_TESTS="1")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "0 passed, 0 skipped, 1 failed" in proc.stdout
