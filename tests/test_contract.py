@@ -88,7 +88,7 @@ def _matrix_without_the_test_package(
     tmp_path: Path, **env: str
 ) -> subprocess.CompletedProcess[str]:
     fake = tmp_path / "fake"
-    (fake / "test").mkdir(parents=True)
+    (fake / "test").mkdir(parents=True, exist_ok=True)
     (fake / "test" / "__init__.py").write_text(FAKE_TEST_PACKAGE, encoding="utf-8")
     return subprocess.run(
         [sys.executable, "tests/lock_matrix.py", "--cells", "full", "--paths", "pure"],
