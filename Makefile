@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 DEMO_LOGS ?= demo-logs
 DEMO_SPEED ?= 0.2
 
-.PHONY: test demo bench stress lint typecheck docs docs-check check clean
+.PHONY: test lock-matrix demo bench stress lint typecheck docs docs-check check clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,12 +14,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install -q -e '.[dev]'
 	touch $(STAMP)
 
-## make test: the unit suite, CPython's lock_tests included; then the lock tests again on the
-## pure-Python hot path (the C one is used by default when it could be built)
+## make test: the unit suite (on the C hot path where it was built); then CPython's lock tests,
+## the contract matrix (tests/lock_matrix.py: every traced primitive x {C, pure Python} x the
+## cells LOCK_CELLS names: all = every level x lock_order off/on, core = full, contention, off
+## and full with lock_order); then the lock, condition, detection and patch tests again on the
+## pure-Python hot path
+LOCK_CELLS ?= all
+LOCK_JOBS ?= 6
+PURE_PYTHON_TESTS := tests/test_trace_locks.py tests/test_trace_condition.py \
+	tests/test_contract.py tests/test_detect.py tests/test_patch.py tests/test_faults.py
 test: $(STAMP)
-	$(BIN)/python -m pytest
-	TRACEDSYNC_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider \
-		tests/test_lock_tests.py tests/test_trace_locks.py tests/test_trace_condition.py
+	$(BIN)/python -m pytest --ignore=tests/test_lock_tests.py
+	$(BIN)/python tests/lock_matrix.py --cells $(LOCK_CELLS) -j $(LOCK_JOBS)
+	TRACEDSYNC_PURE_PYTHON=1 $(BIN)/python -m pytest -q -p no:cacheprovider $(PURE_PYTHON_TESTS)
+
+## make lock-matrix: only the lock-test matrix (LOCK_CELLS=all|core|names, LOCK_JOBS at a time)
+lock-matrix: $(STAMP)
+	$(BIN)/python tests/lock_matrix.py --cells $(LOCK_CELLS) -j $(LOCK_JOBS)
 
 ## make demo: the seed's programs traced, each summarised from the logs it wrote:
 ## the Condition producer/consumer, then multiprocessing.Value with and without get_lock()

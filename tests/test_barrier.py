@@ -219,3 +219,31 @@ def test_factory_returns_a_raw_barrier_under_the_guard() -> None:
         assert type(tracedsync.Barrier(2)) is RawBarrier
     finally:
         rt.guard.on = False
+
+
+def test_a_timeout_is_counted_as_one_timeout_by_the_tables(tmp_path: Any) -> None:
+    """A barrier broken by one thread's timeout while another waited: analyze's table and the
+    summary count one timed-out wait (they said "timeouts 0"), not the woken waiter's."""
+    import json
+
+    from tracedsync.analysis.analyze import analyze
+    from tracedsync.analysis.report import build_report
+    from tracedsync.analysis.summary import render_text, summarise
+
+    with capture() as events:
+        barrier = tracedsync.Barrier(3, name="gate")
+        waiter = _Waiter(barrier)
+        until(lambda: barrier.n_waiting == 1)
+        with pytest.raises(Broken):
+            barrier.wait(0.01)  # the third party never comes
+        waiter.join()
+    log = tmp_path / "tracedsync-1.jsonl"
+    header = {"event": "session", "ts": 0, "pid": events[0]["pid"], "tid": 0, "schema": 1}
+    log.write_text("".join(json.dumps(e) + "\n" for e in [header, *events]), encoding="utf-8")
+    (row,) = [r for r in build_report(analyze([str(tmp_path)])).primitives
+              if r.label.startswith("gate ")]
+    assert row.other_events.get("barrier_broken") == 2
+    assert row.other_timeouts == 1
+    (s,) = [s for s in summarise(events).values() if s.name == "gate"]
+    assert (s.waits, s.wait_timeouts) == (2, 1)
+    assert "2 (1 timed out)" in render_text(summarise(events))

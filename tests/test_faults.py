@@ -73,22 +73,24 @@ def test_sigkill_keeps_what_the_flusher_wrote(tmp_path: Path) -> None:
     assert len([x for x in lines if not x.endswith(b"\n")]) <= 1  # at most one torn line
 
 
-def test_sigterm_flushes_then_dies_of_sigterm(tmp_path: Path) -> None:
-    """SIGTERM with no handler of the program's: events are flushed and the exit is -SIGTERM."""
-    proc = _start("""
-    import sys, threading, tracedsync
+def test_sigterm_ends_the_process_as_without_tracing(tmp_path: Path) -> None:
+    """SIGTERM with no handler of the program's: the default action, at once (tracedsync
+    installs no SIGTERM handler); what the periodic flusher wrote is on disk, whole."""
+    proc = _start(_WAIT_FOR_OWN_LOG + """
+    import signal, threading
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
     lock = tracedsync.Lock(name="before-term")
     with lock:
         pass
-    print("ready", flush=True)
+    print("flushed" if on_disk('"release"') else "not flushed", flush=True)
     threading.Event().wait(60)       # SIGTERM arrives here
-    """, tmp_path, TRACEDSYNC_FLUSH_INTERVAL="3600")
+    """, tmp_path, TRACEDSYNC_FLUSH_INTERVAL="0.05")
     assert proc.stdout is not None
-    assert proc.stdout.readline().strip() == "ready"
+    assert proc.stdout.readline().strip() == "flushed"
     proc.send_signal(signal.SIGTERM)
     assert proc.wait(timeout=30) == -signal.SIGTERM
     names = [e["event"] for e in _events(tmp_path)]
-    assert "acquire" in names and "release" in names
+    assert "acquire" in names and "release" in names and "session_end" not in names
 
 
 def test_program_sigterm_handler_is_kept(tmp_path: Path) -> None:

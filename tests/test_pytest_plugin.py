@@ -212,3 +212,154 @@ def test_fail_on_rmw(tmp_path: Path) -> None:
                         tests=RMW_TESTS)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error rmw:" in proc.stdout and "1 passed" in proc.stdout
+
+
+# -- parity with `tracedsync run` ------------------------------------------------------------------
+CONFTEST_PRIMITIVES = '''
+import threading
+from threading import RLock
+import helper_mod
+LOCK = threading.Lock()
+with LOCK:
+    pass
+
+def make_rlock():
+    return RLock()
+'''
+
+HELPER_MODULE = '''
+import threading
+HELPER_LOCK = threading.Lock()
+'''
+
+CONFTEST_TESTS = '''
+def test_what_the_root_conftest_made_is_traced():
+    import conftest, helper_mod
+    assert type(conftest.LOCK).__name__ == "TracedLock"
+    assert type(conftest.make_rlock()).__name__ == "TracedRLock"
+    assert type(helper_mod.HELPER_LOCK).__name__ == "TracedLock"
+'''
+
+
+def test_the_root_conftest_and_what_it_imports_are_traced(tmp_path: Path) -> None:
+    """The patch comes before the root conftest is imported: its module-level lock, a module
+    it imports, and ``from threading import RLock`` done there are all traced (they were not:
+    the patch came at session start, after the conftests)."""
+    (tmp_path / "helper_mod.py").write_text(textwrap.dedent(HELPER_MODULE), encoding="utf-8")
+    proc = inner_pytest(tmp_path, "--tracedsync", "--tracedsync-log-dir", "logs",
+                        tests=CONFTEST_TESTS, conftest=CONFTEST_PRIMITIVES)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "conftest.py:5" in proc.stdout  # the conftest's lock, in the report
+    assert "not traced" not in proc.stdout
+
+
+CHILDREN_TESTS = '''
+import multiprocessing, os, threading
+
+def child(conn):
+    conn.send((os.getpid(), type(threading.Lock()).__name__))
+    conn.close()
+
+def test_spawn_and_forkserver_children_are_traced():
+    seen = {}
+    for method in ("spawn", "forkserver"):
+        ctx = multiprocessing.get_context(method)
+        parent, child_end = ctx.Pipe(duplex=False)
+        p = ctx.Process(target=child, args=(child_end,))
+        p.start()
+        assert parent.poll(60), method
+        pid, kind = parent.recv()
+        p.join(60)
+        seen[method] = kind
+        with open(f"child-{method}.pid", "w") as fh:
+            fh.write(str(pid))
+    assert seen == {"spawn": "TracedLock", "forkserver": "TracedLock"}
+'''
+
+
+def test_spawn_and_forkserver_children_are_traced(tmp_path: Path) -> None:
+    """Children started by spawn and forkserver trace themselves into the session's log
+    directory, as under ``tracedsync run`` (they were not traced at all)."""
+    proc = inner_pytest(tmp_path, "--tracedsync", "--tracedsync-log-dir", "logs",
+                        tests=CHILDREN_TESTS, conftest=UNCONFIGURE_CONFTEST + ENV_AT_UNCONFIGURE)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    for method in ("spawn", "forkserver"):
+        pid = (tmp_path / f"child-{method}.pid").read_text()
+        assert (tmp_path / "logs" / f"tracedsync-{pid}.jsonl").exists(), method
+    # The session's environment changes are undone by its end.
+    assert (tmp_path / "env-at-unconfigure.txt").read_text() == "None False"
+
+
+ENV_AT_UNCONFIGURE = '''
+
+def pytest_unconfigure(config):
+    import os
+    pythonpath = os.environ.get("PYTHONPATH", "")
+    with open("env-at-unconfigure.txt", "w") as fh:
+        fh.write(f"{os.environ.get('TRACEDSYNC_PATCH')} {'boot' in pythonpath}")
+'''
+
+EARLY_PLUGIN = '''
+import threading
+from threading import RLock
+EARLY = threading.Lock()
+READY = threading.Event()
+
+class Holder:
+    lock = threading.Lock()
+'''
+
+
+def test_what_was_created_before_tracing_is_listed_with_the_remedy(tmp_path: Path) -> None:
+    """A plugin loaded with -p is imported before the patch: its primitives, still alive, are
+    counted by module at the end, with the name bound to threading's own RLock, and the
+    remedy (nothing was said before)."""
+    (tmp_path / "early_plugin.py").write_text(textwrap.dedent(EARLY_PLUGIN), encoding="utf-8")
+    proc = inner_pytest(tmp_path, "-p", "early_plugin", "--tracedsync",
+                        "--tracedsync-log-dir", "logs")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    out = proc.stdout
+    assert "tracedsync: not traced: " in out
+    assert "  early_plugin: 3 (1 Event, 2 Lock)" in out
+    assert "  early_plugin: RLock" in out
+    assert "tracedsync run -m pytest" in out
+
+
+def test_the_log_dir_comes_from_tracedsync_log_dir_too(tmp_path: Path) -> None:
+    """As for ``run``: --tracedsync-log-dir, else TRACEDSYNC_LOG_DIR, else a fresh directory."""
+    proc = inner_pytest(tmp_path, "--tracedsync",
+                        env=_env(EXPECT_LOCK="TracedLock", TRACEDSYNC_LOG_DIR="envlogs"))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert list((tmp_path / "envlogs").glob("tracedsync-*.jsonl"))
+    assert not (tmp_path / "tracedsync-logs").exists()
+
+
+def test_an_unusable_log_dir_is_a_usage_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("x")
+    proc = inner_pytest(tmp_path, "--tracedsync", "--tracedsync-log-dir", "file/logs")
+    assert proc.returncode == 4, proc.stdout + proc.stderr
+    assert "is not a directory" in proc.stderr
+
+
+LONG_NAMED_TESTS = '''
+import threading
+
+def test_locks():
+    first_lock_with_a_long_name = threading.Lock()
+    for _ in range(3):
+        with first_lock_with_a_long_name:
+            pass
+'''
+
+
+def test_the_summary_does_not_cut_file_and_line_when_piped(tmp_path: Path) -> None:
+    """pytest's output is a pipe here (80 columns for pytest): the report's tables keep their
+    natural width, so a long file:line is whole on its line and no column is lost."""
+    name = "test_a_module_with_a_rather_long_name_for_the_report_to_show.py"
+    (tmp_path / name).write_text(textwrap.dedent(LONG_NAMED_TESTS), encoding="utf-8")
+    proc = inner_pytest(tmp_path, "--tracedsync", "--tracedsync-log-dir", "logs", name,
+                        env=_env(EXPECT_LOCK="TracedLock", COLUMNS=""))
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert f"{name}:5" in proc.stdout and f"{name}:7" in proc.stdout
+    header = next(line for line in proc.stdout.splitlines() if "created at" in line)
+    assert "thr/proc" in header

@@ -279,14 +279,16 @@ def test_configure_rejects_bad_settings() -> None:
 
 
 def test_bad_environment_is_reported_not_fatal(tmp_path: Any) -> None:
-    """A bad TRACEDSYNC_ variable is reported on stderr and the defaults are used."""
+    """A bad TRACEDSYNC_ variable is reported on stderr, named, and ignored; the good ones are
+    kept (the log directory here)."""
     proc = _run("""
         import tracedsync
-        print(tracedsync.settings().level)
+        print(tracedsync.settings().level, tracedsync.settings().log_dir)
     """, env={"TRACEDSYNC_LEVEL": "verbose", "TRACEDSYNC_LOG_DIR": str(tmp_path)})
     assert proc.returncode == 0
-    assert proc.stdout.strip() == "full"
-    assert "level must be one of" in proc.stderr
+    assert proc.stdout.split() == ["full", str(tmp_path)]
+    assert "TRACEDSYNC_LEVEL='verbose' (environment variable): level must be one of" in (
+        proc.stderr)
 
 
 def test_logger_taking_traced_locks_does_not_feed_back(tmp_path: Any) -> None:

@@ -44,3 +44,60 @@ def test_wrong_types_do_not_break_the_table() -> None:
     """A name or kind of the wrong type is shown as unknown instead of crashing."""
     events = [_ev("created", prim="5.3", kind=["x"], name=True)]
     assert "5.3" in render_text(summarise(events))
+
+
+# -- the command: exit status like analyze ------------------------------------------------------
+def _summary(capsys: object, *paths: str) -> tuple[int, str, str]:
+    import pytest
+
+    from tracedsync.cli import main
+
+    assert isinstance(capsys, pytest.CaptureFixture)
+    status = main(["summary", *paths])
+    out = capsys.readouterr()
+    return status, out.out, out.err
+
+
+def test_summary_of_an_empty_directory_exits_2(tmp_path: object, capsys: object) -> None:
+    status, out, err = _summary(capsys, str(tmp_path))
+    assert status == 2 and out == ""
+    assert "no tracedsync logs found" in err
+
+
+def test_summary_of_a_binary_file_exits_2_with_few_lines(tmp_path: object, capsys: object) -> None:
+    """A file that is not a log: exit 2, twenty problem lines, then how many more (it printed
+    hundreds of 'skipped' lines and exited 0)."""
+    import os
+    import random
+
+    path = os.path.join(str(tmp_path), "tracedsync-1.jsonl")
+    rng = random.Random(7)
+    with open(path, "wb") as fh:
+        fh.write(bytes(rng.randrange(256) for _ in range(100_000)))
+    status, out, err = _summary(capsys, path)
+    assert status == 2 and out == ""
+    lines = err.splitlines()
+    assert sum(line.startswith("tracedsync: skipped ") for line in lines) == 20
+    assert any(line.startswith("tracedsync: ... ") and "more unusable line(s)" in line
+               for line in lines)
+    assert lines[-1].startswith("tracedsync: no events could be read")
+    assert len(lines) == 22
+
+
+def test_summary_of_good_logs_exits_0(tmp_path: object, capsys: object) -> None:
+    import json
+    import os
+
+    path = os.path.join(str(tmp_path), "tracedsync-5.jsonl")
+    with open(path, "w") as fh:
+        for ev in (_ev("session", schema=1), _ev("created", prim="5.1", kind="Lock", name="L"),
+                   _ev("acquire", prim="5.1", ok=True, depth=1)):
+            fh.write(json.dumps(ev) + "\n")
+        fh.write('{"torn": ')
+    status, out, err = _summary(capsys, str(tmp_path))
+    assert status == 0 and "L" in out
+    assert "truncated last line" in err
+    os.remove(path)
+    with open(path, "w") as fh:
+        fh.write(json.dumps(_ev("session", schema=1)) + "\n")
+    assert _summary(capsys, str(tmp_path))[:2] == (0, "no traced primitives in these logs\n")

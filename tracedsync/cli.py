@@ -7,31 +7,59 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from .analysis.reader import Event
 
 SHOWN_PROBLEMS = 20
 
 
 def _cmd_summary(args: argparse.Namespace) -> int:
-    from .analysis.reader import Problem, SchemaError, read_all
+    """The short table; exit 0, or 2 on unusable input (as ``analyze``: no logs, nothing
+    readable, a newer schema)."""
+    from .analysis.reader import Problem, SchemaError, log_files, read_all
     from .analysis.summary import render_text, summarise
 
     problems: list[Problem] = []
+    read = 0
+
+    def counted(events: Iterator[Event]) -> Iterator[Event]:
+        nonlocal read
+        for ev in events:
+            read += 1
+            yield ev
+
     try:
-        summary = summarise(read_all(args.paths, problems))
+        if not log_files(args.paths):
+            print("tracedsync: no tracedsync logs found (expected tracedsync-<pid>.jsonl files)",
+                  file=sys.stderr)
+            return 2
+        summary = summarise(counted(read_all(args.paths, problems)))
     except FileNotFoundError as exc:
         print(f"tracedsync: no such file or directory: {exc}", file=sys.stderr)
         return 2
     except SchemaError as exc:
         print(f"tracedsync: {exc}", file=sys.stderr)
         return 2
-    for p in problems:
-        print(f"tracedsync: skipped {p}", file=sys.stderr)
+    _print_problems([(p.path, p.line, p.reason) for p in problems], len(problems))
+    if not read:
+        print(f"tracedsync: no events could be read from the log files ({len(problems)} "
+              "unusable line(s))", file=sys.stderr)
+        return 2
     if not summary:
         print("no traced primitives in these logs")
         return 0
     print(render_text(summary))
     return 0
+
+
+def _print_problems(shown: list[tuple[str, int, str]], count: int) -> None:
+    """The first `SHOWN_PROBLEMS` unusable lines, then how many more there were."""
+    for path, line, reason in shown[:SHOWN_PROBLEMS]:
+        print(f"tracedsync: skipped {path}:{line}: {reason}", file=sys.stderr)
+    if count > SHOWN_PROBLEMS:
+        print(f"tracedsync: ... {count - SHOWN_PROBLEMS} more unusable line(s)", file=sys.stderr)
 
 
 def _cmd_analyze(args: argparse.Namespace) -> int:

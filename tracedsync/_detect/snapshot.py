@@ -17,7 +17,8 @@ which case the flusher writes the event within one ``flush_interval``). It is in
 * from the main thread (Python runs signal handlers there, and only it may install them): at
   import and on each `configure()` made in the main thread;
 * over the *default* disposition: a program that set its own handler for that signal keeps it
-  (we never chain or clobber), and a program that sets one later simply replaces ours;
+  (we never chain or clobber), and a program that sets one later simply replaces ours. The
+  program does not see ours: ``signal.getsignal`` says ``SIG_DFL`` (`_record.sighandlers`);
 * where the signal exists (SIGUSR1 does not on Windows).
 
 Changing ``snapshot_signal`` (or setting it to ``"none"``) puts the default back on the signal we
@@ -42,6 +43,7 @@ from .._core.sites import format_stack, ours
 from .._core.state import SemaphoreState, is_lock_state
 from .._core.waits import WAITS, native_id, thread_name
 from .._multiprocessing import wait_table as _xwaits
+from .._record import sighandlers
 from .._record.config import Settings
 from .._record.recorder import RECORDER
 from . import deadlock
@@ -271,19 +273,11 @@ def install_signal(name: str) -> bool:
         return _installed is not None
     want = _resolve(name)
     if _installed is not None and _installed != want:
-        try:
-            if signal.getsignal(_installed) is _on_signal:
-                signal.signal(_installed, signal.SIG_DFL)
-        except (OSError, ValueError):  # pragma: no cover
-            pass
+        sighandlers.uninstall(_installed)
         _installed = None
     if want is None or _installed == want:
         return _installed is not None
-    try:
-        if signal.getsignal(want) != signal.SIG_DFL:
-            return False  # the program's own handler (or one set from C): not ours to replace
-        signal.signal(want, _on_signal)
-    except (OSError, ValueError, RuntimeError):
+    if not sighandlers.install(want, _on_signal):
         return False
     _installed = want
     return True

@@ -57,11 +57,13 @@ class TracedMpCondition(MpProxy):
         st.lock_state = _lock_state(lock) if isinstance(lock, _MpLockBase) else None
 
     # -- the lock API, recorded by the traced lock -------------------------------------------
-    def acquire(self, block: bool = True, timeout: float | None = None) -> bool:
+    def acquire(self, *args: Any, **kwargs: Any) -> bool:
+        # multiprocessing's Condition.acquire *is* its lock's acquire: the arguments go to the
+        # lock as given (a threading.Lock takes ``blocking``/``timeout=-1``, not ``None``).
         lock = get_state(self).lock
         if isinstance(lock, _MpLockBase):
-            return lock.acquire(block, timeout, _depth=2)
-        return lock.acquire(block, timeout)  # type: ignore[no-any-return]
+            return lock.acquire(*args, _depth=2, **kwargs)
+        return lock.acquire(*args, **kwargs)  # type: ignore[no-any-return]
 
     def release(self) -> None:
         get_state(self).lock.release()

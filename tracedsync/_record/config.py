@@ -7,18 +7,25 @@ matters in a child has one. Explicit `configure()` arguments win over the enviro
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
+from .._core.diagnostics import report
 from .._core.runtime import LEVELS
 
 ENV_PREFIX = "TRACEDSYNC_"
 
 
 class ConfigError(ValueError):
-    """A setting has a value tracedsync cannot use."""
+    """A setting has a value tracedsync cannot use (the message names it and where it came
+    from: an argument or an environment variable)."""
+
+
+class ConfigTypeError(ConfigError, TypeError):
+    """A setting has a value of the wrong type (``flush_interval="0.5"``)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -64,68 +71,83 @@ class Settings:
     own handler)."""
 
     def __post_init__(self) -> None:
-        if self.level not in LEVELS:
-            raise ConfigError(f"level must be one of {sorted(LEVELS)}, not {self.level!r}")
-        if self.overflow not in ("flush", "drop"):
-            raise ConfigError(f"overflow must be 'flush' or 'drop', not {self.overflow!r}")
-        if not self.flush_interval > 0:
-            raise ConfigError(f"flush_interval must be > 0 seconds, not {self.flush_interval!r}")
-        if self.buffer_limit < 1:
-            raise ConfigError(f"buffer_limit must be >= 1, not {self.buffer_limit!r}")
-        if self.buffer_bytes < 64 * 1024:
-            raise ConfigError(f"buffer_bytes must be >= 65536, not {self.buffer_bytes!r}")
-        if self.on_deadlock not in ("report", "raise"):
-            raise ConfigError(
-                f"on_deadlock must be 'report' or 'raise', not {self.on_deadlock!r}")
-        if not isinstance(self.lock_order, bool):
-            raise ConfigError(f"lock_order must be True or False, not {self.lock_order!r}")
-        for field in ("long_wait", "long_hold"):
-            value = getattr(self, field)
-            if value is not None and not (
-                isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0
-            ):
-                raise ConfigError(f"{field} must be None or > 0 seconds, not {value!r}")
-        sig = self.snapshot_signal
-        if not isinstance(sig, str) or not (
-            sig.lower() in ("", "none") or re.fullmatch(r"[A-Za-z0-9]+", sig)
-        ):
-            raise ConfigError(f"snapshot_signal must be a signal name or 'none', not {sig!r}")
+        problems: list[tuple[str, Any, ConfigError]] = []
+        for field in dataclasses.fields(self):
+            value = getattr(self, field.name)
+            try:
+                clean = check(field.name, value)
+            except ConfigError as exc:
+                problems.append((field.name, value, exc))
+                continue
+            if clean is not value:
+                object.__setattr__(self, field.name, clean)
+        if problems:
+            raise _combined(problems, "argument")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
+    def from_env(
+        cls, environ: Mapping[str, str] | None = None, errors: list[str] | None = None
+    ) -> Settings:
         """Settings from ``TRACEDSYNC_LOG_DIR``, ``_LEVEL``, ``_FLUSH_INTERVAL``, ``_BUFFER_LIMIT``,
         ``_OVERFLOW``, ``_ON_DEADLOCK``, ``_LOCK_ORDER``, ``_LONG_WAIT``, ``_LONG_HOLD``,
-        ``_SNAPSHOT_SIGNAL``."""
+        ``_SNAPSHOT_SIGNAL``.
+
+        Each variable is checked on its own: a bad one is described (the variable, its value,
+        what is wrong, and the value used instead) in ``errors`` if given, else on stderr, and
+        ignored; the others are kept. Set but empty is as if unset, except for
+        ``_SNAPSHOT_SIGNAL`` (empty: no handler).
+        """
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
-        for field in ("log_dir", "level", "overflow", "on_deadlock"):
-            value = env.get(ENV_PREFIX + field.upper())
-            if value:
-                kw[field] = value
-        for field, conv in (("flush_interval", float), ("buffer_limit", int),
-                            ("buffer_bytes", int)):
-            value = env.get(ENV_PREFIX + field.upper())
-            if value:
-                try:
-                    kw[field] = conv(value)
-                except ValueError:
-                    raise ConfigError(
-                        f"{ENV_PREFIX}{field.upper()}={value!r} is not a valid {conv.__name__}"
-                    ) from None
-        kw.update(_detection_from_env(env))
+        problems: list[tuple[str, Any, ConfigError]] = []
+        for field, parse in _ENV_PARSERS.items():
+            var = ENV_PREFIX + field.upper()
+            text = env.get(var)
+            if text is None:
+                continue
+            try:
+                value = parse(text, field)
+                if value is _UNSET:
+                    continue
+                kw[field] = check(field, value)
+            except ConfigError as exc:
+                problems.append((var, text, exc))
+        defaults = cls()
+        for var, text, problem in problems:
+            field = var[len(ENV_PREFIX):].lower()
+            message = (f"{var}={text!r} (environment variable): {problem}; ignored: {field} is "
+                       f"{getattr(defaults, field)!r}")
+            if errors is None:
+                report(message)
+            else:
+                errors.append(message)
         return cls(**kw)
 
     def replace(self, **changes: Any) -> Settings:
-        """A copy with ``changes`` applied (unknown names raise `TypeError`)."""
+        """A copy with ``changes`` applied. Unknown names raise `TypeError`; bad values raise
+        `ConfigError` (`ConfigTypeError`, also a `TypeError`, for a value of the wrong type)
+        naming each bad setting; a new ``log_dir`` must be a directory tracedsync can create or
+        write to (checked now, created on first write)."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
         if unknown:
             raise TypeError(f"unknown tracedsync setting(s): {', '.join(sorted(unknown))}")
-        if "processors" in changes and changes["processors"] is not None:
-            changes["processors"] = tuple(changes["processors"])
+        clean: dict[str, Any] = {}
+        problems: list[tuple[str, Any, ConfigError]] = []
         # None means "unchanged", except for the thresholds, where it means "off".
-        return dataclasses.replace(
-            self, **{k: v for k, v in changes.items() if v is not None or k in _NULLABLE}
-        )
+        for name, value in changes.items():
+            if value is None and name not in _NULLABLE:
+                continue
+            try:
+                clean[name] = check(name, value)
+                if name == "log_dir":
+                    problem = log_dir_problem(clean[name])
+                    if problem is not None:
+                        raise ConfigError(f"log_dir cannot be written: {problem}")
+            except ConfigError as exc:
+                problems.append((name, value, exc))
+        if problems:
+            raise _combined(problems, "argument")
+        return dataclasses.replace(self, **clean)
 
     def to_env(self) -> dict[str, str]:
         """The environment variables that reproduce these settings in a child process."""
@@ -165,34 +187,227 @@ class Settings:
 _NULLABLE = frozenset({"long_wait", "long_hold"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
+_UNSET: Any = object()
 
 
-def _detection_from_env(env: Mapping[str, str]) -> dict[str, Any]:
-    """``_LOCK_ORDER`` (1/0, true/false, yes/no, on/off), ``_LONG_WAIT``/``_LONG_HOLD``
-    (seconds, or ``none``/``off``) and ``_SNAPSHOT_SIGNAL`` (set but empty: no handler)."""
-    kw: dict[str, Any] = {}
-    value = env.get(ENV_PREFIX + "LOCK_ORDER", "").strip().lower()
+# -- checking one setting ---------------------------------------------------------------------
+def _kind(value: object) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _log_dir(name: str, value: Any) -> Any:
+    if isinstance(value, os.PathLike):
+        value = os.fspath(value)
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"{name} must be a path (str or os.PathLike), not {_kind(value)}")
+    if not value or "\0" in value:
+        raise ConfigError(f"{name} must be a non-empty path, not {value!r}")
+    return value
+
+
+def _choice(*choices: str) -> Callable[[str, Any], Any]:
+    listed = ", ".join(repr(c) for c in sorted(choices))
+
+    def check_choice(name: str, value: Any) -> Any:
+        if not isinstance(value, str):
+            raise ConfigTypeError(f"{name} must be one of {listed} (a str), not {_kind(value)}")
+        if value not in choices:
+            raise ConfigError(f"{name} must be one of {listed}, not {value!r}")
+        return value
+
+    return check_choice
+
+
+def _seconds(name: str, value: Any) -> Any:
+    if not _is_number(value):
+        raise ConfigTypeError(
+            f"{name} must be a number of seconds (int or float), not {_kind(value)}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be > 0 seconds (and finite), not {value!r}")
+    return value
+
+
+def _threshold(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise ConfigTypeError(
+            f"{name} must be None or a number of seconds (int or float), not {_kind(value)}")
+    if not (value > 0 and math.isfinite(value)):
+        raise ConfigError(f"{name} must be None or > 0 seconds, not {value!r}")
+    return value
+
+
+def _count(name: str, value: Any) -> Any:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"{name} must be an int >= 1, not {_kind(value)}")
+    if value < 1:
+        raise ConfigError(f"{name} must be >= 1, not {value!r}")
+    return value
+
+
+def _bytes(minimum: int) -> Callable[[str, Any], Any]:
+    def check_bytes(name: str, value: Any) -> Any:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigTypeError(f"{name} must be an int >= {minimum} (bytes), not {_kind(value)}")
+        if value < minimum:
+            raise ConfigError(f"{name} must be >= {minimum} (bytes), not {value!r}")
+        return value
+
+    return check_bytes
+
+
+def _flag(name: str, value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ConfigTypeError(f"{name} must be True or False, not {_kind(value)}")
+    return value
+
+
+def _processors(name: str, value: Any) -> Any:
+    if isinstance(value, (str, bytes)) or not isinstance(value, Iterable):
+        raise ConfigTypeError(f"{name} must be a sequence of callables, not {_kind(value)}")
+    items = tuple(value)
+    for item in items:
+        if not callable(item):
+            raise ConfigTypeError(f"{name} must hold callables, not {_kind(item)}")
+    return items
+
+
+def _anything(name: str, value: Any) -> Any:
+    return value
+
+
+def _signal_name(name: str, value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ConfigTypeError(f"{name} must be a signal name or 'none', not {_kind(value)}")
+    if not (value.lower() in ("", "none") or re.fullmatch(r"[A-Za-z0-9]+", value)):
+        raise ConfigError(f"{name} must be a signal name or 'none', not {value!r}")
+    return value
+
+
+_CHECKS: dict[str, Callable[[str, Any], Any]] = {
+    "log_dir": _log_dir,
+    "level": _choice(*LEVELS),
+    "flush_interval": _seconds,
+    "buffer_limit": _count,
+    "buffer_bytes": _bytes(64 * 1024),
+    "overflow": _choice("flush", "drop"),
+    "processors": _processors,
+    "logger": _anything,
+    "on_deadlock": _choice("report", "raise"),
+    "lock_order": _flag,
+    "long_wait": _threshold,
+    "long_hold": _threshold,
+    "snapshot_signal": _signal_name,
+}
+
+
+def check(name: str, value: Any) -> Any:
+    """``value`` for setting ``name``, normalised (a path as str, processors as a tuple); raises
+    `ConfigTypeError` for a wrong type and `ConfigError` for a wrong value, naming ``name``."""
+    return _CHECKS[name](name, value)
+
+
+def _combined(problems: list[tuple[str, Any, ConfigError]], source: str) -> ConfigError:
+    """One error naming every bad setting and where it came from; a `ConfigTypeError` if one of
+    them has the wrong type."""
+    text = "; ".join(f"{name}={value!r} ({source}): {exc}" for name, value, exc in problems)
+    if any(isinstance(exc, TypeError) for _, _, exc in problems):
+        return ConfigTypeError(text)
+    return ConfigError(text)
+
+
+def log_dir_problem(path: str) -> str | None:
+    """Why logs cannot be written to directory ``path`` (None if they can). Creates nothing:
+    a missing directory is fine if its nearest existing parent is a writable directory."""
+    target = os.path.abspath(path)
+    if os.path.exists(target):
+        if not os.path.isdir(target):
+            return f"{target} exists and is not a directory"
+        if not os.access(target, os.W_OK | os.X_OK):
+            return f"{target} is not writable"
+        return None
+    parent = target
+    while not os.path.exists(parent):
+        up = os.path.dirname(parent)
+        if up == parent:
+            return f"no part of {target} exists"
+        parent = up
+    if not os.path.isdir(parent):
+        return f"{parent} is not a directory, so {target} cannot be created"
+    if not os.access(parent, os.W_OK | os.X_OK):
+        return f"{target} cannot be created: {parent} is not writable"
+    return None
+
+
+# -- reading one variable ---------------------------------------------------------------------
+def _text(text: str, field: str) -> Any:
+    value = text.strip() if field != "log_dir" else text
+    return value if value else _UNSET  # set but empty: as if unset
+
+
+def _float(text: str, field: str) -> Any:
+    if not text.strip():
+        return _UNSET
+    try:
+        return float(text)
+    except ValueError:
+        raise ConfigError(f"{field} must be a number of seconds, not {text!r}") from None
+
+
+def _int(text: str, field: str) -> Any:
+    if not text.strip():
+        return _UNSET
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{field} must be a whole number, not {text!r}") from None
+
+
+def _bool(text: str, field: str) -> Any:
+    value = text.strip().lower()
     if value in _TRUE:
-        kw["lock_order"] = True
-    elif value in _FALSE:
-        kw["lock_order"] = False
-    elif value:
-        raise ConfigError(f"{ENV_PREFIX}LOCK_ORDER={value!r} is not 1 or 0")
-    for field in ("long_wait", "long_hold"):
-        value = env.get(ENV_PREFIX + field.upper(), "").strip()
-        if value.lower() in ("none", "off"):
-            kw[field] = None
-        elif value:
-            try:
-                kw[field] = float(value)
-            except ValueError:
-                raise ConfigError(
-                    f"{ENV_PREFIX}{field.upper()}={value!r} is not a number of seconds"
-                ) from None
-    sig = env.get(ENV_PREFIX + "SNAPSHOT_SIGNAL")
-    if sig is not None:
-        kw["snapshot_signal"] = sig.strip()
-    return kw
+        return True
+    if value in _FALSE:
+        return False
+    if not value:
+        return _UNSET
+    raise ConfigError(f"{field} must be 1 or 0 (true/false, yes/no, on/off), not {text!r}")
+
+
+def _seconds_or_none(text: str, field: str) -> Any:
+    value = text.strip()
+    if value.lower() in ("none", "off"):
+        return None
+    if not value:
+        return _UNSET
+    try:
+        return float(value)
+    except ValueError:
+        raise ConfigError(f"{field} must be a number of seconds or 'none', not {text!r}") from None
+
+
+def _signal_text(text: str, field: str) -> Any:
+    return text.strip()  # set but empty: no handler
+
+
+_ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
+    "log_dir": _text,
+    "level": _text,
+    "flush_interval": _float,
+    "buffer_limit": _int,
+    "buffer_bytes": _int,
+    "overflow": _text,
+    "on_deadlock": _text,
+    "lock_order": _bool,
+    "long_wait": _seconds_or_none,
+    "long_hold": _seconds_or_none,
+    "snapshot_signal": _signal_text,
+}
 
 
 def _describe(obj: object) -> str:

@@ -27,7 +27,6 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
-import signal
 import socket
 import sys
 import threading
@@ -42,7 +41,7 @@ from .._core.native import NATIVE
 from .._core.ops import OP_SESSION_END
 from .._core.registry import report_all
 from .._version import SCHEMA_VERSION, __version__
-from . import native_flush
+from . import native_flush, sighandlers
 from .config import ConfigError, Settings
 from .decode import Decoder, Event
 from .sink import Sink
@@ -170,7 +169,8 @@ class Recorder:
             if self._flusher_pid == self._pid:
                 return
             self._flusher_pid = self._pid
-            _thread.start_new_thread(self._run, ())
+            with sighandlers.kept_out_of_new_threads():  # signals go to the program's threads
+                _thread.start_new_thread(self._run, ())
 
     def _run(self) -> None:
         rt.guard.on = True
@@ -509,40 +509,11 @@ class Recorder:
             register(self._at_threading_shutdown)
         if hasattr(os, "register_at_fork"):
             os.register_at_fork(after_in_child=self._after_fork_child)
-        self._install_sigterm()
-
-    def _install_sigterm(self) -> None:
-        """Flush on SIGTERM, then die of it as the program would have.
-
-        Only when SIGTERM still has its default action (a program's own handler is never
-        replaced) and only from the main thread (``signal.signal`` requires it). The handler
-        flushes with a bounded wait for the write lock, restores the default action and sends
-        SIGTERM again, so the exit status is the original one. Caveat: Python runs signal
-        handlers in the main thread between bytecodes, so a main thread stuck inside a long C
-        call dies when that call returns rather than at once.
-        """
-        if threading.current_thread() is not threading.main_thread():
-            return
-        try:
-            if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
-                return
-            signal.signal(signal.SIGTERM, self._on_sigterm)
-        except (ValueError, OSError, AttributeError):  # pragma: no cover - no SIGTERM here
-            return
-
-    def _on_sigterm(self, signum: int, frame: object) -> None:
-        if self._write_lock.acquire(timeout=1.0):
-            was = getattr(rt.guard, "on", False)
-            rt.guard.on = True
-            try:
-                self._flush_locked()
-            except Exception:  # pragma: no cover - dying anyway
-                pass
-            finally:
-                rt.guard.on = was
-                self._write_lock.release()
-        signal.signal(signum, signal.SIG_DFL)
-        os.kill(os.getpid(), signum)
+        # No SIGTERM handler: a Python handler runs only in the main thread, between bytecodes,
+        # so a SIGTERM could wait for ever behind a blocking call (a Pool worker after
+        # terminate() hung so) where the default action ends the process at once. SIGTERM
+        # ends a traced process exactly as an untraced one; it loses what the flusher had not
+        # written yet (README, "Limits").
 
 
 class _Guarded:

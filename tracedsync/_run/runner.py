@@ -22,7 +22,7 @@ import contextlib
 import os
 import runpy
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from types import TracebackType
 
 from .._patch.scope import ENV_EXCLUDE, ENV_INCLUDE
@@ -30,6 +30,7 @@ from . import summary as _runsummary
 
 BOOT_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "boot")
 ENV_PATCH = "TRACEDSYNC_PATCH"
+ENV_LOG_DIR = "TRACEDSYNC_LOG_DIR"
 _VALUED = ("--log-dir", "--level", "--include", "--exclude")
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 
@@ -115,26 +116,61 @@ def main(argv: Sequence[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    log_dir = os.path.abspath(opts.log_dir) if opts.log_dir else _runsummary.fresh_log_dir()
+    try:
+        log_dir = choose_log_dir(opts.log_dir)
+    except OSError as exc:
+        print(f"tracedsync run: error: cannot write logs: {exc}", file=sys.stderr)
+        return 2
     include = [p.strip() for v in opts.include for p in v.split(",") if p.strip()]
     exclude = [p.strip() for v in opts.exclude for p in v.split(",") if p.strip()]
-    _prepare_environment(include, exclude)
-    if not opts.no_summary:
-        atexit.register(_at_exit, os.getpid(), log_dir)
-        _runsummary.preload()
     import tracedsync
 
-    tracedsync.patch(
-        include=include,
-        exclude=exclude,
-        log_dir=log_dir,
-        **({"level": opts.level} if opts.level else {}),
-    )
+    from .._record.recorder import RECORDER
+
+    try:
+        tracedsync.patch(
+            include=include,
+            exclude=exclude,
+            log_dir=log_dir,
+            **({"level": opts.level} if opts.level else {}),
+        )
+    except tracedsync.ConfigError as exc:
+        print(f"tracedsync run: error: {exc}", file=sys.stderr)
+        return 2
+    prepare_environment(include, exclude)
+    if not opts.no_summary:
+        # Every directory this process logs to: the program may configure its own.
+        log_dirs = [log_dir]
+        RECORDER.config_hooks.append(lambda s: _note_dir(log_dirs, s.log_dir))
+        atexit.register(_at_exit, os.getpid(), log_dirs)
+        _runsummary.preload()
     return run_program(script, module, args)
 
 
-def _prepare_environment(include: list[str], exclude: list[str]) -> None:
-    """What Python children need to be traced too (settings travel with `configure()`)."""
+def choose_log_dir(option: str | None, environ: Mapping[str, str] = os.environ) -> str:
+    """Where the logs go: ``--log-dir``, else ``TRACEDSYNC_LOG_DIR``, else a new directory
+    under ``./tracedsync-logs/`` (created here; OSError if it cannot be)."""
+    if option:
+        return os.path.abspath(option)
+    from_env = environ.get(ENV_LOG_DIR, "")
+    if from_env:
+        return os.path.abspath(from_env)
+    return _runsummary.fresh_log_dir()
+
+
+def _note_dir(log_dirs: list[str], path: str) -> None:
+    path = os.path.abspath(path)
+    if path not in log_dirs:
+        log_dirs.append(path)
+
+
+CHILD_ENVIRONMENT = (ENV_PATCH, ENV_INCLUDE, ENV_EXCLUDE, "PYTHONPATH")
+"""The variables `prepare_environment` sets (the settings are exported by `configure()`)."""
+
+
+def prepare_environment(include: list[str], exclude: list[str]) -> None:
+    """What Python children need to be traced too (settings travel with `configure()`); the
+    pytest plugin prepares its session's children the same way."""
     env = os.environ
     env[ENV_PATCH] = "1"
     env[ENV_INCLUDE] = ",".join(include)
@@ -225,7 +261,7 @@ def _is_ours(tb: TracebackType) -> bool:
     return filename.startswith(_PKG_DIR) or filename in (runpy.__file__, "<frozen runpy>")
 
 
-def _at_exit(pid: int, log_dir: str) -> None:
+def _at_exit(pid: int, log_dirs: list[str]) -> None:
     if os.getpid() != pid:  # a forked child leaving through sys.exit
         return
     _join_children()
@@ -242,10 +278,11 @@ def _at_exit(pid: int, log_dir: str) -> None:
     with contextlib.suppress(Exception):  # a closed stdout must not stop the summary
         sys.stdout.flush()
     try:
-        _runsummary.render(_runsummary.load_report(log_dir), log_dir, sys.stderr)
+        _runsummary.render(_runsummary.load_report(log_dirs), log_dirs, sys.stderr)
     except Exception as exc:  # a summary that fails must not change the program's exit
         print(
-            f"tracedsync: no summary: {type(exc).__name__}: {exc} (logs: {log_dir})",
+            f"tracedsync: no summary: {type(exc).__name__}: {exc} "
+            f"(logs: {', '.join(log_dirs)})",
             file=sys.stderr,
         )
 

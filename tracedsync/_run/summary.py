@@ -8,9 +8,10 @@ run, not only this one.
 
 from __future__ import annotations
 
+import glob
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from ..analysis.findings import Finding
@@ -68,13 +69,21 @@ def preload() -> None:
     from ..analysis import analyze, render_text, report  # noqa: F401
 
 
-def load_report(log_dir: str) -> Report | None:
-    """The analyze report of every log in ``log_dir``; None when there is nothing to read."""
+def _dirs(log_dirs: str | Sequence[str]) -> list[str]:
+    return [log_dirs] if isinstance(log_dirs, str) else list(log_dirs)
+
+
+def load_report(log_dirs: str | Sequence[str]) -> Report | None:
+    """The analyze report of every log in ``log_dirs`` (a directory or several); None when
+    there is nothing to read."""
     from ..analysis.analyze import NoInputError, analyze
     from ..analysis.report import build_report
 
+    dirs = [d for d in _dirs(log_dirs) if os.path.isdir(d)]
+    if not dirs:
+        return None
     try:
-        agg = analyze([log_dir], jobs=1)
+        agg = analyze(dirs, jobs=1)
     except (NoInputError, FileNotFoundError):
         return None
     return build_report(agg)
@@ -82,20 +91,33 @@ def load_report(log_dir: str) -> Report | None:
 
 def render(
     report: Report | None,
-    log_dir: str,
+    log_dirs: str | Sequence[str],
     out: TextIO,
     width: int | None = None,
     color: bool | None = None,
 ) -> None:
     """The one-screen report, then where the logs are and how to see all of it. ``width`` and
-    ``color`` default to what ``out`` is (a terminal or not)."""
+    ``color`` default to what ``out`` is (a terminal or not). With several directories (the
+    program moved its logs with ``configure(log_dir=...)``), the report covers them all and
+    says so."""
     from ..analysis.render_text import TextRenderer
 
+    dirs = _dirs(log_dirs)
+    where = " ".join(dirs)
+    if len(dirs) > 1:
+        print(f"tracedsync: the program also logged to {' '.join(dirs[1:])} (it configured "
+              f"log_dir itself): every directory is read", file=out)
     if report is None or not report.totals.get("primitives"):
-        print(f"tracedsync: no traced primitive recorded anything (logs: {log_dir})", file=out)
+        written = [d for d in dirs if glob.glob(os.path.join(glob.escape(d), "tracedsync-*.jsonl"))]
+        if not written:
+            print(f"tracedsync: no traced primitive recorded anything: no log was written in "
+                  f"{where} (were the primitives created before tracing began?)", file=out)
+        else:
+            print(f"tracedsync: the logs in {' '.join(written)} hold no traced primitive",
+                  file=out)
         return
     TextRenderer(top=TOP_ROWS, width=width, color=color).render(report, out)
-    print(f"tracedsync: logs in {log_dir}; full report: tracedsync analyze {log_dir}", file=out)
+    print(f"tracedsync: logs in {where}; full report: tracedsync analyze {where}", file=out)
 
 
 def parse_kinds(text: str | Iterable[str]) -> frozenset[str]:

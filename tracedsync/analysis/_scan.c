@@ -433,6 +433,43 @@ held_remove(Thread *t, int j)
     t->nheld--;
 }
 
+/* Every timeline one step coarser (buckets twice as wide). */
+static int
+tl_rebin(Kernel *k)
+{
+    for (int32_t p = 0; p < k->captl; p++) {
+        Timeline *t = &k->tl[p];
+        if (t->n == 0) continue;
+        Map nm = {0};
+        int64_t (*cells)[2] = PyMem_Malloc((size_t)t->n * sizeof(*cells));
+        if (cells == NULL) { PyErr_NoMemory(); return -1; }
+        int32_t n = 0;
+        for (uint32_t s = 0; s <= t->map.mask; s++) {
+            int32_t v = t->map.vals[s];
+            if (v < 0) continue;
+            int64_t b = ((int64_t)t->map.keys[s]) >> 1;
+            int32_t j = map_get(&nm, (uint64_t)b);
+            if (j < 0) {
+                if (map_put(&nm, (uint64_t)b, n) < 0) { PyMem_Free(cells); return -1; }
+                cells[n][0] = t->cells[v][0];
+                cells[n][1] = t->cells[v][1];
+                n++;
+            } else {
+                cells[j][0] += t->cells[v][0];
+                cells[j][1] += t->cells[v][1];
+            }
+        }
+        map_free(&t->map);
+        PyMem_Free(t->cells);
+        t->map = nm;
+        t->cells = cells;
+        t->n = n;
+        t->cap = n;
+    }
+    k->shift++;
+    return 0;
+}
+
 static int
 tl_coarsen(Kernel *k)
 {
@@ -441,39 +478,37 @@ tl_coarsen(Kernel *k)
         for (int32_t p = 0; p < k->captl; p++)
             if (k->tl[p].n > TIMELINE_MAX_BUCKETS) { over = 1; break; }
         if (!over) return 0;
-        for (int32_t p = 0; p < k->captl; p++) {
-            Timeline *t = &k->tl[p];
-            if (t->n == 0) continue;
-            Map nm = {0};
-            int64_t (*cells)[2] = PyMem_Malloc((size_t)t->n * sizeof(*cells));
-            if (cells == NULL) { PyErr_NoMemory(); return -1; }
-            int32_t n = 0;
-            for (uint32_t s = 0; s <= t->map.mask; s++) {
-                int32_t v = t->map.vals[s];
-                if (v < 0) continue;
-                int64_t b = ((int64_t)t->map.keys[s]) >> 1;
-                int32_t j = map_get(&nm, (uint64_t)b);
-                if (j < 0) {
-                    if (map_put(&nm, (uint64_t)b, n) < 0) { PyMem_Free(cells); return -1; }
-                    cells[n][0] = t->cells[v][0];
-                    cells[n][1] = t->cells[v][1];
-                    n++;
-                } else {
-                    cells[j][0] += t->cells[v][0];
-                    cells[j][1] += t->cells[v][1];
-                }
-            }
-            map_free(&t->map);
-            PyMem_Free(t->cells);
-            t->map = nm;
-            t->cells = cells;
-            t->n = n;
-            t->cap = n;
-        }
-        k->shift++;
+        if (tl_rebin(k) < 0) return -1;
     }
 }
 
+/* Add (n waits, w ns) to bucket b of timeline t. */
+static int
+tl_cell(Timeline *t, int64_t b, int64_t n, int64_t w)
+{
+    int32_t j = map_get(&t->map, (uint64_t)b);
+    if (j >= 0) {
+        t->cells[j][0] += n;
+        t->cells[j][1] += w;
+        return 0;
+    }
+    if (t->n == t->cap) {
+        int32_t cap = t->cap ? t->cap * 2 : 8;
+        int64_t (*c)[2] = PyMem_Realloc(t->cells, (size_t)cap * sizeof(*c));
+        if (c == NULL) { PyErr_NoMemory(); return -1; }
+        t->cells = c;
+        t->cap = cap;
+    }
+    t->cells[t->n][0] = n;
+    t->cells[t->n][1] = w;
+    if (map_put(&t->map, (uint64_t)b, t->n) < 0) return -1;
+    t->n++;
+    return 0;
+}
+
+/* A contended wait that ended at ts on the timeline: counted in the bucket where it ended, its
+ * time spread over the buckets it covers; a wait longer than the timeline keeps coarsens it
+ * first (as kernel.Kernel._tl: the same cells, whatever the order of coarsening). */
 static int
 tl_add(Kernel *k, int32_t prim, int64_t ts, int64_t wait)
 {
@@ -486,25 +521,17 @@ tl_add(Kernel *k, int32_t prim, int64_t ts, int64_t wait)
         k->tl = t;
         k->captl = cap;
     }
+    int64_t start = wait > 0 ? ts - wait : ts;
+    while ((ts >> k->shift) - (start >> k->shift) >= TIMELINE_MAX_BUCKETS)
+        if (tl_rebin(k) < 0) return -1;
     Timeline *t = &k->tl[prim];
-    int64_t b = ts >> k->shift;
-    int32_t j = map_get(&t->map, (uint64_t)b);
-    if (j >= 0) {
-        t->cells[j][0] += 1;
-        t->cells[j][1] += wait;
-        return 0;
+    int64_t last = ts >> k->shift;
+    int64_t at = start;
+    for (int64_t b = start >> k->shift; b <= last; b++) {
+        int64_t edge = b == last ? ts : (b + 1) << k->shift;
+        if (tl_cell(t, b, b == last, edge - at) < 0) return -1;
+        at = edge;
     }
-    if (t->n == t->cap) {
-        int32_t cap = t->cap ? t->cap * 2 : 8;
-        int64_t (*c)[2] = PyMem_Realloc(t->cells, (size_t)cap * sizeof(*c));
-        if (c == NULL) { PyErr_NoMemory(); return -1; }
-        t->cells = c;
-        t->cap = cap;
-    }
-    t->cells[t->n][0] = 1;
-    t->cells[t->n][1] = wait;
-    if (map_put(&t->map, (uint64_t)b, t->n) < 0) return -1;
-    t->n++;
     if (t->n > TIMELINE_MAX_BUCKETS) return tl_coarsen(k);
     return 0;
 }

@@ -383,6 +383,18 @@ def _timed_out(ev: Event) -> bool:
         or ev.get("result") is False
         or ev.get("notified") is False
         or ev.get("timed_out") is True
+        or barrier_timed_out(ev)
+    )
+
+
+def barrier_timed_out(ev: Event) -> bool:
+    """A ``barrier_broken`` written by the thread whose own wait timed out (and so broke it);
+    the other threads it woke did not time out, they saw the barrier break."""
+    return (
+        ev.get("event") == "barrier_broken"
+        and ev.get("why") == "timeout"
+        and ev.get("broken_by") == ev.get("tid")
+        and ev.get("broken_by_pid", ev.get("pid")) == ev.get("pid")
     )
 
 

@@ -223,18 +223,35 @@ class PyKernel:
         return ss
 
     def _tl(self, prim: str, ts: int, wait: int) -> None:
+        """A contended wait that ended at ``ts`` on the timeline: counted in the bucket where it
+        ended, its time spread over the buckets it covers (a 1 s wait is not all in its last
+        millisecond). A wait longer than the timeline keeps coarsens it first. The result does
+        not depend on when coarsening happens: the spread is exact in ns, rebinning sums."""
+        start = ts - wait if wait > 0 else ts
+        while (ts >> self.shift) - (start >> self.shift) >= TIMELINE_MAX_BUCKETS:
+            self.timeline = {
+                p: rebin(b, self.shift, self.shift + 1) for p, b in self.timeline.items()
+            }
+            self.shift += 1
+        shift = self.shift
         tl = self.timeline.get(prim)
         if tl is None:
             tl = self.timeline[prim] = {}
-        b = ts >> self.shift
-        cell = tl.get(b)
-        if cell is None:
-            tl[b] = [1, wait]
-            if len(tl) > TIMELINE_MAX_BUCKETS:
-                self._coarsen()
-        else:
-            cell[0] += 1
-            cell[1] += wait
+        last = ts >> shift
+        b = start >> shift
+        t = start
+        while b <= last:
+            edge = ts if b == last else (b + 1) << shift
+            cell = tl.get(b)
+            if cell is None:
+                tl[b] = [int(b == last), edge - t]
+            else:
+                cell[0] += b == last
+                cell[1] += edge - t
+            t = edge
+            b += 1
+        if len(tl) > TIMELINE_MAX_BUCKETS:
+            self._coarsen()
 
     def _coarsen(self) -> None:
         while max(len(t) for t in self.timeline.values()) > TIMELINE_MAX_BUCKETS:

@@ -8,6 +8,7 @@ stacked by primitive). Then the findings and the statistics tables.
 from __future__ import annotations
 
 import html
+import math
 from typing import Any, TextIO
 
 from .render_text import dur
@@ -24,7 +25,11 @@ th{background:#f3f3f3}td.l,th.l{text-align:left}
 .plots{display:flex;flex-wrap:wrap;gap:24px}svg{background:#fafafa;border:1px solid #ddd}
 svg text{font:11px system-ui,sans-serif;fill:#333}.none{color:#2e7d32;font-weight:600}
 code{font-size:12px}td.l code{white-space:nowrap}
+.legend{list-style:none;display:flex;flex-wrap:wrap;gap:4px 18px;margin:6px 0 0;padding:0}
+.legend li{display:flex;align-items:center;gap:6px}
+.swatch{display:inline-block;width:10px;height:10px;flex:none}
 """
+_TICK_PX = 64  # room for one axis label ("1.02ms" at 11px is about 40px wide)
 _COLORS = [
     "#1e88e5",
     "#e53935",
@@ -63,6 +68,7 @@ def distribution_svg(title: str, counts: dict[int, int], w: int = 520, h: int = 
     left, bottom, top = 48, h - 30, 26
     bw = (w - left - 10) / n
     peak = max(counts.values())
+    step = max(1, math.ceil(_TICK_PX / bw))  # one label per _TICK_PX: they never touch
     parts = [head]
     for i in range(n):
         c = counts.get(lo + i, 0)
@@ -73,7 +79,7 @@ def distribution_svg(title: str, counts: dict[int, int], w: int = 520, h: int = 
             f'height="{bh:.1f}" fill="#1e88e5"><title>{dur(1 << (lo + i - 1))} to '
             f"{dur((1 << (lo + i)) - 1)}: {c:,}</title></rect>"
         )
-        if i % max(1, n // 6) == 0:
+        if i % step == 0:
             parts.append(f'<text x="{x:.1f}" y="{bottom + 14}">{dur(1 << (lo + i - 1))}</text>')
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{w - 10}" y2="{bottom}" stroke="#999"/>')
     parts.append(f'<text x="4" y="{top + 10}">{peak:,}</text><text x="4" y="{bottom}">0</text>')
@@ -89,7 +95,7 @@ def timeline_svg(report: Report, w: int = 1060, h: int = 260) -> str:
     head += '<text x="8" y="16">time spent waiting for locks, per time slice</text>'
     if not tl.series or not tl.columns:
         return head + f'<text x="{w // 2 - 60}" y="{h // 2}">no contention recorded</text></svg>'
-    left, bottom, top, right = 60, h - 44, 26, 10
+    left, bottom, top, right = 60, h - 24, 26, 10
     totals = [sum(s.wait_ns[i] for s in tl.series) for i in range(tl.columns)]
     peak = max(max(totals), 1)
     bw = (w - left - right) / tl.columns
@@ -105,7 +111,7 @@ def timeline_svg(report: Report, w: int = 1060, h: int = 260) -> str:
             parts.append(
                 f'<rect x="{left + i * bw:.1f}" y="{y:.1f}" width="{max(bw, 0.5):.2f}" '
                 f'height="{bh:.1f}" fill="{_COLORS[k % len(_COLORS)]}"><title>{_e(s.label)}: '
-                f"{dur(v)} waited, {s.waits[i]} wait(s)</title></rect>"
+                f"{dur(v)} waited, {s.waits[i]} wait(s) ended</title></rect>"
             )
     span = tl.columns * tl.column_ns
     for j in range(6):
@@ -113,17 +119,22 @@ def timeline_svg(report: Report, w: int = 1060, h: int = 260) -> str:
         parts.append(f'<text x="{x - 10:.1f}" y="{bottom + 14}">{dur(int(span * j / 5))}</text>')
     parts.append(f'<line x1="{left}" y1="{bottom}" x2="{w - right}" y2="{bottom}" stroke="#999"/>')
     parts.append(f'<text x="4" y="{top + 10}">{dur(peak)}</text><text x="4" y="{bottom}">0</text>')
-    lx = left
-    for k, s in enumerate(tl.series):
-        color = _COLORS[k % len(_COLORS)]
-        parts.append(f'<rect x="{lx}" y="{h - 16}" width="10" height="10" fill="{color}"/>')
-        label = s.label if len(s.label) <= 28 else s.label[:27] + "…"
-        parts.append(f'<text x="{lx + 14}" y="{h - 7}">{_e(label)}</text>')
-        lx += 30 + int(6.2 * len(label))
-        if lx > w - 120:
-            break
     parts.append("</svg>")
-    return "".join(parts)
+    return "".join(parts) + timeline_legend(report)
+
+
+def timeline_legend(report: Report) -> str:
+    """The timeline's legend as an HTML list (laid out by the browser, so its labels never
+    overlap, however long or wide they are)."""
+    items = []
+    for k, s in enumerate(report.timeline.series):
+        color = _COLORS[k % len(_COLORS)]
+        total = sum(s.wait_ns)
+        items.append(
+            f'<li><span class=swatch style="background:{color}"></span>{_e(s.label)} '
+            f"<span class=sub>({dur(total)})</span></li>"
+        )
+    return f"<ul class=legend>{''.join(items)}</ul>" if items else ""
 
 
 def _pct(d: Dist) -> str:

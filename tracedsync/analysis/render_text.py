@@ -8,6 +8,7 @@ from typing import Any, TextIO
 
 from rich import box
 from rich.console import Console
+from rich.measure import Measurement
 from rich.table import Table
 from rich.text import Text
 
@@ -49,8 +50,87 @@ def _share(r: Row) -> str:
     return f"{r.contended_share:.1%}" if r.acquisitions or r.failed else "-"
 
 
+NATURAL_WIDTH = 100_000
+"""The width when writing to a file or a pipe without ``COLUMNS``: every table at its natural
+width, nothing wrapped or cut."""
+
+
+def env_columns(environ: dict[str, str] | None = None) -> int | None:
+    """``COLUMNS`` from the environment, if it is a usable width."""
+    value = (os.environ if environ is None else environ).get("COLUMNS", "").strip()
+    return int(value) if value.isdigit() and int(value) >= 20 else None
+
+
+Column = tuple[str, dict[str, Any]]
+"""A header and its `rich.table.Table.add_column` keywords; the keyword ``unit`` (not rich's)
+names columns that are printed together when a table is split (``wait p50`` ... ``max``)."""
+
+
+def print_table(
+    c: Console, title: str, columns: list[Column], rows: list[list[Any]], keys: int = 1
+) -> None:
+    """Print a table that never loses a column. If it does not fit the console's width, the
+    columns after the first ``keys`` (the row's identity) go into as many tables as needed,
+    each repeating the identity columns, split between units of columns; the identity columns
+    fold (wrap) only if they would take more than about half the width. (Rich itself would
+    drop the columns that do not fit.)"""
+    limits: dict[int, int] = {}
+
+    def build(idx: list[int], heading: str) -> Table:
+        tab = Table(title=heading, box=box.SIMPLE_HEAD, title_justify="left")
+        for i in idx:
+            head, kw = columns[i]
+            opts = {k: v for k, v in kw.items() if k != "unit"}
+            if i in limits:
+                opts["max_width"] = limits[i]
+            tab.add_column(head, **opts)
+        for row in rows:
+            tab.add_row(*(row[i] for i in idx))
+        return tab
+
+    def natural(idx: list[int]) -> int:
+        tab = build(idx, "")
+        return Measurement.get(c, c.options.update(max_width=NATURAL_WIDTH), tab).maximum
+
+    width = c.width
+    everything = list(range(len(columns)))
+    if natural(everything) <= width or len(columns) <= keys + 1:
+        c.print(build(everything, title))
+        return
+    ident = list(range(keys))
+    budget = width * 11 // 20
+    if natural(ident) > budget:
+        wants = {i: natural([i]) for i in ident}
+        total = sum(wants.values())
+        for i in ident:
+            limits[i] = max(10, budget * wants[i] // total - 3)
+    units: list[list[int]] = []
+    for i in range(keys, len(columns)):
+        unit = columns[i][1].get("unit")
+        if units and unit is not None and columns[units[-1][-1]][1].get("unit") == unit:
+            units[-1].append(i)
+        else:
+            units.append([i])
+    # A unit too wide to share a part with the identity columns is split into its columns.
+    units = [piece for unit in units for piece in (
+        [[i] for i in unit] if len(unit) > 1 and natural(ident + unit) > width else [unit])]
+    parts: list[list[int]] = []
+    current: list[int] = []
+    for unit in units:
+        if current and natural([*ident, *current, *unit]) > width:
+            parts.append(current)
+            current = list(unit)
+        else:
+            current += unit
+    parts.append(current)
+    for n, part in enumerate(parts, 1):
+        c.print(build(ident + part, f"{title}, part {n}/{len(parts)}"))
+
+
 class TextRenderer:
-    """Rich tables; ``top`` rows per table, ``width`` columns when not writing to a terminal."""
+    """Rich tables; ``top`` rows per table. ``width``: the width to fit; by default the
+    terminal's when writing to one, else ``COLUMNS`` if set, else each table's natural width.
+    A table wider than that is split by columns, never cut (`print_table`)."""
 
     def __init__(
         self, top: int = 15, width: int | None = None, color: bool | None = None, **_: Any
@@ -61,9 +141,12 @@ class TextRenderer:
 
     def render(self, report: Report, out: TextIO) -> None:
         tty = out.isatty() if hasattr(out, "isatty") else False
+        width = self.width
+        if width is None and not tty:
+            width = env_columns() or NATURAL_WIDTH
         console = Console(
             file=out,
-            width=self.width or (None if tty else 160),
+            width=width,
             force_terminal=self.color if self.color is not None else None,
             no_color=self.color is False or not tty,
             highlight=False,
@@ -138,21 +221,22 @@ class TextRenderer:
             return
         shown = rows[: self.top]
         more = f", top {len(shown)} by wait time" if len(rows) > len(shown) else ""
-        tab = Table(title=f"{title} ({len(rows)}{more})", box=box.SIMPLE_HEAD, title_justify="left")
-        tab.add_column(first, overflow="fold", min_width=24)
+        columns: list[Column] = [(first, {"overflow": "fold", "min_width": 16})]
         if created:
-            tab.add_column("created at", overflow="fold", min_width=12)
-        tab.add_column("acq", justify="right")
-        tab.add_column("cont.", justify="right")
-        for head in ("wait p50", "p95", "p99", "max", "hold p50", "p95", "p99", "max"):
-            tab.add_column(head, justify="right", no_wrap=True)
-        tab.add_column("depth", justify="right")
-        tab.add_column("thr/proc", justify="right")
+            columns.append(("created at", {"overflow": "fold", "min_width": 10}))
+        columns += [("acq", {"justify": "right", "unit": "acq"}),
+                    ("cont.", {"justify": "right", "unit": "acq"})]
+        for unit in ("wait", "hold"):
+            for head in (f"{unit} p50", "p95", "p99", "max"):
+                columns.append((head, {"justify": "right", "no_wrap": True, "unit": unit}))
+        columns += [("depth", {"justify": "right", "unit": "who"}),
+                    ("thr/proc", {"justify": "right", "unit": "who"})]
+        cells: list[list[Any]] = []
         for r in shown:
-            cells = [shorten(r.label)]
+            row = [shorten(r.label)]
             if created:
-                cells.append(shorten(r.created_at or "?"))
-            cells += [
+                row.append(shorten(r.created_at or "?"))
+            row += [
                 f"{r.acquisitions:,}" + (f" ({r.failed} failed)" if r.failed else ""),
                 _share(r),
                 *_cols(r.wait),
@@ -160,46 +244,53 @@ class TextRenderer:
                 str(r.max_depth or "-"),
                 f"{r.thread_count}/{len(r.processes)}",
             ]
-            tab.add_row(*cells)
-        c.print(tab)
+            cells.append(row)
+        print_table(c, f"{title} ({len(rows)}{more})", columns, cells, keys=2 if created else 1)
 
     def _conditions(self, c: Console, r: Report) -> None:
         rows = [x for x in r.primitives if x.cond_waits or x.notifies]
         if not rows:
             return
-        tab = Table(title=f"Conditions ({len(rows)})", box=box.SIMPLE_HEAD, title_justify="left")
-        tab.add_column("condition", overflow="fold", min_width=24)
-        tab.add_column("created at", overflow="fold", min_width=12)
-        for head in ("waits", "timed out", "notifies", "heard by nobody"):
-            tab.add_column(head, justify="right")
-        for x in rows[: self.top]:
-            tab.add_row(
+        columns: list[Column] = [
+            ("condition", {"overflow": "fold", "min_width": 16}),
+            ("created at", {"overflow": "fold", "min_width": 10}),
+            *((head, {"justify": "right"}) for head in (
+                "waits", "timed out", "notifies", "heard by nobody")),
+        ]
+        cells = [
+            [
                 shorten(x.label),
                 shorten(x.created_at or "?"),
                 f"{x.cond_waits:,}",
                 f"{x.cond_timeouts:,}",
                 f"{x.notifies:,}",
                 f"{x.unheard_notifies:,}",
-            )
-        c.print(tab)
+            ]
+            for x in rows[: self.top]
+        ]
+        print_table(c, f"Conditions ({len(rows)})", columns, cells, keys=2)
 
     def _other(self, c: Console, r: Report) -> None:
         rows = [x for x in r.primitives if x.other_events]
         if not rows:
             return
-        tab = Table(
-            title="Other events per primitive (semaphores, events, barriers, ...)",
-            box=box.SIMPLE_HEAD,
-            title_justify="left",
-        )
-        tab.add_column("primitive", overflow="fold")
-        tab.add_column("events")
-        tab.add_column("waits p50/p95/p99/max", justify="right")
-        tab.add_column("timeouts", justify="right")
-        for x in rows[: self.top]:
-            ev = ", ".join(f"{k} {v:,}" for k, v in x.other_events.items())
-            tab.add_row(shorten(x.label), ev, _pct(x.other_wait), str(x.other_timeouts))
-        c.print(tab)
+        columns: list[Column] = [
+            ("primitive", {"overflow": "fold"}),
+            ("events", {}),
+            ("waits p50/p95/p99/max", {"justify": "right"}),
+            ("timeouts", {"justify": "right"}),
+        ]
+        cells = [
+            [
+                shorten(x.label),
+                ", ".join(f"{k} {v:,}" for k, v in x.other_events.items()),
+                _pct(x.other_wait),
+                str(x.other_timeouts),
+            ]
+            for x in rows[: self.top]
+        ]
+        print_table(c, "Other events per primitive (semaphores, events, barriers, ...)", columns,
+                    cells)
 
     def _problems(self, c: Console, r: Report) -> None:
         if not r.problems:

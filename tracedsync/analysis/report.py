@@ -333,12 +333,34 @@ def _timeline(
         for p in members:
             off = moved(p)
             for b, (n, w) in agg.timeline[p].items():
-                i = min(cols - 1, max(0, ((b << shift) + off - start) // width))
-                waits[i] += n
-                wait_ns[i] += w
+                _spread((b << shift) + off, ((b + 1) << shift) + off, n, w, start, width, waits,
+                        wait_ns)
         label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
         series.append(Series(prim=name, label=label, waits=waits, wait_ns=wait_ns))
     return Timeline(start_ts=start, column_ns=width, columns=cols, series=series)
+
+
+def _spread(
+    lo: int, hi: int, n: int, w: int, start: int, width: int, waits: list[int],
+    wait_ns: list[int],
+) -> None:
+    """One timeline bucket ``[lo, hi)`` into the report's columns: its ``n`` waits in the
+    column where the bucket ends (waits are counted where they ended), its ``w`` ns of waiting
+    shared among the columns it overlaps, in proportion (sums stay exact)."""
+    cols = len(waits)
+    last = min(cols - 1, max(0, (hi - 1 - start) // width))
+    waits[last] += n
+    if not w:
+        return
+    i = min(cols - 1, max(0, (lo - start) // width))
+    given = 0
+    span = hi - lo
+    while i <= last:
+        edge = min(hi, start + (i + 1) * width) if i < last else hi
+        share = w * (edge - lo) // span - given
+        wait_ns[i] += share
+        given += share
+        i += 1
 
 
 def build_report(agg: Aggregate, options: Options | None = None) -> Report:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Iterable
 
+from .handlers import barrier_timed_out
 from .reader import Event
 
 
@@ -25,8 +26,8 @@ class PrimSummary:
     wait_ns: int = 0
     hold_ns: int = 0
     max_depth: int = 0
-    cond_waits: int = 0
-    cond_timeouts: int = 0
+    waits: int = 0
+    wait_timeouts: int = 0
     notifies: int = 0
     unheard_notifies: int = 0
     misuse: int = 0
@@ -83,9 +84,13 @@ def summarise(events: Iterable[Event]) -> dict[str, PrimSummary]:
             if isinstance(hold, int):
                 s.hold_ns += hold
         elif name == "cond_wake":
-            s.cond_waits += 1
+            s.waits += 1
             if not ev.get("notified"):
-                s.cond_timeouts += 1
+                s.wait_timeouts += 1
+        elif name == "barrier_wait" or (name == "barrier_broken" and "waited_ns" in ev):
+            s.waits += 1  # a barrier's waits, passed or broken (the aborting thread did not)
+            if barrier_timed_out(ev):
+                s.wait_timeouts += 1
         elif name in ("notify", "notify_all"):
             s.notifies += 1
             if not ev.get("waiters"):
@@ -141,7 +146,7 @@ def render_text(summary: dict[str, PrimSummary]) -> str:
                 _ms(s.wait_ns),
                 _ms(s.hold_ns),
                 str(s.max_depth),
-                f"{s.cond_waits}" + (f" ({s.cond_timeouts} timed out)" if s.cond_timeouts else ""),
+                f"{s.waits}" + (f" ({s.wait_timeouts} timed out)" if s.wait_timeouts else ""),
                 f"{s.notifies}"
                 + (f" ({s.unheard_notifies} unheard)" if s.unheard_notifies else ""),
             )
