@@ -38,6 +38,12 @@ class Settings:
     buffer_limit: int = 100_000
     """Events of the Python channel (and of the pure-Python twin) buffered before the filling
     thread acts (see ``overflow``)."""
+    max_log_bytes: int | None = 1 << 30
+    """The cap on this process's log files together, in bytes (None: no cap). The log rotates
+    over `LOG_FILES` files (``tracedsync-<pid>.jsonl``, then ``.1.jsonl`` the newest ...
+    ``.3.jsonl`` the oldest); the oldest is deleted, so the most recent history is kept, and
+    a ``dropped`` event (reason ``rotated``) in the new file counts what it held. Each file
+    may pass its quarter by one flush's batch. Applies to the file sink, not to a ``logger``."""
     overflow: str = "flush"
     """``flush``: the filling thread wakes the flusher, and drops (counted) only past four times
     the limit; ``drop``: drop (counted) past the limit. The recording thread never flushes."""
@@ -74,6 +80,11 @@ class Settings:
             raise ConfigError(f"buffer_limit must be >= 1, not {self.buffer_limit!r}")
         if self.buffer_bytes < 64 * 1024:
             raise ConfigError(f"buffer_bytes must be >= 65536, not {self.buffer_bytes!r}")
+        cap = self.max_log_bytes
+        if cap is not None and (isinstance(cap, bool) or not isinstance(cap, int)
+                                or cap < MIN_LOG_BYTES):
+            raise ConfigError(f"max_log_bytes must be None or an int >= {MIN_LOG_BYTES}, "
+                              f"not {cap!r}")
         if self.on_deadlock not in ("report", "raise"):
             raise ConfigError(
                 f"on_deadlock must be 'report' or 'raise', not {self.on_deadlock!r}")
@@ -94,8 +105,8 @@ class Settings:
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> Settings:
         """Settings from ``TRACEDSYNC_LOG_DIR``, ``_LEVEL``, ``_FLUSH_INTERVAL``, ``_BUFFER_LIMIT``,
-        ``_OVERFLOW``, ``_ON_DEADLOCK``, ``_LOCK_ORDER``, ``_LONG_WAIT``, ``_LONG_HOLD``,
-        ``_SNAPSHOT_SIGNAL``."""
+        ``_OVERFLOW``, ``_MAX_LOG_BYTES``, ``_ON_DEADLOCK``, ``_LOCK_ORDER``, ``_LONG_WAIT``,
+        ``_LONG_HOLD``, ``_SNAPSHOT_SIGNAL``."""
         env = os.environ if environ is None else environ
         kw: dict[str, Any] = {}
         for field in ("log_dir", "level", "overflow", "on_deadlock"):
@@ -113,6 +124,7 @@ class Settings:
                         f"{ENV_PREFIX}{field.upper()}={value!r} is not a valid {conv.__name__}"
                     ) from None
         kw.update(_detection_from_env(env))
+        kw.update(_max_log_bytes_from_env(env))
         return cls(**kw)
 
     def replace(self, **changes: Any) -> Settings:
@@ -136,6 +148,8 @@ class Settings:
             ENV_PREFIX + "BUFFER_LIMIT": str(self.buffer_limit),
             ENV_PREFIX + "BUFFER_BYTES": str(self.buffer_bytes),
             ENV_PREFIX + "OVERFLOW": self.overflow,
+            ENV_PREFIX + "MAX_LOG_BYTES": (
+                "none" if self.max_log_bytes is None else str(self.max_log_bytes)),
             ENV_PREFIX + "ON_DEADLOCK": self.on_deadlock,
             ENV_PREFIX + "LOCK_ORDER": "1" if self.lock_order else "0",
             ENV_PREFIX + "LONG_WAIT": "none" if self.long_wait is None else repr(self.long_wait),
@@ -152,6 +166,7 @@ class Settings:
             "buffer_limit": self.buffer_limit,
             "buffer_bytes": self.buffer_bytes,
             "overflow": self.overflow,
+            "max_log_bytes": self.max_log_bytes,
             "processors": [_describe(p) for p in self.processors],
             "logger": None if self.logger is None else _describe(self.logger),
             "on_deadlock": self.on_deadlock,
@@ -162,7 +177,7 @@ class Settings:
         }
 
 
-_NULLABLE = frozenset({"long_wait", "long_hold"})
+_NULLABLE = frozenset({"long_wait", "long_hold", "max_log_bytes"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -193,6 +208,26 @@ def _detection_from_env(env: Mapping[str, str]) -> dict[str, Any]:
     if sig is not None:
         kw["snapshot_signal"] = sig.strip()
     return kw
+
+
+MIN_LOG_BYTES = 64 * 1024
+"""The smallest ``max_log_bytes``: a file's share (a quarter) must hold more than its header."""
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
+
+
+def _max_log_bytes_from_env(env: Mapping[str, str]) -> dict[str, Any]:
+    """``_MAX_LOG_BYTES``: bytes, optionally with a binary suffix (``512M``, ``2G``, ``64KiB``),
+    or ``none``/``off`` for no cap; unset or empty: the default."""
+    raw = env.get(ENV_PREFIX + "MAX_LOG_BYTES", "").strip()
+    if not raw:
+        return {}
+    if raw.lower() in ("none", "off"):
+        return {"max_log_bytes": None}
+    m = re.fullmatch(r"(\d+)\s*([kmgt]?)(?:i?b)?", raw.lower())
+    if m is None:
+        raise ConfigError(f"{ENV_PREFIX}MAX_LOG_BYTES={raw!r} is not a number of bytes "
+                          f"(like 1073741824, 512M or 2G) or 'none'")
+    return {"max_log_bytes": int(m.group(1)) * _UNITS[m.group(2)]}
 
 
 def _describe(obj: object) -> str:

@@ -91,7 +91,7 @@ def _render(rec: Recorder, snapshot: Any, events: list[Event]) -> int:
         events.insert(0, rec.dropped_event(carried))
     lines = [(ev["ts"], _dumps(ev, default=str, option=_OPT)) for ev in events]
     try:
-        fd = sink.writer.fileno()
+        fd = sink.native_fd()  # after a rotation if the file has passed its share of the cap
     except OSError as exc:
         sink.failed(exc, len(lines) + snapshot.records)
         return 0

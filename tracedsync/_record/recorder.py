@@ -28,7 +28,6 @@ import _thread
 import atexit
 import os
 import signal
-import socket
 import sys
 import threading
 import time
@@ -39,7 +38,7 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.native import NATIVE
-from .._core.ops import OP_SESSION_END
+from .._core.ops import OP_SESSION_END, OP_STATS
 from .._core.registry import report_all
 from .._version import SCHEMA_VERSION, __version__
 from . import native_flush
@@ -96,6 +95,7 @@ class Recorder:
         self._dropped = 0
         self._dropped_unreported = 0
         self._written = 0
+        self._part = 0  # session headers this process has written (`session_header`)
         self.captures: list[list[Event]] = []
         # Runtime detection (_detect.py, _watchdog.py...) plugs in here: ``config_hooks`` get the
         # new settings after every configure(); ``tick_hooks`` run in the flusher thread, just
@@ -125,6 +125,8 @@ class Recorder:
             ):
                 self._sink.close()
                 self._sink = None
+            elif self._sink is not None:
+                self._sink.max_bytes = settings.max_log_bytes
         rt.limit = settings.buffer_limit
         if NATIVE is not None:
             NATIVE.set_budget(settings.buffer_bytes)
@@ -298,10 +300,13 @@ class Recorder:
                                "tid": None, "count": n_dropped, "reason": "overflow"})
             first = False
             try:
+                # Events recorded by the flusher thread itself are dropped (writing them would
+                # record more, forever), but for the `stats` of a primitive that happened to be
+                # collected in it (its counters would vanish).
                 skip = self._flusher_ident
                 for _ in range(take):
                     item = pop()
-                    if item[2] == skip:
+                    if item[2] == skip and item[0] != OP_STATS:
                         continue
                     try:
                         events.append(decode(item))
@@ -335,10 +340,11 @@ class Recorder:
         return not self.captures and not s.processors and s.logger is None
 
     def open_sink(self) -> Sink:
-        """The sink, opened (with its session header written) if it was not."""
+        """The sink, made if it was not (it writes its file's session header first)."""
         if self._sink is None:
-            self._write([])
-        assert self._sink is not None
+            s = self.settings
+            self._sink = Sink(self.path, s.processors, s.logger, max_bytes=s.max_log_bytes,
+                              opening=self._opening)
         return self._sink
 
     def write_events(self, events: list[Event]) -> None:
@@ -358,25 +364,39 @@ class Recorder:
         return self._dropped_event(count)
 
     def _write(self, events: list[Event]) -> None:
-        if self._sink is None:
-            s = self.settings
-            self._sink = Sink(self.path, s.processors, s.logger)
-            events.insert(0, self.session_header())
         if not events:
             return
-        self._sink.write(events, self._dropped_event)
+        self.open_sink().write(events, self._dropped_event)
         self._written += len(events)
         for cap in self.captures:
             cap.extend(events)
+
+    def _opening(self, lost: int | None) -> list[Event]:
+        """The first events of each file (the sink's ``opening``): its own session header and,
+        when a rotation deleted the oldest file to make room for it, a `dropped` event counting
+        the events that file held."""
+        events = [self.session_header()]
+        if lost:
+            events.append({"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
+                           "count": lost, "reason": "rotated"})
+        self._written += len(events)
+        for cap in self.captures:
+            cap.extend(events)
+        return events
 
     def _dropped_event(self, count: int) -> Event:
         return {"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
                 "count": count, "reason": "write_failed"}
 
     def session_header(self) -> Event:
-        """The first line of every log file."""
+        """The first line of every log file. ``part`` counts the headers this process wrote
+        before (0 for its first file; a later one continues the same process's stream: after a
+        rotation, or when `configure` reopened the file)."""
+        import socket  # here: not paid by ``import tracedsync`` (docs/architecture.md)
+
         ts = rt.now()
         process, parent = _mp_identity()
+        part, self._part = self._part, self._part + 1
         return {
             "event": "session",
             "ts": ts,
@@ -394,6 +414,7 @@ class Recorder:
             "hostname": socket.gethostname(),
             "wall_ns": time.time_ns(),
             "mono_ns": ts,
+            "part": part,
             "settings": self.settings.public(),
         }
 
@@ -477,6 +498,7 @@ class Recorder:
         self._dropped = 0
         self._dropped_unreported = 0
         self._written = 0
+        self._part = 0
         self.captures = []
 
     def install(self) -> None:

@@ -2,8 +2,11 @@
 
 Each file is scanned independently (`scan.scan_file`), in worker processes when ``jobs > 1``,
 and the per-file aggregates are merged in input order, so the result does not depend on
-scheduling. Inputs may also be aggregates saved earlier (``--save-aggregate``, typically one per
-machine), which are merged the same way: that is how shards from many machines combine.
+scheduling. The files of a rotated log (``tracedsync-<pid>.N.jsonl`` ...
+``tracedsync-<pid>.jsonl``) are one process's stream: they are scanned together, in order
+(`reader.process_sets`, `scan.scan_files`). Inputs may also be aggregates saved earlier
+(``--save-aggregate``, typically one per machine), which are merged the same way: that is how
+shards from many machines combine.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import orjson
 
 from .aggregate import AGGREGATE_KIND, Aggregate
 from .progress import Progress
-from .reader import log_files
-from .scan import scan_file
+from .reader import log_files, process_sets
+from .scan import scan_files
 
 AUTO_SERIAL_BYTES = 16 << 20  # below this much input, worker processes cost more than they save
 
@@ -53,11 +56,16 @@ def save_aggregate(agg: Aggregate, path: str) -> None:
         fh.write(orjson.dumps(agg.to_dict()))
 
 
-def _scan(path: str) -> Aggregate:
-    return scan_file(path)
+Unit = tuple[str, ...]
+"""What is scanned in one go: one file, or one process's rotated files in order."""
 
 
-def _unreadable(path: str, exc: OSError) -> Aggregate:
+def _scan(unit: Unit) -> Aggregate:
+    return scan_files(unit)
+
+
+def _unreadable(unit: str | Unit, exc: OSError) -> Aggregate:
+    path = unit if isinstance(unit, str) else unit[-1]
     agg = Aggregate()
     agg.problems.append((path, 0, f"cannot read the file ({exc.strerror or exc})"))
     agg.problem_count = 1
@@ -80,12 +88,13 @@ def analyze(
     logs = log_files([p for p in paths if p not in saved])
     if not logs and not saved:
         raise NoInputError("no tracedsync logs found (expected tracedsync-<pid>.jsonl files)")
-    sizes = {p: _size(p) for p in logs}
+    units = [tuple(group) for group in process_sets(logs)]
+    sizes = {u: sum(_size(p) for p in u) for u in units}
     if jobs <= 0:
         jobs = os.cpu_count() or 1
         if sum(sizes.values()) < AUTO_SERIAL_BYTES:
             jobs = 1
-    jobs = max(1, min(jobs, len(logs)))
+    jobs = max(1, min(jobs, len(units)))
     bar = Progress(len(logs), sum(sizes.values())) if progress else None
     total = Aggregate()
     for p in saved:
@@ -95,17 +104,17 @@ def analyze(
             total.merge(_unreadable(p, OSError(f"not a usable aggregate: {exc}")))
     # Biggest files first (the last worker to finish then has a small one), and the same order
     # for merging, serial or parallel, so that the result never depends on scheduling.
-    merger = _InOrder(sorted(logs, key=lambda p: (-sizes[p], p)), total)
+    merger = _InOrder(sorted(units, key=lambda u: (-sizes[u], u)), total)
     try:
         if jobs > 1:
             # A worker that could not start (a __main__ that a new interpreter cannot import,
             # like ``python -``) or died: what is left is done here, below.
             with contextlib.suppress(BrokenProcessPool):
                 _parallel(merger, sizes, jobs, bar)
-        for p in merger.remaining():
-            merger.put(p, _one(p, bar))
+        for u in merger.remaining():
+            merger.put(u, _one(u, bar))
             if bar is not None:
-                bar.add(files=1, nbytes=sizes[p])
+                bar.add(files=len(u), nbytes=sizes[u])
     finally:
         if bar is not None:
             bar.done()
@@ -125,19 +134,19 @@ class _InOrder:
     """Merges per-file aggregates into ``total`` in a fixed order, as soon as they can be
     (holding at most the results that arrived early)."""
 
-    def __init__(self, order: list[str], total: Aggregate) -> None:
+    def __init__(self, order: list[Unit], total: Aggregate) -> None:
         self.order = order
         self.total = total
         self.next = 0
-        self.pending: dict[str, Aggregate] = {}
+        self.pending: dict[Unit, Aggregate] = {}
 
-    def put(self, path: str, agg: Aggregate) -> None:
+    def put(self, path: Unit, agg: Aggregate) -> None:
         self.pending[path] = agg
         while self.next < len(self.order) and self.order[self.next] in self.pending:
             self.total.merge(self.pending.pop(self.order[self.next]))
             self.next += 1
 
-    def remaining(self) -> list[str]:
+    def remaining(self) -> list[Unit]:
         return [p for p in self.order[self.next :] if p not in self.pending]
 
 
@@ -148,16 +157,16 @@ def _size(path: str) -> int:
         return 0
 
 
-def _one(path: str, bar: Progress | None) -> Aggregate:
+def _one(unit: Unit, bar: Progress | None) -> Aggregate:
     try:
         if bar is None:
-            return scan_file(path)
-        return scan_file(path, progress=lambda n: bar.add(events=n))
+            return scan_files(unit)
+        return scan_files(unit, progress=lambda n: bar.add(events=n))
     except OSError as exc:
-        return _unreadable(path, exc)
+        return _unreadable(unit, exc)
 
 
-def _parallel(merger: _InOrder, sizes: dict[str, int], jobs: int, bar: Progress | None) -> None:
+def _parallel(merger: _InOrder, sizes: dict[Unit, int], jobs: int, bar: Progress | None) -> None:
     # "spawn": a clean interpreter per worker, the same on every platform and Python version
     # (a forked worker would inherit this process's recorder and could write logs at exit).
     ctx = multiprocessing.get_context("spawn")
@@ -171,6 +180,6 @@ def _parallel(merger: _InOrder, sizes: dict[str, int], jobs: int, bar: Progress 
                 agg = _unreadable(p, exc)
             if bar is not None:
                 bar.add(
-                    events=agg.sources[0].events if agg.sources else 0, files=1, nbytes=sizes[p]
+                    events=sum(s.events for s in agg.sources), files=len(p), nbytes=sizes[p]
                 )
             merger.put(p, agg)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
@@ -43,19 +44,41 @@ class Problem:
         return f"{self.path}:{self.line}: {self.reason}"
 
 
+_LOG_NAME = re.compile(r"tracedsync-(\d+)(?:\.(\d+))?\.jsonl\Z")
+
+
+def process_sets(paths: Iterable[str]) -> list[list[str]]:
+    """Group log files by process, each group in the order it was written.
+
+    A capped log rotates (``max_log_bytes``): ``tracedsync-<pid>.jsonl`` is the current file,
+    ``tracedsync-<pid>.1.jsonl`` the one before, ``.2`` the one before that... Such a set is
+    one process's stream: oldest first (the highest ``.N``), the current file last. Files of one
+    directory and pid form one group; groups come in the order of their first file; a file
+    named otherwise is a group of its own.
+    """
+    groups: dict[object, list[tuple[int, str]]] = {}
+    for p in paths:
+        m = _LOG_NAME.match(os.path.basename(p))
+        key: object = (os.path.dirname(os.path.abspath(p)), m.group(1)) if m else p
+        groups.setdefault(key, []).append((int(m.group(2) or 0) if m else 0, p))
+    return [[p for _, p in sorted(g, key=lambda np: -np[0])] for g in groups.values()]
+
+
 def log_files(paths: Iterable[str]) -> list[str]:
-    """Expand directories into their ``tracedsync-*.jsonl`` files (sorted); keep files as given.
+    """Expand directories into their ``tracedsync-*.jsonl`` files (sorted, a process's rotated
+    files oldest first: `process_sets`); keep files as given.
 
     Raises `FileNotFoundError` for a path that does not exist.
     """
     out: list[str] = []
     for p in paths:
         if os.path.isdir(p):
-            out.extend(
+            names = [
                 os.path.join(p, n)
                 for n in sorted(os.listdir(p))
                 if n.startswith("tracedsync-") and n.endswith(".jsonl")
-            )
+            ]
+            out.extend(f for group in process_sets(names) for f in group)
         elif os.path.exists(p):
             out.append(p)
         else:

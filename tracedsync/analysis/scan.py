@@ -24,7 +24,7 @@ from __future__ import annotations
 import gc
 import os
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from operator import itemgetter
 from typing import Any
 
@@ -111,6 +111,7 @@ class Scanner:
             "sem_acquire": self._sem_acquire,
             "barrier_broken": self._barrier_broken,
         }
+        self._file_problems = 0  # problems found before the current file (`next_file`)
         self._lines: Any = ()  # line numbers of the chunk being fed
         self._line = 0  # index in it of the event being handled (for handlers' problems)
 
@@ -301,7 +302,7 @@ class Scanner:
     # -- rare events --------------------------------------------------------------------------
     def _session(self, ev: Event) -> None:
         reader.check_session(ev, self.path, self._lineno(), self.problems)
-        if self.session_no:
+        if self.session_no and not _continues(ev, self.pid):
             self._close_process()  # a later run appended to the same file
         self.session_no += 1
         self.pid = int(ev["pid"])
@@ -617,6 +618,15 @@ class Scanner:
         self.owners_at_exit = []
         self.ended = False
 
+    def next_file(self, path: str) -> None:
+        """Go on with the next file of the same process (a rotated set, read oldest first): its
+        own `Source`, everything else carried over, as if the files were one."""
+        self.source.problems = len(self.problems) - self._file_problems
+        self._file_problems = len(self.problems)
+        self.path = path
+        self.source = Source(path=path, pid=self.pid or None)
+        self.agg.sources.append(self.source)
+
     def finish(self) -> Aggregate:
         """Close the file: record its end state, fold raw values, return the aggregate."""
         self._close_process()
@@ -625,9 +635,18 @@ class Scanner:
                 ss.fold(self.pid_of, self.pid)
         for prim in self.agg.sites:
             self._prim(prim)
-        self.agg.problem_count = self.source.problems = len(self.problems)
+        self.source.problems = len(self.problems) - self._file_problems
+        self.agg.problem_count = len(self.problems)
         self.agg.problems = [(p.path, p.line, p.reason) for p in self.problems[:MAX_PROBLEMS]]
         return self.agg
+
+
+def _continues(ev: Event, pid: int) -> bool:
+    """Whether a ``session`` header continues the process being read rather than starting a
+    new one: the same pid, and ``part`` > 0 (the next file of a rotated set, or the file reopened
+    by ``configure``)."""
+    part = ev.get("part")
+    return type(part) is int and part > 0 and ev.get("pid") == pid
 
 
 def _reason(ev: Any, exc: Exception) -> str:
@@ -681,17 +700,30 @@ def scan_file(
 
     Raises `reader.SchemaError` for a newer schema and `OSError` if the file cannot be read.
     """
-    sc = Scanner(path)
-    sc.source.bytes = os.path.getsize(path)
+    return scan_files([path], chunk_bytes, progress)
+
+
+def scan_files(
+    paths: Sequence[str],
+    chunk_bytes: int = reader.CHUNK_BYTES,
+    progress: Callable[[int], None] | None = None,
+) -> Aggregate:
+    """Scan one process's files, in order, as one stream (a rotated set, oldest first:
+    `reader.process_sets`); one `Source` per file. Raises as `scan_file`."""
+    sc = Scanner(paths[0])
     # Parsing makes millions of short-lived dicts and no reference cycles: the cyclic garbage
     # collector would only walk them again and again (about 10-20 % of the time).
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        for lines, evs in reader.read_chunks(path, sc.problems, chunk_bytes):
-            sc.feed(lines, evs)
-            if progress is not None:
-                progress(len(evs))
+        for i, path in enumerate(paths):
+            if i:
+                sc.next_file(path)
+            sc.source.bytes = os.path.getsize(path)
+            for lines, evs in reader.read_chunks(path, sc.problems, chunk_bytes):
+                sc.feed(lines, evs)
+                if progress is not None:
+                    progress(len(evs))
     finally:
         if was_enabled:
             gc.enable()
