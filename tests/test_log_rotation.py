@@ -116,6 +116,37 @@ def test_sink_rotates_keeps_four_files_and_counts_what_it_deletes(tmp_path: Path
     assert opening.lost[:LOG_FILES] == [None] * LOG_FILES  # nothing deleted until four files
 
 
+def test_a_file_changed_behind_the_writers_back_is_counted_when_deleted(tmp_path: Path) -> None:
+    """The writer counts what it writes, so a rotation need not read back the file it deletes;
+    a file that changed since (or that it did not write: an earlier process with the same pid)
+    is counted from the disk instead."""
+    path = str(tmp_path / "tracedsync-1.jsonl")
+    oldest = rotated_path(path, LOG_FILES - 1)
+    with open(oldest, "wb") as fh:  # left by an earlier process: 3 lines
+        fh.write(b'{"event":"session","ts":0,"pid":1,"tid":1}\n' * 3)
+    opening = _Opening()
+    sink = Sink(path, max_bytes=64 * 1024, opening=opening)
+    k = 0
+
+    def until_part(part: int) -> None:
+        nonlocal k
+        while opening.part < part:
+            sink.write(_batch(7, k), _dropped)
+            k += 7
+
+    until_part(2)  # the first rotation deleted the earlier process's file
+    assert opening.lost[1] == 3
+    until_part(LOG_FILES + 1)
+    with open(oldest, "ab") as fh:  # appended to behind the writer's back
+        fh.write(b'{"event":"acquire","ts":0,"pid":1,"tid":1}\n' * 5)
+    expected = count_lines(oldest)
+    until_part(LOG_FILES + 2)
+    assert opening.lost[-1] == expected
+    sink.close()
+    assert read_jsonl(path)[1] == {"event": "dropped", "ts": 0, "pid": 1, "tid": None,
+                                   "count": expected, "reason": "rotated"}
+
+
 def test_native_writes_rotate_before_the_next_batch(tmp_path: Path) -> None:
     """The native renderer writes straight to the descriptor and only then knows how much: a file
     that passed its share is rotated before the next batch, never in the middle of one."""

@@ -111,8 +111,9 @@ def configure(**settings: Any) -> Settings:
     Keywords: ``log_dir``, ``level`` (``"full"``, ``"contention"``, ``"off"``),
     ``flush_interval`` (seconds), ``buffer_limit``, ``overflow`` (``"flush"`` or ``"drop"``),
     ``max_log_bytes`` (the cap on this process's log files together, 1 GiB by default, None for
-    none: the log rotates over four files, keeping the most recent history), ``processors`` (structlog processors run before the JSON renderer) and ``logger`` (a structlog
-    logger that receives the events instead of the file); runtime detection: ``on_deadlock``
+    none: the log rotates over four files, keeping the most recent history), ``processors``
+    (structlog processors run before the JSON renderer) and ``logger`` (a structlog logger that
+    receives the events instead of the file); runtime detection: ``on_deadlock``
     (``"report"`` or ``"raise"``: raise `DeadlockError` instead of blocking for ever),
     ``lock_order`` (check lock-order inversions online), ``long_wait`` and ``long_hold``
     (seconds, None for off: report waits and holds still going on past them) and

@@ -95,7 +95,8 @@ def _render(rec: Recorder, snapshot: Any, events: list[Event]) -> int:
     except OSError as exc:
         sink.failed(exc, len(lines) + snapshot.records)
         return 0
-    n, _nbytes, err = snapshot.render(lines, fd)
+    n, nbytes, err = snapshot.render(lines, fd)
+    sink.writer.wrote(int(nbytes), None if err else int(n))
     if err:
         sink.pending_dropped = 0 if carried else sink.pending_dropped
         sink.failed(OSError(err, "write failed"), len(lines) + snapshot.records - n)
