@@ -68,6 +68,18 @@ def _mp_identity() -> tuple[str | None, int | None]:
         return None, None
 
 
+def _hostname() -> str:
+    """The host's name: ``uname``'s node name, which is what ``socket.gethostname()`` returns on
+    POSIX, without importing socket (``import tracedsync`` does not; and a header may be made in
+    a signal handler)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
+
+
 class Recorder:
     """One per process. Use the module-level `RECORDER`."""
 
@@ -392,8 +404,6 @@ class Recorder:
         """The first line of every log file. ``part`` counts the headers this process wrote
         before (0 for its first file; a later one continues the same process's stream: after a
         rotation, or when `configure` reopened the file)."""
-        import socket  # here: not paid by ``import tracedsync`` (docs/architecture.md)
-
         ts = rt.now()
         process, parent = _mp_identity()
         part, self._part = self._part, self._part + 1
@@ -411,7 +421,7 @@ class Recorder:
             "python": sys.version.split()[0],
             "implementation": sys.implementation.name,
             "executable": sys.executable,
-            "hostname": socket.gethostname(),
+            "hostname": _hostname(),
             "wall_ns": time.time_ns(),
             "mono_ns": ts,
             "part": part,
