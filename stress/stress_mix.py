@@ -183,7 +183,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="tracedsync-stress-") as log_dir:
         env = dict(os.environ, TRACEDSYNC_LOG_DIR=log_dir, TRACEDSYNC_LEVEL=args.level,
                    TRACEDSYNC_OVERFLOW=args.overflow,
-                   TRACEDSYNC_BUFFER_LIMIT=str(args.buffer_limit))
+                   TRACEDSYNC_BUFFER_LIMIT=str(args.buffer_limit),
+                   TRACEDSYNC_MAX_LOG_BYTES="none")  # every event is counted: no rotation
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-c", WORKER, str(args.threads), str(args.ops)],
                               env=env, capture_output=True, text=True, timeout=1800)

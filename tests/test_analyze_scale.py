@@ -7,6 +7,7 @@ result is the one a single serial pass gives.
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import itertools
 import random
 import subprocess
@@ -29,7 +30,7 @@ from tracedsync.analysis.ranges import scan_part
 from tracedsync.analysis.render_json import dumps
 from tracedsync.analysis.report import build_report
 from tracedsync.analysis.report_schema import REPORT_SCHEMA
-from tracedsync.analysis.scan import scan_file
+from tracedsync.analysis.scan import scan_file, scan_files
 from tracedsync.analysis.stitch import stitch
 from tracedsync.cli import main
 
@@ -76,6 +77,65 @@ def test_a_file_cut_anywhere_stitches_back_to_one_pass(
     assert whole["problem_count"] == 1
     for every in (1, 7, 50, 333):
         assert _cut(path, every, native).to_dict() == whole, every
+
+
+def _rotated(log: Log, directory: Path, at: list[int]) -> list[str]:
+    """``log`` written as a rotated set: cut before the given lines, each later file beginning
+    with a header of its own (``part`` 1, 2...), as the recorder writes them; oldest first."""
+    cuts = [0, *at, len(log.lines)]
+    paths = []
+    for k, (a, b) in enumerate(itertools.pairwise(cuts)):
+        lines = log.lines[a:b]
+        if k:
+            lines = [{**log.lines[0], "part": k, "ts": lines[0]["ts"]}, *lines]
+        n = len(cuts) - 2 - k
+        path = directory / (f"tracedsync-{log.pid}.{n}.jsonl" if n else
+                            f"tracedsync-{log.pid}.jsonl")
+        path.write_bytes(b"".join(orjson.dumps(e) + b"\n" for e in lines))
+        paths.append(str(path))
+    return paths
+
+
+@pytest.mark.parametrize("native", KERNELS)
+def test_a_rotated_set_cut_anywhere_stitches_back_to_one_pass(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, native: bool
+) -> None:
+    """A log rotated into three files (a lock held across both rotations) is one stream: its
+    figures are those of the same events in one file, and its files cut into ranges (numbered
+    across the files, each file cut on its own) stitch back to the same aggregate, per file
+    sources included."""
+    monkeypatch.setattr(kernel, "DEFER_EVENTS", 5)
+    log = _long_holder(5)
+    (tmp_path / "one").mkdir()
+    one = log.write(tmp_path / "one")
+    n = len(log.lines)
+    files = _rotated(log, tmp_path, [n // 3, 2 * n // 3])
+    whole = scan_files(files, native=native)
+    single = scan_file(one, native=native)
+    assert [s.path for s in whole.sources] == files
+    assert whole.to_dict()["sites"] == single.to_dict()["sites"]
+    assert [dataclasses.replace(e, path="") for e in whole.ends] == [
+        dataclasses.replace(e, path="") for e in single.ends]
+    assert [e.path for e in whole.ends] == [files[-1]]  # held at the end of the last file only
+    assert whole.to_dict()["edges"] == single.to_dict()["edges"]
+    for every in (1, 9, 40):
+        parts: list[tuple[str, int, int]] = []
+        for path in files:
+            data = Path(path).read_bytes()
+            starts = [0, *[i + 1 for i, c in enumerate(data) if c == 10][:-1]]
+            cuts = sorted({*starts[::every], len(data)})
+            parts.extend((path, a, b) for a, b in itertools.pairwise(cuts))
+        scanned = [scan_part(p, i, a, b, native) for i, (p, a, b) in enumerate(parts)]
+        random.Random(every).shuffle(scanned)
+        assert stitch(files, scanned, native).to_dict() == whole.to_dict(), every
+    # and through analyze, serial and with workers cutting the files (tiny ranges)
+    monkeypatch.setattr(analyze_mod, "MIN_RANGE_BYTES", 256)
+    serial = analyze([files[2], *files[:2]], jobs=1, native=native)  # any order given
+    assert [s.path for s in serial.sources] == files
+    assert serial.to_dict()["sites"] == whole.to_dict()["sites"]
+    tasks = analyze_mod.plan([tuple(files)], {p: Path(p).stat().st_size for p in files}, 4)
+    assert len(tasks) > 3 and {t.path for t in tasks} == set(files)
+    assert [t.index for t in tasks] == list(range(len(tasks)))
 
 
 def test_a_later_session_in_a_range_is_read_in_order(tmp_path: Path) -> None:
@@ -135,7 +195,7 @@ def test_serial_pool_and_any_executor_give_the_same_report(
     big.pid = 400
     path = big.write(tmp_path)
     monkeypatch.setattr(analyze_mod, "MIN_RANGE_BYTES", 2000)
-    tasks = analyze_mod.plan([path], {path: Path(path).stat().st_size}, 2)
+    tasks = analyze_mod.plan([(path,)], {path: Path(path).stat().st_size}, 2)
     assert len(tasks) > 1
     serial = _report([str(tmp_path)], jobs=1)
     assert _report([str(tmp_path)], jobs=2) == serial

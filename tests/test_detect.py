@@ -467,7 +467,7 @@ def test_lock_order_is_opt_in_and_switches_cleanly() -> None:
     """Off by default: the classes keep the methods _locks.py installed (C or Python); on, they
     are wrapped; off again, exactly the originals are back. Nothing is reported when off."""
     names = ("acquire", "__enter__", "release", "__exit__")
-    base = _locks._TracedLockBase
+    base = _locks._twin()._TracedLockBase  # the pure-Python twin (imported if it was not)
     original = {n: vars(base)[n] for n in names}
     assert not tracedsync.settings().lock_order and not _lockorder.enabled()
     tracedsync.configure(lock_order=True)

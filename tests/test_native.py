@@ -3,12 +3,14 @@ its buffers survive their threads and a fork, its flusher sleeps when nothing is
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import textwrap
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,8 +24,18 @@ from tracedsync._core import runtime as rt
 from tracedsync._core.native import NATIVE
 from tracedsync._core.ops import OP_THREAD
 from tracedsync._record.decode import Decoder
+from tracedsync._record.recorder import RECORDER
 
 pytestmark = pytest.mark.skipif(NATIVE is None, reason="the native recorder is not in use")
+
+
+@contextlib.contextmanager
+def _flusher_held() -> Iterator[None]:
+    RECORDER._write_lock.acquire()
+    try:
+        yield
+    finally:
+        RECORDER._write_lock.release()
 
 
 def _both_ways(record: Any) -> tuple[list[bytes], list[bytes]]:
@@ -31,26 +43,29 @@ def _both_ways(record: Any) -> tuple[list[bytes], list[bytes]]:
     op tuples and the Python decoder."""
     assert NATIVE is not None
     tracedsync.flush()
-    record()
-    decoder = Decoder()
-    decoder.tids.update(rt.native_ids)  # every thread registered so far, as the recorder's
-    for item in list(rt.buffer):  # and the Python channel's new `thread` events
-        if item[0] == OP_THREAD:
-            decoder(item)
-    snap = NATIVE.collect(0)
-    try:
-        fd, path = tempfile.mkstemp()
+    # Hold the flusher off (it flushes under this lock): otherwise it may drain the `thread`
+    # events read below, or collect the records, while ``record()`` runs.
+    with _flusher_held():
+        record()
+        decoder = Decoder()
+        decoder.tids.update(rt.native_ids)  # every thread registered so far, as the recorder's
+        for item in list(rt.buffer):  # and the Python channel's new `thread` events
+            if item[0] == OP_THREAD:
+                decoder(item)
+        snap = NATIVE.collect(0)
         try:
-            n, _nbytes, err = snap.render([], fd)
+            fd, path = tempfile.mkstemp()
+            try:
+                n, _nbytes, err = snap.render([], fd)
+            finally:
+                os.close(fd)
+            with open(path, "rb") as f:
+                c_lines = f.read().splitlines()
+            os.unlink(path)
+            decoder.tids.update({threading.get_ident(): threading.get_native_id()})
+            py_lines = [orjson.dumps(decoder(t)) for _ts, t in snap.as_tuples()]
         finally:
-            os.close(fd)
-        with open(path, "rb") as f:
-            c_lines = f.read().splitlines()
-        os.unlink(path)
-        decoder.tids.update({threading.get_ident(): threading.get_native_id()})
-        py_lines = [orjson.dumps(decoder(t)) for _ts, t in snap.as_tuples()]
-    finally:
-        snap.release()
+            snap.release()
     assert err == 0 and n == len(c_lines)
     return c_lines, py_lines
 

@@ -117,3 +117,17 @@ def reset_after_fork(new_buffer: deque[tuple[Any, ...]]) -> None:
 def in_guard() -> bool:
     """True while tracedsync's own machinery runs in this thread."""
     return getattr(guard, "on", False)
+
+
+def import_untraced(name: str) -> Any:
+    """``importlib.import_module(name)`` with the guard on: a part of tracedsync imported when
+    first used (wrapt and the proxies, the multiprocessing twins, `patch()`), perhaps while
+    ``threading`` is patched, creates only raw primitives while it is imported."""
+    import importlib
+
+    was = getattr(guard, "on", False)
+    guard.on = True
+    try:
+        return importlib.import_module(name)
+    finally:
+        guard.on = was

@@ -232,6 +232,8 @@ _SETTINGS = (
     _f("buffer_bytes", "int", "memory for the native recorder's records; past it, records are "
        "dropped and counted", optional=True),
     _f("overflow", "str", "`flush` or `drop`"),
+    _f("max_log_bytes", "int|null", "the cap on the process's log files together (null: none); "
+       "past a quarter of it the file rotates", optional=True),
     _f("processors", "list", "the structlog processors, by qualified name", items="str"),
     _f("logger", "str|null", "the structlog logger's qualified name, or null"),
     _f("on_deadlock", "str", "`report` or `raise`"),
@@ -248,7 +250,8 @@ STATS_RENAMES: Final[Mapping[str, str]] = {"contended": "contended_count"}
 
 # -- the events --------------------------------------------------------------------------------
 EVENTS: Final[tuple[EventKind, ...]] = (
-    EventKind("session", "First line of a file (and of every later session appended to it).", (
+    EventKind("session", "First line of a file (and of every later session appended to it, "
+              "and of each file a rotation starts).", (
         _f("schema", "int", f"the version of this schema, {SCHEMA_VERSION}"),
         _f("version", "str", "tracedsync's version"),
         _f("ppid", "int|null", "the parent process (for a multiprocessing child, the process "
@@ -270,6 +273,10 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("wall_ns", "int", "`time.time_ns()`"),
         _f("mono_ns", "int", "the monotonic clock at the same instant: "
            "`wall = wall_ns + (ts - mono_ns)`"),
+        _f("part", "int", "the headers this process wrote before this one: 0 in its first file; "
+           "more continues the same process's stream (the next file of a rotation, "
+           "`tracedsync-<pid>.1.jsonl` becoming older; or the file reopened by `configure()`)",
+           optional=True),
         _f("settings", "object", "the settings in force", fields=_SETTINGS),
     )),
     EventKind("thread", "A thread records something for the first time in this process.", (
@@ -476,7 +483,9 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("count", "int", "how many"),
         _f("reason", "str", "`overflow` (the Python channel past its limit), `buffer_full` (the "
            "native recorder's records past `buffer_bytes`: one event per thread, whose `tid` it "
-           "carries) or `write_failed` (the sink could not write)", optional=True),
+           "carries), `write_failed` (the sink could not write) or `rotated` (`max_log_bytes`: "
+           "the oldest file was deleted; written after the header of the file that replaced it, "
+           "`count` is the events the deleted file held)", optional=True),
     ), ()),
     EventKind("session_end", "Last line of a process that exited normally.", (
         _f("dropped", "int", "events dropped by overflow"),

@@ -50,7 +50,6 @@ from .._core.state import LockBooks, is_lock_state
 from .._core.waits import native_id
 from .._record.config import Settings
 from .._threading import locks as _locks
-from .._threading import locks_py as _locks_py
 
 _getframe = sys._getframe
 _get_state = _locks.lock_state
@@ -206,15 +205,18 @@ def acquired_at(ident: int, st: LockBooks) -> str | None:
 
 
 # -- the wrappers ------------------------------------------------------------------------------
-_Base: Any = _locks_py._TracedLockBase
 _saved: dict[tuple[type, str], Any] = {}
 _INHERITED = object()
 
 
 def _make_wrappers() -> dict[tuple[type, str], Any]:
-    base_acquire = vars(_Base)["acquire"]
-    base_enter = vars(_Base)["__enter__"]
-    base_release = vars(_Base)["release"]
+    # The pure-Python twin's classes too (it is imported here if it was not: with the native
+    # recorder, it serves the real locks that get wrapped).
+    twin = _locks._twin()
+    base = twin._TracedLockBase
+    base_acquire = vars(base)["acquire"]
+    base_enter = vars(base)["__enter__"]
+    base_release = vars(base)["release"]
 
     def acquire(self: Any, blocking: bool = True, timeout: float = -1, *,
                 _depth: int = 1) -> bool:
@@ -246,12 +248,12 @@ def _make_wrappers() -> dict[tuple[type, str], Any]:
     acquire.__doc__ = base_acquire.__doc__
     release.__doc__ = base_release.__doc__
     wrappers: dict[tuple[type, str], Any] = {
-        (_Base, "acquire"): acquire,
-        (_Base, "__enter__"): enter,
-        (_Base, "release"): release,
-        (_Base, "__exit__"): exit_,
+        (base, "acquire"): acquire,
+        (base, "__enter__"): enter,
+        (base, "release"): release,
+        (base, "__exit__"): exit_,
     }
-    for cls in (_locks_py.PyTracedLock, _locks_py.PyTracedRLock):
+    for cls in (twin.PyTracedLock, twin.PyTracedRLock):
         wrappers[(cls, "_release_save")] = _wrap_release_save(vars(cls)["_release_save"])
         wrappers[(cls, "_acquire_restore")] = _wrap_acquire_restore(vars(cls)["_acquire_restore"])
     for native_cls in _locks.NATIVE_LOCKS:

@@ -51,7 +51,6 @@ import _thread
 import atexit
 import os
 import struct
-import tempfile
 import time
 from types import FrameType
 from typing import Any
@@ -246,6 +245,8 @@ def _directory() -> str:
     shm = "/dev/shm"
     if os.path.isdir(shm) and os.access(shm, os.W_OK | os.X_OK):
         return shm
+    import tempfile  # here: not paid by ``import tracedsync`` (docs/architecture.md)
+
     return tempfile.gettempdir()
 
 
@@ -255,6 +256,8 @@ def table_for_new_lock() -> Table | None:
     if not enabled():
         return None
     if _current is None:
+        import tempfile
+
         try:
             fd, path = tempfile.mkstemp(prefix="tracedsync-waits-", dir=_directory())
         except OSError as exc:

@@ -36,6 +36,11 @@ the shim's among them). `_mp` builds the real primitive with ``ctx.Lock()`` or t
 call comes from tracedsync's own code, which is never in scope, so the shim hands it the original
 and there is no recursion. If ``_mp`` is absent these entries are skipped; a factory it does not
 define is skipped alone; an ``_mp`` that fails to import is reported with a warning.
+
+Import time. A ``threading`` shim imports the traced primitive's module at its first traced
+call (with tracedsync's guard on, so what that import creates is raw): `patch()` of
+``threading`` alone imports no wrapt. ``_mp`` is imported by `patch()` itself (which of its
+factories exist decides what is patched), and with it wrapt and multiprocessing.
 """
 
 from __future__ import annotations
@@ -46,22 +51,23 @@ import dataclasses
 import importlib
 import inspect
 import os
+import sys
 import threading
 import warnings
 from collections.abc import Callable, Iterable, Iterator
 from types import FrameType, ModuleType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from .._core import runtime as rt
 from .._core.native import NATIVE
 from .._record.recorder import RECORDER
-from .._threading.barrier import TracedBarrier
 from .._threading.condition import TracedCondition
-from .._threading.event import TracedEvent
 from .._threading.locks import RawLock, RawRLock, new_lock, new_rlock
-from .._threading.locks_py import PyTracedRLock
-from .._threading.semaphore import TracedBoundedSemaphore, TracedSemaphore
 from .scope import ENV_EXCLUDE, ENV_INCLUDE, Scope, patterns_from_env
 from .shims import Builder, Hook, make_shim
+
+if TYPE_CHECKING:  # imported when first used (see "Import time" above)
+    from .._threading import barrier, event, locks_py, semaphore  # noqa: F401
 
 __all__ = ["is_patched", "patch", "patched", "unpatch"]
 
@@ -86,6 +92,12 @@ def _site(frame: FrameType) -> tuple[Any, int]:
     return frame.f_code, frame.f_lineno or 0
 
 
+def _module(name: str) -> Any:
+    """``tracedsync._threading.<name>``, imported (untraced) at its first use."""
+    found = sys.modules.get(f"tracedsync._threading.{name}")
+    return found if found is not None else rt.import_untraced(f"tracedsync._threading.{name}")
+
+
 def _lock(frame: FrameType, /, *args: Any, **kwargs: Any) -> Any:
     if args or kwargs:  # threading.Lock takes no arguments: let it say so
         return RawLock(*args, **kwargs)
@@ -95,7 +107,7 @@ def _lock(frame: FrameType, /, *args: Any, **kwargs: Any) -> Any:
 def _rlock(frame: FrameType, /, *args: Any, **kwargs: Any) -> Any:
     raw = RawRLock(*args, **kwargs)  # its warnings and errors are threading's
     if NATIVE is None:
-        return PyTracedRLock(raw, _site=_site(frame))
+        return _module("locks_py").PyTracedRLock(raw, _site=_site(frame))
     return new_rlock(site=_site(frame))
 
 
@@ -104,15 +116,15 @@ def _condition(frame: FrameType, /, lock: Any = None) -> Any:
 
 
 def _semaphore(frame: FrameType, /, value: int = 1) -> Any:
-    return TracedSemaphore(value, _site=_site(frame))
+    return _module("semaphore").TracedSemaphore(value, _site=_site(frame))
 
 
 def _bounded_semaphore(frame: FrameType, /, value: int = 1) -> Any:
-    return TracedBoundedSemaphore(value, _site=_site(frame))
+    return _module("semaphore").TracedBoundedSemaphore(value, _site=_site(frame))
 
 
 def _event(frame: FrameType, /) -> Any:
-    return TracedEvent(_site=_site(frame))
+    return _module("event").TracedEvent(_site=_site(frame))
 
 
 def _barrier(
@@ -122,7 +134,7 @@ def _barrier(
     action: Callable[[], None] | None = None,
     timeout: float | None = None,
 ) -> Any:
-    return TracedBarrier(parties, action, timeout, _site=_site(frame))
+    return _module("barrier").TracedBarrier(parties, action, timeout, _site=_site(frame))
 
 
 _THREADING_BUILDERS: dict[str, Builder] = {
@@ -156,6 +168,8 @@ def _mp_builder(factory: Callable[..., Any], method: bool) -> Builder:
 
 
 def _load_mp() -> ModuleType | None:
+    was = rt.in_guard()
+    rt.guard.on = True  # what importing it creates (wrapt, logging...) is raw
     try:
         return importlib.import_module("tracedsync._multiprocessing.factories")
     except ModuleNotFoundError as exc:
@@ -172,6 +186,8 @@ def _load_mp() -> ModuleType | None:
             RuntimeWarning,
             stacklevel=4,
         )
+    finally:
+        rt.guard.on = was
     return None
 
 

@@ -45,6 +45,12 @@ class Settings:
     buffer_limit: int = 100_000
     """Events of the Python channel (and of the pure-Python twin) buffered before the filling
     thread acts (see ``overflow``)."""
+    max_log_bytes: int | None = 1 << 30
+    """The cap on this process's log files together, in bytes (None: no cap). The log rotates
+    over `LOG_FILES` files (``tracedsync-<pid>.jsonl``, then ``.1.jsonl`` the newest ...
+    ``.3.jsonl`` the oldest); the oldest is deleted, so the most recent history is kept, and
+    a ``dropped`` event (reason ``rotated``) in the new file counts what it held. Each file
+    may pass its quarter by one flush's batch. Applies to the file sink, not to a ``logger``."""
     overflow: str = "flush"
     """``flush``: the filling thread wakes the flusher, and drops (counted) only past four times
     the limit; ``drop``: drop (counted) past the limit. The recording thread never flushes."""
@@ -89,8 +95,8 @@ class Settings:
         cls, environ: Mapping[str, str] | None = None, errors: list[str] | None = None
     ) -> Settings:
         """Settings from ``TRACEDSYNC_LOG_DIR``, ``_LEVEL``, ``_FLUSH_INTERVAL``, ``_BUFFER_LIMIT``,
-        ``_OVERFLOW``, ``_ON_DEADLOCK``, ``_LOCK_ORDER``, ``_LONG_WAIT``, ``_LONG_HOLD``,
-        ``_SNAPSHOT_SIGNAL``.
+        ``_OVERFLOW``, ``_MAX_LOG_BYTES``, ``_ON_DEADLOCK``, ``_LOCK_ORDER``, ``_LONG_WAIT``,
+        ``_LONG_HOLD``, ``_SNAPSHOT_SIGNAL``.
 
         Each variable is checked on its own: a bad one is described (the variable, its value,
         what is wrong, and the value used instead) in ``errors`` if given, else on stderr, and
@@ -158,6 +164,8 @@ class Settings:
             ENV_PREFIX + "BUFFER_LIMIT": str(self.buffer_limit),
             ENV_PREFIX + "BUFFER_BYTES": str(self.buffer_bytes),
             ENV_PREFIX + "OVERFLOW": self.overflow,
+            ENV_PREFIX + "MAX_LOG_BYTES": (
+                "none" if self.max_log_bytes is None else str(self.max_log_bytes)),
             ENV_PREFIX + "ON_DEADLOCK": self.on_deadlock,
             ENV_PREFIX + "LOCK_ORDER": "1" if self.lock_order else "0",
             ENV_PREFIX + "LONG_WAIT": "none" if self.long_wait is None else repr(self.long_wait),
@@ -174,6 +182,7 @@ class Settings:
             "buffer_limit": self.buffer_limit,
             "buffer_bytes": self.buffer_bytes,
             "overflow": self.overflow,
+            "max_log_bytes": self.max_log_bytes,
             "processors": [_describe(p) for p in self.processors],
             "logger": None if self.logger is None else _describe(self.logger),
             "on_deadlock": self.on_deadlock,
@@ -184,7 +193,7 @@ class Settings:
         }
 
 
-_NULLABLE = frozenset({"long_wait", "long_hold"})
+_NULLABLE = frozenset({"long_wait", "long_hold", "max_log_bytes"})
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 _UNSET: Any = object()
@@ -261,6 +270,17 @@ def _bytes(minimum: int) -> Callable[[str, Any], Any]:
     return check_bytes
 
 
+def _log_cap(name: str, value: Any) -> Any:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise ConfigTypeError(f"{name} must be None or an int >= {MIN_LOG_BYTES} (bytes), "
+                              f"not {_kind(value)}")
+    if value < MIN_LOG_BYTES:
+        raise ConfigError(f"{name} must be None or >= {MIN_LOG_BYTES} (bytes), not {value!r}")
+    return value
+
+
 def _flag(name: str, value: Any) -> Any:
     if not isinstance(value, bool):
         raise ConfigTypeError(f"{name} must be True or False, not {_kind(value)}")
@@ -296,6 +316,7 @@ _CHECKS: dict[str, Callable[[str, Any], Any]] = {
     "buffer_limit": _count,
     "buffer_bytes": _bytes(64 * 1024),
     "overflow": _choice("flush", "drop"),
+    "max_log_bytes": _log_cap,
     "processors": _processors,
     "logger": _anything,
     "on_deadlock": _choice("report", "raise"),
@@ -395,6 +416,21 @@ def _signal_text(text: str, field: str) -> Any:
     return text.strip()  # set but empty: no handler
 
 
+def _log_bytes_text(text: str, field: str) -> Any:
+    """Bytes, optionally with a binary suffix (``512M``, ``2G``, ``64KiB``), or ``none``/``off``
+    for no cap; empty: the default."""
+    raw = text.strip()
+    if not raw:
+        return _UNSET
+    if raw.lower() in ("none", "off"):
+        return None
+    m = re.fullmatch(r"(\d+)\s*([kmgt]?)(?:i?b)?", raw.lower())
+    if m is None:
+        raise ConfigError(f"{field} must be a number of bytes (like 1073741824, 512M or 2G) or "
+                          f"'none', not {text!r}")
+    return int(m.group(1)) * _UNITS[m.group(2)]
+
+
 _ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "log_dir": _text,
     "level": _text,
@@ -402,12 +438,18 @@ _ENV_PARSERS: dict[str, Callable[[str, str], Any]] = {
     "buffer_limit": _int,
     "buffer_bytes": _int,
     "overflow": _text,
+    "max_log_bytes": _log_bytes_text,
     "on_deadlock": _text,
     "lock_order": _bool,
     "long_wait": _seconds_or_none,
     "long_hold": _seconds_or_none,
     "snapshot_signal": _signal_text,
 }
+
+
+MIN_LOG_BYTES = 64 * 1024
+"""The smallest ``max_log_bytes``: a file's share (a quarter) must hold more than its header."""
+_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 
 
 def _describe(obj: object) -> str:

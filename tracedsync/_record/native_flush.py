@@ -91,11 +91,12 @@ def _render(rec: Recorder, snapshot: Any, events: list[Event]) -> int:
         events.insert(0, rec.dropped_event(carried))
     lines = [(ev["ts"], _dumps(ev, default=str, option=_OPT)) for ev in events]
     try:
-        fd = sink.writer.fileno()
+        fd = sink.native_fd()  # after a rotation if the file has passed its share of the cap
     except OSError as exc:
         sink.failed(exc, len(lines) + snapshot.records)
         return 0
-    n, _nbytes, err = snapshot.render(lines, fd)
+    n, nbytes, err = snapshot.render(lines, fd)
+    sink.writer.wrote(int(nbytes), None if err else int(n))
     if err:
         sink.pending_dropped = 0 if carried else sink.pending_dropped
         sink.failed(OSError(err, "write failed"), len(lines) + snapshot.records - n)

@@ -27,7 +27,6 @@ from __future__ import annotations
 import _thread
 import atexit
 import os
-import socket
 import sys
 import threading
 import time
@@ -38,7 +37,7 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.diagnostics import report
 from .._core.native import NATIVE
-from .._core.ops import OP_SESSION_END
+from .._core.ops import OP_SESSION_END, OP_STATS
 from .._core.registry import report_all
 from .._version import SCHEMA_VERSION, __version__
 from . import native_flush, sighandlers
@@ -85,6 +84,18 @@ def _mp_identity() -> tuple[str | None, int | None]:
         return None, None
 
 
+def _hostname() -> str:
+    """The host's name: ``uname``'s node name, which is what ``socket.gethostname()`` returns on
+    POSIX, without importing socket (``import tracedsync`` does not; and a header may be made in
+    a signal handler)."""
+    uname = getattr(os, "uname", None)
+    if uname is not None:
+        return str(uname().nodename)
+    import socket
+
+    return socket.gethostname()
+
+
 class Recorder:
     """One per process. Use the module-level `RECORDER`."""
 
@@ -112,6 +123,7 @@ class Recorder:
         self._dropped = 0
         self._dropped_unreported = 0
         self._written = 0
+        self._part = 0  # session headers this process has written (`session_header`)
         self.captures: list[list[Event]] = []
         # Runtime detection (_detect.py, _watchdog.py...) plugs in here: ``config_hooks`` get the
         # new settings after every configure(); ``tick_hooks`` run in the flusher thread, just
@@ -141,6 +153,8 @@ class Recorder:
             ):
                 self._sink.close()
                 self._sink = None
+            elif self._sink is not None:
+                self._sink.max_bytes = settings.max_log_bytes
         rt.limit = settings.buffer_limit
         if NATIVE is not None:
             NATIVE.set_budget(settings.buffer_bytes)
@@ -315,10 +329,13 @@ class Recorder:
                                "tid": None, "count": n_dropped, "reason": "overflow"})
             first = False
             try:
+                # Events recorded by the flusher thread itself are dropped (writing them would
+                # record more, forever), but for the `stats` of a primitive that happened to be
+                # collected in it (its counters would vanish).
                 skip = self._flusher_ident
                 for _ in range(take):
                     item = pop()
-                    if item[2] == skip:
+                    if item[2] == skip and item[0] != OP_STATS:
                         continue
                     try:
                         events.append(decode(item))
@@ -352,10 +369,11 @@ class Recorder:
         return not self.captures and not s.processors and s.logger is None
 
     def open_sink(self) -> Sink:
-        """The sink, opened (with its session header written) if it was not."""
+        """The sink, made if it was not (it writes its file's session header first)."""
         if self._sink is None:
-            self._write([])
-        assert self._sink is not None
+            s = self.settings
+            self._sink = Sink(self.path, s.processors, s.logger, max_bytes=s.max_log_bytes,
+                              opening=self._opening)
         return self._sink
 
     def write_events(self, events: list[Event]) -> None:
@@ -375,25 +393,37 @@ class Recorder:
         return self._dropped_event(count)
 
     def _write(self, events: list[Event]) -> None:
-        if self._sink is None:
-            s = self.settings
-            self._sink = Sink(self.path, s.processors, s.logger)
-            events.insert(0, self.session_header())
         if not events:
             return
-        self._sink.write(events, self._dropped_event)
+        self.open_sink().write(events, self._dropped_event)
         self._written += len(events)
         for cap in self.captures:
             cap.extend(events)
+
+    def _opening(self, lost: int | None) -> list[Event]:
+        """The first events of each file (the sink's ``opening``): its own session header and,
+        when a rotation deleted the oldest file to make room for it, a `dropped` event counting
+        the events that file held."""
+        events = [self.session_header()]
+        if lost:
+            events.append({"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
+                           "count": lost, "reason": "rotated"})
+        self._written += len(events)
+        for cap in self.captures:
+            cap.extend(events)
+        return events
 
     def _dropped_event(self, count: int) -> Event:
         return {"event": "dropped", "ts": rt.now(), "pid": self._pid, "tid": None,
                 "count": count, "reason": "write_failed"}
 
     def session_header(self) -> Event:
-        """The first line of every log file."""
+        """The first line of every log file. ``part`` counts the headers this process wrote
+        before (0 for its first file; a later one continues the same process's stream: after a
+        rotation, or when `configure` reopened the file)."""
         ts = rt.now()
         process, parent = _mp_identity()
+        part, self._part = self._part, self._part + 1
         return {
             "event": "session",
             "ts": ts,
@@ -408,10 +438,11 @@ class Recorder:
             "python": sys.version.split()[0],
             "implementation": sys.implementation.name,
             "executable": sys.executable,
-            "hostname": socket.gethostname(),
+            "hostname": _hostname(),
             "boot_id": boot_id(),
             "wall_ns": time.time_ns(),
             "mono_ns": ts,
+            "part": part,
             "settings": self.settings.public(),
         }
 
@@ -496,6 +527,7 @@ class Recorder:
         self._dropped = 0
         self._dropped_unreported = 0
         self._written = 0
+        self._part = 0
         self.captures = []
 
     def install(self) -> None:

@@ -38,6 +38,7 @@ from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import BarrierState
 from .._core.waits import forget, wait_other
+from . import originals as _originals
 from .barrier_books import (
     BreakCauses,
     count_broken,
@@ -58,7 +59,7 @@ _getframe = sys._getframe
 _get_ident = rt.get_ident
 FULL = rt.FULL
 
-RawBarrier = threading.Barrier
+RawBarrier = _originals.RawBarrier
 BrokenBarrierError = threading.BrokenBarrierError
 
 

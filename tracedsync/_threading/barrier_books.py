@@ -29,12 +29,13 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.ops import OP_BARRIER_WAIT, OP_GENERIC
 from .._core.state import BarrierState
+from . import originals as _originals
 from .proxy import plain_timeout
 
 _getframe = sys._getframe
 FULL = rt.FULL
 BrokenBarrierError = threading.BrokenBarrierError
-_raw_break: Callable[[Any], None] = threading.Barrier.__dict__["_break"]
+_raw_break: Callable[[Any], None] = _originals.RawBarrier.__dict__["_break"]
 _BROKEN = -2  # threading.Barrier._state when broken
 
 

@@ -25,7 +25,6 @@ condition's behaviour (the notification is lost) and the log shows it.
 from __future__ import annotations
 
 import sys
-import threading
 import weakref
 from typing import Any
 
@@ -37,9 +36,10 @@ from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import ConditionState, LockBooks, Statistics
 from .._core.waits import forget, wait_cond
+from . import originals as _originals
 from .locks import is_traced_lock, lock_state, new_rlock, wrap_lock
 
-RawCondition = threading.Condition
+RawCondition = _originals.RawCondition
 _raw_notify = RawCondition.notify
 FULL = rt.FULL
 _getframe = sys._getframe

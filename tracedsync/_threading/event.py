@@ -15,7 +15,6 @@ only when the flag is clear (about to block), multiprocessing's on every wait.
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -25,6 +24,7 @@ from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import EventState
 from .._core.waits import forget, wait_other
+from . import originals as _originals
 from .proxy import TracedProxy, new_books, plain_timeout, untraced
 from .proxy import get_state as _get_any_state
 
@@ -34,7 +34,7 @@ get_state = cast("Callable[[Any], EventState]", _get_any_state)
 _getframe = sys._getframe
 FULL = rt.FULL
 
-RawEvent = threading.Event
+RawEvent = _originals.RawEvent
 
 
 

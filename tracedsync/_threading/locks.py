@@ -6,6 +6,10 @@ twin's wrapt proxies (`locks_py`). Either way they behave exactly like ``threadi
 lock that already exists (given to `tracedsync.Condition`, say) is wrapped by the twin's proxy
 even where the native recorder is in use: a native lock is a lock of its own, not a view of
 another; `isinstance(proxy, TracedLock)` holds for it all the same.
+
+With the native recorder, the twin (and wrapt with it) is imported only when a real lock is
+first wrapped: ``import tracedsync`` does not pay for it. Until then no proxy exists, so the
+tests below that would look for one need not.
 """
 
 from __future__ import annotations
@@ -16,17 +20,7 @@ from typing import TYPE_CHECKING, Any, cast
 from .._core import runtime as rt
 from .._core.native import NATIVE
 from .._core.state import LockBooks
-from .locks_py import (
-    _RAW_LOCK_TYPE,
-    _RAW_RLOCK_TYPES,
-    PyTracedLock,
-    PyTracedRLock,
-    RawLock,
-    RawRLock,
-    _get_state,
-    _TracedLockBase,
-)
-from .proxy import CopiedAsOriginal
+from .originals import RAW_LOCK_TYPE, RAW_RLOCK_TYPES, CopiedAsOriginal, RawLock, RawRLock
 
 _getframe = sys._getframe
 
@@ -41,9 +35,25 @@ __all__ = [
     "wrap_lock",
 ]
 
+_TWIN = __name__.rpartition(".")[0] + ".locks_py"
+
+
+def _twin() -> Any:
+    """The pure-Python twin's module (imported now if it was not)."""
+    module = sys.modules.get(_TWIN)
+    return module if module is not None else rt.import_untraced(_TWIN)
+
+
+def _twin_base() -> type | None:
+    """The twin's proxy base class if the twin is loaded (else no proxy exists: None)."""
+    module = sys.modules.get(_TWIN)
+    return None if module is None else cast(type, module._TracedLockBase)
+
+
 if TYPE_CHECKING:
     from .._core._native import NativeLock as _NativeLock
     from .._core._native import NativeRLock as _NativeRLock
+    from .locks_py import PyTracedLock, PyTracedRLock
 else:
     _NativeLock = NATIVE.NativeLock if NATIVE is not None else object
     _NativeRLock = NATIVE.NativeRLock if NATIVE is not None else object
@@ -78,10 +88,13 @@ if NATIVE is not None:
     class _TracedMeta(type):
         """`isinstance(x, TracedLock)` also holds for a wrapped real lock (the twin's proxy)."""
 
-        _twin: type
+        _twin: str  # the twin's class name
 
         def __instancecheck__(cls, obj: Any) -> bool:
-            return type.__instancecheck__(cls, obj) or isinstance(obj, cls._twin)
+            if type.__instancecheck__(cls, obj):
+                return True
+            module = sys.modules.get(_TWIN)
+            return module is not None and isinstance(obj, getattr(module, cls._twin))
 
     class TracedLock(_NativeCopied, _NativeLock, metaclass=_TracedMeta):
         """A traced ``threading.Lock``: same behaviour, plus a record of who holds it and who
@@ -96,8 +109,8 @@ if NATIVE is not None:
 
         __slots__ = ()
 
-    TracedLock._twin = PyTracedLock
-    TracedRLock._twin = PyTracedRLock
+    TracedLock._twin = "PyTracedLock"
+    TracedRLock._twin = "PyTracedRLock"
     for _cls, _raw in ((TracedLock, RawLock()), (TracedRLock, RawRLock())):
         # The deprecated aliases of the version at hand (acquire_lock...), if it has them.
         for _alias, _target in (("acquire_lock", "acquire"), ("release_lock", "release"),
@@ -107,11 +120,11 @@ if NATIVE is not None:
 
     NATIVE_LOCKS: tuple[type, ...] = (TracedLock, TracedRLock)
 else:
+    from .locks_py import PyTracedLock, PyTracedRLock
+
     TracedLock = PyTracedLock  # type: ignore[misc,assignment]
     TracedRLock = PyTracedRLock  # type: ignore[misc,assignment]
     NATIVE_LOCKS = ()
-
-_TRACED: tuple[type, ...] = (_TracedLockBase, *NATIVE_LOCKS)
 
 SPEEDUPS = NATIVE is not None
 """Whether the native recorder's locks are in use."""
@@ -119,13 +132,17 @@ SPEEDUPS = NATIVE is not None
 
 def is_traced_lock(obj: Any) -> bool:
     """Whether ``obj`` is a traced Lock or RLock (native, or the twin's proxy)."""
-    return isinstance(obj, _TRACED)
+    if isinstance(obj, NATIVE_LOCKS):
+        return True
+    base = _twin_base()
+    return base is not None and isinstance(obj, base)
 
 
 def lock_state(lock: Any) -> LockBooks:
     """The books of traced lock ``lock``: a native lock is its own."""
-    if isinstance(lock, _TracedLockBase):
-        return _get_state(lock)
+    base = _twin_base()
+    if base is not None and isinstance(lock, base):
+        return cast(LockBooks, _twin()._get_state(lock))
     return cast(LockBooks, lock)
 
 
@@ -138,7 +155,7 @@ def new_rlock(*, name: str | None = None, site: tuple[Any, int] | None = None) -
     """A traced RLock (native where possible)."""
     if NATIVE is not None:
         return TracedRLock(name=name, _site=site)
-    return PyTracedRLock(name=name, _site=site)
+    return _twin().PyTracedRLock(name=name, _site=site)
 
 
 def Lock(*, name: str | None = None) -> TracedLock:
@@ -157,15 +174,16 @@ def RLock(*args: Any, name: str | None = None, **kwargs: Any) -> TracedRLock:
     f = _getframe(1)
     if NATIVE is not None:
         return TracedRLock(name=name, _site=(f.f_code, f.f_lineno))
-    return cast(TracedRLock, PyTracedRLock(raw, name=name, _site=(f.f_code, f.f_lineno)))
+    return cast(TracedRLock, _twin().PyTracedRLock(raw, name=name,
+                                                   _site=(f.f_code, f.f_lineno)))
 
 
 def wrap_lock(lock: Any, *, name: str | None = None, site: tuple[Any, int] | None = None) -> Any:
     """Wrap an existing real lock in the matching traced proxy (others are returned as is)."""
     if is_traced_lock(lock):
         return lock
-    if isinstance(lock, _RAW_LOCK_TYPE):
-        return PyTracedLock(lock, name=name, _site=site)
-    if isinstance(lock, _RAW_RLOCK_TYPES):
-        return PyTracedRLock(lock, name=name, _site=site)
+    if isinstance(lock, RAW_LOCK_TYPE):
+        return _twin().PyTracedLock(lock, name=name, _site=site)
+    if isinstance(lock, RAW_RLOCK_TYPES):
+        return _twin().PyTracedRLock(lock, name=name, _site=site)
     return lock

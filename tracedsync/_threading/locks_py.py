@@ -33,7 +33,8 @@ from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import LockState
 from .._core.waits import forget, wait_lock, wait_restore
-from .proxy import CopiedAsOriginal, StateProxy, get_state
+from .originals import RAW_LOCK_TYPE, RAW_RLOCK_TYPES, CopiedAsOriginal, RawLock, RawRLock
+from .proxy import StateProxy, get_state
 
 _getframe = sys._getframe
 _THREADING_FILE = threading.__file__
@@ -49,14 +50,9 @@ def _caller(depth: int) -> Any:
 FULL = rt.FULL
 TIMEOUT_MAX = threading.TIMEOUT_MAX
 
-# The real factories, captured before anyone can patch them.
-RawLock = threading.Lock
-RawRLock = threading.RLock
-_RAW_LOCK_TYPE = type(RawLock())
-_RAW_RLOCK_TYPES: tuple[type, ...] = tuple(
-    t for t in (getattr(threading, "_CRLock", None), getattr(threading, "_PyRLock", None))
-    if t is not None
-)
+# The real factories, captured before anyone can patch them (`originals`).
+_RAW_LOCK_TYPE = RAW_LOCK_TYPE
+_RAW_RLOCK_TYPES = RAW_RLOCK_TYPES
 
 
 class _TracedLockBase(CopiedAsOriginal, StateProxy):

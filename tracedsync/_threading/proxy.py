@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import _thread
-import copy
 import os
 import threading
 import weakref
@@ -25,6 +24,7 @@ import wrapt
 
 from .._core import runtime as rt
 from .._core.state import BarrierState, EventState, PrimState, SemaphoreState, Statistics
+from .originals import CopiedAsOriginal
 
 T = TypeVar("T")
 TIMEOUT_MAX = threading.TIMEOUT_MAX
@@ -63,26 +63,6 @@ def plain_timeout(timeout: Any) -> bool:
     up to ``threading.TIMEOUT_MAX``. Only then is an exception from a blocked call an
     interruption rather than an argument error."""
     return timeout is None or (type(timeout) in (int, float) and timeout <= TIMEOUT_MAX)
-
-
-class CopiedAsOriginal:
-    """Copying and pickling do what they do to the real primitive (for the threading ones: they
-    fail exactly as the original's do). A mixin of every threading proxy."""
-
-    __slots__ = ()
-    __wrapped__: Any
-
-    def __copy__(self) -> Any:
-        return copy.copy(self.__wrapped__)
-
-    def __deepcopy__(self, memo: dict[int, Any]) -> Any:
-        return copy.deepcopy(self.__wrapped__, memo)
-
-    def __reduce__(self) -> Any:
-        return self.__wrapped__.__reduce__()
-
-    def __reduce_ex__(self, protocol: Any) -> Any:
-        return self.__wrapped__.__reduce_ex__(protocol)
 
 
 class StateProxy(wrapt.BaseObjectProxy[Any]):

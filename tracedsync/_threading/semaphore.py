@@ -32,7 +32,6 @@ Design note.
 from __future__ import annotations
 
 import sys
-import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -42,6 +41,7 @@ from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import SemaphoreState
 from .._core.waits import forget, wait_sem
+from . import originals as _originals
 from .proxy import TracedProxy, new_books, plain_timeout, untraced
 from .proxy import get_state as _get_any_state
 
@@ -52,8 +52,8 @@ _getframe = sys._getframe
 FULL = rt.FULL
 
 # The real classes, captured before anyone can patch them.
-RawSemaphore = threading.Semaphore
-RawBoundedSemaphore = threading.BoundedSemaphore
+RawSemaphore = _originals.RawSemaphore
+RawBoundedSemaphore = _originals.RawBoundedSemaphore
 
 Permits = Callable[[SemaphoreState], int | None]
 """How a twin reads the permits left in the real semaphore (a snapshot, for events)."""

@@ -2069,6 +2069,13 @@ Kernel_get_ts_max(Kernel *k, void *c)
     return PyLong_FromLongLong(k->ts_max);
 }
 
+static PyObject *
+Kernel_get_events(Kernel *k, void *c)
+{
+    (void)c;
+    return PyLong_FromLongLong((long long)k->events);
+}
+
 static PyMethodDef Kernel_methods[] = {
     {"scan", (PyCFunction)Kernel_scan, METH_VARARGS,
      "scan(data, length, on_line): the whole lines of data[:length]"},
@@ -2090,6 +2097,7 @@ static PyMethodDef Kernel_methods[] = {
 static PyGetSetDef Kernel_getset[] = {
     {"lines", (getter)Kernel_get_lines, (setter)Kernel_set_lines, "lines read by scan", NULL},
     {"ts_max", (getter)Kernel_get_ts_max, NULL, "the largest ts received", NULL},
+    {"events", (getter)Kernel_get_events, NULL, "usable events the kernel parsed itself", NULL},
     {"next_id", (getter)Kernel_get_next_id, NULL, "the last trace id used", NULL},
     {NULL, NULL, NULL, NULL, NULL},
 };

@@ -1,7 +1,10 @@
 """Analyse log files and directories into one merged `Aggregate`, serially or on an executor.
 
-Design note. The work is a map and a reduce. The map scans one file (`scan.scan_file`), or one
-byte range of a file too big for one worker (`ranges.scan_part`, put back together per file by
+Design note. The work is a map and a reduce. The unit is one process's log: a file, or the
+files of a rotated set (``tracedsync-<pid>.N.jsonl`` ... ``tracedsync-<pid>.jsonl``), which are
+one stream (`inputs.process_sets`). The map scans one log (`scan.scan_files`), or one byte range
+of a log too big for one worker (`ranges.scan_part`; ranges never span two files, and every
+file of a set cut into ranges is at least one; they are put back together per log by
 `stitch.stitch`); the reduce is `Aggregate.merge`, which is associative and commutative, so
 the per-file aggregates are merged in whatever order they arrive, or by a tree of merges on a
 Dask cluster, and the result is the same. The executor is any `concurrent.futures.Executor`
@@ -27,10 +30,10 @@ import orjson
 
 from .aggregate import Aggregate
 from .hosts import host_key
-from .inputs import line_start_at, log_files, open_bytes, size
+from .inputs import line_start_at, log_files, open_bytes, process_sets, size
 from .progress import Progress
 from .ranges import Part, scan_part
-from .scan import scan_file
+from .scan import scan_files
 from .shard import is_shard, load, save
 from .stitch import stitch
 from .trace import TraceSpec
@@ -68,37 +71,43 @@ def _unreadable(path: str, exc: OSError) -> Aggregate:
 # -- the map ----------------------------------------------------------------------------------
 @dataclasses.dataclass(frozen=True)
 class Task:
-    """Scan ``path`` whole (``end`` None), or its byte range ``[start, end)``."""
+    """Scan the log ``files`` whole (``end`` None), or the byte range ``[start, end)`` of its
+    file ``path``: range ``index`` (counted across the log's files) of ``ranges``."""
 
-    path: str
+    files: tuple[str, ...]  # one process's log: a file, or a rotated set, oldest first
+    path: str = ""  # the file of a range
     index: int = 0
     start: int = 0
     end: int | None = None
-    ranges: int = 1  # how many ranges the file was cut into
-    trace: TraceSpec | None = None  # draw the file's Perfetto trace too (whole files only)
+    ranges: int = 1  # how many ranges the log was cut into
+    trace: TraceSpec | None = None  # draw the log's Perfetto trace too (whole logs only)
 
     @property
     def nbytes(self) -> int:
-        return (self.end - self.start) if self.end is not None else size(self.path)
+        if self.end is not None:
+            return self.end - self.start
+        return sum(size(p) for p in self.files)
 
 
 def run_task(task: Task, native: bool | None = None) -> Aggregate | Part:
-    """The map: an aggregate for a whole file, a `ranges.Part` for a range (an aggregate
-    saying the file could not be read, if so)."""
+    """The map: an aggregate for a whole log, a `ranges.Part` for a range (an aggregate
+    saying a file could not be read, if so)."""
     try:
         if task.end is None:
-            return scan_file(task.path, native=native, trace=task.trace)
+            return scan_files(task.files, native=native, trace=task.trace)
         return scan_part(task.path, task.index, task.start, task.end, native=native)
     except OSError as exc:
-        return _unreadable(task.path, exc)
+        return _unreadable(task.path or task.files[-1], exc)
 
 
-def stitch_parts(path: str, parts: list[Aggregate | Part], native: bool | None = None) -> Aggregate:
-    """A file's ranges put together (or the first "could not be read" among them)."""
+def stitch_parts(
+    files: tuple[str, ...], parts: list[Aggregate | Part], native: bool | None = None
+) -> Aggregate:
+    """A log's ranges put together (or the first "could not be read" among them)."""
     for p in parts:
         if isinstance(p, Aggregate):
             return p
-    return stitch(path, [p for p in parts if isinstance(p, Part)], native)
+    return stitch(files, [p for p in parts if isinstance(p, Part)], native)
 
 
 def merge_pair(a: Aggregate, b: Aggregate) -> Aggregate:
@@ -107,36 +116,45 @@ def merge_pair(a: Aggregate, b: Aggregate) -> Aggregate:
 
 
 def plan(
-    logs: list[str], sizes: dict[str, int], workers: int, trace_dir: str | None = None
+    logs: list[tuple[str, ...]], sizes: dict[str, int], workers: int,
+    trace_dir: str | None = None,
 ) -> list[Task]:
-    """Tasks for ``workers``: whole files, and files much bigger than a worker's share cut
-    into line-aligned byte ranges. Biggest first (the last task to finish is then small).
-    With ``trace_dir``, whole files each drawing their part of the trace there."""
+    """Tasks for ``workers``: whole logs, and logs much bigger than a worker's share cut into
+    line-aligned byte ranges (each file of a rotated set cut on its own). Biggest first (the
+    last task to finish is then small). With ``trace_dir``, whole logs each drawing their part
+    of the trace there."""
     total = sum(sizes.values())
     share = max(MIN_RANGE_BYTES, -(-total // max(1, workers * 2)))
-    tasks: list[Task] = []
-    order = sorted(logs, key=lambda p: (-sizes[p], p))
+    order = sorted(logs, key=lambda fs: (-sum(sizes[p] for p in fs), fs))
     if trace_dir is not None:
-        hosts = trace_hosts(order)
+        hosts = trace_hosts([fs[0] for fs in order])
         return [
-            Task(p, trace=TraceSpec(os.path.join(trace_dir, f"{i:06d}.part"), (i + 1) << 40,
-                                    hosts))
-            for i, p in enumerate(order)
+            Task(fs, trace=TraceSpec(os.path.join(trace_dir, f"{i:06d}.part"), (i + 1) << 40,
+                                     hosts))
+            for i, fs in enumerate(order)
         ]
-    for path in order:
-        n = sizes[path]
-        count = -(-n // share)
-        if workers <= 1 or count < 2 or n < 2 * MIN_RANGE_BYTES:
-            tasks.append(Task(path))
+    tasks: list[Task] = []
+    for files in order:
+        if workers <= 1 or sum(sizes[p] for p in files) < 2 * MIN_RANGE_BYTES:
+            tasks.append(Task(files))
             continue
-        cuts = sorted({0, *(line_start_at(path, n * i // count) for i in range(1, count)), n})
-        cuts = [c for c in cuts if c <= n]
-        if len(cuts) < 3:  # one line longer than a range, say
-            tasks.append(Task(path))
+        cut = [(path, a, b) for path in files for a, b in _ranges(path, sizes[path], share)]
+        if len(cut) < 2:
+            tasks.append(Task(files))
             continue
-        for i, (a, b) in enumerate(itertools.pairwise(cuts)):
-            tasks.append(Task(path, i, a, b, len(cuts) - 1))
+        tasks.extend(Task(files, path, i, a, b, len(cut)) for i, (path, a, b) in enumerate(cut))
     return tasks
+
+
+def _ranges(path: str, n: int, share: int) -> list[tuple[int, int]]:
+    """``path`` (``n`` bytes) as line-aligned ranges of about ``share`` bytes (one range for a
+    small file, or one whose lines are longer than a range)."""
+    count = -(-n // share)
+    if count < 2 or n < 2 * MIN_RANGE_BYTES:
+        return [(0, n)]
+    cuts = sorted({0, *(line_start_at(path, n * i // count) for i in range(1, count)), n})
+    cuts = [c for c in cuts if c <= n]
+    return list(itertools.pairwise(cuts))
 
 
 def trace_hosts(logs: list[str]) -> tuple[str, ...]:
@@ -180,7 +198,7 @@ def analyze(
     `NoInputError` when there is nothing to read.
     """
     was_enabled = gc.isenabled()
-    gc.disable()  # (see scan_file: many objects, no cycles)
+    gc.disable()  # (see scan_files: many objects, no cycles)
     try:
         return _analyze(list(paths), jobs, progress, executor, native, trace_dir)
     finally:
@@ -208,7 +226,7 @@ def _analyze(
                 jobs = 1
         jobs = max(1, jobs)
     workers = jobs if executor is None else _workers(executor)
-    tasks = plan(logs, sizes, workers, trace_dir) if logs else []
+    tasks = plan([tuple(g) for g in process_sets(logs)], sizes, workers, trace_dir) if logs else []
     bar = Progress(len(logs), sum(sizes.values())) if progress else None
     total = Aggregate()
     for p in saved:
@@ -260,11 +278,11 @@ def _serial(task: Task, native: bool | None, bar: Progress | None) -> Aggregate:
             b.add(nbytes=n)
 
     try:
-        agg = scan_file(task.path, progress=tick, native=native, trace=task.trace)
+        agg = scan_files(task.files, progress=tick, native=native, trace=task.trace)
     except OSError as exc:
-        agg = _unreadable(task.path, exc)
+        agg = _unreadable(task.files[-1], exc)
     if bar is not None:
-        bar.add(files=1, events=sum(agg.event_counts.values()))
+        bar.add(files=len(task.files), events=sum(agg.event_counts.values()))
     return agg
 
 
@@ -276,7 +294,7 @@ class _Collect:
         self.total = total
         self.native = native
         self.bar = bar
-        self.parts: dict[str, list[Aggregate | Part]] = {}
+        self.parts: dict[tuple[str, ...], list[Aggregate | Part]] = {}
         self.done: set[Task] = set()
 
     def put(self, task: Task, result: Aggregate | Part) -> None:
@@ -286,18 +304,19 @@ class _Collect:
             assert isinstance(result, Aggregate)
             agg = result
         else:
-            got = self.parts.setdefault(task.path, [])
+            got = self.parts.setdefault(task.files, [])
             got.append(result)
             if len(got) < task.ranges:
                 agg = None
             else:
-                agg = stitch_parts(task.path, self.parts.pop(task.path), self.native)
+                agg = stitch_parts(task.files, self.parts.pop(task.files), self.native)
                 finished = True
         if agg is not None:
             self.total.merge(agg, take=True)
         if self.bar is not None:
             events = sum(agg.event_counts.values()) if agg is not None else 0
-            self.bar.add(files=1 if finished else 0, nbytes=task.nbytes, events=events)
+            self.bar.add(files=len(task.files) if finished else 0, nbytes=task.nbytes,
+                         events=events)
 
 
 def _on_executor(
@@ -340,18 +359,18 @@ def _on_dask(client: Any, tasks: list[Task], native: bool | None, bar: Progress 
     from distributed import as_completed
 
     futures = {client.submit(run_task, t, native, pure=False): t for t in tasks}
-    by_file: dict[str, list[Any]] = {}
+    by_log: dict[tuple[str, ...], list[Any]] = {}
     for fut, t in futures.items():
-        by_file.setdefault(t.path, []).append(fut)
+        by_log.setdefault(t.files, []).append(fut)
     level = [
         fs[0] if futures[fs[0]].ranges == 1
-        else client.submit(stitch_parts, path, fs, native, pure=False)
-        for path, fs in by_file.items()
+        else client.submit(stitch_parts, files, fs, native, pure=False)
+        for files, fs in by_log.items()
     ]
     if bar is not None:
         for fut in as_completed(list(futures)):  # type: ignore[no-untyped-call]
             t = futures[fut]
-            bar.add(nbytes=t.nbytes, files=1 if t.index == t.ranges - 1 else 0)
+            bar.add(nbytes=t.nbytes, files=len(t.files) if t.index == t.ranges - 1 else 0)
     if not level:
         return Aggregate()
     while len(level) > 1:

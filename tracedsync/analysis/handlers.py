@@ -111,7 +111,7 @@ class RareHandlers:
             self.agg.hosts[""] = info
         else:
             cur.merge(info)
-        if self.session_no:
+        if self.session_no and not continues(ev, self.pid):
             self._close_process()  # a later run appended to the same file
         self.session_no += 1
         self.pid = int(ev["pid"])
@@ -367,6 +367,14 @@ class RareHandlers:
             info.other_wait.add(waited)
         if _timed_out(ev):
             info.other_timeouts += 1
+
+
+def continues(ev: Event, pid: int) -> bool:
+    """Whether a ``session`` header continues the process being read rather than starting a
+    new one: the same pid, and ``part`` > 0 (the next file of a rotated set, or the file
+    reopened by ``configure``)."""
+    part = ev.get("part")
+    return type(part) is int and part > 0 and ev.get("pid") == pid
 
 
 def _waited(ev: Event) -> int:

@@ -34,9 +34,34 @@ def _is_log(name: str) -> bool:
     return name.startswith("tracedsync-") and name.endswith(".jsonl")
 
 
+_LOG_NAME = re.compile(r"tracedsync-(\d+)(?:\.(\d+))?\.jsonl\Z")
+
+
+def process_sets(paths: Iterable[str]) -> list[list[str]]:
+    """Group log files by process, each group in the order it was written.
+
+    A capped log rotates (``max_log_bytes``): ``tracedsync-<pid>.jsonl`` is the current file,
+    ``tracedsync-<pid>.1.jsonl`` the one before, ``.2`` the one before that... Such a set is
+    one process's stream: oldest first (the highest ``.N``), the current file last. Files of one
+    directory and pid form one group; groups come in the order of their first file; a file
+    named otherwise is a group of its own.
+    """
+    groups: dict[object, list[tuple[int, str]]] = {}
+    for p in paths:
+        head, _, name = p.rpartition("/")
+        m = _LOG_NAME.match(name)
+        if m is None:
+            groups.setdefault(p, []).append((0, p))
+            continue
+        where = head if is_url(p) else os.path.dirname(os.path.abspath(p))
+        groups.setdefault((where, m.group(1)), []).append((int(m.group(2) or 0), p))
+    return [[p for _, p in sorted(g, key=lambda np: -np[0])] for g in groups.values()]
+
+
 def log_files(paths: Iterable[str]) -> list[str]:
     """Expand directories (recursively) into their ``tracedsync-*.jsonl`` files, sorted; keep
-    files as given. Raises `FileNotFoundError` for a path that does not exist."""
+    files as given; a process's rotated files together, oldest first (`process_sets`). Raises
+    `FileNotFoundError` for a path that does not exist."""
     out: list[str] = []
     for p in paths:
         if is_url(p):
@@ -59,7 +84,7 @@ def log_files(paths: Iterable[str]) -> list[str]:
             out.append(p)
         else:
             raise FileNotFoundError(p)
-    return out
+    return [f for group in process_sets(out) for f in group]
 
 
 def size(path: str) -> int:

@@ -101,6 +101,11 @@ class PyKernel:
         self._blocked: Any = None  # blocked_by of the acquire being applied (for the trace)
         self._saved: Any = None  # saved_depth of the release being applied (likewise)
 
+    @property
+    def events(self) -> int:
+        """Usable events taken by `feed` so far (as `HotPart.events`)."""
+        return self.acquires + self.releases
+
     # -- one event ----------------------------------------------------------------------------
     def acquire(
         self,

@@ -10,7 +10,8 @@ notify of each condition...), which only the stitcher, going through the ranges 
 
 Two rare events interact with the locks held (a later ``session`` closes the process before,
 ``reinit`` releases a lock in every thread); a range that has one (a ``session`` other than
-the file's first line) is marked, and the stitcher scans it again in order instead.
+the log's first line, or than the header that begins the next file of a rotated set) is marked,
+and the stitcher scans it again in order instead.
 """
 
 from __future__ import annotations
@@ -32,7 +33,7 @@ class Part:
     """What scanning one byte range gives (see the module docstring)."""
 
     path: str
-    index: int  # 0 for the range at the start of the file
+    index: int  # 0 for the range at the start of the log (ranges are counted across its files)
     start: int
     end: int
     hot: HotPart
@@ -48,9 +49,10 @@ class Part:
 class _Collector:
     """The ``on_line`` of a range: usable acquires and releases to the kernel, the rest kept."""
 
-    def __init__(self, kernel: Any, index: int) -> None:
+    def __init__(self, kernel: Any, index: int, file_start: bool) -> None:
         self.kernel = kernel
         self.index = index
+        self.file_start = file_start  # the range begins a file (its first line a header)
         self.rare: list[bytes] = []
         self.rare_lines: array[int] = array("q")
         self.sessions = 0
@@ -75,16 +77,18 @@ class _Collector:
             name = ev.get("event") if isinstance(ev, dict) else None
             if name == "session":
                 self.sessions += 1
-                if self.index > 0 or self.sessions > 1:
+                continuing = (self.sessions == 1 and self.file_start
+                              and type(ev.get("part")) is int and ev["part"] > 0)
+                if (self.index > 0 or self.sessions > 1) and not continuing:
                     self.in_order = True
             elif name == "reinit":
                 self.in_order = True
 
 
 def scan_part(path: str, index: int, start: int, end: int, native: bool | None = None) -> Part:
-    """Scan ``path[start:end]`` (whole lines), range number ``index`` of the file."""
+    """Scan ``path[start:end]`` (whole lines), range number ``index`` of its log."""
     kernel = new_kernel(defer=index > 0, native=native)
-    collect = _Collector(kernel, index)
+    collect = _Collector(kernel, index, start == 0)
     was_enabled = gc.isenabled()
     gc.disable()
     try:

@@ -50,6 +50,13 @@ def log_files(paths: Iterable[str]) -> list[str]:
     return expand(paths)
 
 
+def process_sets(paths: Iterable[str]) -> list[list[str]]:
+    """Log files grouped by process, each group oldest first (see `inputs.process_sets`)."""
+    from .inputs import process_sets as group
+
+    return group(paths)
+
+
 def check_session(ev: Event, path: str, lineno: int, problems: list[Problem]) -> None:
     """Check a ``session`` header: a missing schema is a problem, a newer one a `SchemaError`."""
     schema = ev.get("schema")

@@ -16,9 +16,10 @@ from typing import IO, Any, TextIO
 
 import orjson
 
+from .inputs import process_sets
 from .reader import Problem
 from .report import Report
-from .scan import scan_file
+from .scan import scan_files
 from .trace import TraceSpec
 
 COPY_BLOCK = 1 << 20
@@ -71,12 +72,13 @@ def draw(report: Report, directory: str) -> tuple[list[str], list[Problem]]:
     hosts = tuple(report.totals.get("hosts") or ())
     parts: list[str] = []
     problems: list[Problem] = []
-    for i, src in enumerate(report.sources):
+    # A rotated set is one process's stream: drawn in one pass, file after file.
+    for i, files in enumerate(process_sets(src["path"] for src in report.sources)):
         part = os.path.join(directory, f"{i:06d}.part")
         try:
-            scan_file(src["path"], trace=TraceSpec(part, (i + 1) << 40, hosts))
+            scan_files(files, trace=TraceSpec(part, (i + 1) << 40, hosts))
         except Exception as exc:  # a log gone since, or changed: say so, draw the rest
-            problems.append(Problem(src["path"], 0, f"cannot draw its trace ({exc})"))
+            problems.append(Problem(files[-1], 0, f"cannot draw its trace ({exc})"))
             continue
         parts.append(part)
     return parts, problems

@@ -23,7 +23,7 @@ time while holding A adds A→B).
 from __future__ import annotations
 
 import gc
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import msgspec
@@ -111,6 +111,10 @@ class Scanner(RareHandlers):
         self.ts_max: int | None = None
         self.counters_only = False
         self.line_offset = 0  # lines before the part being scanned (byte ranges)
+        self.files: list[Source] = [self.source]  # one per file of a rotated set (`next_file`)
+        self._file_problems = 0  # problems found before the current file
+        self._file_ts: int | None = None  # the largest ts when the current file began
+        self._kernel_events = 0  # the kernel's own events already counted in a file's source
         self._handlers = self.handlers()
         self._line = 0  # the line being handled (for handlers' problems)
 
@@ -200,6 +204,30 @@ class Scanner(RareHandlers):
             raise
         except Exception as exc:
             self.problem(lineno, _reason(ev, exc))
+
+    def next_file(self, path: str) -> None:
+        """Go on with the next file of the same process (a rotated set, read oldest first: see
+        `inputs.process_sets`): its own `Source`, everything else carried over, as if the files
+        were one (a lock held across the rotation stays held)."""
+        self._end_file()
+        self.path = path
+        self.line_offset = 0
+        self.source = Source(path=path, pid=self.pid or None)
+        self.files.append(self.source)
+        self.agg.sources.append(self.source)
+
+    def _end_file(self, size_bytes: int | None = None) -> None:
+        """The current file's own figures: its size, its problems, its time range (as far as
+        known: a file of a set begins where the one before ended, being written after it)."""
+        src = self.source
+        n = self.kernel.events  # the events the kernel parsed itself, in this file
+        src.events += n - self._kernel_events
+        self._kernel_events = n
+        src.bytes = size(self.path) if size_bytes is None else size_bytes
+        src.problems = len(self.problems) - self._file_problems
+        self._file_problems = len(self.problems)
+        src.first_ts = self._file_ts
+        src.last_ts = self._file_ts = self._last_ts() or None
 
     def _seen(self, ts: int) -> None:
         if self.ts_min is None or ts < self.ts_min:
@@ -294,10 +322,12 @@ class Scanner(RareHandlers):
         if self.trace is not None:
             self.trace.finish()
             self.trace.out.close()
-        self.absorb(self.kernel.export())
-        src = self.source
-        src.bytes = size(self.path) if size_bytes is None else size_bytes
-        src.first_ts, src.last_ts = self.ts_min, self.ts_max
+        self._end_file(size_bytes)
+        hot = self.kernel.export()
+        hot.events = 0  # counted file by file (`_end_file`)
+        self.absorb(hot)
+        self.files[0].first_ts = self.ts_min  # the first file begins with the set's first ts
+        self.source.last_ts = self.ts_max
         threads: dict[int, tuple[str, int, int]] = {}  # one tuple per thread, shared
         pid_of, pid = self.pid_of, self.pid
         for per in self.agg.sites.values():
@@ -313,7 +343,7 @@ class Scanner(RareHandlers):
             e.resolve(pid_of, pid)
         for prim in self.agg.sites:
             self._prim(prim)
-        self.agg.problem_count = src.problems = len(self.problems)
+        self.agg.problem_count = len(self.problems)
         self.agg.problems = sorted((p.path, p.line, p.reason) for p in self.problems)[
             :MAX_PROBLEMS
         ]
@@ -344,13 +374,27 @@ def scan_file(
     ``trace``: also draw the Perfetto trace of the file, in the same pass (`trace.py`).
     Raises `reader.SchemaError` for a newer schema and `OSError` if the file cannot be read.
     """
-    sc = Scanner(path, new_kernel(native=native), trace)
+    return scan_files([path], progress, native, trace)
+
+
+def scan_files(
+    paths: Sequence[str],
+    progress: Callable[[int], None] | None = None,
+    native: bool | None = None,
+    trace: TraceSpec | None = None,
+) -> Aggregate:
+    """Scan one process's files, in order, as one stream (a rotated set, oldest first:
+    `inputs.process_sets`), one `Source` per file; otherwise as `scan_file`."""
+    sc = Scanner(paths[0], new_kernel(native=native), trace)
     # Parsing makes many short-lived objects and no reference cycles: the cyclic garbage
     # collector would only walk them again and again (about 10-20 % of the time).
     was_enabled = gc.isenabled()
     gc.disable()
     try:
-        sc.scan(progress=progress)
+        for i, path in enumerate(paths):
+            if i:
+                sc.next_file(path)
+            sc.scan(progress=progress)
     finally:
         if was_enabled:
             gc.enable()

@@ -1,4 +1,4 @@
-"""Putting the byte ranges of one file back together: the result of scanning it in one pass.
+"""Putting the byte ranges of one log back together: the result of scanning it in one pass.
 
 Design note. The ranges (`ranges.Part`, in file order) are taken one after the other by a
 `Scanner` (the *spine*) that has the file's context, as if it were reading the file:
@@ -13,6 +13,11 @@ Design note. The ranges (`ranges.Part`, in file order) are taken one after the o
 * the range's other lines are then handled in order, with line numbers counted from the start
   of the file; a range marked ``in_order`` (a later session, a reinit) is scanned again too.
 
+A rotated log (several files, `inputs.process_sets`) is one stream: its ranges are numbered
+across its files, and the spine moves on to the next file (`Scanner.next_file`) where a range
+of it begins; the header that starts a continuing file does not end the process, so it does
+not make its range ``in_order``.
+
 The figures of all the ranges that were kept are added up (they do not depend on order: see
 `aggregate.py`), so the file's aggregate is the one a single pass gives. The test suite checks
 that on files cut at every line.
@@ -21,6 +26,7 @@ that on files cut at every line.
 from __future__ import annotations
 
 import gc
+from collections.abc import Sequence
 from typing import Any
 
 from .aggregate import Aggregate
@@ -37,15 +43,19 @@ def _consistent(spine: Any, part: Part) -> bool:
     return True
 
 
-def stitch(path: str, parts: list[Part], native: bool | None = None) -> Aggregate:
-    """The aggregate of the file ``path`` from its ranges (all of them, any order)."""
+def stitch(files: str | Sequence[str], parts: list[Part], native: bool | None = None) -> Aggregate:
+    """The aggregate of the log ``files`` (one file, or a rotated set in order) from its ranges
+    (all of them, any order)."""
+    paths = [files] if isinstance(files, str) else list(files)
     parts = sorted(parts, key=lambda p: p.index)
-    sc = Scanner(path, new_kernel(native=native))
+    sc = Scanner(paths[0], new_kernel(native=native))
     spine = sc.kernel
     was_enabled = gc.isenabled()
     gc.disable()
     try:
         for part in parts:
+            while sc.path != part.path:  # the next file of a rotated set (one range or more)
+                sc.next_file(paths[len(sc.files)])
             if part.in_order or (part.index > 0 and not _consistent(spine, part)):
                 sc.scan(part.start, part.end)  # again, in order (see the module docstring)
                 continue
