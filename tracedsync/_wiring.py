@@ -15,7 +15,7 @@ from typing import Any
 from ._core import native, runtime, waits
 from ._detect import deadlock, lockorder, snapshot, watchdog
 from ._record.recorder import RECORDER
-from ._threading import condition
+from ._threading import barrier, condition, event, semaphore
 
 _connected = False
 
@@ -23,7 +23,9 @@ _connected = False
 def _tracing_methods(settings: Any) -> None:
     """The recording methods of the primitives that have them are on their classes only while
     the level is not off (at off those cost exactly what ``threading``'s cost)."""
-    condition.set_tracing(settings.level != "off")
+    on = settings.level != "off"
+    for module in (condition, semaphore, event, barrier):
+        module.set_tracing(on)
 
 
 def connect() -> None:
