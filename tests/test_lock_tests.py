@@ -62,3 +62,34 @@ class TestTracedEvent(lock_tests.EventTests):  # type: ignore[misc,name-defined]
 
 class TestTracedBarrier(lock_tests.BarrierTests):  # type: ignore[misc,name-defined]
     barriertype = staticmethod(tracedsync.Barrier)
+
+
+class _AtContention:
+    """Run the tests at level contention: the books are kept, only contention is recorded."""
+
+    def setUp(self) -> None:
+        self._level_before = tracedsync.settings().level
+        tracedsync.configure(level="contention")
+        super().setUp()  # type: ignore[misc]
+
+    def tearDown(self) -> None:
+        try:
+            super().tearDown()  # type: ignore[misc]
+        finally:
+            tracedsync.configure(level=self._level_before)
+
+
+class TestTracedSemaphoreAtContention(_AtContention, lock_tests.SemaphoreTests):  # type: ignore[misc,name-defined]
+    semtype = staticmethod(tracedsync.Semaphore)
+
+
+class TestTracedBoundedSemaphoreAtContention(_AtContention, lock_tests.BoundedSemaphoreTests):  # type: ignore[misc,name-defined]
+    semtype = staticmethod(tracedsync.BoundedSemaphore)
+
+
+class TestTracedEventAtContention(_AtContention, lock_tests.EventTests):  # type: ignore[misc,name-defined]
+    eventtype = staticmethod(tracedsync.Event)
+
+
+class TestTracedBarrierAtContention(_AtContention, lock_tests.BarrierTests):  # type: ignore[misc,name-defined]
+    barriertype = staticmethod(tracedsync.Barrier)

@@ -246,69 +246,93 @@ def _make_release(raw_release: Callable[[Any, int], None]) -> tuple[Any, Any]:
 
     def release(self: TracedSemaphore, n: int = 1) -> None:
         """Release ``n`` permits, exactly as ``threading``'s does, and record it."""
-        st = self._ts_state
         level = rt.level
         if not level:
             return raw_release(self, n)
+        st = self._ts_state
         try:
             raw_release(self, n)
         except ValueError as exc:
             _refused(st, n, exc, 2)  # _refused <- release <- the caller
             raise
-        if type(n) is int and n == 1:
-            _released_one(self, st, level, 2)
-        else:
-            _released(st, n, 2, _permits)
+        if type(n) is not int or n != 1:
+            return _released(st, n, 2, _permits)
+        # One permit (the common path, as in exit_ below): the books and one record.
+        try:
+            me = rt.tls.ident
+        except AttributeError:
+            me = rt.register_thread()
+        held = st.held
+        others = 0
+        books = st.books
+        books.acquire()
+        try:
+            mine = held.get(me, 0) - 1
+            if mine > 0:
+                held[me] = mine
+            elif mine == 0:
+                del held[me]
+            else:
+                others = _take_from_others(held, me, 1)
+                mine = 0
+            st.releases += 1
+        finally:
+            books.release()
+        if level == FULL:
+            if _rec is not None:
+                try:  # w0 n, w1 permits, w2 held, w3 for_others
+                    _rec(K_SEM_RELEASE, st.prim_pid, st.prim_n, 0, 1, self._value, mine, others)
+                    return None
+                except (TypeError, OverflowError):  # a value no record holds (float, huge)
+                    pass
+            f = _getframe(1)
+            rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, 1, self._value, mine, others,
+                     f.f_code, f.f_lineno))
         return None
 
     def exit_(self: TracedSemaphore, *exc_info: object) -> None:
-        st = self._ts_state
         level = rt.level
         if not level:
             return raw_release(self, 1)
+        st = self._ts_state
         try:
             raw_release(self, 1)
         except ValueError as exc:
             _refused(st, 1, exc, 2)
             raise
-        _released_one(self, st, level, 2)
+        try:
+            me = rt.tls.ident
+        except AttributeError:
+            me = rt.register_thread()
+        held = st.held
+        others = 0
+        books = st.books
+        books.acquire()
+        try:
+            mine = held.get(me, 0) - 1
+            if mine > 0:
+                held[me] = mine
+            elif mine == 0:
+                del held[me]
+            else:
+                others = _take_from_others(held, me, 1)
+                mine = 0
+            st.releases += 1
+        finally:
+            books.release()
+        if level == FULL:
+            if _rec is not None:
+                try:
+                    _rec(K_SEM_RELEASE, st.prim_pid, st.prim_n, 0, 1, self._value, mine, others)
+                    return None
+                except (TypeError, OverflowError):
+                    pass
+            f = _getframe(1)
+            rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, 1, self._value, mine, others,
+                     f.f_code, f.f_lineno))
         return None
 
     return release, exit_
-
-
-def _released_one(self: TracedSemaphore, st: SemaphoreState, level: int, fdepth: int) -> None:
-    """The books after a real release of one permit, and its record (a native one at full)."""
-    try:
-        me = rt.tls.ident
-    except AttributeError:
-        me = rt.register_thread()
-    held = st.held
-    others = 0
-    books = st.books
-    books.acquire()
-    try:
-        mine = held.get(me, 0) - 1
-        if mine > 0:
-            held[me] = mine
-        elif mine == 0:
-            del held[me]
-        else:
-            others = _take_from_others(held, me, 1)
-            mine = 0
-        st.releases += 1
-    finally:
-        books.release()
-    if level == FULL:
-        if _rec is not None:
-            try:  # w0 n, w1 permits, w2 held, w3 for_others
-                _rec(K_SEM_RELEASE, st.prim_pid, st.prim_n, 0, 1, self._value, mine, others)
-                return
-            except (TypeError, OverflowError):  # a value no record holds (float, huge)
-                pass
-        f = _getframe(fdepth)
-        rt.emit((OP_SEM_RELEASE, rt.now(), me, st.prim, 1, self._value, mine, others,
-                 f.f_code, f.f_lineno))
 
 
 def _refused(st: SemaphoreState, n: int, exc: BaseException, fdepth: int) -> None:
