@@ -123,14 +123,16 @@ def _wait(self: TracedEvent, timeout: float | None = None) -> bool:
     if not level:
         return _raw_wait(self, timeout)
     st = self._ts_state
-    if timeout is None and self._flag and _rec is not None:  # type: ignore[attr-defined]
-        # Set already: threading's wait returns at once (a snapshot: see the note).
+    if timeout is None and self._flag and (  # type: ignore[attr-defined]
+            _rec is not None or level != FULL):
+        # Set already: threading's wait returns at once (a snapshot: see the note). Recorded
+        # at full only: natively (the twin times it, below).
         result = _raw_wait(self)
         books = st.books
         books.acquire()
         st.waits += 1
         books.release()
-        if level == FULL:  # bits: result, already set
+        if level == FULL and _rec is not None:  # bits: result, already set
             _rec(K_EVENT_WAIT, st.prim_pid, st.prim_n, 3 if result else 2, 0, 0, 0, 0)
         return result
     return _wait_traced(st, MethodType(_raw_wait, self), self._flag,  # type: ignore[attr-defined]
