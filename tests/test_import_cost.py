@@ -125,7 +125,7 @@ def test_lazy_modules_imported_under_patch_trace_nothing_of_their_own(tmp_path: 
         print(type(sem).__name__, type(barrier).__name__, "wrapt" in sys.modules)
         from tracedsync._threading import originals, semaphore, barrier_books
         assert semaphore.RawSemaphore is originals.RawSemaphore is not threading.Semaphore
-        assert barrier_books._raw_break is originals.RawBarrier.__dict__["_break"]
+        assert barrier_books.raw_break is originals.RawBarrier.__dict__["_break"]
         barrier.wait()
         tracedsync.unpatch()
         tracedsync.flush()

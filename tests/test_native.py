@@ -40,7 +40,8 @@ def _flusher_held() -> Iterator[None]:
 
 def _both_ways(record: Any) -> tuple[list[bytes], list[bytes]]:
     """Record with ``record()``, then render one snapshot both ways: in C, and through the
-    op tuples and the Python decoder."""
+    op tuples and the Python decoder. The flusher is held off meanwhile (its write lock), so
+    that the snapshot has every record and the Python channel every `thread` event."""
     assert NATIVE is not None
     tracedsync.flush()
     # Hold the flusher off (it flushes under this lock): otherwise it may drain the `thread`
@@ -129,6 +130,96 @@ def test_lock_records_render_as_the_decoder_writes_them() -> None:
     contended = [e for e in events if e["event"] == "acquire" and e["contended"]]
     assert len(contended) == 1 and contended[0]["wait_ns"] > 0
     assert contended[0]["blocked_by"] not in (None, threading.get_native_id())
+
+
+def _tuples_of(prims: set[str], items: list[Any]) -> list[Any]:
+    return [t for t in items if any(isinstance(x, str) and x in prims for x in t)]
+
+
+def test_semaphore_and_event_common_paths_are_native_records() -> None:
+    """At full, a semaphore's uncontended acquires and its releases, an event's sets and clears
+    and a wait that finds it set each write one native record and no op tuple; C renders them
+    as the decoder writes the tuples they stand for."""
+    sem = tracedsync.BoundedSemaphore(3, name="s")
+    evt = tracedsync.Event(name="e")
+    prims = {prim_of(sem), prim_of(evt)}
+    tuples: list[Any] = []
+
+    def record() -> None:
+        before = len(rt.buffer)
+        with sem:
+            assert sem.acquire() is True
+            assert sem.acquire(False) is True
+            sem.release()
+            sem.release()
+        evt.set()
+        evt.set()
+        assert evt.wait() is True
+        evt.clear()
+        evt.clear()
+        tuples.extend(_tuples_of(prims, list(rt.buffer)[before:]))
+
+    c_lines, py_lines = _both_ways(record)
+    assert c_lines == py_lines
+    assert tuples == []
+    events = [orjson.loads(line) for line in c_lines]
+    mine = [e for e in events if e.get("prim") in prims]
+    assert all(e["site"].startswith(__file__ + ":") for e in mine)
+    assert all(e["tid"] == threading.get_native_id() for e in mine)
+    sem_seq = [(e["event"], e.get("n"), e["permits"], e["held"]) for e in mine
+               if e["prim"] == prim_of(sem)]
+    assert sem_seq == [
+        ("sem_acquire", None, 2, 1), ("sem_acquire", None, 1, 2), ("sem_acquire", None, 0, 3),
+        ("sem_release", 1, 1, 2), ("sem_release", 1, 2, 1), ("sem_release", 1, 3, 0),
+    ]
+    acquires = [e for e in mine if e["event"] == "sem_acquire"]
+    assert [e["blocking"] for e in acquires] == [True, True, False]
+    assert all(e["ok"] and not e["contended"] and e["wait_ns"] == 0 and e["timeout"] is None
+               for e in acquires)
+    assert all(e["for_others"] == 0 for e in mine if e["event"] == "sem_release")
+    evt_seq = [(e["event"], e.get("was_set"), e.get("already_set")) for e in mine
+               if e["prim"] == prim_of(evt)]
+    assert evt_seq == [("event_set", False, None), ("event_set", True, None),
+                       ("event_wait", None, True), ("event_clear", True, None),
+                       ("event_clear", False, None)]
+    (wait,) = [e for e in mine if e["event"] == "event_wait"]
+    assert wait["result"] is True and wait["waited_ns"] == 0 and wait["timeout"] is None
+    stats = sem.statistics()
+    assert (stats.acquisitions, stats.releases, stats.held_by) == (3, 3, ())
+    assert (evt.statistics().sets, evt.statistics().clears, evt.statistics().waits) == (2, 2, 1)
+
+
+def test_other_semaphore_and_event_paths_are_op_tuples() -> None:
+    """A timeout (a float no record holds), a failed acquire, an over-release and a wait that
+    blocks or may time out are op tuples, as before."""
+    sem = tracedsync.BoundedSemaphore(1)
+    evt = tracedsync.Event()
+    prims = {prim_of(sem), prim_of(evt)}
+    tuples: list[Any] = []
+
+    def record() -> None:
+        before = len(rt.buffer)
+        assert sem.acquire(timeout=5) is True
+        assert sem.acquire(False) is False
+        sem.release()
+        with pytest.raises(ValueError):
+            sem.release()
+        assert evt.wait(0.001) is False
+        evt.set()
+        assert evt.wait(5) is True
+        tuples.extend(_tuples_of(prims, list(rt.buffer)[before:]))
+
+    c_lines, py_lines = _both_ways(record)
+    assert c_lines == py_lines
+    natives = [orjson.loads(line) for line in c_lines]
+    assert [e["event"] for e in natives if e.get("prim") in prims] == [
+        "sem_release", "event_set"]
+    decoder = Decoder()
+    decoder.tids.update(rt.native_ids)
+    events = [decoder(t) for t in tuples]
+    assert [(e["event"], e.get("ok"), e.get("timeout")) for e in events] == [
+        ("sem_acquire", True, 5), ("sem_acquire", False, None), ("misuse", None, None),
+        ("event_wait", None, 0.001), ("event_wait", None, 5)]
 
 
 def test_the_c_path_is_in_use_where_it_builds() -> None:

@@ -10,6 +10,7 @@ Nothing is connected as a side effect of importing a module, so import order dec
 
 from __future__ import annotations
 
+import sys
 from typing import Any
 
 from ._core import native, runtime, waits
@@ -23,7 +24,13 @@ _connected = False
 def _tracing_methods(settings: Any) -> None:
     """The recording methods of the primitives that have them are on their classes only while
     the level is not off (at off those cost exactly what ``threading``'s cost)."""
-    condition.set_tracing(settings.level != "off")
+    on = settings.level != "off"
+    condition.set_tracing(on)
+    # The others are imported when first used (and then set themselves from the level).
+    for name in ("semaphore", "event", "barrier"):
+        module = sys.modules.get(f"{__package__}._threading.{name}")
+        if module is not None:
+            module.set_tracing(on)
 
 
 def connect() -> None:

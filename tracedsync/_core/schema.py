@@ -382,7 +382,8 @@ EVENTS: Final[tuple[EventKind, ...]] = (
            "timed out"),
         _f("already_set", "bool", "the flag was set when the wait began (the wait did not "
            "block)"),
-        _f("waited_ns", "int", "time spent in `wait()`"),
+        _f("waited_ns", "int", "time spent in `wait()`; 0 for a wait without a timeout that "
+           "found the flag set, when the native recorder wrote it"),
         _TIMEOUT,
         *_CALL,
     ), (OP_EVENT_WAIT,)),

@@ -3,12 +3,12 @@
 Design note: who broke it, and why, when the parties are processes.
 
 multiprocessing's Barrier is ``threading.Barrier``'s algorithm over a multiprocessing Condition
-and two shared ints. As in `_barrier.py`, the cause of a break is decided in ``_break``, called
-under the barrier's condition lock by the thread that timed out, by ``abort()``, or by the
-thread whose ``action`` raised; the proxy puts a hook in the real barrier's ``_break`` (an
-instance attribute, installed again in every process that receives the barrier). Since the
-threads that see the barrier broken may be in other processes, the cause is written to a small
-record in shared memory, allocated with the barrier and sent with it:
+and two shared ints. As in threading's (`tracedsync._threading.barrier`), the cause of a break
+is decided in ``_break``, called under the barrier's condition lock by the thread that timed
+out, by ``abort()``, or by the thread whose ``action`` raised; the proxy puts a hook in the real
+barrier's ``_break`` (an instance attribute, installed again in every process that receives the
+barrier). Since the threads that see the barrier broken may be in other processes, the cause is
+written to a small record in shared memory, allocated with the barrier and sent with it:
 
     [BREAKS] times the barrier went from working to broken
     [WHO]    owner word (pid << 32 | native tid, see `_mp_owner`) of the thread that broke it
@@ -22,8 +22,9 @@ that process's events). ``reset()`` notes "reset" under the same lock, only when
 waiters (the barrier was filling and someone was waiting).
 
 The books and events around the real calls are shared with the threading barrier
-(`_barrier_common`); `_SharedCauses` is this barrier's `BreakCauses`: the cause kept in the shared
-record, a break recorded as a generic ``barrier_broken`` naming the breaker's pid and tid.
+(`tracedsync._threading.barrier_books`); `_SharedCauses` is this barrier's `BreakCauses`: the
+cause kept in the shared record, a break recorded as a generic ``barrier_broken`` naming the
+breaker's pid and tid.
 
 The action given to the barrier is wrapped in a small picklable callable (`_WatchedAction`) that
 notes "action" before the exception reaches ``_break``: the action of a multiprocessing barrier

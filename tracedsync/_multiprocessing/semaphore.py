@@ -1,17 +1,18 @@
 """`TracedMpSemaphore` and `TracedMpBoundedSemaphore`: multiprocessing's semaphores, traced.
 
-Design note. Like the threading semaphores (`_semaphore.py`): the real semaphore does the
-counting, blocking and raising; a blocking acquire first tries ``acquire(False)`` and is
-*contended* only if that fails; the events are the same (``sem_acquire``, ``sem_release``,
-``misuse`` ``over_release``). The books of who holds permits (``held``, ``for_others``) are this
-process's: permits taken or given back by other processes are in their own logs. ``permits`` is
-the real semaphore's value just after the call (``get_value()``; null where the platform cannot
-tell, macOS).
+Design note. Like the threading semaphores (`tracedsync._threading.semaphore`): the real
+semaphore does the counting, blocking and raising; a blocking acquire first tries
+``acquire(False)`` and is *contended* only if that fails; the events are the same
+(``sem_acquire``, ``sem_release``, ``misuse`` ``over_release``). The books of who holds
+permits (``held``, ``for_others``) are this process's: permits taken or given back by other
+processes are in their own logs. ``permits`` is the real semaphore's value just after the call
+(``get_value()``; null where the platform cannot tell, macOS).
 
-The books and events are `_semaphore.py`'s functions; this module makes its own calls to the
-real semaphore (multiprocessing's signatures) and passes its own permits reader. A blocked
+The books and events are threading's semaphore's functions; this module makes its own calls to
+the real semaphore (multiprocessing's signatures) and passes its own permits reader. A blocked
 acquire's exception is always recorded as an interruption: the timeout's type was checked
-before (its value is not: see ``plain`` in `_semaphore._acquire_blocked`).
+before (its value is not: see ``plain`` in `_acquire_blocked`). At ``full``, an uncontended
+``acquire()`` and a ``release()`` write native records, as threading's do.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ class TracedMpSemaphore(MpProxy):
         if st.acquire(False):
             return _booked(st, True, False, 0, block, timeout, _depth + 1, None, _permits)
         # In the wait-for graph while blocked (_detect.py; owners: this process's holders).
-        return _acquire_blocked(st, True, timeout, True, _depth + 1, _permits)
+        return _acquire_blocked(st, st.acquire, True, timeout, True, _depth + 1, _permits)
 
     def __enter__(self) -> bool:
         return self.acquire(True, None, _depth=2)

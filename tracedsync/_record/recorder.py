@@ -119,6 +119,7 @@ class Recorder:
         # traced lock) are dropped when decoded: writing them would record more, forever.
         self._flusher_ident: int | None = None
         self._stop = False
+        self._closed = False  # set by the exit's last write
         self._ended = False
         self._dropped = 0
         self._dropped_unreported = 0
@@ -305,6 +306,8 @@ class Recorder:
                 pass
 
     def _flush_locked(self) -> int:
+        if self._closed:  # after the exit's last write: nothing more is written
+            return 0
         if NATIVE is not None:
             return native_flush.flush(self)
         buf = rt.buffer
@@ -494,8 +497,13 @@ class Recorder:
     def _at_exit(self) -> None:
         self._stop = True
         self.shutdown()
-        if self._sink is not None:
-            self._sink.close()
+        # The last write: under the write lock, so no flush is half done, and none starts after
+        # it (a daemon thread may still record and wake the flusher; a write cut short by the
+        # process's exit would leave a torn line).
+        with self._locked():
+            self._closed = True
+            if self._sink is not None:
+                self._sink.close()
 
     # -- fork --------------------------------------------------------------------------------
     def _after_fork_child(self) -> None:
@@ -524,6 +532,7 @@ class Recorder:
         self._flusher_pid = None
         self._flusher_ident = None
         self._ended = False
+        self._closed = False
         self._dropped = 0
         self._dropped_unreported = 0
         self._written = 0

@@ -1,35 +1,41 @@
-"""`TracedBarrier`: ``threading.Barrier`` behind a proxy that records passes and breaks.
+"""`TracedBarrier`: ``threading.Barrier`` itself, recording its passes and breaks.
 
-Design note: who broke it, and why.
+Design note. `TracedBarrier` is a subclass of ``threading.Barrier``: every wait, abort and reset
+is ``threading``'s own code, and ``isinstance`` holds; its Condition and Lock are built with the
+guard on, so they stay raw even when ``threading`` is patched. At level ``off`` the recording
+methods are not on the class (`set_tracing` takes them off), so a barrier costs what
+``threading``'s costs. A barrier's waits block (but the last arrival's), so its events are op
+tuples: no native record kind.
 
-A thread whose ``wait`` raises BrokenBarrierError learns nothing from the exception about the
-cause. The cause is decided inside the real barrier, under its lock, in ``Barrier._break``: called
-by the thread that timed out, by ``abort()``, or by the thread whose ``action`` raised. So the
-proxy replaces ``_break`` on the real barrier instance (an instance attribute; the class and
-everything else are untouched) with a hook that, still under the barrier's lock and before the
-state changes, writes ``(ident, why, error)`` to the barrier's `_BreakBook`. Every thread woken
-by the break re-acquires that lock before raising, so it reads a cause that is already complete.
+Who broke it, and why. A thread whose ``wait`` raises BrokenBarrierError learns nothing from the
+exception about the cause. The cause is decided inside the barrier, under its lock, in
+``Barrier._break``: called by the thread that timed out, by ``abort()``, or by the thread whose
+``action`` raised. So `TracedBarrier` overrides ``_break`` with a method that, still under the
+barrier's lock and before the state changes, writes ``(ident, why, error)`` to the barrier's
+`_BreakBook`, then calls ``threading``'s. Every thread woken by the break re-acquires that lock
+before raising, so it reads a cause that is already complete.
 
-``why`` is "abort" when the proxy's ``abort()`` is the caller, "action" when our wrapper around
-the user's action saw it raise (the wrapper runs under the same lock, just before ``_break``),
-and otherwise "timeout" (the only other caller of ``_break`` in ``threading``). A ``_break`` on a
+``why`` is "abort" when our ``abort()`` is the caller, "action" when our wrapper around the
+user's action saw it raise (the wrapper runs under the same lock, just before ``_break``), and
+otherwise "timeout" (the only other caller of ``_break`` in ``threading``). A ``_break`` on a
 barrier already broken keeps the first cause. ``reset()`` breaks current waiters without
-``_break``; the proxy notes "reset" as the cause first unless the barrier is already broken.
-Two breaks racing (a reset while a timeout breaks it) report whichever cause was noted last.
+``_break``; we note "reset" as the cause first unless the barrier is already broken. Two breaks
+racing (a reset while a timeout breaks it) report whichever cause was noted last.
 
 ``n_waiting`` in events is the real ``n_waiting`` read just before the call: a snapshot.
 
-The books and events around the real calls are shared with the multiprocessing barrier
-(`_barrier_common`); `_BreakBook` is this barrier's `BreakCauses`: the cause kept in this process,
-a break recorded as ``OP_BARRIER_BROKEN``.
+The books and events around the real calls are shared with the multiprocessing barrier, a proxy
+whose methods are `BarrierMethods` (`barrier_books`); `_BreakBook` is this barrier's
+`BreakCauses`: the cause kept in this process, a break recorded as ``OP_BARRIER_BROKEN``.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections.abc import Callable
-from types import FrameType
+from types import FrameType, MethodType
 from typing import Any, cast
 
 from .._core import runtime as rt
@@ -37,23 +43,22 @@ from .._core.ops import OP_BARRIER_BROKEN
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import BarrierState
-from .._core.waits import forget, wait_other
 from . import originals as _originals
 from .barrier_books import (
+    BROKEN,
     BreakCauses,
     count_broken,
     extra_stats,
-    install_break_hook,
+    raw_break,
     traced_abort,
     traced_reset,
-    wait_passed,
-    wait_raised,
+    traced_wait,
 )
-from .proxy import TracedProxy, new_books, plain_timeout, untraced
+from .proxy import OriginalSubclass, install_methods, new_books, untraced
 from .proxy import get_state as _get_any_state
 
 get_state = cast("Callable[[Any], BarrierState]", _get_any_state)
-"""The state of one of this module's proxies (always a `BarrierState`)."""
+"""The state of a multiprocessing barrier's proxy (always a `BarrierState`)."""
 
 _getframe = sys._getframe
 _get_ident = rt.get_ident
@@ -95,7 +100,7 @@ class _BreakBook(BreakCauses):
     def abort(self, raw: Any, me: int) -> None:
         self.pending[me] = ("abort", None)
         try:
-            raw.abort()
+            _raw_abort(raw)
         finally:
             self.pending.pop(me, None)
 
@@ -104,7 +109,7 @@ class _BreakBook(BreakCauses):
         was_broken = raw.broken
         if not was_broken:  # current waiters will be broken by this reset
             self.cause = (me, "reset", None)
-        raw.reset()
+        _raw_reset(raw)
         return waiting, was_broken
 
     def broken(self, st: BarrierState, me: int, t: int, waited: int, arrived: int,
@@ -133,11 +138,88 @@ def _watch_action(action: Callable[[], None], book: _BreakBook) -> Callable[[], 
     return run_action
 
 
+class TracedBarrier(OriginalSubclass, RawBarrier):
+    """A traced ``threading.Barrier``: same behaviour, plus each pass and who broke it, and why."""
 
+    _ts_raw: Any = RawBarrier
+    _ts_state: BarrierState
+
+    def __init__(
+        self,
+        parties: int,
+        action: Callable[[], None] | None = None,
+        timeout: float | None = None,
+        *,
+        name: str | None = None,
+        _site: tuple[Any, int] | None = None,
+    ) -> None:
+        book = _BreakBook()
+        untraced(RawBarrier.__init__, self, parties,
+                 _watch_action(action, book) if action else action, timeout)
+        code, lineno = _site if _site is not None else user_site()
+        st = new_state(BarrierState, weakref.proxy(self), "Barrier", name, code, lineno,
+                       {"parties": parties, "timeout": timeout})
+        new_books(st)
+        st.break_book = book
+        st.parties = parties
+        st.default_timeout = timeout
+        st.extra_stats = extra_stats
+        self._ts_state = st
+
+
+# -- the recording methods (on the class while the level is not off) ----------------------------
+def _wait(self: TracedBarrier, timeout: float | None = None) -> int:
+    """Wait until ``parties`` parties wait, exactly as ``threading``'s; record it."""
+    if not rt.level:
+        return _raw_wait(self, timeout)
+    return traced_wait(self._ts_state, MethodType(_raw_wait, self), timeout)
+
+
+def _abort(self: TracedBarrier) -> None:
+    """Break the barrier, exactly as ``threading``'s ``abort``; record it."""
+    if not rt.level:
+        return _raw_abort(self)
+    return traced_abort(self._ts_state, rt.ident())
+
+
+def _reset(self: TracedBarrier) -> None:
+    """Return the barrier to its empty state, exactly as ``threading``'s ``reset``."""
+    if not rt.level:
+        return _raw_reset(self)
+    return traced_reset(self._ts_state, rt.ident())
+
+
+def _break(self: TracedBarrier) -> None:
+    # threading's _break, called under the barrier's lock; first, who breaks it and why.
+    causes: BreakCauses = self._ts_state.break_book
+    why, error = causes.take()
+    if self._state != BROKEN:  # type: ignore[attr-defined]
+        causes.note(why, error)
+    raw_break(self)
+
+
+_raw_wait = RawBarrier.wait
+_raw_abort = RawBarrier.abort
+_raw_reset = RawBarrier.reset
+_TRACING: dict[type, dict[str, Any]] = {
+    TracedBarrier: {"wait": _wait, "abort": _abort, "reset": _reset, "_break": _break},
+}
+
+
+def set_tracing(on: bool) -> None:
+    """Put the recording methods on `TracedBarrier` (or take them off: level ``off``)."""
+    install_methods(_TRACING, on)
+
+
+set_tracing(rt.level != rt.OFF)  # (imported when first used: at the level of that moment)
+
+
+# -- the multiprocessing twin's methods -----------------------------------------------------------
 class BarrierMethods:
-    """The methods of the traced Barriers (threading's and multiprocessing's): the real barrier
-    does the work, exactly as the original; passes and breaks are recorded (see the design
-    note; each barrier's `BreakCauses` says where a break's cause is kept)."""
+    """The methods of the multiprocessing Barrier's proxy: the real barrier does the work,
+    exactly as the original; passes and breaks are recorded by the functions threading's barrier
+    uses (see the design note; each barrier's `BreakCauses` says where a break's cause is
+    kept)."""
 
     __slots__ = ()
 
@@ -147,21 +229,7 @@ class BarrierMethods:
         raw = st.raw
         if not rt.level:
             return raw.wait(timeout)  # type: ignore[no-any-return]
-        me = rt.ident()
-        breaks = st.break_book.breaks()
-        arrived = raw.n_waiting
-        t0 = rt.now()
-        # In the wait-for graph while waiting (for snapshots and long waits).
-        wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
-                   _getframe(1))
-        try:
-            index = raw.wait(timeout)
-        except BaseException as exc:
-            forget(me)
-            wait_raised(st, me, exc, t0, arrived, timeout, breaks)
-            raise
-        forget(me)
-        return wait_passed(st, me, index, t0, arrived, timeout)
+        return traced_wait(st, raw.wait, timeout)
 
     def abort(self) -> None:
         """Break the barrier, exactly as the original's ``abort``; record it."""
@@ -193,36 +261,6 @@ class BarrierMethods:
     def broken(self) -> bool:
         """Whether the barrier is broken."""
         return get_state(self).raw.broken  # type: ignore[no-any-return]
-
-
-class TracedBarrier(BarrierMethods, TracedProxy):
-    """A traced ``threading.Barrier``: same behaviour, plus each pass and who broke it, and why."""
-
-    __slots__ = ()
-
-    def __init__(
-        self,
-        parties: int,
-        action: Callable[[], None] | None = None,
-        timeout: float | None = None,
-        *,
-        name: str | None = None,
-        _site: tuple[Any, int] | None = None,
-    ) -> None:
-        book = _BreakBook()
-        raw = untraced(RawBarrier, parties, _watch_action(action, book) if action else action,
-                       timeout)
-        install_break_hook(raw, book)
-        super().__init__(raw)
-        code, lineno = _site if _site is not None else user_site()
-        st = new_state(BarrierState, raw, "Barrier", name, code, lineno,
-                       {"parties": parties, "timeout": timeout})
-        new_books(st)
-        st.break_book = book
-        st.parties = parties
-        st.default_timeout = timeout
-        st.extra_stats = extra_stats
-        self._self_state = st
 
 
 def Barrier(

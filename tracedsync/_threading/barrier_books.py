@@ -1,19 +1,18 @@
-"""What `TracedBarrier` (`_barrier.py`) and `TracedMpBarrier` (`_mp_barrier.py`) share.
+"""What `TracedBarrier` (`barrier`) and `TracedMpBarrier` (`_multiprocessing.barrier`) share.
 
 Design note. multiprocessing's Barrier is ``threading.Barrier``'s algorithm over a
-multiprocessing Condition, so the two proxies keep the same books around the same calls: the
-hook in the real barrier's ``_break``, the books and events of a ``wait`` that passed or raised,
-of ``abort`` and of ``reset``, and the extra statistics. That code is here once, as functions of
-the primitive's state, called with tracing on by the proxies' methods.
+multiprocessing Condition, so the two keep the same books around the same calls: the note of
+who breaks it in ``_break``, the books and events of a ``wait`` that passed or raised, of
+``abort`` and of ``reset``, and the extra statistics. That code is here once, as functions of
+the primitive's state, called with tracing on by the two classes' methods.
 
-What differs stays with each proxy. Its methods get the state (each proxy base has its own
-``get_state``), take the path without tracing, and run the ``wait`` itself (entering and leaving
-the wait-for graph). Its `BreakCauses`, kept in ``st.break_book``, says where the cause of a break
-is kept and how a break is recorded: threading's keeps it in this process and records
-``OP_BARRIER_BROKEN``; multiprocessing's keeps it in shared memory, naming the thread by pid and
-tid, and records a generic ``barrier_broken``. See each module's note.
+What differs stays with each barrier. Its methods get the state, take the path without tracing,
+and give `traced_wait` the real ``wait``. Its `BreakCauses`, kept in ``st.break_book``, says
+where the cause of a break is kept and how a break is recorded: threading's keeps it in this
+process and records ``OP_BARRIER_BROKEN``; multiprocessing's keeps it in shared memory, naming
+the thread by pid and tid, and records a generic ``barrier_broken``. See each module's note.
 
-Frames: these functions are called by the proxy's method, so the user's frame is
+Frames: these functions are called by the barrier's method, so the user's frame is
 ``_getframe(2)`` here; a hook that records an event is given that frame.
 """
 
@@ -29,14 +28,16 @@ from typing import Any
 from .._core import runtime as rt
 from .._core.ops import OP_BARRIER_WAIT, OP_GENERIC
 from .._core.state import BarrierState
+from .._core.waits import forget, wait_other
 from . import originals as _originals
 from .proxy import plain_timeout
 
 _getframe = sys._getframe
 FULL = rt.FULL
 BrokenBarrierError = threading.BrokenBarrierError
-_raw_break: Callable[[Any], None] = _originals.RawBarrier.__dict__["_break"]
-_BROKEN = -2  # threading.Barrier._state when broken
+raw_break: Callable[[Any], None] = _originals.RawBarrier.__dict__["_break"]
+"""``threading``'s ``Barrier._break``."""
+BROKEN = -2  # threading.Barrier._state when broken
 
 
 class BreakCauses:
@@ -83,7 +84,8 @@ class BreakCauses:
 
 
 def install_break_hook(raw: Any, causes: BreakCauses) -> None:
-    """Put the hook that notes who broke ``raw`` and why in its ``_break`` (see the notes)."""
+    """Put the hook that notes who broke ``raw`` and why in its ``_break`` (see the notes; an
+    instance attribute: multiprocessing's barrier)."""
     ref = weakref.ref(raw)  # no cycle: the real barrier does not keep itself alive
 
     def _break() -> None:
@@ -91,15 +93,35 @@ def install_break_hook(raw: Any, causes: BreakCauses) -> None:
         why, error = causes.take()
         if barrier is None:  # pragma: no cover - it is our caller
             return
-        if barrier._state != _BROKEN:
+        if barrier._state != BROKEN:
             causes.note(why, error)
-        _raw_break(barrier)
+        raw_break(barrier)
 
     raw._break = _break
 
 
-def wait_passed(st: BarrierState, me: int, index: int, t0: int, arrived: int,
-                timeout: float | None) -> int:
+def traced_wait(st: BarrierState, wait: Callable[[Any], int], timeout: float | None) -> int:
+    """``wait(timeout)``, the real barrier's, with tracing on: in the wait-for graph meanwhile,
+    then its books and events."""
+    me = rt.ident()
+    breaks = st.break_book.breaks()
+    arrived = st.raw.n_waiting
+    t0 = rt.now()
+    # In the wait-for graph while waiting (for snapshots and long waits).
+    wait_other(me, st, "barrier_wait", timeout if plain_timeout(timeout) else None,
+               _getframe(2))
+    try:
+        index = wait(timeout)
+    except BaseException as exc:
+        forget(me)
+        _wait_raised(st, me, exc, t0, arrived, timeout, breaks)
+        raise
+    forget(me)
+    return _wait_passed(st, me, index, t0, arrived, timeout)
+
+
+def _wait_passed(st: BarrierState, me: int, index: int, t0: int, arrived: int,
+                 timeout: float | None) -> int:
     """Books and record for a wait that passed with ``index``; returns ``index``."""
     t1 = rt.now()
     with st.books:
@@ -107,22 +129,22 @@ def wait_passed(st: BarrierState, me: int, index: int, t0: int, arrived: int,
         st.wait_ns += t1 - t0
     level = rt.level
     if level == FULL or (level and index != st.parties - 1):
-        f = _getframe(2)
+        f = _getframe(3)
         rt.emit((OP_BARRIER_WAIT, t1, me, st.prim, index, t1 - t0, st.parties, arrived,
                  st.default_timeout if timeout is None else timeout, f.f_code, f.f_lineno))
     return index
 
 
-def wait_raised(st: BarrierState, me: int, exc: BaseException, t0: int, arrived: int,
-                timeout: float | None, breaks: int) -> None:
+def _wait_raised(st: BarrierState, me: int, exc: BaseException, t0: int, arrived: int,
+                 timeout: float | None, breaks: int) -> None:
     """Books and record for a wait that raised ``exc``; ``breaks`` as before it."""
     t1 = rt.now()
     causes: BreakCauses = st.break_book
     why = causes.mine(breaks, me)
     if isinstance(exc, BrokenBarrierError) or why == "action":
-        causes.broken(st, me, t1, t1 - t0, arrived, timeout, why is not None, _getframe(2))
+        causes.broken(st, me, t1, t1 - t0, arrived, timeout, why is not None, _getframe(3))
     elif plain_timeout(timeout):
-        f = _getframe(2)
+        f = _getframe(3)
         rt.emit((OP_GENERIC, t1, me, "interrupted",
                  {"prim": st.prim, "error": repr(exc)}, f.f_code, f.f_lineno))
 

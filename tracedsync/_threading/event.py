@@ -1,46 +1,170 @@
-"""`TracedEvent`: ``threading.Event`` behind a proxy that records sets, clears and waits.
+"""`TracedEvent`: ``threading.Event`` itself, recording its sets, clears and waits.
 
-Design note. The real event does the work; the proxy reads the flag just before each call
-(``was_set`` for set/clear, ``already_set`` for wait) and times the wait. Those reads are
-snapshots: another thread may set or clear the flag between the read and the real call, so an
-``already_set`` wait can, rarely, have blocked, and the reverse. Counters several threads update
-are kept under the primitive's raw ``books`` lock.
+Design note. `TracedEvent` is a subclass of ``threading.Event``: every set, clear and wait is
+``threading``'s own code, and ``isinstance`` holds; its Condition and Lock are built with the
+guard on, so they stay raw even when ``threading`` is patched. At level ``off`` the recording
+methods are not on the class (`set_tracing` takes them off), so an event costs exactly what
+``threading``'s costs.
 
-The multiprocessing twin (`tracedsync._multiprocessing.event`) shares all of it: both proxies
-take their methods from `EventMethods`, so both record the same events from the same code. The
-one difference is `EventMethods.register_always`: threading's event enters the wait-for graph
-only when the flag is clear (about to block), multiprocessing's on every wait.
+The recording methods read the flag just before each call (``was_set`` for set/clear,
+``already_set`` for wait) and time a wait that may block. Those reads are snapshots: another
+thread may set or clear the flag between the read and the real call, so an ``already_set`` wait
+can, rarely, have blocked, and the reverse. Counters several threads update are kept under the
+primitive's raw ``books`` lock.
+
+Records. At ``full``, a set or a clear writes one native record (`K_EVENT_SET`), and so does a
+``wait()`` without a timeout that finds the flag set (`K_EVENT_WAIT`): it does not wait, and its
+``waited_ns`` is 0 (reading the clock twice would cost two Python ints). A wait that blocks or
+has a timeout writes the op tuple, timed, as does the pure-Python twin throughout.
+
+The multiprocessing twin (`tracedsync._multiprocessing.event`) is a proxy whose methods are
+`EventMethods`: they record the same events with the same functions (`_flip`, `_wait_traced`),
+given the real event. The one difference is `EventMethods.register_always`: threading's event
+enters the wait-for graph only when the flag is clear (about to block), multiprocessing's on
+every wait.
 """
 
 from __future__ import annotations
 
 import sys
+import weakref
 from collections.abc import Callable
+from types import MethodType
 from typing import Any, cast
 
 from .._core import runtime as rt
+from .._core.native import NATIVE
+from .._core.native_kinds import K_EVENT_SET, K_EVENT_WAIT
 from .._core.ops import OP_EVENT_SET, OP_EVENT_WAIT, OP_GENERIC
 from .._core.registry import new_state
 from .._core.sites import user_site
 from .._core.state import EventState
 from .._core.waits import forget, wait_other
 from . import originals as _originals
-from .proxy import TracedProxy, new_books, plain_timeout, untraced
+from .proxy import OriginalSubclass, install_methods, new_books, plain_timeout, untraced
 from .proxy import get_state as _get_any_state
 
 get_state = cast("Callable[[Any], EventState]", _get_any_state)
-"""The state of one of this module's proxies (always a `EventState`)."""
+"""The state of a multiprocessing event's proxy (always an `EventState`)."""
 
 _getframe = sys._getframe
 FULL = rt.FULL
+_rec = None if NATIVE is None else NATIVE.rec
 
 RawEvent = _originals.RawEvent
+_raw_set = RawEvent.set
+_raw_clear = RawEvent.clear
+_raw_wait = RawEvent.wait
 
 
+class TracedEvent(OriginalSubclass, RawEvent):
+    """A traced ``threading.Event``: same behaviour, plus who set, cleared and waited."""
 
+    _ts_raw: Any = RawEvent
+    _ts_state: EventState
+
+    def __init__(self, *, name: str | None = None, _site: tuple[Any, int] | None = None) -> None:
+        untraced(RawEvent.__init__, self)
+        code, lineno = _site if _site is not None else user_site()
+        st = new_state(EventState, weakref.proxy(self), "Event", name, code, lineno)
+        new_books(st)
+        st.extra_stats = _extra_stats
+        self._ts_state = st
+
+
+# -- the recording methods (on the class while the level is not off) ----------------------------
+def _set(self: TracedEvent) -> None:
+    """Set the flag and wake every waiter, exactly as ``threading``'s; record it."""
+    level = rt.level
+    if not level:
+        return _raw_set(self)
+    st = self._ts_state
+    was = self._flag  # type: ignore[attr-defined]
+    _raw_set(self)
+    books = st.books
+    books.acquire()
+    st.sets += 1
+    books.release()
+    if level == FULL:
+        if _rec is not None:  # bits: set, was set
+            _rec(K_EVENT_SET, st.prim_pid, st.prim_n, 3 if was else 1, 0, 0, 0, 0)
+        else:
+            f = _getframe(1)
+            rt.emit((OP_EVENT_SET, rt.now(), rt.ident(), st.prim, True, was, f.f_code,
+                     f.f_lineno))
+    return None
+
+
+def _clear(self: TracedEvent) -> None:
+    """Clear the flag, exactly as ``threading``'s; record it."""
+    level = rt.level
+    if not level:
+        return _raw_clear(self)
+    st = self._ts_state
+    was = self._flag  # type: ignore[attr-defined]
+    _raw_clear(self)
+    books = st.books
+    books.acquire()
+    st.clears += 1
+    books.release()
+    if level == FULL:
+        if _rec is not None:
+            _rec(K_EVENT_SET, st.prim_pid, st.prim_n, 2 if was else 0, 0, 0, 0, 0)
+        else:
+            f = _getframe(1)
+            rt.emit((OP_EVENT_SET, rt.now(), rt.ident(), st.prim, False, was, f.f_code,
+                     f.f_lineno))
+    return None
+
+
+def _wait(self: TracedEvent, timeout: float | None = None) -> bool:
+    """Wait until the flag is set or ``timeout`` passes, exactly as ``threading``'s."""
+    level = rt.level
+    if not level:
+        return _raw_wait(self, timeout)
+    st = self._ts_state
+    if timeout is None and self._flag and (  # type: ignore[attr-defined]
+            _rec is not None or level != FULL):
+        # Set already: threading's wait returns at once (a snapshot: see the note). Recorded
+        # at full only: natively (the twin times it, below).
+        result = _raw_wait(self)
+        books = st.books
+        books.acquire()
+        st.waits += 1
+        books.release()
+        if level == FULL and _rec is not None:  # bits: result, already set
+            _rec(K_EVENT_WAIT, st.prim_pid, st.prim_n, 3 if result else 2, 0, 0, 0, 0)
+        return result
+    return _wait_traced(st, MethodType(_raw_wait, self), self._flag,  # type: ignore[attr-defined]
+                        timeout, False)
+
+
+def _at_fork_reinit(self: TracedEvent) -> None:
+    _raw_reinit(self)
+    if rt.level == FULL:
+        code, lineno = user_site()
+        rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": self._ts_state.prim},
+                 code, lineno))
+
+
+_raw_reinit = RawEvent._at_fork_reinit  # type: ignore[attr-defined]
+_TRACING: dict[type, dict[str, Any]] = {
+    TracedEvent: {"set": _set, "clear": _clear, "wait": _wait, "_at_fork_reinit": _at_fork_reinit},
+}
+
+
+def set_tracing(on: bool) -> None:
+    """Put the recording methods on `TracedEvent` (or take them off: level ``off``)."""
+    install_methods(_TRACING, on)
+
+
+set_tracing(rt.level != rt.OFF)  # (imported when first used: at the level of that moment)
+
+
+# -- what both twins share ------------------------------------------------------------------------
 class EventMethods:
-    """The methods of the traced Events (threading's and multiprocessing's): the real event
-    does the work, exactly as the original; each call is recorded."""
+    """The methods of the multiprocessing Event's proxy: the real event does the work, exactly as
+    the original; each call is recorded by the functions threading's event uses."""
 
     __slots__ = ()
     register_always = False
@@ -60,34 +184,16 @@ class EventMethods:
 
     def wait(self, timeout: float | None = None) -> bool:
         """Wait until the flag is set or ``timeout`` passes, exactly as the original."""
-        return _wait(get_state(self), timeout, self.register_always)
-
-
-class TracedEvent(EventMethods, TracedProxy):
-    """A traced ``threading.Event``: same behaviour, plus who set, cleared and waited."""
-
-    __slots__ = ()
-
-    def __init__(self, *, name: str | None = None, _site: tuple[Any, int] | None = None) -> None:
-        raw = untraced(RawEvent)
-        super().__init__(raw)
-        code, lineno = _site if _site is not None else user_site()
-        st = new_state(EventState, raw, "Event", name, code, lineno)
-        new_books(st)
-        st.extra_stats = _extra_stats
-        self._self_state = st
-
-    def _at_fork_reinit(self) -> None:
         st = get_state(self)
-        st.raw._at_fork_reinit()
-        if rt.level == FULL:
-            code, lineno = user_site()
-            rt.emit((OP_GENERIC, rt.now(), rt.ident(), "reinit", {"prim": st.prim}, code, lineno))
+        raw = st.raw
+        if not rt.level:
+            return raw.wait(timeout)  # type: ignore[no-any-return]
+        return _wait_traced(st, raw.wait, raw.is_set(), timeout, self.register_always)
 
 
 def _flip(st: EventState, flag: bool) -> None:
-    """set() (``flag`` true) or clear() on the real event, then books and record. Called by
-    the twins' set and clear (the frame two up is their caller)."""
+    """set() (``flag`` true) or clear() on the real event ``st.raw``, then books and record.
+    Called by `EventMethods`' set and clear (the frame two up is their caller)."""
     raw = st.raw
     level = rt.level
     was = raw.is_set() if level else False
@@ -103,26 +209,28 @@ def _flip(st: EventState, flag: bool) -> None:
         else:
             st.clears += 1
     if rt.level == FULL:
+        if _rec is not None:
+            _rec(K_EVENT_SET, st.prim_pid, st.prim_n, (1 if flag else 0) | (2 if was else 0),
+                 0, 0, 0, 0)
+            return
         f = _getframe(2)
         rt.emit((OP_EVENT_SET, rt.now(), rt.ident(), st.prim, flag, was, f.f_code, f.f_lineno))
 
 
-def _wait(st: EventState, timeout: float | None, always: bool) -> bool:
-    """wait(timeout) on the real event, timed, then books and record. Called by the twins'
-    wait (the frame two up is their caller). ``always``: enter the wait-for graph even when
-    the flag is already set (multiprocessing's twin); else only when about to block."""
-    raw = st.raw
-    if not rt.level:
-        return raw.wait(timeout)  # type: ignore[no-any-return]
+def _wait_traced(st: EventState, wait: Callable[[Any], Any], already: bool,
+                 timeout: float | None, always: bool) -> bool:
+    """``wait(timeout)``, the real event's, timed, then books and record; ``already``: the flag
+    just before. Called by the twins' wait (the frame two up is their caller). ``always``:
+    enter the wait-for graph even when the flag is already set (multiprocessing's twin); else
+    only when about to block."""
     me = rt.ident()
-    already = raw.is_set()
     t0 = rt.now()
     try:
         if always or not already:  # in the wait-for graph meanwhile (_detect.py)
             wait_other(me, st, "event_wait", timeout if plain_timeout(timeout) else None,
                        _getframe(2))
         try:
-            result = raw.wait(timeout)
+            result = wait(timeout)
         finally:
             forget(me)
     except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout

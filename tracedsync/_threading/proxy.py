@@ -1,14 +1,18 @@
-"""What the traced Semaphore, Event and Barrier proxies share.
+"""What the traced threading primitives share.
 
-* `untraced` builds the real primitive with the guard on, so the Condition and Lock that
-  ``threading`` creates inside it are raw even when ``threading`` is patched: the proxy tells the
-  primitive's story, not its internals'.
+* `untraced` builds the real primitive (or runs a real ``__init__``) with the guard on, so the
+  Condition and Lock that ``threading`` creates inside it are raw even when ``threading`` is
+  patched: the traced primitive tells its own story, not its internals'.
 * `new_books` gives a primitive a raw lock for counters that several threads update at once
   (semaphore holders, event sets from many threads). It is held for a few attribute updates only,
   never while calling the real primitive, so it cannot deadlock; a forked child gets new ones.
-* `TracedProxy` is the wrapt base: one ``_self_state`` slot, ``statistics()``, a ``repr`` that
-  keeps the original's shape (CPython's tests match it), and copy/pickle that behave like the
-  original's.
+* `OriginalSubclass` is the mixin of the traced subclasses of ``threading``'s Semaphore,
+  BoundedSemaphore, Event and Barrier: ``statistics()``, a ``repr`` in the original's shape
+  (CPython's tests match it), copying as the original copies, the ``stats`` event when it is
+  collected; `install_methods` puts their recording methods on (or takes them off) the classes.
+* `StateProxy` is the wrapt base of the proxies (the pure-Python locks, the multiprocessing
+  primitives): one ``_self_state`` slot and ``statistics()``; `CopiedAsOriginal` makes copy and
+  pickle of a proxy do what they do to the real primitive.
 """
 
 from __future__ import annotations
@@ -24,7 +28,6 @@ import wrapt
 
 from .._core import runtime as rt
 from .._core.state import BarrierState, EventState, PrimState, SemaphoreState, Statistics
-from .originals import CopiedAsOriginal
 
 T = TypeVar("T")
 TIMEOUT_MAX = threading.TIMEOUT_MAX
@@ -80,19 +83,60 @@ get_state: Callable[[StateProxy], PrimState] = StateProxy.__dict__["_self_state"
 """The slot's own descriptor, captured once: cheaper than ``self._self_state`` on a proxy."""
 
 
-class TracedProxy(CopiedAsOriginal, StateProxy):
-    """Common base of `TracedSemaphore`, `TracedEvent` and `TracedBarrier`. Not for direct use."""
+class OriginalSubclass:
+    """Mixin of the traced subclasses of ``threading``'s classes (Semaphore, BoundedSemaphore,
+    Event, Barrier): what they have at every level. ``_ts_raw`` is the ``threading`` class,
+    ``_ts_state`` the primitive's books."""
 
-    __slots__ = ()
+    _ts_raw: Any
+    _ts_state: Any
+
+    def statistics(self) -> Statistics:
+        """A snapshot of this primitive's counters."""
+        return self._ts_state.statistics()  # type: ignore[no-any-return]
 
     def __repr__(self) -> str:
-        # Keep the original's shape: "<threading.Semaphore at 0x.. traced=1.2: value=3>" on
-        # 3.11+ (CPython's tests match ": value=3>"), "<threading.Event object at 0x.. traced=..>"
-        # on 3.10.
-        st = get_state(self)
-        r = repr(st.raw)
+        # The original's, as if this were its class, with the id and name inserted:
+        # "<threading.Semaphore at 0x.. traced=1.2: value=3>" on 3.11+ (CPython's tests match
+        # ": value=3>"), "<threading.Event object at 0x.. traced=1.2>" on 3.10.
+        raw = self._ts_raw
+        r: str = raw.__repr__(self)
+        cls = type(self)
+        mine = f"<{cls.__module__}.{cls.__qualname__}"
+        if r.startswith(mine):
+            r = f"<{raw.__module__}.{raw.__qualname__}" + r[len(mine):]
+        st = self._ts_state
         extra = f" traced={st.prim}" + ("" if st.name is None else f" name={st.name!r}")
         cut = r.find(": ")
         if cut < 0:
             cut = len(r) - 1
         return r[:cut] + extra + r[cut:]
+
+    def __copy__(self) -> Any:
+        # What copy.copy does to the original: a new object of its class sharing its attributes
+        # (for these, the Condition inside). The copy is the original's class, untraced.
+        raw = self._ts_raw
+        new = raw.__new__(raw)
+        state = dict(vars(self))
+        del state["_ts_state"]
+        vars(new).update(state)
+        return new
+
+    def __del__(self) -> None:
+        # The stats event, while this object can still be read (its state's weak reference to
+        # it is cleared before the state itself goes).
+        try:
+            self._ts_state.report()
+        except Exception:  # pragma: no cover - interpreter shutdown
+            pass
+
+
+def install_methods(table: dict[type, dict[str, Any]], on: bool) -> None:
+    """Put each class's recording methods on it (``on``), or take them off, so that the
+    original's are found: at level ``off`` a traced class costs what the original costs."""
+    for cls, methods in table.items():
+        for name, fn in methods.items():
+            if on:
+                setattr(cls, name, fn)
+            elif name in vars(cls):
+                delattr(cls, name)

@@ -1,0 +1,144 @@
+"""Overhead of the traced Semaphore and Event against threading's, measured in one pyperf run.
+
+    python benchmarks/bench_primitives.py [--fast] [pyperf options]
+
+The uncontended paths of issue 13: ``with sem: pass``, ``sem.acquire(); sem.release()``,
+``ev.set(); ev.clear()`` and ``ev.wait()`` on an event already set, raw and traced at each
+level. Each benchmark runs in pyperf's worker processes; the ratios printed at the end divide
+each traced figure by the raw figure measured in the same run. As in bench_locks.py, the
+flusher is held off while a loop is timed and the log is emptied after it: the figures are the
+inline cost, what the application thread pays on its own path.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import threading
+import time
+from typing import Any
+
+import pyperf
+from _bench_util import discard_log, time_with
+
+import tracedsync
+from tracedsync._core.native import NATIVE
+
+UNROLL = 10
+BUDGET = 2 * 1024**3
+"""Records' memory for a timed run: it must drop nothing (see bench_locks.py)."""
+LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-logs")
+
+
+def _make(kind: str, level: str) -> Any:
+    if level == "raw":
+        return threading.Semaphore(2) if kind == "semaphore" else threading.Event()
+    tracedsync.configure(level=level, log_dir=LOG_DIR, flush_interval=3600,
+                         buffer_limit=10**9, buffer_bytes=BUDGET)
+    return tracedsync.Semaphore(2) if kind == "semaphore" else tracedsync.Event()
+
+
+def bench_with(loops: int, level: str) -> float:
+    return time_with(_make("semaphore", level), loops)
+
+
+def bench_acquire_release(loops: int, level: str) -> float:
+    """``sem.acquire(); sem.release()`` written inline."""
+    sem = _make("semaphore", level)
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+        sem.acquire(); sem.release()  # noqa: E702
+    dt = time.perf_counter() - t0
+    discard_log()
+    return dt
+
+
+def bench_set_clear(loops: int, level: str) -> float:
+    """``ev.set(); ev.clear()`` written inline."""
+    ev = _make("event", level)
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+        ev.set(); ev.clear()  # noqa: E702
+    dt = time.perf_counter() - t0
+    discard_log()
+    return dt
+
+
+def bench_wait_set(loops: int, level: str) -> float:
+    """``ev.wait()`` on an event already set."""
+    ev = _make("event", level)
+    ev.set()
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+        ev.wait()
+    dt = time.perf_counter() - t0
+    discard_log()
+    return dt
+
+
+BENCHES = [
+    ("with sem", bench_with),
+    ("sem.acquire(); sem.release()", bench_acquire_release),
+    ("ev.set(); ev.clear()", bench_set_clear),
+    ("ev.wait() (set)", bench_wait_set),
+]
+LEVELS = ["raw", "off", "contention", "full"]
+
+
+def main() -> None:
+    runner = pyperf.Runner()
+    results: dict[tuple[str, str], float] = {}
+    for title, func in BENCHES:
+        for level in LEVELS:
+            bench = runner.bench_time_func(f"{title} [{level}]", func, level,
+                                           inner_loops=UNROLL)
+            if bench is not None and not runner.args.worker:
+                results[(title, level)] = bench.mean()
+    if runner.args.worker or not results:
+        return
+    lines = ["", "| operation | raw | off | contention | full |", "|---|---|---|---|---|"]
+    for title, _ in BENCHES:
+        raw = results[(title, "raw")]
+        cells = [f"{raw * 1e9:.0f} ns"]
+        for level in LEVELS[1:]:
+            t = results[(title, level)]
+            cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines.append(f"Python {sys.version.split()[0]}, tracedsync {tracedsync.__version__}, "
+                 f"{'native recorder' if NATIVE is not None else 'pure-Python twin'}")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()
