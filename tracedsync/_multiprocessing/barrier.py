@@ -42,15 +42,17 @@ from typing import Any, cast
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.state import BarrierState
-from .._threading.barrier import BarrierMethods
 from .._threading.barrier_books import (
     BreakCauses,
     count_broken,
     extra_stats,
     install_break_hook,
+    traced_abort,
+    traced_reset,
+    traced_wait,
 )
+from .._threading.common import new_books
 from .._threading.proxy import get_state as _get_any_state
-from .._threading.proxy import new_books
 from .base import MpProxy
 from .owner import owner_word, split
 
@@ -166,6 +168,54 @@ class _SharedCauses(BreakCauses):
         rt.emit((OP_GENERIC, t, me, "barrier_broken",
                  {"prim": st.prim, "broken_by": tid, "broken_by_pid": pid, "why": "abort",
                   "n_waiting": waiting}, f.f_code, f.f_lineno))
+
+
+class BarrierMethods:
+    """The methods of the multiprocessing Barrier's proxy: the real barrier does the work,
+    exactly as the original; passes and breaks are recorded by the functions threading's barrier
+    uses (see the design note; each barrier's `BreakCauses` says where a break's cause is
+    kept)."""
+
+    __slots__ = ()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """Wait until ``parties`` parties wait, exactly as the original; record it."""
+        st = get_state(self)
+        raw = st.raw
+        if not rt.level:
+            return raw.wait(timeout)  # type: ignore[no-any-return]
+        return traced_wait(st, raw.wait, timeout)
+
+    def abort(self) -> None:
+        """Break the barrier, exactly as the original's ``abort``; record it."""
+        st = get_state(self)
+        if not rt.level:
+            st.raw.abort()
+            return
+        traced_abort(st, rt.ident())
+
+    def reset(self) -> None:
+        """Return the barrier to its empty state, exactly as the original's ``reset``."""
+        st = get_state(self)
+        if not rt.level:
+            st.raw.reset()
+            return
+        traced_reset(st, rt.ident())
+
+    @property
+    def parties(self) -> int:
+        """The number of parties required to pass the barrier."""
+        return get_state(self).raw.parties  # type: ignore[no-any-return]
+
+    @property
+    def n_waiting(self) -> int:
+        """The number of parties waiting at the barrier now."""
+        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
+
+    @property
+    def broken(self) -> bool:
+        """Whether the barrier is broken."""
+        return get_state(self).raw.broken  # type: ignore[no-any-return]
 
 
 class TracedMpBarrier(BarrierMethods, MpProxy):

@@ -22,8 +22,8 @@ from typing import Any, cast
 
 from .._core import runtime as rt
 from .._core.state import SemaphoreState
+from .._threading.common import new_books
 from .._threading.proxy import get_state as _get_any_state
-from .._threading.proxy import new_books
 from .._threading.semaphore import _acquire_blocked, _booked, _refused, _released, _sem_stats
 from .base import MpProxy, given_args, reset_in_fork_child
 

@@ -36,7 +36,7 @@ import threading
 import weakref
 from collections.abc import Callable
 from types import FrameType, MethodType
-from typing import Any, cast
+from typing import Any
 
 from .._core import runtime as rt
 from .._core.ops import OP_BARRIER_BROKEN
@@ -54,11 +54,7 @@ from .barrier_books import (
     traced_reset,
     traced_wait,
 )
-from .proxy import OriginalSubclass, install_methods, new_books, untraced
-from .proxy import get_state as _get_any_state
-
-get_state = cast("Callable[[Any], BarrierState]", _get_any_state)
-"""The state of a multiprocessing barrier's proxy (always a `BarrierState`)."""
+from .common import OriginalSubclass, install_methods, new_books, untraced
 
 _getframe = sys._getframe
 _get_ident = rt.get_ident
@@ -212,55 +208,6 @@ def set_tracing(on: bool) -> None:
 
 
 set_tracing(rt.level != rt.OFF)  # (imported when first used: at the level of that moment)
-
-
-# -- the multiprocessing twin's methods -----------------------------------------------------------
-class BarrierMethods:
-    """The methods of the multiprocessing Barrier's proxy: the real barrier does the work,
-    exactly as the original; passes and breaks are recorded by the functions threading's barrier
-    uses (see the design note; each barrier's `BreakCauses` says where a break's cause is
-    kept)."""
-
-    __slots__ = ()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until ``parties`` parties wait, exactly as the original; record it."""
-        st = get_state(self)
-        raw = st.raw
-        if not rt.level:
-            return raw.wait(timeout)  # type: ignore[no-any-return]
-        return traced_wait(st, raw.wait, timeout)
-
-    def abort(self) -> None:
-        """Break the barrier, exactly as the original's ``abort``; record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.abort()
-            return
-        traced_abort(st, rt.ident())
-
-    def reset(self) -> None:
-        """Return the barrier to its empty state, exactly as the original's ``reset``."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.reset()
-            return
-        traced_reset(st, rt.ident())
-
-    @property
-    def parties(self) -> int:
-        """The number of parties required to pass the barrier."""
-        return get_state(self).raw.parties  # type: ignore[no-any-return]
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of parties waiting at the barrier now."""
-        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return get_state(self).raw.broken  # type: ignore[no-any-return]
 
 
 def Barrier(

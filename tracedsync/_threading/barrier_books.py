@@ -30,7 +30,7 @@ from .._core.ops import OP_BARRIER_WAIT, OP_GENERIC
 from .._core.state import BarrierState
 from .._core.waits import forget, wait_other
 from . import originals as _originals
-from .proxy import plain_timeout
+from .common import plain_timeout
 
 _getframe = sys._getframe
 FULL = rt.FULL

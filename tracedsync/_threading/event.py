@@ -30,7 +30,7 @@ import sys
 import weakref
 from collections.abc import Callable
 from types import MethodType
-from typing import Any, cast
+from typing import Any
 
 from .._core import runtime as rt
 from .._core.native import NATIVE
@@ -41,11 +41,7 @@ from .._core.sites import user_site
 from .._core.state import EventState
 from .._core.waits import forget, wait_other
 from . import originals as _originals
-from .proxy import OriginalSubclass, install_methods, new_books, plain_timeout, untraced
-from .proxy import get_state as _get_any_state
-
-get_state = cast("Callable[[Any], EventState]", _get_any_state)
-"""The state of a multiprocessing event's proxy (always an `EventState`)."""
+from .common import OriginalSubclass, install_methods, new_books, plain_timeout, untraced
 
 _getframe = sys._getframe
 FULL = rt.FULL
@@ -161,39 +157,10 @@ def set_tracing(on: bool) -> None:
 set_tracing(rt.level != rt.OFF)  # (imported when first used: at the level of that moment)
 
 
-# -- what both twins share ------------------------------------------------------------------------
-class EventMethods:
-    """The methods of the multiprocessing Event's proxy: the real event does the work, exactly as
-    the original; each call is recorded by the functions threading's event uses."""
-
-    __slots__ = ()
-    register_always = False
-    """Whether a wait enters the wait-for graph even when the flag is already set."""
-
-    def is_set(self) -> bool:
-        """Whether the flag is set."""
-        return get_state(self).raw.is_set()  # type: ignore[no-any-return]
-
-    def set(self) -> None:
-        """Set the flag and wake every waiter, exactly as the original; record it."""
-        _flip(get_state(self), True)
-
-    def clear(self) -> None:
-        """Clear the flag, exactly as the original; record it."""
-        _flip(get_state(self), False)
-
-    def wait(self, timeout: float | None = None) -> bool:
-        """Wait until the flag is set or ``timeout`` passes, exactly as the original."""
-        st = get_state(self)
-        raw = st.raw
-        if not rt.level:
-            return raw.wait(timeout)  # type: ignore[no-any-return]
-        return _wait_traced(st, raw.wait, raw.is_set(), timeout, self.register_always)
-
-
 def _flip(st: EventState, flag: bool) -> None:
     """set() (``flag`` true) or clear() on the real event ``st.raw``, then books and record.
-    Called by `EventMethods`' set and clear (the frame two up is their caller)."""
+    Called by the multiprocessing twin's set and clear, `EventMethods` (the frame two up is
+    their caller)."""
     raw = st.raw
     level = rt.level
     was = raw.is_set() if level else False

@@ -57,7 +57,7 @@ from .._core.sites import user_site
 from .._core.state import SemaphoreState
 from .._core.waits import forget, wait_sem
 from . import originals as _originals
-from .proxy import OriginalSubclass, install_methods, new_books, plain_timeout, untraced
+from .common import OriginalSubclass, install_methods, new_books, plain_timeout, untraced
 
 _getframe = sys._getframe
 FULL = rt.FULL
