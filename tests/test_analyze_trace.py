@@ -55,3 +55,27 @@ def test_the_cli_reads_each_log_once_and_draws_everything(
     assert sorted((e["ph"], e["name"]) for e in holds) == [
         ("X", "b (Lock 100.2)"), ("b", "a (Lock 100.1)"), ("e", "a (Lock 100.1)")]
     assert {e["args"]["name"] for e in events if e["ph"] == "M"} >= {"t"}
+
+
+def test_a_barrier_wait_ended_by_its_break_is_drawn(tmp_path: Path) -> None:
+    """A barrier broken by a timeout: the thread whose wait timed out and the one its break
+    woke each get a wait slice (``barrier_broken``, with why); the aborting thread, which did
+    not wait, gets none."""
+    log = Log()
+    bar = log.created(1, "Barrier", name="gate")
+    for tid, name in ((7, "late"), (8, "waiter"), (9, "aborter")):
+        log.thread(tid, name)
+    log.ev("barrier_broken", 8, prim=bar, broken_by=7, why="timeout", waited_ns=4000,
+           timeout=None, n_waiting=0, site="x.py:3")
+    log.ev("barrier_broken", 7, prim=bar, broken_by=7, why="timeout", waited_ns=5000,
+           timeout=0.005, n_waiting=1, site="x.py:4")
+    log.ev("barrier_broken", 9, prim=bar, broken_by=9, why="abort", n_waiting=0)
+    log.end()
+    log.write(tmp_path)
+    out = tmp_path / "trace.json"
+    assert main(["analyze", str(tmp_path), "-f", "perfetto", "-o", str(out),
+                 "--fail-on", "never"]) == 0
+    events = json.loads(out.read_text())["traceEvents"]
+    waits = sorted((e["tid"], e["dur"], e["args"]["why"]) for e in events
+                   if e.get("name", "").startswith("barrier_broken"))
+    assert waits == [(7, 5.0, "timeout"), (8, 4.0, "timeout")]

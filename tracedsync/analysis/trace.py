@@ -14,8 +14,9 @@ the Python one, is each event on its own line, written ``,\\n{...}`` with keys i
   a lock released while one taken after it is still held (not last-in-first-out) is drawn as
   an async slice (``b``/``e``), so the thread's slices stay properly nested;
 * wait slices: contended acquires (``ts - wait_ns`` .. ``ts``), semaphore, event and barrier
-  waits, and condition waits (from the release of the lock before the wait to the start of
-  its re-acquire, so that they nest with the holds: the kernel tells when those happen);
+  waits (a barrier wait that its break ended too: ``barrier_broken``), and condition waits
+  (from the release of the lock before the wait to the start of its re-acquire, so that they
+  nest with the holds: the kernel tells when those happen);
 * flow arrows: release → the contended acquire it handed the lock to (the last release of that
   lock by another thread during the wait, as far as the file's order shows it: often the
   ``blocked_by`` thread's, not always), and notify → the wake of each thread it woke;
@@ -144,11 +145,12 @@ class RareTrace:
                     fid = self._id()
                     self.buf.append(self._flow("s", fid, "notify", tid, ts))
                     self.notified.setdefault((w, prim), []).append(fid)
-        elif name in ("sem_acquire", "event_wait", "barrier_wait"):
+        elif name in ("sem_acquire", "event_wait", "barrier_wait", "barrier_broken"):
+            # (a barrier_broken with waited_ns: a wait that ended in the break)
             wait = ev.get("wait_ns") if name == "sem_acquire" else ev.get("waited_ns")
             if type(wait) is int and wait > 0:
-                site = ev.get("site")
-                args = f'{{"site":{js(site)}}}' if isinstance(site, str) else "{}"
+                pairs = (("site", ev.get("site")), ("why", ev.get("why")))
+                args = orjson.dumps({k: v for k, v in pairs if isinstance(v, str)}).decode()
                 self.buf.append(
                     f',\n{{"ph":"X","name":{js(name + " " + self.name(prim))},"cat":"wait",'
                     f'"pid":{self.pid},"tid":{tid},"ts":{us(ts - wait)},"dur":{us(wait)},'
