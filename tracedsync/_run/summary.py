@@ -96,7 +96,8 @@ def render(
     width: int | None = None,
     color: bool | None = None,
 ) -> None:
-    """The one-screen report, then where the logs are and how to see all of it. ``width`` and
+    """The one-screen report (the findings, the busiest locks and call sites), then where the
+    logs are and how to see all of it. ``width`` and
     ``color`` default to what ``out`` is (a terminal or not). With several directories (the
     program moved its logs with ``configure(log_dir=...)``), the report covers them all and
     says so."""
@@ -116,7 +117,7 @@ def render(
             print(f"tracedsync: the logs in {' '.join(written)} hold no traced primitive",
                   file=out)
         return
-    TextRenderer(top=TOP_ROWS, width=width, color=color).render(report, out)
+    TextRenderer(top=TOP_ROWS, width=width, color=color, brief=True).render(report, out)
     print(f"tracedsync: logs in {where}; full report: tracedsync analyze {where}", file=out)
 
 

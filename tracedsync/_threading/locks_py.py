@@ -110,6 +110,8 @@ class _TracedLockBase(CopiedAsOriginal, StateProxy):
         return _acquire_slow(st, blocking, timeout, _depth + 1)
 
     def __enter__(self, _depth: int = 1) -> bool:
+        # acquire()'s fast path, written out again: a call would add a Python frame (~60 ns)
+        # to every ``with`` on this path.
         st: LockState = _get_state(self)
         level = rt.level
         if level and st.acquire(False):

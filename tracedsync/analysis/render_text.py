@@ -130,14 +130,17 @@ def print_table(
 class TextRenderer:
     """Rich tables; ``top`` rows per table. ``width``: the width to fit; by default the
     terminal's when writing to one, else ``COLUMNS`` if set, else each table's natural width.
-    A table wider than that is split by columns, never cut (`print_table`)."""
+    A table wider than that is split by columns, never cut (`print_table`). ``brief``: the
+    header, the findings, the locks and the call sites only (the end of ``tracedsync run``)."""
 
     def __init__(
-        self, top: int = 15, width: int | None = None, color: bool | None = None, **_: Any
+        self, top: int = 15, width: int | None = None, color: bool | None = None,
+        brief: bool = False, **_: Any
     ) -> None:
         self.top = top
         self.width = width
         self.color = color
+        self.brief = brief
 
     def render(self, report: Report, out: TextIO) -> None:
         tty = out.isatty() if hasattr(out, "isatty") else False
@@ -159,6 +162,8 @@ class TextRenderer:
         self._rows(
             console, "Call sites (where acquire was called)", report.call_sites, first="call site"
         )
+        if self.brief:
+            return
         self._rows(
             console,
             "Creation sites (all locks created on one line)",
