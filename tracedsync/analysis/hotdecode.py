@@ -1,10 +1,15 @@
 """Typed decoding of log lines for the scanner: acquire/release fields as msgspec Structs.
 
-Every line of a chunk is decoded as a `Hot` (msgspec's ``decode_lines``), a Struct that
-declares only the fields the acquire/release loop reads (all optional, everything else skipped
-by msgspec without building it); a line whose event is anything else is decoded again, as a
-dict, by orjson. When a chunk does not decode as a whole (a bad line, a field of an unexpected
-type, a blank line), it is decoded line by line, so that the bad line alone is set apart.
+A chunk of lines is first decoded at once (msgspec's ``decode_lines``) as a tagged union on
+``event`` (`decode_typed`): an acquire is an `Acquire`, a release a `Release`, Structs that
+declare only the fields the acquire/release loop reads, the ones every usable event has being
+required (so the loop does not test them); any other known event is an empty Struct of its own
+(its fields are skipped by msgspec without being built); a line whose event is anything but an
+acquire or release is decoded again, as a dict, by orjson. A chunk that does not decode that way
+(an unknown event name, an acquire or release missing a field or with a field of another type)
+is decoded as `Hot`, a Struct with every field optional and any ``event``; one that does not
+decode as a whole even so (a line that is not JSON, a blank line) is decoded line by line, so
+that the bad line alone is set apart.
 
 What makes an acquire or release *usable* is defined here, once, by `hot_problem`; the Python
 loop (`kernel.PyKernel`) and the native one (`_cscan`) apply exactly this rule: the native
@@ -13,6 +18,8 @@ scanner hands every line it is not sure of back to Python, which decides with th
 
 from __future__ import annotations
 
+import functools
+import operator
 from typing import Annotated, Any
 
 import msgspec
@@ -46,6 +53,49 @@ class TracedHot(Hot):
     saved_depth: Any = None  # set on a release before a condition wait
 
 
+class Acquire(msgspec.Struct, gc=False, kw_only=True, tag_field="event", tag="acquire"):
+    """An acquire as `decode_typed` gives it: the fields of `Hot` an acquire uses, those that
+    every usable acquire has required, in the order the recorder writes them."""
+
+    ts: I64
+    tid: I64
+    prim: str
+    depth: I64 | None = None
+    ok: bool
+    contended: bool
+    wait_ns: I64 | None = None
+    blocking: bool | None = None
+    restored: bool | None = None
+    site: str | None = None
+    func: str | None = None
+
+
+class Release(msgspec.Struct, gc=False, tag_field="event", tag="release"):
+    """A release as `decode_typed` gives it (every usable release has these four fields)."""
+
+    ts: I64
+    tid: I64
+    prim: str
+    depth: I64
+    hold_ns: I64 | None = None
+
+
+# The other events of the schema (docs/events.md): each decodes to an empty Struct of its own,
+# which the loop hands back by line. Another name makes its chunk decode as `Hot` instead.
+OTHER_EVENTS = (
+    "session", "thread", "created", "misuse", "cond_wait", "cond_wake", "notify",
+    "notify_all", "sem_acquire", "sem_release", "event_set", "event_clear", "event_wait",
+    "barrier_wait", "barrier_broken", "barrier_abort", "barrier_reset", "interrupted",
+    "reinit", "stats", "dropped", "session_end", "deadlock", "order_violation", "long_wait",
+    "long_hold", "snapshot", "attached", "value_get", "value_set", "rmw",
+)
+_OTHER_TYPES = tuple(
+    msgspec.defstruct(f"Other_{name}", [], gc=False, tag_field="event", tag=name)
+    for name in OTHER_EVENTS
+)
+Typed: Any = functools.reduce(operator.or_, (Acquire, Release, *_OTHER_TYPES))  # their union
+
+
 # (field, accepted types, required for acquire, required for release)
 _INT = (int,)
 _FIELDS: tuple[tuple[str, tuple[type, ...], bool, bool], ...] = (
@@ -67,6 +117,8 @@ decode_line = msgspec.json.Decoder(TracedHot).decode
 # Lines of JSON, each a Hot; blank lines are skipped (the caller then counts them apart).
 decode_lines = msgspec.json.Decoder(Hot).decode_lines
 decode_lines_traced = msgspec.json.Decoder(TracedHot).decode_lines
+# Lines as `Acquire`, `Release` and the other events' Structs (see the module docstring).
+decode_typed = msgspec.json.Decoder(Typed).decode_lines
 
 
 def hot_problem(ev: dict[str, Any]) -> str | None:
