@@ -18,7 +18,7 @@ from typing import Any
 
 import msgspec
 
-from .hotdecode import decode_line, decode_lines, decode_lines_traced, decode_typed
+from .hotdecode import decode_line, decode_lines, decode_lines_traced
 from .inputs import is_url, open_bytes
 
 OnLine = Callable[[bytes, int, bool], None]
@@ -147,13 +147,13 @@ def feed_chunk(kernel: Any, body: bytes | memoryview, lineno: int, on_line: OnLi
     untyped = kernel.one_by_one or kernel.defer  # (see `PyKernel.feed_typed`)
     if not untyped:
         try:
-            evs = decode_typed(body)
+            evs = kernel.decoder.decode(body)
         except msgspec.ValidationError:  # an unknown event, an odd acquire: see hotdecode
             untyped = True
         except msgspec.DecodeError:  # not JSON: line by line
             pass
         if evs is not None and len(evs) == n:
-            kernel.feed_typed(evs, other)
+            kernel.feed_typed(evs, other, kernel.decoder.types)
             return lineno + n
     if untyped:
         try:

@@ -37,7 +37,7 @@ from .aggregate import (
     SiteStat,
     rebin,
 )
-from .hotdecode import Acquire, Hot, Release, usable
+from .hotdecode import Acquire, Hot, Release, TypedDecoder, usable
 from .trace import js, us
 
 DEFER_EVENTS = 1024
@@ -79,6 +79,20 @@ def simulate(held: Held, records: list[Record]) -> Held:
     return list(state.items())
 
 
+def _first_ts(evs: list[Any], types: tuple[type[Any], type[Any]]) -> int | None:
+    """The ts of the first usable acquire or release of typed events, if any."""
+    for ev in evs:
+        cls = type(ev)
+        if cls is types[1] or (
+            cls is types[0]
+            and not (ev.contended and ev.wait_ns is None)
+            and not (ev.ok and ev.depth is None)
+        ):
+            ts: int = ev.ts
+            return ts
+    return None
+
+
 class PyKernel:
     """See the module docstring."""
 
@@ -101,6 +115,7 @@ class PyKernel:
         self.one_by_one = False  # through `acquire`/`release`, as the trace needs
         self._blocked: Any = None  # blocked_by of the acquire being applied (for the trace)
         self._saved: Any = None  # saved_depth of the release being applied (likewise)
+        self.decoder = TypedDecoder()  # what `feed.feed_chunk` decodes chunks with, for this stream
 
     @property
     def events(self) -> int:
@@ -269,26 +284,29 @@ class PyKernel:
     def _edges(self, held: dict[str, SiteStat], prim: str, ss: SiteStat, tid: int) -> None:
         """Lock-order edges: every lock this thread holds → ``prim`` (acquired at ``ss``)."""
         edges = self.edges
+        site = ss.site
         for a, ass in held.items():
             key = (a, prim)
             e = edges.get(key)
             if e is None:
                 e = edges[key] = Edge()
             e.count += 1
-            pair = (ass.site, ss.site)
-            n = e.sites.get(pair)
+            pair = (ass.site, site)
+            pairs = e.sites
+            n = pairs.get(pair)
             if n is not None:
-                e.sites[pair] = n + 1
-            elif len(e.sites) < MAX_EXAMPLES:
-                e.sites[pair] = 1
+                pairs[pair] = n + 1
+            elif len(pairs) < MAX_EXAMPLES:
+                pairs[pair] = 1
             else:
                 e.add_sites(pair)
             e.tids.add(tid)
-            if e.gates is None:
+            gates = e.gates
+            if gates is None:
                 e.gates = {g for g in held if g != a}
-            elif e.gates:
-                e.gates.intersection_update(held)
-                e.gates.discard(a)
+            elif gates:
+                gates.intersection_update(held)
+                gates.discard(a)
 
     # -- many events --------------------------------------------------------------------------
     def feed(self, evs: list[Hot], other: Callable[[int], None]) -> None:
@@ -309,20 +327,28 @@ class PyKernel:
                 self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts,  # type: ignore[arg-type]
                              getattr(ev, "saved_depth", None))
 
-    def feed_typed(self, evs: list[Any], other: Callable[[int], None]) -> None:
+    def feed_typed(
+        self,
+        evs: list[Any],
+        other: Callable[[int], None],
+        types: tuple[type[Any], type[Any]] = (Acquire, Release),
+    ) -> None:
         """`feed` for events decoded by `hotdecode.decode_typed` (`Acquire`, `Release`, other
-        events' Structs), inlined: the hot loop of the Python scanner. Not for a deferring
-        kernel or one drawing the trace (`feed` then)."""
+        events' Structs; ``types``: the acquire and release classes, `TypedDecoder.types`),
+        inlined: the hot loop of the Python scanner. Not for a deferring kernel or one drawing
+        the trace (`feed` then)."""
         if self.defer or self.one_by_one:
             raise RuntimeError("feed_typed: not for a deferring kernel or one drawing a trace")
         sites = self.sites
         held_by = self.held
-        acq_t, rel_t = Acquire, Release
+        acq_t, rel_t = types
         unknown = UNKNOWN_SITE
         n = len(evs)
         lo, hi = self.ts_min, self.ts_max
-        if lo is None or hi is None:
-            lo, hi = 2**63, -(2**63)
+        if lo is None or hi is None:  # the first usable event's ts (the loop tests a ts against
+            lo = hi = _first_ts(evs, types)  # lo only when it is not above hi), or none
+            if lo is None or hi is None:
+                lo, hi = 2**63, -(2**63)
         last_tid: Any = None  # whose held locks `held` is (the events of a thread come in runs)
         held: dict[str, SiteStat] = {}
         nrel = nother = 0  # (acquires: the rest)
@@ -338,7 +364,7 @@ class PyKernel:
                     ts = ev.ts
                     if ts > hi:
                         hi = ts
-                    if ts < lo:
+                    elif ts < lo:
                         lo = ts
                     site = ev.site
                     if site is None:
@@ -378,7 +404,7 @@ class PyKernel:
                     ts = ev.ts
                     if ts > hi:
                         hi = ts
-                    if ts < lo:
+                    elif ts < lo:
                         lo = ts
                     self._acquire(ev.tid, ev.prim, ev.site or unknown, ev.func, ts, ok, depth,
                                   contended, wait, ev.restored, ev.blocking)
@@ -388,7 +414,7 @@ class PyKernel:
                 ts = ev.ts
                 if ts > hi:
                     hi = ts
-                if ts < lo:
+                elif ts < lo:
                     lo = ts
                 if ev.depth == 0:
                     tid = ev.tid
