@@ -115,6 +115,7 @@ class PyKernel:
         self.one_by_one = False  # through `acquire`/`release`, as the trace needs
         self._blocked: Any = None  # blocked_by of the acquire being applied (for the trace)
         self._saved: Any = None  # saved_depth of the release being applied (likewise)
+        self._worst: dict[tuple[str, str], tuple[str, str]] = {}  # edge -> its largest pair kept
         self.decoder = TypedDecoder()  # what `feed.feed_chunk` decodes chunks with, for this stream
 
     @property
@@ -298,8 +299,15 @@ class PyKernel:
                 pairs[pair] = n + 1
             elif len(pairs) < MAX_EXAMPLES:
                 pairs[pair] = 1
-            else:
-                e.add_sites(pair)
+            else:  # `Edge.add_sites`, knowing the largest pair kept
+                worst = self._worst.get(key)
+                if worst is None:
+                    worst = max(pairs)
+                if pair < worst:
+                    del pairs[worst]
+                    pairs[pair] = 1
+                    worst = max(pairs)
+                self._worst[key] = worst
             e.tids.add(tid)
             gates = e.gates
             if gates is None:
