@@ -135,3 +135,13 @@ def test_typed_decoder_gives_up_on_too_many_values(monkeypatch: pytest.MonkeyPat
         dec.decode(b'{"event":"release","ts":1,"tid":%d,"prim":"1.%d","depth":0}' % (i, i))
     assert not dec.learning and dec.types == (hotdecode.Acquire, hotdecode.Release)
     assert dec.rebuilds == 5
+
+
+def test_every_event_of_the_schema_decodes_typed() -> None:
+    """A chunk of any events the recorder writes takes the fast path (an event name missing
+    from the typed union would send its chunks to the reference path, correct but slower)."""
+    from tracedsync._core.schema import EVENTS
+
+    body = b"\n".join(b'{"event":"%s","ts":1,"pid":1,"tid":1}' % k.name.encode()
+                      for k in EVENTS if k.name not in ("acquire", "release"))
+    assert len(decode_typed(body)) == len(EVENTS) - 2

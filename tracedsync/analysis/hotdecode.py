@@ -24,6 +24,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
+from .._core.schema import EVENTS
+
 I64 = Annotated[int, msgspec.Meta(ge=-(2**63), le=2**63 - 1)]
 HOT_EVENTS = frozenset({"acquire", "release"})
 
@@ -80,15 +82,9 @@ class Release(msgspec.Struct, gc=False, tag_field="event", tag="release"):
     hold_ns: I64 | None = None
 
 
-# The other events of the schema (docs/events.md): each decodes to an empty Struct of its own,
-# which the loop hands back by line. Another name makes its chunk decode as `Hot` instead.
-OTHER_EVENTS = (
-    "session", "thread", "created", "misuse", "cond_wait", "cond_wake", "notify",
-    "notify_all", "sem_acquire", "sem_release", "event_set", "event_clear", "event_wait",
-    "barrier_wait", "barrier_broken", "barrier_abort", "barrier_reset", "interrupted",
-    "reinit", "stats", "dropped", "session_end", "deadlock", "order_violation", "long_wait",
-    "long_hold", "snapshot", "attached", "value_get", "value_set", "rmw",
-)
+# The other events of the schema (`tracedsync._core.schema`): each decodes to an empty Struct of
+# its own, which the loop hands back by line. Another name makes its chunk decode as `Hot`.
+OTHER_EVENTS = tuple(kind.name for kind in EVENTS if kind.name not in HOT_EVENTS)
 _OTHER_TYPES = tuple(
     msgspec.defstruct(f"Other_{name}", [], gc=False, tag_field="event", tag=name)
     for name in OTHER_EVENTS
