@@ -10,6 +10,14 @@ events, the per-file context) is the `Scanner`'s. `tracedsync.analysis._cscan` i
 kernel in C, which also parses the lines itself; the test suite runs both on the same inputs
 and compares them.
 
+Two ways in. `PyKernel.feed` applies events one by one (`acquire`, `release`, `apply`): the
+reference, and what deferring and drawing the trace use. `PyKernel.feed_typed` is the same
+thing inlined for the Python scanner's hot path: one loop over a chunk of typed, interned events
+(`hotdecode.TypedDecoder`), locals for everything, the common acquire (granted, uncontended) in
+a few lines, the thread's held-locks table looked up only when the thread changes; a rarer
+acquire goes through `_acquire`. tests/test_analyze_pyscan.py compares the two on the same
+inputs.
+
 Events are applied strictly in file order per thread; nothing else here depends on the order
 of events (counts add up, histograms get raw values, capped collections keep their smallest
 keys, gates intersect), which is what lets one file be cut into byte ranges.
