@@ -1,8 +1,9 @@
 """Feeding the bytes of a log (or of a byte range of it) to a kernel, line by line.
 
 The native kernel (`_cscan`) is given blocks of whole lines and parses them itself. The Python
-kernel is given 64 KiB chunks decoded at once by msgspec (`hotdecode`): the lines joined into
-one JSON array, falling back to one line at a time for a chunk that holds a bad line. Either
+kernel is given 64 KiB chunks decoded at once by msgspec (`hotdecode`): typed (acquires and
+releases as Structs of their own, `PyKernel.feed_typed`), else with every field optional
+(`PyKernel.feed`), else one line at a time for a chunk that holds a bad line. Either
 way, every line the kernel does not take (any event but a usable acquire or release, a line
 that is not JSON, a blank line excepted) goes to ``on_line(raw, line number, maybe_hot)``,
 in file order; ``maybe_hot`` is false when the line is known not to be a usable acquire or
@@ -135,20 +136,33 @@ def feed_chunk(kernel: Any, body: bytes | memoryview, lineno: int, on_line: OnLi
     whole: bytes = body.obj if isinstance(body, memoryview) else body  # type: ignore[assignment]
     n = whole.count(b"\n", 0, len(body)) + 1
     raws: list[bytes] | None = None
-    try:
-        evs = (decode_lines_traced if kernel.one_by_one else decode_lines)(body)
-    except (msgspec.DecodeError, msgspec.ValidationError):
-        evs = None
-    if evs is not None and len(evs) == n:
 
-        def other(k: int) -> None:
-            nonlocal raws
-            if raws is None:
-                raws = bytes(body).split(b"\n")
-            on_line(raws[k], lineno + k, False)
+    def other(k: int) -> None:
+        nonlocal raws
+        if raws is None:
+            raws = bytes(body).split(b"\n")
+        on_line(raws[k], lineno + k, False)
 
-        kernel.feed(evs, other)
-        return lineno + n
+    evs: list[Any] | None = None
+    untyped = kernel.one_by_one or kernel.defer  # (see `PyKernel.feed_typed`)
+    if not untyped:
+        try:
+            evs = kernel.decoder.decode(body)
+        except msgspec.ValidationError:  # an unknown event, an odd acquire: see hotdecode
+            untyped = True
+        except msgspec.DecodeError:  # not JSON: line by line
+            pass
+        if evs is not None and len(evs) == n:
+            kernel.feed_typed(evs, other, kernel.decoder.types)
+            return lineno + n
+    if untyped:
+        try:
+            evs = (decode_lines_traced if kernel.one_by_one else decode_lines)(body)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            evs = None
+        if evs is not None and len(evs) == n:
+            kernel.feed(evs, other)
+            return lineno + n
     for i, raw in enumerate(bytes(body).split(b"\n"), lineno):
         if not raw.strip():
             continue

@@ -10,6 +10,14 @@ events, the per-file context) is the `Scanner`'s. `tracedsync.analysis._cscan` i
 kernel in C, which also parses the lines itself; the test suite runs both on the same inputs
 and compares them.
 
+Two ways in. `PyKernel.feed` applies events one by one (`acquire`, `release`, `apply`): the
+reference, and what deferring and drawing the trace use. `PyKernel.feed_typed` is the same
+thing inlined for the Python scanner's hot path: one loop over a chunk of typed, interned events
+(`hotdecode.TypedDecoder`), locals for everything, the common acquire (granted, uncontended) in
+a few lines, the thread's held-locks table looked up only when the thread changes; a rarer
+acquire goes through `_acquire`. tests/test_analyze_pyscan.py compares the two on the same
+inputs.
+
 Events are applied strictly in file order per thread; nothing else here depends on the order
 of events (counts add up, histograms get raw values, capped collections keep their smallest
 keys, gates intersect), which is what lets one file be cut into byte ranges.
@@ -25,6 +33,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
+from operator import length_hint
 from typing import Any
 
 from .aggregate import (
@@ -36,7 +45,7 @@ from .aggregate import (
     SiteStat,
     rebin,
 )
-from .hotdecode import Hot, usable
+from .hotdecode import Acquire, Hot, Release, TypedDecoder, usable
 from .trace import js, us
 
 DEFER_EVENTS = 1024
@@ -78,6 +87,20 @@ def simulate(held: Held, records: list[Record]) -> Held:
     return list(state.items())
 
 
+def _first_ts(evs: list[Any], types: tuple[type[Any], type[Any]]) -> int | None:
+    """The ts of the first usable acquire or release of typed events, if any."""
+    for ev in evs:
+        cls = type(ev)
+        if cls is types[1] or (
+            cls is types[0]
+            and not (ev.contended and ev.wait_ns is None)
+            and not (ev.ok and ev.depth is None)
+        ):
+            ts: int = ev.ts
+            return ts
+    return None
+
+
 class PyKernel:
     """See the module docstring."""
 
@@ -100,6 +123,8 @@ class PyKernel:
         self.one_by_one = False  # through `acquire`/`release`, as the trace needs
         self._blocked: Any = None  # blocked_by of the acquire being applied (for the trace)
         self._saved: Any = None  # saved_depth of the release being applied (likewise)
+        self._worst: dict[tuple[str, str], tuple[str, str]] = {}  # edge -> its largest pair kept
+        self.decoder = TypedDecoder()  # what `feed.feed_chunk` decodes chunks with, for this stream
 
     @property
     def events(self) -> int:
@@ -268,140 +293,42 @@ class PyKernel:
     def _edges(self, held: dict[str, SiteStat], prim: str, ss: SiteStat, tid: int) -> None:
         """Lock-order edges: every lock this thread holds → ``prim`` (acquired at ``ss``)."""
         edges = self.edges
+        site = ss.site
         for a, ass in held.items():
             key = (a, prim)
             e = edges.get(key)
             if e is None:
                 e = edges[key] = Edge()
             e.count += 1
-            pair = (ass.site, ss.site)
-            n = e.sites.get(pair)
+            pair = (ass.site, site)
+            pairs = e.sites
+            n = pairs.get(pair)
             if n is not None:
-                e.sites[pair] = n + 1
-            elif len(e.sites) < MAX_EXAMPLES:
-                e.sites[pair] = 1
-            else:
-                e.add_sites(pair)
+                pairs[pair] = n + 1
+            elif len(pairs) < MAX_EXAMPLES:
+                pairs[pair] = 1
+            else:  # `Edge.add_sites`, knowing the largest pair kept
+                worst = self._worst.get(key)
+                if worst is None:
+                    worst = max(pairs)
+                if pair < worst:
+                    del pairs[worst]
+                    pairs[pair] = 1
+                    worst = max(pairs)
+                self._worst[key] = worst
             e.tids.add(tid)
-            if e.gates is None:
+            gates = e.gates
+            if gates is None:
                 e.gates = {g for g in held if g != a}
-            elif e.gates:
-                e.gates.intersection_update(held)
-                e.gates.discard(a)
+            elif gates:
+                gates.intersection_update(held)
+                gates.discard(a)
 
     # -- many events --------------------------------------------------------------------------
     def feed(self, evs: list[Hot], other: Callable[[int], None]) -> None:
-        """Handle the usable acquires and releases of ``evs``; call ``other(k)`` for every
-        other event (in order)."""
-        if self.defer or self.one_by_one:
-            self._feed_one_by_one(evs, other)
-            return
-        sites = self.sites
-        held_by = self.held
-        lo, hi = self.ts_min, self.ts_max
-        if lo is None or hi is None:
-            lo, hi = 2**63, -(2**63)
-        last_tid: Any = None
-        held: dict[str, SiteStat] = {}
-        nrel = nother = 0  # (acquires: the rest)
-        for k, ev in enumerate(evs):
-            name = ev.event
-            if name == "acquire":
-                prim = ev.prim
-                tid = ev.tid
-                ts = ev.ts
-                ok = ev.ok
-                contended = ev.contended
-                if (
-                    prim is None or tid is None or ts is None or ok is None or contended is None
-                ):
-                    nother += 1
-                    other(k)
-                    continue
-                wait = ev.wait_ns
-                depth = ev.depth
-                if (contended and wait is None) or (ok and depth is None):
-                    nother += 1
-                    other(k)
-                    continue
-                if ts < lo:
-                    lo = ts
-                if ts > hi:
-                    hi = ts
-                site = ev.site or UNKNOWN_SITE
-                func = ev.func
-                per = sites.get(prim)
-                if per is None:
-                    per = sites[prim] = {}
-                ss = per.get(site)
-                if ss is None:
-                    ss = per[site] = SiteStat(site, func)
-                elif func != ss.func and func is not None and (ss.func is None or func < ss.func):
-                    ss.func = func
-                ss.tids.add(tid)
-                if contended:
-                    ss.waits.append(wait)  # type: ignore[arg-type]
-                    ss.contended += 1
-                    self._tl(prim, ts, wait)  # type: ignore[arg-type]
-                if ok:
-                    ss.acquisitions += 1
-                    if depth > ss.max_depth:  # type: ignore[operator]
-                        ss.max_depth = depth  # type: ignore[assignment]
-                    if tid != last_tid:  # consecutive events of one thread: common
-                        found = held_by.get(tid)
-                        if found is None:
-                            found = held_by[tid] = {}
-                        held = found
-                        last_tid = tid
-                    if prim not in held:
-                        if held:
-                            self._edges(held, prim, ss, tid)
-                        held[prim] = ss
-                    if ev.restored:
-                        ss.restored += 1
-                else:
-                    ss.failed += 1
-                    if ev.blocking is not False:
-                        ss.timeouts += 1
-            elif name == "release":
-                prim = ev.prim
-                tid = ev.tid
-                ts = ev.ts
-                depth = ev.depth
-                if prim is None or tid is None or ts is None or depth is None:
-                    nother += 1
-                    other(k)
-                    continue
-                nrel += 1
-                if ts < lo:
-                    lo = ts
-                if ts > hi:
-                    hi = ts
-                if depth == 0:
-                    if tid != last_tid:
-                        found = held_by.get(tid)
-                        if found is None:
-                            found = held_by[tid] = {}
-                        held = found
-                        last_tid = tid
-                    ss_or_none = held.pop(prim, None)
-                    hold = ev.hold_ns
-                    if hold is not None:
-                        if ss_or_none is None:
-                            ss_or_none = self._site(prim, UNKNOWN_SITE, None)
-                        ss_or_none.holds.append(hold)
-            else:
-                nother += 1
-                if hi >= lo:  # a handler may want to know how far the file went
-                    self.ts_min, self.ts_max = lo, hi
-                other(k)
-                last_tid = None  # a rare event may change the held-locks tables
-        if hi >= lo:
-            self.ts_min, self.ts_max = lo, hi
-        self.acquires += len(evs) - nrel - nother
-        self.releases += nrel
-
-    def _feed_one_by_one(self, evs: list[Hot], other: Callable[[int], None]) -> None:
+        """Handle the usable acquires and releases of ``evs``, one by one (`acquire`,
+        `release`: the reference, and what deferring and drawing the trace need); call
+        ``other(k)`` for every other event (in order)."""
         for k, ev in enumerate(evs):
             if ev.event not in ("acquire", "release") or not usable(ev):
                 other(k)
@@ -415,6 +342,121 @@ class PyKernel:
                 self.releases += 1
                 self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts,  # type: ignore[arg-type]
                              getattr(ev, "saved_depth", None))
+
+    def feed_typed(
+        self,
+        evs: list[Any],
+        other: Callable[[int], None],
+        types: tuple[type[Any], type[Any]] = (Acquire, Release),
+    ) -> None:
+        """`feed` for events decoded by `hotdecode.decode_typed` (`Acquire`, `Release`, other
+        events' Structs; ``types``: the acquire and release classes, `TypedDecoder.types`),
+        inlined: the hot loop of the Python scanner. Not for a deferring kernel or one drawing
+        the trace (`feed` then)."""
+        if self.defer or self.one_by_one:
+            raise RuntimeError("feed_typed: not for a deferring kernel or one drawing a trace")
+        sites = self.sites
+        held_by = self.held
+        acq_t, rel_t = types
+        unknown = UNKNOWN_SITE
+        n = len(evs)
+        lo, hi = self.ts_min, self.ts_max
+        if lo is None or hi is None:  # the first usable event's ts (the loop tests a ts against
+            lo = hi = _first_ts(evs, types)  # lo only when it is not above hi), or none
+            if lo is None or hi is None:
+                lo, hi = 2**63, -(2**63)
+        last_tid: Any = None  # whose held locks `held` is (the events of a thread come in runs)
+        held: dict[str, SiteStat] = {}
+        nrel = nother = 0  # (acquires: the rest)
+        it = iter(evs)
+        for ev in it:
+            cls = type(ev)
+            if cls is acq_t:
+                ok = ev.ok
+                depth = ev.depth
+                if ok and depth is not None and not ev.contended:  # most acquires
+                    prim = ev.prim
+                    tid = ev.tid
+                    ts = ev.ts
+                    if ts > hi:
+                        hi = ts
+                    elif ts < lo:
+                        lo = ts
+                    site = ev.site
+                    if site is None:
+                        site = unknown
+                    func = ev.func
+                    try:
+                        ss = sites[prim][site]
+                    except KeyError:
+                        ss = self._site(prim, site, func)
+                    else:
+                        if func != ss.func and func is not None and (
+                            ss.func is None or func < ss.func
+                        ):
+                            ss.func = func
+                    ss.tids.add(tid)
+                    ss.acquisitions += 1
+                    if depth > ss.max_depth:
+                        ss.max_depth = depth
+                    if tid != last_tid:
+                        try:
+                            held = held_by[tid]
+                        except KeyError:
+                            held = held_by[tid] = {}
+                        last_tid = tid
+                    if prim not in held:
+                        if held:
+                            self._edges(held, prim, ss, tid)
+                        held[prim] = ss
+                    if ev.restored:
+                        ss.restored += 1
+                    continue
+                contended = ev.contended
+                wait = ev.wait_ns
+                if (contended and wait is None) or (ok and depth is None):
+                    pass  # unusable: handed back below
+                else:  # contended, or failed
+                    ts = ev.ts
+                    if ts > hi:
+                        hi = ts
+                    elif ts < lo:
+                        lo = ts
+                    self._acquire(ev.tid, ev.prim, ev.site or unknown, ev.func, ts, ok, depth,
+                                  contended, wait, ev.restored, ev.blocking)
+                    continue
+            elif cls is rel_t:
+                nrel += 1
+                ts = ev.ts
+                if ts > hi:
+                    hi = ts
+                elif ts < lo:
+                    lo = ts
+                if ev.depth == 0:
+                    tid = ev.tid
+                    if tid != last_tid:
+                        try:
+                            held = held_by[tid]
+                        except KeyError:
+                            held = held_by[tid] = {}
+                        last_tid = tid
+                    ss_or_none = held.pop(ev.prim, None)
+                    hold = ev.hold_ns
+                    if hold is not None:
+                        if ss_or_none is None:
+                            ss_or_none = self._site(ev.prim, unknown, None)
+                        ss_or_none.holds.append(hold)
+                continue
+            # another event, or an unusable acquire: the caller's, in order
+            nother += 1
+            if hi >= lo:  # a handler may want to know how far the file went
+                self.ts_min, self.ts_max = lo, hi
+            other(n - length_hint(it) - 1)  # (its index)
+            last_tid = None  # a rare event may change the held-locks tables
+        if hi >= lo:
+            self.ts_min, self.ts_max = lo, hi
+        self.acquires += n - nrel - nother
+        self.releases += nrel
 
     # -- the trace (see trace.py) ---------------------------------------------------------------
     def trace_start(
