@@ -330,11 +330,18 @@ def _timeline(
     for name, members in [(p, [p]) for p in top] + ([("other", rest)] if rest else []):
         waits = [0] * cols
         wait_ns = [0] * cols
+        last_col = cols - 1
         for p in members:
-            off = moved(p)
+            off = moved(p) - start
             for b, (n, w) in agg.timeline[p].items():
-                _spread((b << shift) + off, ((b + 1) << shift) + off, n, w, start, width, waits,
-                        wait_ns)
+                lo = (b << shift) + off
+                i = lo // width
+                if 0 <= i < last_col and ((lo + (1 << shift) - 1) // width) == i:
+                    waits[i] += n  # the common case: the bucket lies in one column
+                    wait_ns[i] += w
+                else:
+                    _spread(lo + start, lo + start + (1 << shift), n, w, start, width, waits,
+                            wait_ns)
         label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
         series.append(Series(prim=name, label=label, waits=waits, wait_ns=wait_ns))
     return Timeline(start_ts=start, column_ns=width, columns=cols, series=series)
