@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 from helpers import clean_env
 
+from tracedsync.analysis.inputs import process_sets
 from tracedsync.cli import main as cli
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
@@ -30,11 +31,14 @@ def _program(tmp_path: Path, code: str) -> Path:
 
 
 def _logs(log_dir: Path) -> dict[int, list[dict[str, Any]]]:
-    """Every log in ``log_dir`` by pid; every line must be whole JSON."""
+    """Every log in ``log_dir`` by pid (a rotated set read as one stream, oldest first: a
+    daemon spinning at exit can fill a file's share of the cap); every line must be whole
+    JSON."""
     out = {}
-    for path in sorted(log_dir.glob("tracedsync-*.jsonl")):
-        lines = path.read_bytes().splitlines()
-        out[int(path.stem.split("-")[1])] = [json.loads(line) for line in lines]
+    for group in process_sets(str(p) for p in sorted(log_dir.glob("tracedsync-*.jsonl"))):
+        pid = int(Path(group[-1]).stem.split("-")[1])
+        out[pid] = [json.loads(line) for path in group
+                    for line in Path(path).read_bytes().splitlines()]
     return out
 
 
