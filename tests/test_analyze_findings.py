@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
+import pytest
 from test_analyze_util import Log, kinds
 
 from tracedsync.analysis.findings import Finding, Options, find_all
+from tracedsync.analysis.native import kernel_class
+from tracedsync.analysis.scan import scan_file
 
 
 def _find(log: Log, tmp_path: Path, **opts: int) -> list[Finding]:
@@ -228,3 +232,52 @@ def test_findings_are_sorted_most_severe_first(tmp_path: Path) -> None:
     found = _find(log, tmp_path)
     ranks = [("info", "warning", "error").index(f.severity) for f in found]
     assert ranks == sorted(ranks, reverse=True)
+
+
+@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.parametrize("how", [{"blocking": False}, {"timeout": 0}, {"timeout": 0.0}])
+def test_a_try_makes_no_lock_order_edge(tmp_path: Path, native: bool,
+                                        how: dict[str, Any]) -> None:
+    """Holding a, a *try* of b (blocking=False or timeout=0) that succeeds adds no edge a→b
+    (it could not wait): b then a elsewhere is no inversion. Both kernels."""
+    if native and kernel_class() is None:
+        pytest.skip("native scanner not built")
+    log = Log()
+    a = log.created(1, name="a", site="app.py:1")
+    b = log.created(2, name="b", site="app.py:2")
+    log.thread(7, "t1")
+    log.thread(8, "t2")
+    log.acquire(7, a, "app.py:10")
+    log.acquire(7, b, "app.py:11", **how)
+    log.release(7, b)
+    log.release(7, a)
+    log.acquire(8, b, "app.py:20")
+    log.acquire(8, a, "app.py:21")
+    log.release(8, a)
+    log.release(8, b)
+    agg = scan_file(log.write(tmp_path), native=native)
+    assert list(agg.edges) == [(b, a)]
+    assert "lock_order" not in kinds(find_all(agg))
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_a_timed_acquire_makes_the_edge(tmp_path: Path, native: bool) -> None:
+    """The twin: the same with a timed acquire of b (timeout 0.5) is an inversion."""
+    if native and kernel_class() is None:
+        pytest.skip("native scanner not built")
+    log = Log()
+    a = log.created(1, name="a", site="app.py:1")
+    b = log.created(2, name="b", site="app.py:2")
+    log.thread(7, "t1")
+    log.thread(8, "t2")
+    log.acquire(7, a, "app.py:10")
+    log.acquire(7, b, "app.py:11", timeout=0.5)
+    log.release(7, b)
+    log.release(7, a)
+    log.acquire(8, b, "app.py:20")
+    log.acquire(8, a, "app.py:21")
+    log.release(8, a)
+    log.release(8, b)
+    agg = scan_file(log.write(tmp_path), native=native)
+    assert set(agg.edges) == {(a, b), (b, a)}
+    assert "lock_order" in kinds(find_all(agg))

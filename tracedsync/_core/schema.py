@@ -502,6 +502,17 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("cycle", "list", "one entry per thread, the closing thread first", items=_CYCLE_ENTRY),
         *_site("where the closing thread waits"),
     ), (OP_GENERIC,)),
+    EventKind("deadlock_end", "A thread whose wait was part of a reported deadlock stopped "
+              "waiting.", (
+        _PRIM,
+        _f("what", "str", "how it waited: `acquire`, `restore`, `cond_wait`, `sem_acquire`"),
+        _f("ok", "bool|null", "true: it got what it waited for (a thread outside the cycle "
+           "released it, or the cycle was broken elsewhere); false: it gave up (its timeout "
+           "expired); null: an exception ended the wait, or how it ended is not known"),
+        _f("waited_ns", "int", "how long it waited in all"),
+        _f("timeout", "number|null", "its timeout in seconds, or null"),
+        *_site("where it waited"),
+    ), (OP_GENERIC,)),
     EventKind("order_violation", "A lock was taken against the order seen before.", (
         _f("prim", "str", "the lock just taken"),
         _f("name", "str|null", "its name"),

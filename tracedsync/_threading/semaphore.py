@@ -157,7 +157,8 @@ class TracedBoundedSemaphore(TracedSemaphore):
 
 def _acquire_slow(st: SemaphoreState, blocking: bool, timeout: float | None, fdepth: int) -> bool:
     """Every acquire whose first non-blocking try did not succeed (or that is non-blocking)."""
-    if not blocking:
+    if not blocking or (plain_timeout(timeout) and timeout is not None and timeout <= 0):
+        # A try never waits (timeout <= 0 is one): never in the wait-for graph.
         ok = st.raw.acquire(blocking, timeout)  # the real one validates and answers
         return _booked(st, ok, not ok, 0, blocking, timeout, fdepth + 1, None, _permits)
     return _acquire_blocked(st, blocking, timeout, plain_timeout(timeout), fdepth + 1, _permits)

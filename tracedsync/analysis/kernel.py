@@ -36,7 +36,7 @@ from .aggregate import (
     SiteStat,
     rebin,
 )
-from .hotdecode import Hot, usable
+from .hotdecode import Hot, blocking_of, usable
 from .trace import js, us
 
 DEFER_EVENTS = 1024
@@ -189,7 +189,7 @@ class PyKernel:
             if held is None:
                 held = self.held[tid] = {}
             if prim not in held:
-                if held:
+                if held and blocking is not False:  # a try cannot wait: no edge into it
                     self._edges(held, prim, ss, tid)
                 held[prim] = ss
             if restored:
@@ -354,14 +354,14 @@ class PyKernel:
                         held = found
                         last_tid = tid
                     if prim not in held:
-                        if held:
-                            self._edges(held, prim, ss, tid)
+                        if held and blocking_of(ev.blocking, ev.timeout) is not False:
+                            self._edges(held, prim, ss, tid)  # (a try cannot wait: no edge)
                         held[prim] = ss
                     if ev.restored:
                         ss.restored += 1
                 else:
                     ss.failed += 1
-                    if ev.blocking is not False:
+                    if blocking_of(ev.blocking, ev.timeout) is not False:
                         ss.timeouts += 1
             elif name == "release":
                 prim = ev.prim
@@ -410,7 +410,8 @@ class PyKernel:
                 self.acquires += 1
                 self.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok,  # type: ignore[arg-type]
                              ev.depth, ev.contended, ev.wait_ns, ev.restored,  # type: ignore[arg-type]
-                             ev.blocking, getattr(ev, "blocked_by", None))
+                             blocking_of(ev.blocking, ev.timeout),
+                             getattr(ev, "blocked_by", None))
             else:
                 self.releases += 1
                 self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts,  # type: ignore[arg-type]

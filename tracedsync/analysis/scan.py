@@ -34,7 +34,7 @@ from .aggregate import MAX_PROBLEMS, UNKNOWN_SITE, Aggregate, ProcessEnd, Source
 from .feed import feed_bytes
 from .handlers import RareHandlers
 from .hosts import qualify
-from .hotdecode import HOT_EVENTS, decode_line, hot_problem, usable
+from .hotdecode import HOT_EVENTS, blocking_of, decode_line, hot_problem, usable
 from .inputs import size
 from .kernel import HotPart, PyKernel
 from .native import kernel_class
@@ -68,7 +68,8 @@ def hot_line(kernel: Any, raw: bytes) -> str | None:
         return None
     if ev.event == "acquire":
         kernel.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok, ev.depth, ev.contended,
-                       ev.wait_ns, ev.restored, ev.blocking, ev.blocked_by)
+                       ev.wait_ns, ev.restored, blocking_of(ev.blocking, ev.timeout),
+                       ev.blocked_by)
     else:
         kernel.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts, ev.saved_depth)
     return ev.event
@@ -183,7 +184,9 @@ class Scanner(RareHandlers):
                     g = ev.get
                     self.kernel.acquire(ev["tid"], ev["prim"], g("site"), g("func"), ev["ts"],
                                         ev["ok"], g("depth"), ev["contended"], g("wait_ns"),
-                                        g("restored"), g("blocking"), g("blocked_by"))
+                                        g("restored"),
+                                        blocking_of(g("blocking"), g("timeout")),
+                                        g("blocked_by"))
                 else:
                     self.kernel.release(ev["tid"], ev["prim"], ev["depth"], ev.get("hold_ns"),
                                         ev["ts"], ev.get("saved_depth"))
