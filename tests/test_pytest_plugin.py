@@ -197,16 +197,29 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
 
 
 RMW_TESTS = '''
-import multiprocessing
+import multiprocessing, threading
 
 def test_bump():
     v = multiprocessing.Value("i", 0)
-    v.value += 1
+    halfway = threading.Barrier(2)
+
+    def bump():
+        for i in range(20):
+            if i == 10:
+                halfway.wait(30)  # the two threads' updates overlap in time
+            v.value += 1
+
+    ts = [threading.Thread(target=bump) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
 '''
 
 
 def test_fail_on_rmw(tmp_path: Path) -> None:
-    """``v.value += 1`` on a multiprocessing.Value with --tracedsync-fail-on=rmw fails the run."""
+    """``v.value += 1`` by two threads at once on a multiprocessing.Value, with
+    --tracedsync-fail-on=rmw, fails the run."""
     pytest.importorskip("tracedsync._multiprocessing.factories")
     proc = inner_pytest(tmp_path, "--tracedsync-fail-on=rmw", "--tracedsync-log-dir", "logs",
                         tests=RMW_TESTS)

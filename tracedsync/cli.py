@@ -75,7 +75,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    if args.long_hold <= 0 or args.long_wait <= 0:
+    if (args.long_hold is not None and args.long_hold <= 0) or (
+        args.long_wait is not None and args.long_wait <= 0
+    ):
         print("tracedsync: --long-hold and --long-wait must be > 0 ms", file=sys.stderr)
         return 2
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
@@ -127,8 +129,11 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
         )
     if args.save_aggregate:
         save_aggregate(agg, args.save_aggregate)
+    chosen = args.long_hold is not None or args.long_wait is not None
     options = Options(
-        long_hold_ns=int(args.long_hold * 1e6), long_wait_ns=int(args.long_wait * 1e6)
+        long_hold_ns=int((args.long_hold or DEFAULT_LONG_MS) * 1e6),
+        long_wait_ns=int((args.long_wait or DEFAULT_LONG_MS) * 1e6),
+        long_severity="warning" if chosen else "info",
     )
     report = build_report(agg, options)
     extra: dict[str, Any] = {}
@@ -187,6 +192,10 @@ def _output(path: str | None) -> Iterator[TextIO]:
         return
     with open(path, "w", encoding="utf-8") as fh:
         yield fh
+
+
+DEFAULT_LONG_MS = 100.0
+"""--long-hold and --long-wait when not given (their findings are then info)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,16 +270,18 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--long-hold",
         type=float,
-        default=100.0,
+        default=None,
         metavar="MS",
-        help="report holds longer than MS milliseconds (default 100)",
+        help="report holds longer than MS milliseconds as warnings (default: over 100, as "
+        "info)",
     )
     p.add_argument(
         "--long-wait",
         type=float,
-        default=100.0,
+        default=None,
         metavar="MS",
-        help="report lock waits longer than MS milliseconds (default 100)",
+        help="report lock waits longer than MS milliseconds as warnings (default: over 100, "
+        "as info)",
     )
     p.add_argument(
         "--top",

@@ -290,6 +290,10 @@ EVENTS: Final[tuple[EventKind, ...]] = (
            "`Event`, `Barrier`, `Value`, `Array`"),
         _f("name", "str|null", "the `name=` given, or null"),
         *_site("where it was created"),
+        _f("var", "str", "the name its creating line assigns it to, read from the source by the "
+           "flusher: `lock_a` for `lock_a = Lock()`, `Account._lock` for `self._lock = "
+           "threading.Lock()` in `Account.__init__` (3.11+; `self._lock` before); absent when "
+           "the line is no plain assignment or its source cannot be read", optional=True),
         *_EXTRA,
     ), (OP_CREATED,)),
     EventKind("acquire", "An attempt to acquire a Lock or RLock.", (
@@ -591,7 +595,7 @@ BY_NAME: Final[Mapping[str, EventKind]] = {k.name: k for k in EVENTS}
 
 # -- the op tuples -----------------------------------------------------------------------------
 How = Literal["copy", "tid", "tids", "timeout", "const", "opt", "flag", "site", "site_always",
-              "key", "merge", "held_by", "thread"]
+              "key", "merge", "held_by", "thread", "assigned"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -607,7 +611,8 @@ class Rule:
     of a Value or Array (``index`` or ``field``, or nothing); ``merge`` add every item of a
     dict (or nothing for None); ``held_by`` name the threads of a merged ``held_by``; ``thread``
     (the ``thread`` event's): its source, the native id, is the event's ``tid``, and what
-    ``ident`` maps to from then on.
+    ``ident`` maps to from then on; ``assigned`` the name the line at ``(code, pos)`` assigns
+    to, read from the source once per line (absent when there is none).
     """
 
     how: How
@@ -683,7 +688,8 @@ OPS: Final[tuple[Op, ...]] = (
        (Rule("thread", "tid", ("native_id",)), _copy("ident"), _copy("name"), _copy("daemon")),
        "thread"),
     Op(OP_CREATED, "OP_CREATED", ("prim", "kind", "name", *_CS, "extra"),
-       (_copy("prim"), _copy("kind"), _copy("name"), _SITE, Rule("merge", "", ("extra",))),
+       (_copy("prim"), _copy("kind"), _copy("name"), _SITE,
+        Rule("assigned", "var", ("code", "lineno")), Rule("merge", "", ("extra",))),
        "created"),
     Op(OP_ACQUIRE, "OP_ACQUIRE",
        ("prim", "depth", "ok", "contended", "wait_ns", "blocked_by", "blocking", "timeout", *_CS),

@@ -288,7 +288,7 @@ def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Ro
     prims = []
     for prim, g in by_prim.items():
         info = agg.prims.get(prim) or PrimInfo(prim)
-        r = _row(prim, labels.prim(prim), info.kind, g, labels)
+        r = _row(prim, labels.short(prim), info.kind, g, labels)
         r.created_at = info.site
         prims.append(r)
     created_rows = []
@@ -335,7 +335,7 @@ def _timeline(
             for b, (n, w) in agg.timeline[p].items():
                 _spread((b << shift) + off, ((b + 1) << shift) + off, n, w, start, width, waits,
                         wait_ns)
-        label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
+        label = labels.short(name) if name != "other" else f"{len(rest)} other primitives"
         series.append(Series(prim=name, label=label, waits=waits, wait_ns=wait_ns))
     return Timeline(start_ts=start, column_ns=width, columns=cols, series=series)
 

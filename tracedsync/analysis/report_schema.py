@@ -85,7 +85,14 @@ _FINDING = _obj(
         "prims": {"type": "array", "items": _STR},
         "count": _INT,
         "details": {"type": "object"},
-    }
+    },
+    optional={
+        "primitives": {"type": "array", "items": _obj(
+            {"prim": _STR, "kind": _STR, "name": _NSTR, "var": _NSTR, "created_at": _NSTR,
+             "func": _NSTR, "label": _STR})},
+        "tests": {"type": "array", "items": _STR},
+        "key": _STR,
+    },
 )
 _SERIES = _obj(
     {

@@ -39,6 +39,7 @@ from .inputs import size
 from .kernel import HotPart, PyKernel
 from .native import kernel_class
 from .reader import Problem
+from .sem_books import SemBooks
 from .trace import RareTrace, TraceSpec
 
 Event = dict[str, Any]
@@ -96,10 +97,15 @@ class Scanner(RareHandlers):
         self.ident_tid: dict[int, int] = {}  # threading ident -> native tid (for `stats`)
         self.waiting: dict[tuple[int, str], tuple[str, bool]] = {}  # (tid, cond) -> site, lost?
         self.last_notify: dict[str, tuple[int, int, str, int | None]] = {}  # ts, waiters, site
-        self.last_set: dict[str, tuple[int, str, int | None]] = {}  # Event: ts, site, tid
-        self.last_clear: dict[str, int] = {}  # Event: ts
-        # value_get not yet written back: (tid, prim, index, field) -> (site, locked)
-        self.value_reads: dict[tuple[Any, ...], tuple[str, bool]] = {}
+        # Event: ts, site, tid of its last set, and whether a wait saw it
+        self.last_set: dict[str, tuple[int, str, int | None, bool]] = {}
+        self.last_clear: dict[str, tuple[int, int | None]] = {}  # Event: ts, tid
+        # value_get not yet written back: (tid, prim, index, field) -> (site, locked, ts)
+        self.value_reads: dict[tuple[Any, ...], tuple[str, bool, int]] = {}
+        self.rmw_seen: set[tuple[Any, ...]] = set()  # value_sets whose rmw event was read
+        self.sem_books = SemBooks()  # who holds which permits, replayed from the events
+        self.ident_tids: dict[int, set[int]] = {}  # ident -> every tid that had it
+        self.misuse_notes: dict[tuple[Any, ...], int] = {}
         # Read-modify-writes: at `full` the value_get/value_set pairs give the count and the
         # run-time `rmw` event (once per site and process, written before its value_set) only
         # makes sure a site is reported; with no value events (`contention`) it is the count.
@@ -277,6 +283,8 @@ class Scanner(RareHandlers):
         self.last_set = {}
         self.last_clear = {}
         self.value_reads = {}
+        self.rmw_seen = set()
+        self.sem_books.clear()
         for key in self.rmw_unpaired:  # seen at run time by a rule wider than the pairs above
             t = self.agg.rmw[key]
             if t.count == 0:

@@ -15,6 +15,7 @@ from ..aggregate import Aggregate, Edge
 from ..graph import cycles
 from ..labels import Labels
 from . import Finding, Options, make
+from .signals import signal_locks
 
 
 def _edge_details(a: str, b: str, e: Edge, labels: Labels) -> dict[str, Any]:
@@ -42,8 +43,10 @@ def _gate(cycle_edges: list[Edge]) -> set[str]:
 
 def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     graph: dict[str, list[str]] = {}
+    signals = signal_locks(agg)  # no mutual exclusion: their edges order nothing
     for a, b in agg.edges:
-        graph.setdefault(a, []).append(b)
+        if a not in signals and b not in signals:
+            graph.setdefault(a, []).append(b)
     # Instance cycles through the same classes (e.g. every pair of accounts in a transfer that
     # locks "from" then "to") are one mistake: group them into one finding with examples.
     groups: dict[tuple[str, ...], list[list[str]]] = {}
@@ -52,7 +55,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     out: list[Finding] = []
     for cycs in groups.values():
         out.append(_instance_finding(agg, labels, cycs))
-    out.extend(_class_level(agg, labels, {frozenset(c) for c in groups}))
+    out.extend(_class_level(agg, labels, {frozenset(c) for c in groups}, signals))
     return out
 
 
@@ -109,9 +112,12 @@ def _class(agg: Aggregate, prim: str) -> str:
     return f"{info.kind} created at {info.site}"
 
 
-def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]]) -> list[Finding]:
+def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]],
+                 signals: set[str]) -> list[Finding]:
     cls_edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for a, b in agg.edges:
+        if a in signals or b in signals:
+            continue
         ca, cb = _class(agg, a), _class(agg, b)
         cls_edges.setdefault((ca, cb), []).append((a, b))
     graph: dict[str, list[str]] = {}
