@@ -81,7 +81,7 @@ def test_exit_2_on_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["analyze", "--long-hold", "-1", str(empty)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "schema 2" in err and "Upgrade tracedsync" in err
+    assert f"schema {SCHEMA_VERSION}" in err and "Upgrade tracedsync" in err
     assert "no such file or directory" in err
     assert "no events could be read from the log files (2 unusable line(s); first:" in err
 

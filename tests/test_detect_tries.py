@@ -122,7 +122,7 @@ def test_a_try_makes_no_lock_order_edge(kwargs: dict[str, Any]) -> None:
             b.release()
         with b, a:
             pass
-    assert not events.where(event="order_violation")
+    assert not events.where(event="lock_order")
 
 
 def test_a_blocking_acquire_makes_the_lock_order_edge() -> None:
@@ -136,7 +136,7 @@ def test_a_blocking_acquire_makes_the_lock_order_edge() -> None:
             b.release()
         with b, a:
             pass
-    (ev,) = events.where(event="order_violation")
+    (ev,) = events.where(event="lock_order")
     assert (ev["held"], ev["prim"]) == (prim_of(b), prim_of(a))
 
 

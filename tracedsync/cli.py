@@ -101,6 +101,7 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
     from .analysis.reader import SchemaError
     from .analysis.renderers import get_renderer
     from .analysis.report import build_report
+    from .analysis.suppress import read_baseline, write_baseline
 
     try:
         with _scheduler(args.scheduler, args.jobs) as executor:
@@ -130,12 +131,25 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
     if args.save_aggregate:
         save_aggregate(agg, args.save_aggregate)
     chosen = args.long_hold is not None or args.long_wait is not None
+    keys: frozenset[str] = frozenset()
+    if args.baseline:
+        try:
+            keys = read_baseline(args.baseline)
+        except (OSError, ValueError) as exc:
+            print(f"tracedsync: --baseline: {exc}", file=sys.stderr)
+            return 2
     options = Options(
         long_hold_ns=int((args.long_hold or DEFAULT_LONG_MS) * 1e6),
         long_wait_ns=int((args.long_wait or DEFAULT_LONG_MS) * 1e6),
         long_severity="warning" if chosen else "info",
+        baseline=keys,
     )
     report = build_report(agg, options)
+    if args.write_baseline:
+        known = [*report.findings,
+                 *(f for f in report.suppressed if f.details.get("suppressed") == "baseline")]
+        n = write_baseline(args.write_baseline, known)
+        print(f"tracedsync: wrote {n} finding(s) to {args.write_baseline}", file=sys.stderr)
     extra: dict[str, Any] = {}
     if trace_dir is not None:
         extra["parts"] = sorted(
@@ -282,6 +296,17 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         metavar="MS",
         help="report lock waits longer than MS milliseconds as warnings (default: over 100, "
         "as info)",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="leave out the findings listed in FILE (written by --write-baseline): they are "
+        "listed as suppressed and never fail the run",
+    )
+    p.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help="write the findings of this run to FILE, to be given to --baseline later",
     )
     p.add_argument(
         "--top",

@@ -448,6 +448,8 @@ EVENTS: Final[tuple[EventKind, ...]] = (
            "returned depth to 0"),
         _f("misuse", "int", "releases by a thread that did not hold it, and other misuse"),
         _f("owner", "int|null", "ident of the holder at that moment, or null"),
+        _f("owner_stack", "list", "the holder's stack at that moment, when it is alive (a lock "
+           "still held at exit: where its holder is)", optional=True, items="str"),
         _f("depth", "int", "the holder's depth at that moment"),
         _f("waits", "int", "Condition, Event and Barrier waits (Barrier: ended, passed or "
            "broken)"),
@@ -517,7 +519,28 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("timeout", "number|null", "its timeout in seconds, or null"),
         *_site("where it waited"),
     ), (OP_GENERIC,)),
-    EventKind("order_violation", "A lock was taken against the order seen before.", (
+    EventKind("nested_monitor", "A thread blocked on a lock whose holder waits on a Condition "
+              "(over another lock).", (
+        _f("prim", "str", "the lock the thread (`tid`) waits for"),
+        _f("name", "str|null", "its name"),
+        _f("kind", "str", "its kind: `Lock` or `RLock`"),
+        _f("thread", "str", "the waiting thread's name"),
+        _f("cond", "str", "the Condition its holder waits on"),
+        _f("cond_name", "str|null", "its name"),
+        _f("cond_lock", "str|null", "the condition's own lock (released by the wait; `prim` is "
+           "not)"),
+        _f("holder", "int|null", "`tid` of the holder of `prim`, waiting on `cond`"),
+        _f("holder_thread", "str", "its name"),
+        _f("holder_site", "str|null", "where the holder waits on `cond`"),
+        _f("holder_func", "str|null", "the function there"),
+        _f("held_site", "str|null", "where the holder took `prim` (known with `lock_order` on, "
+           "else null)"),
+        _f("timeout", "number|null", "the holder's wait timeout in seconds, or null"),
+        _f("stack", "list", "the waiting thread's stack", items="str"),
+        _f("holder_stack", "list", "the holder's stack", items="str"),
+        *_site("where the thread waits for `prim`"),
+    ), (OP_GENERIC,)),
+    EventKind("lock_order", "A lock was taken against the order seen before.", (
         _f("prim", "str", "the lock just taken"),
         _f("name", "str|null", "its name"),
         _f("held", "str", "the lock held"),
@@ -564,6 +587,13 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("other_processes", "list", "threads of other processes blocked on multiprocessing "
            "locks this process shares", items=_OTHER_WAIT),
         _f("reason", "str", "`\"signal SIGUSR1\"` or `\"api\"`"),
+    ), (OP_GENERIC,)),
+    # -- pytest --
+    EventKind("test", "A test started or ended (written by the pytest plugin).", (
+        _f("nodeid", "str", "the test's node id, as pytest names it"),
+        _f("phase", "str", "`start` or `end`"),
+        _f("outcome", "str", "at `end`: `passed`, `failed` or `skipped` (any of its setup, "
+           "call and teardown failed: `failed`)", optional=True),
     ), (OP_GENERIC,)),
     # -- multiprocessing --
     EventKind("attached", "A primitive created in another process arrived by pickling.", (

@@ -133,11 +133,14 @@ class RemoteWait:
     timeout: float | None = None
 
 
+_WATCHED = frozenset({"acquire", "restore", "cond_wait"})
+
 WAITS: dict[int, Wait] = {}
 """ident → the `Wait` of every thread of this process blocked on a traced primitive now."""
 
 _remote: Callable[[int, int], RemoteWait | None] | None = None
 _checker: Checker | None = None
+_watcher: Callable[[int, Wait], None] | None = None
 _waker: Callable[[], None] | None = None
 _pid = os.getpid()
 _natives: dict[int, int] = {}  # ident → native id, for threads threading does not know
@@ -156,6 +159,13 @@ def set_checker(checker: Checker | None) -> None:
     detectors install it; None: registrations are only recorded)."""
     global _checker
     _checker = checker
+
+
+def set_watcher(watcher: Callable[[int, Wait], None] | None) -> None:
+    """Run ``watcher(ident, wait)`` in every thread that registers a lock or condition wait,
+    before the checker (the nested-monitor detector; it must not raise)."""
+    global _watcher
+    _watcher = watcher
 
 
 def set_remote(lookup: Callable[[int, int], RemoteWait | None] | None) -> None:
@@ -246,6 +256,9 @@ def register(w: Wait, *, check: bool = True, may_raise: bool = True) -> None:
     waker = _waker
     if waker is not None:
         waker()
+    watcher = _watcher
+    if watcher is not None and w.what in _WATCHED:
+        watcher(me, w)
     checker = _checker
     if check and checker is not None:
         checker(me, may_raise)

@@ -1,4 +1,4 @@
-"""Lock-order checking online (``lock_order=True``): ``order_violation`` when an acquisition
+"""Lock-order checking online (``lock_order=True``): a ``lock_order`` event when an acquisition
 closes a cycle in the graph of "B was taken while A was held" edges.
 
 Design note.
@@ -22,7 +22,7 @@ Design note.
   native tid). Reading it is lock-free (dict reads under the GIL); a *new* edge (rare: once per
   pair of locks) is added under ``_lock``, a raw lock held only for dict operations and the
   search for a path b → ... → a, never while calling traced code, so it cannot deadlock. That
-  path, if it exists, is the reverse order: an ``order_violation`` is recorded, once per pair of
+  path, if it exists, is the reverse order: a ``lock_order`` event is recorded, once per pair of
   sites (the new edge's sites, and the reverse path's), however many lock instances repeat it.
 * What counts. Blocking acquires (with or without a timeout) that succeed, and the re-acquire at
   the end of a condition wait (holding B while waiting on a condition over A makes an edge
@@ -194,7 +194,7 @@ def _violation(me: int, h: Entry, entry: Entry,
     line = 0
     if b_code is not None:
         line = b_pos if b_pos >= 0 else line_of(b_code, -b_pos - 1)
-    rt.emit((OP_GENERIC, rt.now(), me, "order_violation", fields, b_code, line))
+    rt.emit((OP_GENERIC, rt.now(), me, "lock_order", fields, b_code, line))
 
 
 def acquired_at(ident: int, st: LockBooks) -> str | None:

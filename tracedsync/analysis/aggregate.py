@@ -274,6 +274,14 @@ class Tally:
         if tid is not None:
             keep_smallest(self.threads, (("", pid, tid),), MAX_THREADS)
 
+    def stamp(self, stamp: list[Any]) -> None:
+        """Keep ``[host, pid, tid, ts]`` of an occurrence (the smallest `MAX_THREADS`)."""
+        mine = {tuple(w) for w in self.details.get("stamps", [])}
+        if tuple(stamp) in mine:
+            return
+        keep_smallest(mine, [tuple(stamp)], MAX_THREADS)
+        self.details["stamps"] = [list(w) for w in sorted(mine, key=stable_key)]
+
     def note(self, key: str, value: Any) -> None:
         """Keep ``value`` as the detail ``key`` (the smaller of it and what is there)."""
         cur = self.details.get(key)
@@ -291,6 +299,9 @@ class Tally:
                 mine = {tuple(w) for w in self.details.get(k, [])}
                 keep_smallest(mine, (tuple(w) for w in v), MAX_THREADS)
                 self.details[k] = [list(w) for w in sorted(mine)]
+            elif k == "stamps":
+                for w in v:
+                    self.stamp(list(w))
             else:
                 self.note(k, v)
 
@@ -674,6 +685,8 @@ class Aggregate:
                     t.details["waits"] = [
                         [host(w[0]), *w[1:]] if len(w) == 4 else w for w in t.details["waits"]
                     ]
+                if "stamps" in t.details:
+                    t.details["stamps"] = [[host(w[0]), *w[1:]] for w in t.details["stamps"]]
                 if k2 in out:
                     out[k2].merge(t)
                 else:

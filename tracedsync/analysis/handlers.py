@@ -53,6 +53,7 @@ class RareHandlers:
     sem_books: SemBooks
     ident_tids: dict[int, set[int]]
     misuse_notes: dict[tuple[Any, ...], int]
+    nested_pending: dict[tuple[int, str], dict[str, Any]]
     saw_values: bool
     rmw_unpaired: set[tuple[str, str]]
     owners_at_exit: list[tuple[str, int, int]]
@@ -94,7 +95,7 @@ class RareHandlers:
             "sem_release": self._sem_release,
             "barrier_broken": self._barrier_broken,
             "deadlock_end": self._note,
-            "nested_monitor": self._note,
+            "nested_monitor": self._nested_monitor,
             "test": self._note,
             "lock_order": self._lock_order,
             "order_violation": self._lock_order,  # its name before schema 3
@@ -112,8 +113,12 @@ class RareHandlers:
         if t is None:
             t = table[key] = Tally()
         pid = ev.get("pid", self.pid)
+        pid = pid if type(pid) is int else self.pid
         tid = ev.get("tid")
-        t.hit(pid if type(pid) is int else self.pid, tid if type(tid) is int else None, ns)
+        t.hit(pid, tid if type(tid) is int else None, ns)
+        ts = ev.get("ts")
+        if type(ts) is int:  # when it happened (the tests it happened in: under_pytest.py)
+            t.stamp(["", pid, tid if type(tid) is int else -1, ts])
         return t
 
     # -- rare events --------------------------------------------------------------------------
@@ -153,6 +158,9 @@ class RareHandlers:
             self.ident_tid[ident] = tid
             self.ident_tids.setdefault(ident, set()).add(tid)
         self.agg.threads[("", pid, tid)] = str(ev.get("name") or tid)
+        if isinstance(tid, int) and type(ev.get("ts")) is int:
+            self.agg.facts.note("thread_born", {"host": "", "pid": pid, "tid": tid,
+                                                "ts": ev["ts"]})
 
     def _created(self, ev: Event) -> None:
         info = self._prim(ev["prim"])
@@ -190,6 +198,10 @@ class RareHandlers:
     def _cond_wake(self, ev: Event) -> None:
         prim = ev["prim"]
         info = self._prim(prim)
+        note = self.nested_pending.pop((ev["tid"], prim), None)
+        if note is not None:
+            note["ended"] = {"notified": ev.get("notified") is True, "ts": ev["ts"],
+                             "waited_ns": ev.get("waited_ns")}
         info.cond_waits += 1
         pending = self.waiting.pop((ev["tid"], prim), None)
         if not ev.get("notified"):
@@ -279,6 +291,15 @@ class RareHandlers:
         fields.setdefault("pid", self.pid)
         self.agg.facts.note(ev["event"], fields)
 
+    def _nested_monitor(self, ev: Event) -> None:
+        """A nested-monitor lockout forming; how the holder's condition wait ended is added
+        from its ``cond_wake`` (`_cond_wake`), if it comes."""
+        self._note(ev)
+        note = self.agg.facts.notes["nested_monitor"][-1]
+        holder, cond = ev.get("holder"), ev.get("cond")
+        if isinstance(holder, int) and isinstance(cond, str):
+            self.nested_pending[(holder, cond)] = note
+
     def _lock_order(self, ev: Event) -> None:
         """A lock-order inversion seen at run time (``lock_order=True``); ``order_violation``
         is its name in logs before schema 3."""
@@ -324,9 +345,16 @@ class RareHandlers:
         contended = ev.get("contended_count", ev.get("contended"))
         info.stats_contended += int(contended or 0)
         owner = ev.get("owner")
-        if isinstance(owner, int):
-            tid = self.ident_tid.get(owner, owner)
+        # An owner that is no thread of this process held the lock when the parent forked
+        # this one: nobody here can release it, nor ever took it (not "held at exit").
+        if isinstance(owner, int) and owner in self.ident_tid:
+            tid = self.ident_tid[owner]
             self.owners_at_exit.append((prim, tid, int(ev.get("depth") or 1)))
+            stack = ev.get("owner_stack")
+            if isinstance(stack, list) and stack:  # where the holder was at exit
+                self.agg.facts.note("held_stack", {"prim": prim, "pid": self.pid, "tid": tid,
+                                                   "host": "", "ts": ev.get("ts"),
+                                                   "stack": stack})
         if info.kind in SEMAPHORES or "held_by" in ev:
             self._sem_stats(prim, info, ev)
 

@@ -162,7 +162,8 @@ REPORT_SCHEMA: dict[str, Any] = {
                 }
             ),
             "findings": {"type": "array", "items": {"$ref": "#/$defs/finding"}},
-        }
+        },
+        optional={"suppressed": {"type": "array", "items": {"$ref": "#/$defs/finding"}}},
     ),
     "$defs": {"thread": _THREAD, "dist": _DIST, "row": _ROW, "finding": _FINDING},
 }

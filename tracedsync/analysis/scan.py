@@ -106,6 +106,8 @@ class Scanner(RareHandlers):
         self.sem_books = SemBooks()  # who holds which permits, replayed from the events
         self.ident_tids: dict[int, set[int]] = {}  # ident -> every tid that had it
         self.misuse_notes: dict[tuple[Any, ...], int] = {}
+        # nested_monitor notes whose holder's condition wait has not ended yet
+        self.nested_pending: dict[tuple[int, str], dict[str, Any]] = {}
         # Read-modify-writes: at `full` the value_get/value_set pairs give the count and the
         # run-time `rmw` event (once per site and process, written before its value_set) only
         # makes sure a site is reported; with no value events (`contention`) it is the count.
@@ -285,6 +287,7 @@ class Scanner(RareHandlers):
         self.value_reads = {}
         self.rmw_seen = set()
         self.sem_books.clear()
+        self.nested_pending = {}
         for key in self.rmw_unpaired:  # seen at run time by a rule wider than the pairs above
             t = self.agg.rmw[key]
             if t.count == 0:

@@ -31,6 +31,7 @@ class Options:
     hot_sites: int = 3  # how many "most waited-on call site" notes to give, at most...
     hot_share: float = 0.05  # ...of sites that waited at least this share of the run's span
     hot_min_ns: int = 1_000_000  # ...and at least this long in all
+    baseline: frozenset[str] = frozenset()  # keys of findings to leave out (suppress.py)
 
 
 @dataclasses.dataclass
@@ -102,13 +103,14 @@ Detector = Callable[[Aggregate, Options, Labels], list[Finding]]
 
 def find_all(agg: Aggregate, options: Options | None = None) -> list[Finding]:
     """Run every detector; most severe first, then by kind and message (deterministic)."""
-    from . import deadlocks, lock_order, misuse, thresholds, wakeups
+    from . import deadlocks, lock_order, misuse, nested, thresholds, wakeups
 
     opts = options or Options()
     labels = Labels(agg)
     out: list[Finding] = []
     detectors: list[Detector] = [
         deadlocks.detect,
+        nested.detect,
         lock_order.detect,
         wakeups.detect,
         misuse.detect,
@@ -116,6 +118,11 @@ def find_all(agg: Aggregate, options: Options | None = None) -> list[Finding]:
     ]
     for det in detectors:
         out.extend(det(agg, opts, labels))
+    from ..under_pytest import attribute
+
+    attribute(out, agg)  # the tests they happened in (a traced pytest session)
+    for f in out:
+        f.details.pop("stamps", None)  # (only for that)
     out.sort(key=lambda f: (-severity_rank(f.severity), f.kind, f.message))
     return out
 

@@ -164,16 +164,35 @@ def _merge_stacks(into: list[dict[str, Any]], other: list[dict[str, Any]]) -> No
                 c["stack"] = stack
 
 
-def _held_at_end(end: ProcessEnd, signals: set[str]) -> dict[Thread, dict[str, str]]:
+def _held_at_end(end: ProcessEnd, signals: set[str], agg: Aggregate
+                 ) -> dict[Thread, dict[str, str]]:
+    """What each thread held when the log of ``end``'s process stopped: the locks it took and
+    did not release (in the log), and those the recorder's counters at exit name it the owner
+    of (at level contention, uncontended acquires are not in the log), but not a lock that the
+    thread held when its parent process forked this one and never took here (nothing in this
+    process ever held it for a reason)."""
     held: dict[Thread, dict[str, str]] = {}
     for tid, items in end.held.items():
         for prim, site, _ in items:
             if prim not in signals:
                 held.setdefault((end.host, end.pid, tid), {})[prim] = site
     for prim, tid, _ in end.owners_at_exit:
-        if prim not in signals:
-            held.setdefault((end.host, end.pid, tid), {}).setdefault(prim, "?")
+        t = (end.host, end.pid, tid)
+        if prim in signals or prim in held.get(t, {}):
+            continue
+        if _made_elsewhere(prim, end.pid) and not _took_here(agg, prim, t):
+            continue  # inherited at fork
+        held.setdefault(t, {})[prim] = "?"
     return {t: hs for t, hs in held.items() if hs}
+
+
+def _made_elsewhere(prim: str, pid: int) -> bool:
+    head = prim.split("@", 1)[0].split(".", 1)[0]
+    return head.isdigit() and int(head) != pid
+
+
+def _took_here(agg: Aggregate, prim: str, t: Thread) -> bool:
+    return any(t in st.threads for st in agg.sites.get(prim, {}).values())
 
 
 def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
@@ -181,7 +200,7 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
     hung: dict[tuple[str, int], bool] = {}
     signals = signal_locks(agg)  # no mutual exclusion: neither "held" nor part of a cycle
     for end in agg.ends:
-        for t, hs in _held_at_end(end, signals).items():
+        for t, hs in _held_at_end(end, signals, agg).items():
             held.setdefault(t, {}).update(hs)
         proc = (end.host, end.pid)
         hung[proc] = hung.get(proc, False) or not end.ended
@@ -238,12 +257,16 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
                 source="inferred",
             )
         )
+    stacks: dict[tuple[str, int, Any], list[dict[str, Any]]] = {}
+    for n in agg.facts.notes.get("held_stack", []):
+        key3 = (str(n.get("host", "")), int(n.get("pid") or 0), n.get("tid"))
+        stacks.setdefault(key3, []).append(n)
     in_cycle = {
         t for f in out for t in ((x.get("host", ""), x["pid"], x["tid"]) for x in f.threads)
     }
     in_cycle.update(t for threads in done for t in threads)
     for end in agg.ends:
-        for t, hs in sorted(_held_at_end(end, signals).items()):
+        for t, hs in sorted(_held_at_end(end, signals, agg).items()):
             if t in in_cycle:
                 continue
             names = ", ".join(labels.prim(p) for p in hs)
@@ -262,6 +285,17 @@ def _inferred(agg: Aggregate, labels: Labels, done: set[Any]) -> list[Finding]:
                     sites=[s for s in hs.values() if s != "?"],
                     threads=[t],
                     prims=list(hs),
+                    stacks=_held_stacks(labels, t, hs, stacks.get(t, [])),
                 )
             )
     return out
+
+
+def _held_stacks(labels: Labels, t: Thread, held: dict[str, str],
+                 notes: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Where the holder of locks held at exit was then (its stack, from the exit ``stats``),
+    once per thread (the same stack for each of its locks)."""
+    for n in notes:
+        if n.get("prim") in held and n.get("stack"):
+            return [{"thread": f"{labels.thread_text(*t)}, at exit", "stack": n["stack"]}]
+    return []

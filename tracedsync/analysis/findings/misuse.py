@@ -36,6 +36,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 prims=[prim],
                 count=t.count,
                 what=what,
+                stamps=t.details.get("stamps", []),
             )
         )
     out.extend(rmw.detect(agg, labels))
@@ -59,6 +60,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 prims=[prim],
                 count=t.count,
                 why=why,
+                stamps=t.details.get("stamps", []),
             )
         )
     for src in agg.sources:

@@ -76,6 +76,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 count=t.count,
                 max_ns=t.max_ns,
                 source="runtime",
+                stamps=t.details.get("stamps", []),
             )
         )
     floor = max(options.hot_min_ns, int(options.hot_share * _span(agg)))

@@ -47,6 +47,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 prims=[prim],
                 count=t.count,
                 still_waiting=stuck,
+                stamps=t.details.get("stamps", []),
             )
         )
     lost = {(p, ws) for p, _, ws in agg.lost_wakeups}
