@@ -293,3 +293,22 @@ def test_a_baseline_key_survives_a_moved_line_and_another_run(tmp_path: Path) ->
     f2.key = k1
     assert write_baseline(str(path), [f2]) == 1
     assert read_baseline(str(path)) == {k1}
+
+
+def test_an_empty_log_names_no_host(tmp_path: Path) -> None:
+    """A process killed before its first flush leaves an empty file: it is no second host (the
+    report stays on one host's clock, its ids and thread names unqualified)."""
+    log = Log()
+    log.ev("session", 100, schema=3, version="0.1.0", ppid=1, argv=[], python="3.11.7",
+           hostname="box", boot_id="b1", wall_ns=0, mono_ns=0, settings={})
+    lock = log.created(1)
+    log.thread(7, "worker")
+    log.acquire(7, lock, "app.py:1")
+    log.end()
+    log.lines.pop(0)  # (the builder's own header, without a host)
+    log.write(tmp_path)
+    (tmp_path / "tracedsync-555.jsonl").write_bytes(b"")
+    report = build_report(analyze([str(tmp_path)], jobs=1))
+    assert "hosts" not in report.totals
+    (f,) = [f for f in report.findings if f.kind == "held_at_end"]
+    assert f.prims == [lock] and "worker (100/7)" in f.message

@@ -50,8 +50,23 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if not summary:
         print("no traced primitives in these logs")
         return 0
-    print(render_text(summary))
+    print(render_text(summary, _racing_rmw(args.paths) if _has_rmw(summary) else set()))
     return 0
+
+
+def _has_rmw(summary: dict[str, Any]) -> bool:
+    return any(s.rmw_sites for s in summary.values())
+
+
+def _racing_rmw(paths: Sequence[str]) -> set[tuple[str, str]]:
+    """(prim, site) of the read-modify-writes that another writer overlapped: analyze's rule
+    (findings/rmw.py), so that the summary claims a lost update only where one could be."""
+    from .analysis.analyze import analyze
+    from .analysis.findings import find_all
+
+    agg = analyze(list(paths), jobs=1)
+    return {(f.prims[0].split("@", 1)[0], f.call_sites[0])
+            for f in find_all(agg) if f.kind == "rmw" and f.prims and f.call_sites}
 
 
 def _print_problems(shown: list[tuple[str, int, str]], count: int) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 from typing import Any
 
 from .aggregate import Aggregate, PrimInfo
+from .hosts import hosts_of
 
 
 class Labels:
@@ -30,7 +31,7 @@ class Labels:
             if isinstance(name, str) and name != "MainProcess" and len(names) > 1
         }
         # Over several hosts, a thread is named with its host (its pid alone is ambiguous).
-        self.multi_host = len({s.host for s in agg.sources}) > 1
+        self.multi_host = len(hosts_of(agg)) > 1
 
     def title(self, prim: str) -> str | None:
         """What the user calls it: its ``name=``, else the name its creating line assigned it

@@ -108,6 +108,8 @@ class Scanner(RareHandlers):
         self.misuse_notes: dict[tuple[Any, ...], int] = {}
         # nested_monitor notes whose holder's condition wait has not ended yet
         self.nested_pending: dict[tuple[int, str], dict[str, Any]] = {}
+        self.test_held: dict[int, set[str]] = {}  # tid -> locks held when its test began
+        self.in_order = True  # every line handled where it is (not a byte range's spine)
         # Read-modify-writes: at `full` the value_get/value_set pairs give the count and the
         # run-time `rmw` event (once per site and process, written before its value_set) only
         # makes sure a site is reported; with no value events (`contention`) it is the count.

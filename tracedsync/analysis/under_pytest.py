@@ -5,8 +5,10 @@ outcome, the thread running it), whenever the session is traced. `tests_of` turn
 intervals, per host (one monotonic clock: events of the session's child processes compare
 too), and each finding is tied to the tests whose interval holds one of its events' times (its
 ``stamps``: `Finding.stamps`). A finding made from counters only (lock order, long holds and
-waits, hot sites, held at exit) has no event times: it is tied to the tests during which its
-threads other than the one running the tests first appeared, if any.
+waits, hot sites, held at exit) has no event times: a lock held at exit is tied to the test
+that took it and still held it at its end (``test_leak``, noted by the scanner at each test's
+end); otherwise a finding is tied to the tests during which its threads other than the one
+running the tests first appeared, if any.
 
 Misuse a test provokes on purpose (``with pytest.raises(RuntimeError): lock.release()``) is no
 bug of the code under test. The rule, sound on what the log shows: an occurrence is *expected*
@@ -84,7 +86,14 @@ def attribute(findings: list[Finding], agg: Aggregate) -> None:
             r = test_at(runs.get(str(host), []), int(ts)) if isinstance(ts, int) else None
             if r is not None:
                 found[r.nodeid] = r
-        if not f.stamps():
+        for n in agg.facts.notes.get("test_leak", []):  # a lock a test took and kept
+            if set(n.get("prims") or ()) & set(f.prims) and any(
+                    (t.get("pid"), t.get("tid")) == (n.get("pid"), n.get("tid"))
+                    for t in f.threads):
+                r = test_at(runs.get(str(n.get("host", "")), []), int(n.get("ts") or 0))
+                if r is not None:
+                    found[r.nodeid] = r
+        if not f.stamps() and not found:
             for t in f.threads:
                 host = str(t.get("host", ""))
                 ts = born.get((host, t["pid"], t["tid"]))
