@@ -127,7 +127,8 @@ def test_two_processes_updating_one_slot_are_reported(tmp_path: Path, mode: str)
     f = one(run(tmp_path, SHARED_SLOT, mode), "rmw")
     assert f.severity == "error" and len(f.processes) == 2
     assert f.call_sites[0].endswith(f"prog.py:{_line(SHARED_SLOT, 'arr[0] += 1')}")
-    assert "arr" in f.message and "wrote the same item" in f.message
+    assert "arr (Array" in f.message and "(item [0])" in f.message
+    assert "these updates overlap in time" in f.message
 
 
 def _line(body: str, text: str) -> int:
@@ -365,3 +366,22 @@ def test_the_report_spans_from_the_first_event(tmp_path: Path) -> None:
     log.lines[0]["ts"] = log.lines[1]["ts"] + 200_000_000  # the header, written at a flush
     report = build_report(analyze([log.write(tmp_path)], jobs=1))
     assert report.totals["span_ns"] == 250_000_000 + 1000
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_the_nested_monitor_example(tmp_path: Path, mode: str) -> None:
+    """examples/nested_monitor.py: a lockout broken by the waiter's timeout, named by the
+    example's own names, with both lines and both stacks."""
+    example = Path(__file__).resolve().parent.parent / "examples" / "nested_monitor.py"
+    env = clean_env(TRACEDSYNC_LOG_DIR=str(tmp_path / "logs"))
+    if mode == "pure":
+        env["TRACEDSYNC_PURE_PYTHON"] = "1"
+    proc = subprocess.run([sys.executable, str(example)], env=env, capture_output=True,
+                          text=True, timeout=TIMEOUT)
+    assert proc.returncode == 0, proc.stderr
+    findings = build_report(analyze([str(tmp_path / "logs")], jobs=1)).findings
+    f = one(findings, "nested_monitor")
+    assert f.severity == "warning" and "broken by a timeout" in f.message
+    assert "Mailbox._lock (Lock" in f.message and "Mailbox._ready (Condition" in f.message
+    assert names(f) == {"taker", "poster"} and len(f.details["stacks"]) == 2
+    assert serious(findings) == [f]

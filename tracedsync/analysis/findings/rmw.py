@@ -33,9 +33,9 @@ def detect(agg: Aggregate, labels: Labels) -> list[Finding]:
     facts = agg.facts
     found: dict[tuple[str, str], dict[str, Any]] = {}
     for (prim, site, key), per in sorted(facts.rmws.items(), key=lambda kv: str(kv[0])):
-        writers = facts.writers(prim, key)
+        wrote = facts.writers(prim, key)
         for thread, span in sorted(per.items()):
-            others = [(t, s) for t, s in writers.items() if t != thread]
+            others = [(t, s) for t, s in wrote.items() if t != thread]
             racing = threads_overlapping(span, others)
             if not racing:
                 continue
@@ -50,17 +50,22 @@ def detect(agg: Aggregate, labels: Labels) -> list[Finding]:
     for (prim, site), f in sorted(found.items()):
         read = facts.read_sites.get((prim, site))
         items = sorted(f["items"], key=str)
-        which = ", ".join(_item_text(k).strip(" .") or "value" for k in items[:5])
+        which = ", ".join(_item_text(k).strip(" .") for k in items[:5] if _item_text(k))
         more = f" and {len(items) - 5} more" if len(items) > 5 else ""
-        racers: list[Thread] = sorted(f["racing"] - f["threads"]) or sorted(f["racing"])
-        names = ", ".join(labels.thread_text(*t) for t in racers[:3])
+        doers: list[Thread] = sorted(f["threads"])
+        writers: list[Thread] = sorted(f["racing"] - f["threads"])
+        by = ", ".join(labels.thread_text(*t) for t in doers[:3])
+        by += f" and {len(doers) - 3} more" if len(doers) > 3 else ""
+        also = ", ".join(labels.thread_text(*t) for t in writers[:3])
+        also += f" and {len(writers) - 3} more" if len(writers) > 3 else ""
         out.append(make(
             "rmw", "error",
-            f"Unsynchronised read-modify-write of {labels.prim(prim)} ({which}{more}) at {site}"
-            + (f" (read at {read})" if read and read != site else "")
-            + f", {f['count']} time(s), while {names}"
-            + (f" and {len(racers) - 3} more" if len(racers) > 3 else "")
-            + f" wrote the same item: concurrent updates can be lost; {ADVICE}.",
+            f"Unsynchronised read-modify-write of {labels.prim(prim)}"
+            + (f" (item {which}{more})" if which else "")
+            + f" at {site}" + (f" (read at {read})" if read and read != site else "")
+            + f", {f['count']} time(s), by {by}"
+            + (f", while {also} wrote the same item" if also else "")
+            + f": these updates overlap in time, so some can be lost; {ADVICE}.",
             labels,
             sites=[site, read or ""],
             threads=[*f["threads"], *f["racing"]],
