@@ -216,3 +216,14 @@ def test_a_deadlock_broken_by_a_timeout_records_who_gave_up() -> None:
     ends = {e["prim"]: e for e in events.where(event="deadlock_end")}
     assert ends[prim_of(b)]["ok"] is False and ends[prim_of(a)]["ok"] is True
     assert ends[prim_of(b)]["timeout"] == 0.05
+
+
+def test_a_semaphore_wait_in_a_cycle_records_how_it_ended() -> None:
+    """A timed acquire of a semaphore whose only permit this thread holds: a deadlock, and its
+    end, given up (ok false)."""
+    sem = tracedsync.Semaphore(1, name="one")
+    with capture() as events, sem:
+        assert sem.acquire(timeout=0.01) is False
+    assert events.where(event="deadlock")
+    (end,) = events.where(event="deadlock_end")
+    assert end["ok"] is False and end["what"] == "sem_acquire" and end["timeout"] == 0.01

@@ -312,3 +312,31 @@ def test_an_empty_log_names_no_host(tmp_path: Path) -> None:
     assert "hosts" not in report.totals
     (f,) = [f for f in report.findings if f.kind == "held_at_end"]
     assert f.prims == [lock] and "worker (100/7)" in f.message
+
+
+@pytest.mark.parametrize(("ends", "severity", "words"), [
+    ([True, True], None, None),  # a thread outside the cycle ended it (certain: false)
+    ([False, True], "warning", "gave up after"),
+    ([None, None], "warning", "by an exception"),
+    ([], "warning", "never exited normally"),
+])
+def test_a_runtime_cycle_is_worded_by_how_its_waits_ended(
+    tmp_path: Path, ends: list[bool | None], severity: str | None, words: str | None
+) -> None:
+    """An unsure cycle (plain Locks): dropped when every wait got its lock, a warning when one
+    gave up, was interrupted, or never ended (here the process hung)."""
+    log = Log()
+    log.thread(7, "t1")
+    log.thread(8, "t2")
+    cycle = [{"tid": 7, "pid": 100, "prim": "100.1", "site": "app.py:10", "timeout": 1.0},
+             {"tid": 8, "pid": 100, "prim": "100.2", "site": "app.py:20", "timeout": None}]
+    log.ev("deadlock", 7, cycle=cycle, certain=False, detected_by="acquire", action="report")
+    for (tid, prim), ok in zip(((7, "100.1"), (8, "100.2")), ends, strict=False):
+        log.ev("deadlock_end", tid, prim=prim, what="acquire", ok=ok, waited_ns=10**9,
+               timeout=1.0 if tid == 7 else None, site="app.py:10")
+    found = _kind(_find(log, tmp_path), "deadlock")
+    if severity is None:
+        assert found == []
+        return
+    (f,) = found
+    assert f.severity == severity and words in f.message

@@ -176,10 +176,11 @@ def _acquire_blocked(st: SemaphoreState, blocking: Any, timeout: Any, plain: boo
         # Runtime detection (_detect.py): in the wait-for graph while blocked (owners: the
         # permit holders); raises DeadlockError, unregistered, with on_deadlock="raise".
         wait_sem(me, st, timeout if plain else None, _getframe(fdepth))
+        got: bool | None = None  # how the wait ended, for a reported deadlock (deadlock_end)
         try:
-            ok = st.acquire(blocking, timeout)
+            ok = got = st.acquire(blocking, timeout)
         finally:
-            forget(me)
+            forget(me, got)
     except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
         if plain:
             t1 = rt.now()

@@ -127,11 +127,16 @@ def _worded(labels: Labels, host: str, members: list[tuple[int, Any, Any, Any]],
         return labels.thread_text(host, p, t) if isinstance(t, int) else str(t)
 
     gave_up = [i for i, o in enumerate(outcome) if o is not None and o.get("ok") is False]
-    if all(o is not None for o in outcome) and not gave_up:
+    if all(o is not None and o.get("ok") is True for o in outcome):
         if not certain:
             return None, ""
         return "info", (f"A wait cycle at run time ({chain}) ended without a timeout: a thread "
                         "outside it released a plain Lock or semaphore in it.")
+    if all(o is not None for o in outcome) and not gave_up:
+        waited = max(int((o or {}).get("waited_ns") or 0) for o in outcome)
+        return ("error" if certain else "warning"), (
+            f"Deadlock at run time: {chain}; the waits ended after up to {ms(waited)}, by an "
+            "exception (KeyboardInterrupt, DeadlockError) or as the log does not say.")
     if gave_up:
         parts = []
         for i in gave_up:
