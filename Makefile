@@ -21,7 +21,8 @@ $(STAMP): pyproject.toml
 ## pure-Python hot path
 LOCK_CELLS ?= all
 LOCK_JOBS ?= 6
-PURE_PYTHON_TESTS := tests/test_trace_locks.py tests/test_trace_condition.py \
+PURE_PYTHON_TESTS := tests/test_trace_locks.py tests/test_trace_condition.py tests/test_detect_tries.py \
+	tests/test_detect_nested.py \
 	tests/test_contract.py tests/test_detect.py tests/test_patch.py tests/test_faults.py
 test: $(STAMP)
 	$(BIN)/python -m pytest --ignore=tests/test_lock_tests.py

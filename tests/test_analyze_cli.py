@@ -54,7 +54,11 @@ def test_exit_1_on_findings_at_fail_on(tmp_path: Path) -> None:
     d.mkdir()
     log.write(d)
     assert main(["analyze", str(d), "-o", str(tmp_path / "r.txt")]) == 0
-    assert main(["analyze", str(d), "--fail-on", "warning", "-o", str(tmp_path / "r.txt")]) == 1
+    # A 1 s hold over the default threshold is an info; over one the user chose, a warning.
+    assert main(["analyze", str(d), "--fail-on", "warning", "-o", str(tmp_path / "r.txt")]) == 0
+    assert main(["analyze", str(d), "--fail-on", "info", "-o", str(tmp_path / "r.txt")]) == 1
+    assert main(["analyze", str(d), "--long-hold", "500", "--fail-on", "warning",
+                 "-o", str(tmp_path / "r.txt")]) == 1
 
 
 def test_exit_2_on_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -77,7 +81,7 @@ def test_exit_2_on_unusable_input(tmp_path: Path, capsys: pytest.CaptureFixture[
     assert main(["analyze", "--long-hold", "-1", str(empty)]) == 2
     err = capsys.readouterr().err
     assert "Traceback" not in err
-    assert "schema 2" in err and "Upgrade tracedsync" in err
+    assert f"schema {SCHEMA_VERSION}" in err and "Upgrade tracedsync" in err
     assert "no such file or directory" in err
     assert "no events could be read from the log files (2 unusable line(s); first:" in err
 

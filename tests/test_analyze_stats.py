@@ -174,7 +174,10 @@ def test_creation_site_survives_a_child_that_only_has_stats(tmp_path: Path) -> N
 
 
 def _rmw_log(pairs: int, with_values: bool, pid: int = 300) -> Log:
-    log = Log(pid=pid)
+    """One thread (tid = pid) read-modify-writes a Value ``pairs`` times while another one
+    (tid = pid + 1) writes it too; at level contention (no value events), both threads' first
+    read-modify-write is all there is."""
+    log = Log(pid=pid, level="full" if with_values else "contention")
     prim = log.created(2, "Value", name="counter", site="app.py:3")
     for i in range(pairs):
         if with_values:
@@ -182,7 +185,11 @@ def _rmw_log(pairs: int, with_values: bool, pid: int = 300) -> Log:
         if i == 0:  # the run-time finding comes once per site, before its value_set
             log.ev("rmw", pid, prim=prim, site="app.py:9", read_site="app.py:9",
                    read_locked=False)
+            if not with_values:  # the other thread's, at the same line
+                log.ev("rmw", pid + 1, prim=prim, site="app.py:9", read_site="app.py:9",
+                       read_locked=False)
         if with_values:
+            log.ev("value_set", pid + 1, prim=prim, locked=True, site="app.py:12")
             log.ev("value_set", pid, prim=prim, locked=False, site="app.py:9")
     log.end()
     return log
@@ -190,17 +197,17 @@ def _rmw_log(pairs: int, with_values: bool, pid: int = 300) -> Log:
 
 def test_rmw_counted_once_per_occurrence(tmp_path: Path) -> None:
     """At full, the value_get/value_set pairs give the count (the rmw event does not add one);
-    with only the rmw event (level contention) it counts once."""
+    with only the rmw events (level contention) each thread's counts once."""
     full = tmp_path / "full"
     full.mkdir()
     _rmw_log(3, with_values=True).write(full)
     (row,) = build_report(analyze([str(full)])).findings
-    assert row.kind == "rmw" and row.count == 3
+    assert row.kind == "rmw" and row.count == 3 and row.severity == "error"
     quiet = tmp_path / "quiet"
     quiet.mkdir()
     _rmw_log(3, with_values=False).write(quiet)
     (row,) = build_report(analyze([str(quiet)])).findings
-    assert row.kind == "rmw" and row.count == 1
+    assert row.kind == "rmw" and row.count == 2 and row.severity == "warning"
 
 
 def _pairs_log(accesses: list[tuple[str, dict[str, Any]]]) -> Log:
@@ -234,5 +241,5 @@ def test_rmw_pairs_follow_the_run_time_rule(
     """The analyzer pairs a value_get with the value_set of the same item, and counts it when
     the lock was not held at the read or at the write, as the run-time rule does."""
     _pairs_log(accesses).write(tmp_path)
-    rows = [f for f in build_report(analyze([str(tmp_path)])).findings if f.kind == "rmw"]
-    assert sum(r.count for r in rows) == count
+    rmws = analyze([str(tmp_path)]).facts.rmws
+    assert sum(span[2] for per in rmws.values() for span in per.values()) == count

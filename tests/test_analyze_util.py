@@ -49,9 +49,10 @@ class Log:
     def acquire(self, tid: int, prim: str, site: str, depth: int = 1, wait: int = 0,
                 blocked_by: int | None = None, ok: bool = True, dt: int = 1000,
                 **extra: Any) -> None:
+        fields: dict[str, Any] = {"blocking": True, "timeout": None, "site": site, "func": "f"}
+        fields.update(extra)
         self.ev("acquire", tid, dt=dt, prim=prim, depth=depth, ok=ok, contended=wait > 0,
-                wait_ns=wait, blocked_by=blocked_by, blocking=True, timeout=None, site=site,
-                func="f", **extra)
+                wait_ns=wait, blocked_by=blocked_by, **fields)
 
     def release(self, tid: int, prim: str, depth: int = 0, hold: int | None = None,
                 dt: int = 1000, **extra: Any) -> None:

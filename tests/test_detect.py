@@ -421,8 +421,8 @@ def _backward(a: Any, b: Any) -> None:
         a.release()
 
 
-def test_order_violation_reported_once_per_site_pair() -> None:
-    """A→B then B→A (one thread, no deadlock) is an order_violation naming both sites; the same
+def test_lock_order_event_reported_once_per_site_pair() -> None:
+    """A→B then B→A (one thread, no deadlock) is a lock_order event naming both sites; the same
     two sites again, on the same locks or on new ones, report nothing more."""
     tracedsync.configure(lock_order=True)
     _lockorder.reset()
@@ -434,7 +434,7 @@ def test_order_violation_reported_once_per_site_pair() -> None:
             _forward(a, b)
             _backward(a, b)
             _backward(a, b)
-    (ev,) = events.where(event="order_violation")
+    (ev,) = events.where(event="lock_order")
     a, b = locks[0]
     assert (ev["prim"], ev["name"], ev["held"], ev["held_name"]) == (
         prim_of(a), "a", prim_of(b), "b")
@@ -447,7 +447,7 @@ def test_order_violation_reported_once_per_site_pair() -> None:
     assert ev["stack"][-1].endswith("_backward")
 
 
-def test_order_violation_through_a_condition_reacquire() -> None:
+def test_lock_order_event_through_a_condition_reacquire() -> None:
     """Re-acquiring a condition's lock at the end of a wait while holding another lock is an
     edge too: B held, wait on a condition over A, then elsewhere A→B."""
     tracedsync.configure(lock_order=True)
@@ -457,7 +457,7 @@ def test_order_violation_through_a_condition_reacquire() -> None:
     cond = tracedsync.Condition(a)
     with capture() as events, cond, b:  # a → b
         cond.wait(0)  # releases a, times out at once, re-acquires a while holding b: b → a
-    (ev,) = events.where(event="order_violation")
+    (ev,) = events.where(event="lock_order")
     assert (ev["prim"], ev["held"]) == (prim_of(a), prim_of(b))
     assert ev["func"] == sys._getframe().f_code.co_name
     assert ev["reverse"][0]["from"] == prim_of(a) and ev["reverse"][0]["to"] == prim_of(b)
@@ -478,7 +478,7 @@ def test_lock_order_is_opt_in_and_switches_cleanly() -> None:
     with capture() as events:
         _forward(a, b)
         _backward(a, b)
-    assert not events.where(event="order_violation")
+    assert not events.where(event="lock_order")
 
 
 def test_held_lists_follow_acquire_and_release() -> None:

@@ -313,11 +313,13 @@ def test_event_fields_are_unique_and_apart_from_the_common_ones() -> None:
 
 def test_stats_fields_are_the_statistics_fields() -> None:
     """The stats event carries every `Statistics` field but `prim` (renamed as the schema says);
-    the kind-specific ones are optional, the others always there."""
+    the kind-specific ones are optional, the others always there; and, for a held lock whose
+    holder is alive, its stack (``owner_stack``)."""
     fields = {f.name: f for f in schema.BY_NAME["stats"].fields}
     attrs = [a.name for a in Statistics.__dataclass_fields__.values() if a.name != "prim"]
     expected = {schema.STATS_RENAMES.get(a, a): a for a in attrs}
-    assert set(fields) - {"prim"} == set(expected)
+    assert set(fields) - {"prim", "owner_stack"} == set(expected)
+    assert fields["owner_stack"].optional
     for name, attr in expected.items():
         assert fields[name].optional == (attr in EXTENSION_FIELDS), name
 
@@ -522,6 +524,40 @@ def _detection() -> list[Event]:
 
 
 @scenario
+def _nested_monitor_and_tests() -> list[Event]:
+    """A nested-monitor lockout forming (ended by a third thread's notify), and the pytest
+    plugin's test events."""
+    from tracedsync import pytest_plugin
+    from tracedsync._detect import nested
+
+    outer, cond = tracedsync.Lock(name="outer"), tracedsync.Condition(name="cond")
+    flag: list[int] = []
+
+    def holder() -> None:
+        with outer, cond:
+            while not flag:
+                cond.wait(LIMIT)
+
+    def blocked() -> None:
+        until(lambda: _blocked_on(t_hold, cond), "the holder to wait on cond")
+        with outer:
+            pass
+
+    nested.reset()
+    with capture() as events:
+        pytest_plugin._record_test("test_x.py::test_one", "start", None)
+        t_hold = _start(holder, "holder")
+        t_block = _start(blocked, "blocked")
+        until(lambda: events.where(event="nested_monitor"), "the nested_monitor event")
+        with cond:
+            flag.append(1)
+            cond.notify()
+        _join(t_hold, t_block)
+        pytest_plugin._record_test("test_x.py::test_one", "end", "passed")
+    return events
+
+
+@scenario
 def _watchdog() -> list[Event]:
     """long_wait and long_hold (with lock_order on, so that long_hold knows where the lock was
     taken), written by the watchdog while the wait and the hold last."""
@@ -604,15 +640,17 @@ def _multiprocessing() -> list[Event]:
 @scenario
 def _statistics() -> list[Event]:
     """The stats event of every kind, written when the primitive is collected; a semaphore
-    still held has held_by."""
+    still held has held_by, a lock still held its holder's stack."""
     held = tracedsync.Semaphore(2, name="held")
     held.acquire()
+    taken = tracedsync.RLock(name="taken")
+    taken.acquire()
     prims: list[Any] = [
-        tracedsync.Lock(), tracedsync.RLock(), tracedsync.Condition(), held,
+        tracedsync.Lock(), taken, tracedsync.Condition(), held,
         tracedsync.BoundedSemaphore(2), tracedsync.Event(), tracedsync.Barrier(2),
         tracedsync.mp.Value("i", 0, ctx=CTX), tracedsync.mp.Array("i", 2, ctx=CTX),
     ]
-    del held
+    del held, taken
     with capture() as events:
         prims.clear()
         gc.collect()
@@ -742,6 +780,7 @@ NOT_PRODUCED: dict[str, str] = {}
 FIELDS_NOT_PRODUCED: dict[tuple[str, str], str] = {
     ("long_wait", "lock"): "only for a long wait on a Condition",
 }
+# (`deadlock_end` is produced by the `detection` scenario's timed self-deadlock.)
 """Optional fields no scenario above produces, each with the reason."""
 
 

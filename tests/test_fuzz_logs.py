@@ -63,7 +63,8 @@ _event_names = st.sampled_from([
     "acquire", "release", "created", "thread", "cond_wait", "cond_wake", "notify", "notify_all",
     "misuse", "stats", "dropped", "session_end", "deadlock", "sem_acquire", "sem_release",
     "event_set", "event_wait", "barrier_wait", "barrier_broken", "rmw", "value_get",
-    "value_set", "long_wait", "order_violation", "no_such_event",
+    "value_set", "long_wait", "order_violation", "lock_order", "nested_monitor",
+    "deadlock_end", "test", "no_such_event",
 ])
 
 

@@ -18,6 +18,7 @@ from helpers import outcome, prim_of, until
 
 import tracedsync
 import tracedsync.mp
+from tracedsync._detect import deadlock
 from tracedsync._multiprocessing import owner as _mp_owner
 from tracedsync._multiprocessing.base import get_state
 from tracedsync._multiprocessing.locks import waiting_here
@@ -257,16 +258,33 @@ def on_deadlock_raise() -> Any:
     tracedsync.configure(on_deadlock=before)
 
 
-def test_self_deadlock_on_a_multiprocessing_lock_is_reported(on_deadlock_raise: None) -> None:
+def test_self_deadlock_on_a_multiprocessing_lock_is_reported(
+    on_deadlock_raise: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Acquiring a held Lock from its own holder is a cycle of one, found through the owner
-    record and reported at once; a timed acquire keeps its contract (returns False)."""
+    record. Any thread or process may release a multiprocessing Lock (a signal), so the wait is
+    reported by the watchdog once it has lasted (here: at once), never raised; its end (the
+    signal came) is recorded."""
+    monkeypatch.setattr(deadlock, "SIGNAL_WAIT_NS", 0)
     lock = tracedsync.mp.Lock(ctx=CTX, name="self")
-    with capture() as events, lock:
-        assert lock.acquire(timeout=0.01) is False
+
+    def signal() -> None:
+        until(lambda: events.where(event="deadlock"), "the deadlock report")
+        lock.release()
+
+    with capture() as events:
+        lock.acquire()
+        t = threading.Thread(target=signal, daemon=True)
+        t.start()
+        assert lock.acquire(timeout=30)
+        lock.release()
+        t.join(30)
     (ev,) = events.where(event="deadlock")
     assert [c["prim"] for c in ev["cycle"]] == [prim_of(lock)]
     assert ev["cycle"][0]["held_by"] == threading.get_native_id()
-    assert ev["action"] == "report"
+    assert (ev["action"], ev["detected_by"], ev["certain"]) == ("report", "watchdog", False)
+    (end,) = events.where(event="deadlock_end")
+    assert end["ok"] is True
 
 
 def test_two_threads_deadlocked_on_multiprocessing_locks(on_deadlock_raise: None) -> None:

@@ -6,6 +6,8 @@ the log directory of the inner session never touch this one."""
 
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -48,6 +50,15 @@ def test_inversion():
 '''
 
 MISUSE_TESTS = '''
+import threading
+
+def test_release_unlocked_in_a_worker():
+    t = threading.Thread(target=threading.Lock().release)  # raises in the worker, unseen
+    t.start()
+    t.join()
+'''
+
+PROVOKED_TESTS = '''
 import pytest, threading
 
 def test_release_unlocked():
@@ -167,11 +178,40 @@ def test_fail_on_other_kinds_lets_the_run_pass(tmp_path: Path) -> None:
 
 
 def test_fail_on_a_severity(tmp_path: Path) -> None:
-    """--tracedsync-fail-on=error fails on any error finding (here a misuse)."""
+    """--tracedsync-fail-on=error fails on any error finding (here a misuse in a worker
+    thread, whose exception does not fail the test), naming the test it happened in."""
     proc = inner_pytest(tmp_path, "--tracedsync-fail-on=error", "--tracedsync-log-dir", "logs",
                         tests=MISUSE_TESTS)
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "error misuse:" in proc.stdout
+    assert "[tests: test_inner.py::test_release_unlocked_in_a_worker]" in proc.stdout
+
+
+def test_misuse_a_test_provokes_does_not_fail_the_run(tmp_path: Path) -> None:
+    """The twin: the same misuse inside ``pytest.raises`` in the test's own thread, in a test
+    that passed: provoked on purpose, an info; --tracedsync-fail-on=error passes."""
+    proc = inner_pytest(tmp_path, "--tracedsync-fail-on=error", "--tracedsync-log-dir", "logs",
+                        tests=PROVOKED_TESTS)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "provoked on purpose" in proc.stdout and "failing the run" not in proc.stdout
+
+
+def test_a_baseline_lets_known_findings_pass(tmp_path: Path) -> None:
+    """``tracedsync analyze --write-baseline`` of a run's logs, then --tracedsync-baseline: the
+    same findings no longer fail the run."""
+    from tracedsync.cli import main
+
+    first = inner_pytest(tmp_path, "--tracedsync-fail-on=error", "--tracedsync-log-dir",
+                         "logs", tests=MISUSE_TESTS)
+    assert first.returncode == 1, first.stdout + first.stderr
+    baseline = tmp_path / "baseline.json"
+    assert main(["analyze", str(tmp_path / "logs"), "--write-baseline", str(baseline),
+                 "-o", os.devnull]) == 1
+    shutil.rmtree(tmp_path / "logs")
+    again = inner_pytest(tmp_path, "--tracedsync-fail-on=error", "--tracedsync-log-dir", "logs",
+                         "--tracedsync-baseline", str(baseline), tests=MISUSE_TESTS)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "suppressed" in again.stdout
 
 
 def test_failing_tests_keep_their_exit_status(tmp_path: Path) -> None:
@@ -197,16 +237,29 @@ def test_help_lists_the_options(tmp_path: Path) -> None:
 
 
 RMW_TESTS = '''
-import multiprocessing
+import multiprocessing, threading
 
 def test_bump():
     v = multiprocessing.Value("i", 0)
-    v.value += 1
+    halfway = threading.Barrier(2)
+
+    def bump():
+        for i in range(20):
+            if i == 10:
+                halfway.wait(30)  # the two threads' updates overlap in time
+            v.value += 1
+
+    ts = [threading.Thread(target=bump) for _ in range(2)]
+    for t in ts:
+        t.start()
+    for t in ts:
+        t.join(30)
 '''
 
 
 def test_fail_on_rmw(tmp_path: Path) -> None:
-    """``v.value += 1`` on a multiprocessing.Value with --tracedsync-fail-on=rmw fails the run."""
+    """``v.value += 1`` by two threads at once on a multiprocessing.Value, with
+    --tracedsync-fail-on=rmw, fails the run."""
     pytest.importorskip("tracedsync._multiprocessing.factories")
     proc = inner_pytest(tmp_path, "--tracedsync-fail-on=rmw", "--tracedsync-log-dir", "logs",
                         tests=RMW_TESTS)

@@ -344,19 +344,22 @@ def test_exit_status_rules(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_multiprocessing_value_races_are_found_in_spawned_children(tmp_path: Path) -> None:
     """Plain ``multiprocessing`` code, unchanged: ``v.value += 1`` in two spawned children is
-    reported as an unsynchronised read-modify-write."""
+    reported as an unsynchronised read-modify-write (the children meet at a barrier halfway,
+    so their updates overlap in time, whatever the scheduling)."""
     pytest.importorskip("tracedsync._multiprocessing.factories")
     write(tmp_path / "prog.py", """
         import multiprocessing
 
-        def bump(v):
-            for _ in range(50):
+        def bump(v, halfway):
+            for i in range(50):
+                if i == 25: halfway.wait(60)
                 v.value += 1
 
         if __name__ == "__main__":
             ctx = multiprocessing.get_context("spawn")
             counter = ctx.Value("i", 0)
-            workers = [ctx.Process(target=bump, args=(counter,)) for _ in range(2)]
+            halfway = ctx.Barrier(2)
+            workers = [ctx.Process(target=bump, args=(counter, halfway)) for _ in range(2)]
             for w in workers:
                 w.start()
             for w in workers:
@@ -366,4 +369,4 @@ def test_multiprocessing_value_races_are_found_in_spawned_children(tmp_path: Pat
     proc = run(tmp_path, "--log-dir", "logs", "prog.py")
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith("Traced")
-    assert "rmw" in proc.stderr and "prog.py:5" in proc.stderr
+    assert "rmw" in proc.stderr and "prog.py:6" in proc.stderr

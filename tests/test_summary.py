@@ -101,3 +101,18 @@ def test_summary_of_good_logs_exits_0(tmp_path: object, capsys: object) -> None:
     with open(path, "w") as fh:
         fh.write(json.dumps(_ev("session", schema=1)) + "\n")
     assert _summary(capsys, str(tmp_path))[:2] == (0, "no traced primitives in these logs\n")
+
+
+def test_a_read_modify_write_nobody_overlapped_claims_no_loss() -> None:
+    """The twin: with ``racing`` (analyze's rule) not naming the site, the line says what it
+    was, without claiming lost updates."""
+    events = [
+        _ev("created", prim="5.2", kind="Value", name="counter"),
+        _ev("rmw", prim="5.2", site="app.py:9", read_site="app.py:9"),
+    ]
+    text = render_text(summarise(events), racing=set())
+    assert "UNSYNCHRONISED" not in text
+    assert "counter: read-modify-write without the lock at app.py:9" in text
+    assert "no update was lost" in text
+    racing = render_text(summarise(events), racing={("5.2", "app.py:9")})
+    assert "UNSYNCHRONISED read-modify-write at app.py:9" in racing

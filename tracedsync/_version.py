@@ -1,4 +1,4 @@
 """The package version, in one place."""
 
 __version__ = "0.1.0"
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3

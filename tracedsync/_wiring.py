@@ -3,7 +3,8 @@ what it calls back (see docs/architecture.md, "Layers").
 
 Lower layers never import higher ones. Where one must call up at run time, it owns a small hook
 that is set here: the hot path (`_core.runtime`) starts the recorder's flusher and hands it an
-overfull buffer; the wait-for table (`_core.waits`) runs the deadlock check; the recorder runs the
+overfull buffer; the wait-for table (`_core.waits`) runs the deadlock check and the
+nested-monitor watcher; the recorder runs the
 detectors' settings hooks after every `configure()` and the watchdog in its flusher loop.
 Nothing is connected as a side effect of importing a module, so import order decides nothing.
 """
@@ -14,7 +15,7 @@ import sys
 from typing import Any
 
 from ._core import native, runtime, waits
-from ._detect import deadlock, lockorder, snapshot, watchdog
+from ._detect import deadlock, lockorder, nested, snapshot, watchdog
 from ._record.recorder import RECORDER
 from ._threading import condition
 
@@ -45,6 +46,7 @@ def connect() -> None:
         waits.set_waker(native.NATIVE.wake_if_idle)
     RECORDER.install()
     waits.set_checker(deadlock.check)
+    waits.set_watcher(nested.on_wait)
     for apply in (
         _tracing_methods,
         deadlock.apply_settings,

@@ -50,8 +50,23 @@ def _cmd_summary(args: argparse.Namespace) -> int:
     if not summary:
         print("no traced primitives in these logs")
         return 0
-    print(render_text(summary))
+    print(render_text(summary, _racing_rmw(args.paths) if _has_rmw(summary) else set()))
     return 0
+
+
+def _has_rmw(summary: dict[str, Any]) -> bool:
+    return any(s.rmw_sites for s in summary.values())
+
+
+def _racing_rmw(paths: Sequence[str]) -> set[tuple[str, str]]:
+    """(prim, site) of the read-modify-writes that another writer overlapped: analyze's rule
+    (findings/rmw.py), so that the summary claims a lost update only where one could be."""
+    from .analysis.analyze import analyze
+    from .analysis.findings import find_all
+
+    agg = analyze(list(paths), jobs=1)
+    return {(f.prims[0].split("@", 1)[0], f.call_sites[0])
+            for f in find_all(agg) if f.kind == "rmw" and f.prims and f.call_sites}
 
 
 def _print_problems(shown: list[tuple[str, int, str]], count: int) -> None:
@@ -75,7 +90,9 @@ def _cmd_analyze(args: argparse.Namespace) -> int:
 
 
 def _analyze(args: argparse.Namespace) -> int:
-    if args.long_hold <= 0 or args.long_wait <= 0:
+    if (args.long_hold is not None and args.long_hold <= 0) or (
+        args.long_wait is not None and args.long_wait <= 0
+    ):
         print("tracedsync: --long-hold and --long-wait must be > 0 ms", file=sys.stderr)
         return 2
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
@@ -99,6 +116,7 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
     from .analysis.reader import SchemaError
     from .analysis.renderers import get_renderer
     from .analysis.report import build_report
+    from .analysis.suppress import read_baseline, write_baseline
 
     try:
         with _scheduler(args.scheduler, args.jobs) as executor:
@@ -127,10 +145,26 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
         )
     if args.save_aggregate:
         save_aggregate(agg, args.save_aggregate)
+    chosen = args.long_hold is not None or args.long_wait is not None
+    keys: frozenset[str] = frozenset()
+    if args.baseline:
+        try:
+            keys = read_baseline(args.baseline)
+        except (OSError, ValueError) as exc:
+            print(f"tracedsync: --baseline: {exc}", file=sys.stderr)
+            return 2
     options = Options(
-        long_hold_ns=int(args.long_hold * 1e6), long_wait_ns=int(args.long_wait * 1e6)
+        long_hold_ns=int((args.long_hold or DEFAULT_LONG_MS) * 1e6),
+        long_wait_ns=int((args.long_wait or DEFAULT_LONG_MS) * 1e6),
+        long_severity="warning" if chosen else "info",
+        baseline=keys,
     )
     report = build_report(agg, options)
+    if args.write_baseline:
+        known = [*report.findings,
+                 *(f for f in report.suppressed if f.details.get("suppressed") == "baseline")]
+        n = write_baseline(args.write_baseline, known)
+        print(f"tracedsync: wrote {n} finding(s) to {args.write_baseline}", file=sys.stderr)
     extra: dict[str, Any] = {}
     if trace_dir is not None:
         extra["parts"] = sorted(
@@ -187,6 +221,10 @@ def _output(path: str | None) -> Iterator[TextIO]:
         return
     with open(path, "w", encoding="utf-8") as fh:
         yield fh
+
+
+DEFAULT_LONG_MS = 100.0
+"""--long-hold and --long-wait when not given (their findings are then info)."""
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,16 +299,29 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
     p.add_argument(
         "--long-hold",
         type=float,
-        default=100.0,
+        default=None,
         metavar="MS",
-        help="report holds longer than MS milliseconds (default 100)",
+        help="report holds longer than MS milliseconds as warnings (default: over 100, as "
+        "info)",
     )
     p.add_argument(
         "--long-wait",
         type=float,
-        default=100.0,
+        default=None,
         metavar="MS",
-        help="report lock waits longer than MS milliseconds (default 100)",
+        help="report lock waits longer than MS milliseconds as warnings (default: over 100, "
+        "as info)",
+    )
+    p.add_argument(
+        "--baseline",
+        metavar="FILE",
+        help="leave out the findings listed in FILE (written by --write-baseline): they are "
+        "listed as suppressed and never fail the run",
+    )
+    p.add_argument(
+        "--write-baseline",
+        metavar="FILE",
+        help="write the findings of this run to FILE, to be given to --baseline later",
     )
     p.add_argument(
         "--top",

@@ -20,15 +20,24 @@ When enabled, in pytest's order:
    primitives created before tracing began that are still alive, by module, with the remedy.
 3. ``pytest_terminal_summary``: all of that, after pytest's own summary.
 
-``--tracedsync-fail-on=deadlock,order,rmw`` makes the run fail (exit status 1) when the logs
-show findings of those kinds (``order`` = ``lock_order`` and ``lock_order_class``; ``error`` or
-``warning`` select by severity); findings of severity ``info`` never fail a run.
+``--tracedsync-fail-on=deadlock,lock_order,rmw`` makes the run fail (exit status 1) when the
+logs show findings of those kinds (``error`` or ``warning`` select by severity; ``order`` is an
+alias of ``lock_order``); findings of severity ``info`` never fail a run, nor suppressed ones
+(``# tracedsync: ignore[kind]`` on the line, or ``--tracedsync-baseline FILE``).
+
+Tests. Whenever the session is traced (``--tracedsync``, or the whole run under ``tracedsync
+run -m pytest``), each test writes a ``test`` event into the log as it starts and ends (its node
+id, and its outcome), so that `tracedsync analyze` ties every finding to the tests that were
+running when its events were recorded. A misuse that raised in the thread running a test that
+passed was provoked on purpose (``pytest.raises``, ``assertRaises``): an info, never a failure
+on its own (docs/analysis.md, "Under pytest").
 """
 
 from __future__ import annotations
 
 import io
 import os
+import sys
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -39,6 +48,7 @@ if TYPE_CHECKING:
 ENV_ENABLE = "TRACEDSYNC_PYTEST"
 ENV_LOG_DIR = "TRACEDSYNC_LOG_DIR"
 _PLUGIN_NAME = "tracedsync-session"
+_TESTS_NAME = "tracedsync-tests"
 REMEDY = (
     "remedy: these were created before tracing began. The plugin patches threading and "
     "multiprocessing when pytest loads the initial conftests (before the root conftest.py), so "
@@ -62,6 +72,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         metavar="KINDS",
         default=None,
         help="fail the run on these findings, e.g. deadlock,order,rmw (implies --tracedsync)",
+    )
+    group.addoption(
+        "--tracedsync-baseline",
+        metavar="FILE",
+        default=None,
+        help="findings listed in FILE (tracedsync analyze --write-baseline) do not fail the run",
     )
     group.addoption(
         "--tracedsync-log-dir",
@@ -102,13 +118,54 @@ def pytest_load_initial_conftests(early_config: pytest.Config) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the session tracer if the early hook could not (the plugin came late)."""
-    if not enabled(config) or config.pluginmanager.has_plugin(_PLUGIN_NAME):
+    """Register the session tracer if the early hook could not (the plugin came late); record
+    the tests when the session is traced (by the plugin, or by ``tracedsync run``)."""
+    if enabled(config) and not config.pluginmanager.has_plugin(_PLUGIN_NAME):
+        session = TracedSession.start(
+            config.getoption("tracedsync_log_dir"), config.getoption("tracedsync_fail_on")
+        )
+        config.pluginmanager.register(session, _PLUGIN_NAME)
+    plugin = config.pluginmanager.get_plugin(_PLUGIN_NAME)
+    if isinstance(plugin, TracedSession):
+        plugin.baseline = config.getoption("tracedsync_baseline")
+    patcher = sys.modules.get("tracedsync._patch.patcher")
+    traced = plugin is not None or (patcher is not None and patcher.is_patched())
+    if traced and not config.pluginmanager.has_plugin(_TESTS_NAME):
+        config.pluginmanager.register(TestRecorder(), _TESTS_NAME)
+
+
+class TestRecorder:
+    """Writes a ``test`` event as each test starts and ends (the main thread, in order)."""
+
+    __test__ = False  # not a test class, whatever its name
+
+    def __init__(self) -> None:
+        self._outcome: dict[str, str] = {}
+
+    def pytest_runtest_logstart(self, nodeid: str, location: Any) -> None:
+        self._outcome[nodeid] = "passed"
+        _record_test(nodeid, "start", None)
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.failed:
+            self._outcome[report.nodeid] = "failed"
+        elif report.skipped and self._outcome.get(report.nodeid) != "failed":
+            self._outcome[report.nodeid] = "skipped"
+
+    def pytest_runtest_logfinish(self, nodeid: str, location: Any) -> None:
+        _record_test(nodeid, "end", self._outcome.pop(nodeid, "passed"))
+
+
+def _record_test(nodeid: str, phase: str, outcome: str | None) -> None:
+    from ._core import runtime as rt
+    from ._core.ops import OP_GENERIC
+
+    if not rt.level:
         return
-    session = TracedSession.start(
-        config.getoption("tracedsync_log_dir"), config.getoption("tracedsync_fail_on")
-    )
-    config.pluginmanager.register(session, _PLUGIN_NAME)
+    fields: dict[str, Any] = {"nodeid": nodeid, "phase": phase}
+    if outcome is not None:
+        fields["outcome"] = outcome
+    rt.emit((OP_GENERIC, rt.now(), rt.ident(), "test", fields, None, 0))
 
 
 class TracedSession:
@@ -118,6 +175,7 @@ class TracedSession:
         self.log_dir = log_dir
         self.fail_on = fail_on
         self.report: Report | None = None
+        self.baseline: str | None = None
         self.failing: list[str] = []
         self.untraced: list[str] = []
         self._saved_env: dict[str, str | None] = {}
@@ -176,9 +234,16 @@ class TracedSession:
 
         self._end()
         self.untraced = describe(untraced(), REMEDY)
-        self.report = report = _runsummary.load_report(self.log_dir)
+        try:
+            self.report = report = _runsummary.load_report(self.log_dir, self.baseline)
+        except ValueError as exc:  # an unreadable baseline
+            raise pytest.UsageError(f"--tracedsync-baseline: {exc}") from None
         found = _runsummary.failing(report, self.fail_on)
-        self.failing = [f"{f.severity} {f.kind}: {f.message}" for f in found]
+        self.failing = [
+            f"{f.severity} {f.kind}: {f.message}"
+            + (f" [tests: {', '.join(f.tests)}]" if f.tests else "")
+            for f in found
+        ]
         if found and session.exitstatus == pytest.ExitCode.OK:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
 

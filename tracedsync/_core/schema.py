@@ -290,6 +290,10 @@ EVENTS: Final[tuple[EventKind, ...]] = (
            "`Event`, `Barrier`, `Value`, `Array`"),
         _f("name", "str|null", "the `name=` given, or null"),
         *_site("where it was created"),
+        _f("var", "str", "the name its creating line assigns it to, read from the source by the "
+           "flusher: `lock_a` for `lock_a = Lock()`, `Account._lock` for `self._lock = "
+           "threading.Lock()` in `Account.__init__` (3.11+; `self._lock` before); absent when "
+           "the line is no plain assignment or its source cannot be read", optional=True),
         *_EXTRA,
     ), (OP_CREATED,)),
     EventKind("acquire", "An attempt to acquire a Lock or RLock.", (
@@ -445,6 +449,8 @@ EVENTS: Final[tuple[EventKind, ...]] = (
            "returned depth to 0"),
         _f("misuse", "int", "releases by a thread that did not hold it, and other misuse"),
         _f("owner", "int|null", "ident of the holder at that moment, or null"),
+        _f("owner_stack", "list", "the holder's stack at that moment, when it is alive (a lock "
+           "still held at exit: where its holder is)", optional=True, items="str"),
         _f("depth", "int", "the holder's depth at that moment"),
         _f("waits", "int", "Condition, Event and Barrier waits (Barrier: ended, passed or "
            "broken)"),
@@ -503,7 +509,39 @@ EVENTS: Final[tuple[EventKind, ...]] = (
         _f("cycle", "list", "one entry per thread, the closing thread first", items=_CYCLE_ENTRY),
         *_site("where the closing thread waits"),
     ), (OP_GENERIC,)),
-    EventKind("order_violation", "A lock was taken against the order seen before.", (
+    EventKind("deadlock_end", "A thread whose wait was part of a reported deadlock stopped "
+              "waiting.", (
+        _PRIM,
+        _f("what", "str", "how it waited: `acquire`, `restore`, `cond_wait`, `sem_acquire`"),
+        _f("ok", "bool|null", "true: it got what it waited for (a thread outside the cycle "
+           "released it, or the cycle was broken elsewhere); false: it gave up (its timeout "
+           "expired); null: an exception ended the wait, or how it ended is not known"),
+        _f("waited_ns", "int", "how long it waited in all"),
+        _f("timeout", "number|null", "its timeout in seconds, or null"),
+        *_site("where it waited"),
+    ), (OP_GENERIC,)),
+    EventKind("nested_monitor", "A thread blocked on a lock whose holder waits on a Condition "
+              "(over another lock).", (
+        _f("prim", "str", "the lock the thread (`tid`) waits for"),
+        _f("name", "str|null", "its name"),
+        _f("kind", "str", "its kind: `Lock` or `RLock`"),
+        _f("thread", "str", "the waiting thread's name"),
+        _f("cond", "str", "the Condition its holder waits on"),
+        _f("cond_name", "str|null", "its name"),
+        _f("cond_lock", "str|null", "the condition's own lock (released by the wait; `prim` is "
+           "not)"),
+        _f("holder", "int|null", "`tid` of the holder of `prim`, waiting on `cond`"),
+        _f("holder_thread", "str", "its name"),
+        _f("holder_site", "str|null", "where the holder waits on `cond`"),
+        _f("holder_func", "str|null", "the function there"),
+        _f("held_site", "str|null", "where the holder took `prim` (known with `lock_order` on, "
+           "else null)"),
+        _f("timeout", "number|null", "the holder's wait timeout in seconds, or null"),
+        _f("stack", "list", "the waiting thread's stack", items="str"),
+        _f("holder_stack", "list", "the holder's stack", items="str"),
+        *_site("where the thread waits for `prim`"),
+    ), (OP_GENERIC,)),
+    EventKind("lock_order", "A lock was taken against the order seen before.", (
         _f("prim", "str", "the lock just taken"),
         _f("name", "str|null", "its name"),
         _f("held", "str", "the lock held"),
@@ -551,6 +589,13 @@ EVENTS: Final[tuple[EventKind, ...]] = (
            "locks this process shares", items=_OTHER_WAIT),
         _f("reason", "str", "`\"signal SIGUSR1\"` or `\"api\"`"),
     ), (OP_GENERIC,)),
+    # -- pytest --
+    EventKind("test", "A test started or ended (written by the pytest plugin).", (
+        _f("nodeid", "str", "the test's node id, as pytest names it"),
+        _f("phase", "str", "`start` or `end`"),
+        _f("outcome", "str", "at `end`: `passed`, `failed` or `skipped` (any of its setup, "
+           "call and teardown failed: `failed`)", optional=True),
+    ), (OP_GENERIC,)),
     # -- multiprocessing --
     EventKind("attached", "A primitive created in another process arrived by pickling.", (
         _f("prim", "str", "the id given where it was created"),
@@ -581,7 +626,7 @@ BY_NAME: Final[Mapping[str, EventKind]] = {k.name: k for k in EVENTS}
 
 # -- the op tuples -----------------------------------------------------------------------------
 How = Literal["copy", "tid", "tids", "timeout", "const", "opt", "flag", "site", "site_always",
-              "key", "merge", "held_by", "thread"]
+              "key", "merge", "held_by", "thread", "assigned"]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -597,7 +642,8 @@ class Rule:
     of a Value or Array (``index`` or ``field``, or nothing); ``merge`` add every item of a
     dict (or nothing for None); ``held_by`` name the threads of a merged ``held_by``; ``thread``
     (the ``thread`` event's): its source, the native id, is the event's ``tid``, and what
-    ``ident`` maps to from then on.
+    ``ident`` maps to from then on; ``assigned`` the name the line at ``(code, pos)`` assigns
+    to, read from the source once per line (absent when there is none).
     """
 
     how: How
@@ -673,7 +719,8 @@ OPS: Final[tuple[Op, ...]] = (
        (Rule("thread", "tid", ("native_id",)), _copy("ident"), _copy("name"), _copy("daemon")),
        "thread"),
     Op(OP_CREATED, "OP_CREATED", ("prim", "kind", "name", *_CS, "extra"),
-       (_copy("prim"), _copy("kind"), _copy("name"), _SITE, Rule("merge", "", ("extra",))),
+       (_copy("prim"), _copy("kind"), _copy("name"), _SITE,
+        Rule("assigned", "var", ("code", "lineno")), Rule("merge", "", ("extra",))),
        "created"),
     Op(OP_ACQUIRE, "OP_ACQUIRE",
        ("prim", "depth", "ok", "contended", "wait_ns", "blocked_by", "blocking", "timeout", *_CS),

@@ -20,6 +20,8 @@ import sys
 import threading
 from types import CodeType, FrameType
 
+from .assigned import assigned_name
+
 PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__))) + os.sep
 """The tracedsync package's directory, with a trailing separator."""
 _THREADING_FILE = threading.__file__
@@ -95,10 +97,29 @@ class SiteFormatter:
     cache can never be reused by another code object.
     """
 
-    __slots__ = ("_cache",)
+    __slots__ = ("_assigned", "_cache")
 
     def __init__(self) -> None:
         self._cache: dict[tuple[int, int], tuple[CodeType, str, str]] = {}
+        self._assigned: dict[tuple[str, int], str | None] = {}
+
+    def assigned(self, code: CodeType | None, lineno: int) -> str | None:
+        """The name the line at ``(code, lineno)`` assigns to (`assigned.assigned_name`): read
+        from the source once per line, for the ``created`` event's ``var``."""
+        if code is None:
+            return None
+        line = lineno if lineno >= 0 else line_of(code, -lineno - 1)
+        key = (code.co_filename, line)
+        if key in self._assigned:
+            return self._assigned[key]
+        try:
+            name = assigned_name(code.co_filename, line, getattr(code, "co_qualname", None))
+        except Exception:  # an unreadable source names nothing, and must not stop a flush
+            name = None
+        if len(self._assigned) > 100_000:
+            self._assigned.clear()
+        self._assigned[key] = name
+        return name
 
     def __call__(self, code: CodeType | None, lineno: int) -> tuple[str | None, str | None]:
         if code is None:

@@ -15,6 +15,7 @@ for a few attribute updates only.
 from __future__ import annotations
 
 import dataclasses
+import sys
 from collections.abc import Callable
 from typing import Any, Protocol, TypeGuard
 
@@ -22,6 +23,7 @@ from . import runtime as rt
 from .native import LOCK_TYPES
 from .ops import OP_STATS
 from .schema import STATS_RENAMES
+from .sites import format_stack
 
 
 @dataclasses.dataclass(frozen=True)
@@ -127,6 +129,11 @@ def report_stats(st: Any) -> None:
     for key in EXTENSION_FIELDS - KIND_FIELDS.get(st.kind, frozenset()):
         del stats[key]
     stats = {STATS_RENAMES.get(k, k): v for k, v in stats.items()}  # schema 2's names
+    owner = stats.get("owner")
+    if isinstance(owner, int):  # held now (at exit: where is its holder?)
+        frame = sys._current_frames().get(owner)
+        if frame is not None:
+            stats["owner_stack"] = format_stack(frame)
     rt.emit((OP_STATS, rt.now(), rt.get_ident(), st.prim, stats))
 
 

@@ -29,7 +29,9 @@ API for the primitives (all run in the waiting thread):
   whose holders are known only to itself (``owners`` returns the keys of the threads that could
   end the wait: an ``int`` is a thread of this process, a ``(pid, native_tid)`` pair a thread of
   any process). Each may raise what the checker raises, after unregistering.
-* ``forget(me)`` / ``done()``: the thread is no longer blocked (call it in a ``finally``).
+* ``forget(me, ok)`` / ``done(ok)``: the thread is no longer blocked (call it in a ``finally``;
+  ``ok`` says how the wait ended, when known: a wait that was part of a reported deadlock then
+  records its end, `deadlock_end`).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from types import FrameType
 from typing import Any
 
 from . import runtime as rt
+from .ops import OP_GENERIC
 from .sites import line_of, user_frame
 from .state import ConditionState, PrimState, SemaphoreState, is_lock_state
 
@@ -130,11 +133,14 @@ class RemoteWait:
     timeout: float | None = None
 
 
+_WATCHED = frozenset({"acquire", "restore", "cond_wait"})
+
 WAITS: dict[int, Wait] = {}
 """ident → the `Wait` of every thread of this process blocked on a traced primitive now."""
 
 _remote: Callable[[int, int], RemoteWait | None] | None = None
 _checker: Checker | None = None
+_watcher: Callable[[int, Wait], None] | None = None
 _waker: Callable[[], None] | None = None
 _pid = os.getpid()
 _natives: dict[int, int] = {}  # ident → native id, for threads threading does not know
@@ -153,6 +159,13 @@ def set_checker(checker: Checker | None) -> None:
     detectors install it; None: registrations are only recorded)."""
     global _checker
     _checker = checker
+
+
+def set_watcher(watcher: Callable[[int, Wait], None] | None) -> None:
+    """Run ``watcher(ident, wait)`` in every thread that registers a lock or condition wait,
+    before the checker (the nested-monitor detector; it must not raise)."""
+    global _watcher
+    _watcher = watcher
 
 
 def set_remote(lookup: Callable[[int, int], RemoteWait | None] | None) -> None:
@@ -243,6 +256,9 @@ def register(w: Wait, *, check: bool = True, may_raise: bool = True) -> None:
     waker = _waker
     if waker is not None:
         waker()
+    watcher = _watcher
+    if watcher is not None and w.what in _WATCHED:
+        watcher(me, w)
     checker = _checker
     if check and checker is not None:
         checker(me, may_raise)
@@ -263,14 +279,28 @@ def waiting(
     register(Wait(rt.ident(), st, what, timeout, frame, owners), may_raise=may_raise)
 
 
-def done() -> None:
-    """The calling thread is no longer blocked."""
-    WAITS.pop(_thread.get_ident(), None)
+def done(ok: bool | None = None) -> None:
+    """The calling thread is no longer blocked (see `forget`)."""
+    forget(_thread.get_ident(), ok)
 
 
-def forget(me: int) -> None:
-    """`done` for a caller that knows its ident (the lock paths)."""
-    WAITS.pop(me, None)
+def forget(me: int, ok: bool | None = None) -> None:
+    """`done` for a caller that knows its ident (the lock paths). ``ok``: how the wait ended, if
+    the caller knows: true (it got what it waited for), false (it gave up: a timeout), None
+    (an exception, or not known). A wait that was part of a reported deadlock records it (a
+    `deadlock_end` event), so that the report can say what happened: who gave up, after how
+    long, or that a thread outside the cycle ended it."""
+    w = WAITS.pop(me, None)
+    if w is not None and w.deadlocked:
+        _deadlock_end(w, ok)
+
+
+def _deadlock_end(w: Wait, ok: bool | None) -> None:
+    t = rt.now()
+    code, line = w.site()
+    fields = {"prim": w.st.prim, "what": w.what, "ok": ok, "waited_ns": t - w.since,
+              "timeout": w.timeout}
+    rt.emit((OP_GENERIC, t, w.ident, "deadlock_end", fields, code, line))
 
 
 # -- the lock paths' helpers ----------------------------------------------------------------

@@ -28,6 +28,15 @@ given the ones confirmed before it, so at the end of the pass all hold at once. 
 with a timeout ends by itself; a cycle through those is reported (with each wait's ``timeout``)
 but might have resolved.
 
+A thread waiting for a plain ``Lock`` it holds itself while other threads live may be using
+the Lock as a signal (another thread releases it): that wait is reported only once it has
+lasted `SIGNAL_WAIT_NS`, by the watchdog (`_signal_wait`), and never raised.
+
+How it ended. Every wait of a reported cycle records its end (`waits.forget`: a
+``deadlock_end`` event, with whether it got the primitive or gave up, and after how long), so
+that the report says what happened: a cycle broken by a timeout, or ended by a thread outside
+it (a Lock used as a signal, a semaphore released by a thread that held no permit).
+
 What is reported. A ``deadlock`` event (OP_GENERIC, decoded in the flusher) with the cycle's
 threads, what each waits for and where, and every involved thread's stack from
 ``sys._current_frames()``; then an immediate *non-blocking* flush (`Recorder.try_flush`): the
@@ -311,28 +320,44 @@ def deadlock_message(entries: list[dict[str, Any]]) -> str:
     return "deadlock: " + "; ".join(parts)
 
 
+SIGNAL_WAIT_NS = 1_000_000_000
+"""How long a thread must have waited for a plain Lock it holds itself, while other threads
+live, before that wait is reported (see `_signal_wait`)."""
+
+
+def _signal_wait(cycle: list[tuple[Key, Node]]) -> bool:
+    """Whether ``cycle`` is one thread waiting for a plain Lock it holds while other threads
+    live: the Lock-as-a-signal pattern (another thread will release it) as often as a
+    self-deadlock. Its own check does not report it; the watchdog does, once the wait has
+    lasted `SIGNAL_WAIT_NS` (a signal that never comes), and `analyze` drops the report if the
+    wait then ended by the lock being released (`deadlock_end`)."""
+    return len(cycle) == 1 and not _certain(cycle)
+
+
 def scan() -> int:
     """Look for cycles that no check at registration saw (the watchdog calls this each tick);
     report each once. Returns how many were found."""
     found = 0
+    now = rt.now()
     for ident, w in WAITS.copy().items():
         if w.deadlocked:
             continue
         cycle = find_cycle(ident)
-        if cycle is not None:
-            _deadlock(cycle, ident, "watchdog", False)
-            found += 1
+        if cycle is None:
+            continue
+        if _signal_wait(cycle) and now - w.since < SIGNAL_WAIT_NS:
+            continue
+        _deadlock(cycle, ident, "watchdog", False)
+        found += 1
     return found
-
-
-
 
 
 def check(me: int, may_raise: bool) -> None:
     """The checker `tracedsync._core.waits` runs when thread ``me`` registers a wait that can
-    close a cycle: report the cycle it closes, if any (and raise, see the design note)."""
+    close a cycle: report the cycle it closes, if any (and raise, see the design note); a
+    possible signal wait is left to the watchdog (`_signal_wait`)."""
     cycle = find_cycle(me)
-    if cycle is not None:
+    if cycle is not None and not _signal_wait(cycle):
         _deadlock(cycle, me, "acquire", may_raise)
 
 

@@ -1,4 +1,4 @@
-"""Lock-order checking online (``lock_order=True``): ``order_violation`` when an acquisition
+"""Lock-order checking online (``lock_order=True``): a ``lock_order`` event when an acquisition
 closes a cycle in the graph of "B was taken while A was held" edges.
 
 Design note.
@@ -22,13 +22,14 @@ Design note.
   native tid). Reading it is lock-free (dict reads under the GIL); a *new* edge (rare: once per
   pair of locks) is added under ``_lock``, a raw lock held only for dict operations and the
   search for a path b → ... → a, never while calling traced code, so it cannot deadlock. That
-  path, if it exists, is the reverse order: an ``order_violation`` is recorded, once per pair of
+  path, if it exists, is the reverse order: a ``lock_order`` event is recorded, once per pair of
   sites (the new edge's sites, and the reverse path's), however many lock instances repeat it.
 * What counts. Blocking acquires (with or without a timeout) that succeed, and the re-acquire at
   the end of a condition wait (holding B while waiting on a condition over A makes an edge
-  B → A: the notifier that takes A then B deadlocks with it). Non-blocking acquires cannot wait,
-  so they add no edge into the lock they take (but the lock is held, and later edges start from
-  it). Re-entrant acquires (depth > 1) add nothing.
+  B → A: the notifier that takes A then B deadlocks with it). Tries (``blocking=False`` or
+  ``timeout=0``) cannot wait, so they add no edge into the lock they take (lockdep's rule for
+  trylock; but the lock is held, and later edges start from it). Re-entrant acquires
+  (depth > 1) add nothing.
 * Bounds. The graph is per lock instance and is never pruned; past ``_MAX_EDGES`` edges no new
   edge is added (reported once on stderr).
 """
@@ -193,7 +194,7 @@ def _violation(me: int, h: Entry, entry: Entry,
     line = 0
     if b_code is not None:
         line = b_pos if b_pos >= 0 else line_of(b_code, -b_pos - 1)
-    rt.emit((OP_GENERIC, rt.now(), me, "order_violation", fields, b_code, line))
+    rt.emit((OP_GENERIC, rt.now(), me, "lock_order", fields, b_code, line))
 
 
 def acquired_at(ident: int, st: LockBooks) -> str | None:
@@ -202,6 +203,12 @@ def acquired_at(ident: int, st: LockBooks) -> str | None:
         if h[0] is st:
             return _site(h[1], h[2])
     return None
+
+
+def _may_wait(blocking: Any, timeout: Any) -> bool:
+    """Whether an acquire with these arguments could have waited: not a try (``blocking``
+    false, or ``timeout`` 0). A try cannot deadlock, so it adds no edge into what it takes."""
+    return bool(blocking) and not (type(timeout) in (int, float) and timeout == 0)
 
 
 # -- the wrappers ------------------------------------------------------------------------------
@@ -225,7 +232,7 @@ def _make_wrappers() -> dict[tuple[type, str], Any]:
         else:
             ok = base_acquire(self, blocking, timeout, _depth=_depth + 1)
         if ok:
-            _took(_get_state(self), _getframe(_depth), bool(blocking))
+            _took(_get_state(self), _getframe(_depth), _may_wait(blocking, timeout))
         return ok  # type: ignore[no-any-return]
 
     def enter(self: Any, _depth: int = 1) -> bool:
@@ -272,7 +279,8 @@ def _native_wrappers(cls: Any) -> dict[tuple[type, str], Any]:
         ok = base_acquire(self, *args, **kwargs)
         if ok:
             blocking = args[0] if args else kwargs.get("blocking", True)
-            _took(self, user_frame(), bool(blocking))
+            timeout = args[1] if len(args) > 1 else kwargs.get("timeout", -1)
+            _took(self, user_frame(), _may_wait(blocking, timeout))
         return ok  # type: ignore[no-any-return]
 
     def enter(self: Any, *args: Any, **kwargs: Any) -> bool:

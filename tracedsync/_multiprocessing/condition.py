@@ -103,10 +103,11 @@ class TracedMpCondition(MpProxy):
         result = False
         try:
             wait_cond(me, st, timeout, f)  # in the wait-for graph while waiting (_detect.py)
+            got: bool | None = None
             try:
-                result = raw._wait_semaphore.acquire(True, timeout)
+                result = got = raw._wait_semaphore.acquire(True, timeout)
             finally:
-                forget(me)
+                forget(me, got)
         finally:
             raw._woken_count.release()  # indicate that this thread has woken
             t1 = rt.now()

@@ -249,8 +249,10 @@ def acquire_slow(st: LockState, block: Any, timeout: Any, fdepth: int) -> bool:
         # Unusual arguments: the real lock validates (raising its own error) and answers.
         ok = st.acquire(block, timeout)
         return _booked(st, ok, _deeper(fdepth), block, timeout, 0, False, None)
-    if not block:
-        ok = st.acquire(False)
+    if not block or (timeout is not None and timeout <= 0):
+        # A try (multiprocessing takes a timeout <= 0 for one) never waits: not published,
+        # not in the wait-for graph.
+        ok = st.acquire(block, timeout)
         return _booked(st, ok, _deeper(fdepth), block, timeout, 0, not ok,
                        None if ok else st.ext[OWNER])
     if st.acquire(False):
@@ -271,10 +273,11 @@ def acquire_slow(st: LockState, block: Any, timeout: Any, fdepth: int) -> bool:
                                  timeout, frame)
         try:
             waiting(st, lambda: (split(rec[OWNER]),), timeout=timeout, frame=frame)
+            ok = None
             try:
                 ok = st.acquire(True, timeout)
             finally:
-                forget(me)
+                forget(me, ok)
         finally:
             _xwaits.unpublish(shared)
     except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError, for two
@@ -411,10 +414,11 @@ def acquire_restore(st: LockState, count: int) -> None:
                                  user_frame())
         try:
             waiting(st, lambda: (split(rec[OWNER]),), what="restore", may_raise=False)
+            got = None
             try:
-                st.acquire()
+                got = st.acquire()
             finally:
-                forget(me)
+                forget(me, got)
         finally:
             _xwaits.unpublish(shared)
     for _ in range(count - 1):

@@ -62,8 +62,8 @@ class TracedMpSemaphore(MpProxy):
         if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
             ok = st.acquire(block, timeout)  # the real one validates (raises) and answers
             return _booked(st, ok, False, 0, block, timeout, _depth + 1, None, _permits)
-        if not block:
-            ok = st.acquire(False)
+        if not block or (timeout is not None and timeout <= 0):  # a try: never waits
+            ok = st.acquire(block, timeout)
             return _booked(st, ok, not ok, 0, block, timeout, _depth + 1, None, _permits)
         if st.acquire(False):
             return _booked(st, True, False, 0, block, timeout, _depth + 1, None, _permits)

@@ -65,7 +65,7 @@ class Settings:
     `tracedsync.DeadlockError` instead of blocking; only for an acquire without a timeout, as
     one with a timeout returns False when it expires)."""
     lock_order: bool = False
-    """Check lock-order inversions online (``order_violation`` events); costs on every
+    """Check lock-order inversions online (``lock_order`` events); costs on every
     acquire, so off by default."""
     long_wait: float | None = None
     """Seconds after which a thread still blocked is reported (``long_wait``); None: off."""

@@ -96,6 +96,9 @@ def _statements(rule: Rule) -> list[str]:
         return [f"ev[{f}], ev[{rule.also!r}] = _site({', '.join(rule.src)})"]
     if rule.how == "key":
         return [f"_put_key(ev, {s})"]
+    if rule.how == "assigned":  # read once per line by the site formatter
+        return [f"_a = _site.assigned({', '.join(rule.src)})", "if _a is not None:",
+                f"    ev[{f}] = _a"]
     if rule.how == "merge":
         return [f"if {s}:", f"    ev.update({s})"]
     if rule.how == "held_by":  # semaphores: (ident, permits) pairs, named by thread here

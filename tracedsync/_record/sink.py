@@ -38,7 +38,7 @@ from .decode import Event
 
 Processor = Callable[[Any, str, Event], Any]
 
-_METHOD = {"misuse": "warning", "deadlock": "error", "order_violation": "warning"}
+_METHOD = {"misuse": "warning", "deadlock": "error", "lock_order": "warning"}
 
 
 def _method(ev: Event) -> str:

@@ -15,35 +15,14 @@ from collections.abc import Iterable, Sequence
 from typing import TextIO
 
 from ..analysis.findings import Finding
+from ..analysis.kinds import ALIASES, KINDS, canonical
 from ..analysis.report import Report
 
 BASE_DIR = "tracedsync-logs"
 TOP_ROWS = 5
 
-FINDING_KINDS = frozenset(
-    {
-        "deadlock",
-        "held_at_end",
-        "lock_order",
-        "lock_order_class",
-        "nested_same_class",
-        "lost_wakeup",
-        "unfinished_wait",
-        "long_hold",
-        "long_wait",
-        "hot_site",
-        "misuse",
-        "rmw",
-        "permits_held",
-        "barrier_broken",
-        "dropped_events",
-    }
-)
+FINDING_KINDS = KINDS
 """The ``kind`` of every finding (docs/analysis.md, "Findings")."""
-ALIASES = {
-    "order": frozenset({"lock_order", "lock_order_class"}),
-    "wakeup": frozenset({"lost_wakeup"}),
-}
 SEVERITIES = frozenset({"warning", "error"})
 """A name in a fail-on list that selects findings by severity rather than kind."""
 
@@ -73,11 +52,21 @@ def _dirs(log_dirs: str | Sequence[str]) -> list[str]:
     return [log_dirs] if isinstance(log_dirs, str) else list(log_dirs)
 
 
-def load_report(log_dirs: str | Sequence[str]) -> Report | None:
+def load_report(log_dirs: str | Sequence[str], baseline: str | None = None) -> Report | None:
     """The analyze report of every log in ``log_dirs`` (a directory or several); None when
-    there is nothing to read."""
+    there is nothing to read. ``baseline``: a file of findings to leave out (`ValueError`
+    if it is not one)."""
     from ..analysis.analyze import NoInputError, analyze
+    from ..analysis.findings import Options
     from ..analysis.report import build_report
+    from ..analysis.suppress import read_baseline
+
+    keys: frozenset[str] = frozenset()
+    if baseline is not None:
+        try:
+            keys = read_baseline(baseline)
+        except OSError as exc:
+            raise ValueError(f"cannot read {baseline}: {exc.strerror}") from None
 
     dirs = [d for d in _dirs(log_dirs) if os.path.isdir(d)]
     if not dirs:
@@ -86,7 +75,7 @@ def load_report(log_dirs: str | Sequence[str]) -> Report | None:
         agg = analyze(dirs, jobs=1)
     except (NoInputError, FileNotFoundError):
         return None
-    return build_report(agg)
+    return build_report(agg, Options(baseline=keys))
 
 
 def render(
@@ -133,7 +122,7 @@ def parse_kinds(text: str | Iterable[str]) -> frozenset[str]:
         if not name:
             continue
         if name in ALIASES:
-            out |= ALIASES[name]
+            out.add(canonical(name))
         elif name in FINDING_KINDS or name in SEVERITIES:
             out.add(name)
         else:

@@ -101,7 +101,7 @@ def _wait(self: TracedCondition, timeout: float | None = None) -> bool:
     try:
         result = RawCondition.wait(self, timeout)
     except BaseException as exc:
-        forget(me)
+        forget(me, None)
         _forget(waiters, me)
         t1 = rt.now()
         if isinstance(exc, RuntimeError) and not _owned(self):
@@ -110,7 +110,7 @@ def _wait(self: TracedCondition, timeout: float | None = None) -> bool:
         else:
             rt.emit((OP_COND_WAKE, t1, me, st.prim, t1 - t0, False, 0, code, lineno))
         raise
-    forget(me)
+    forget(me, bool(result))
     t1 = rt.now()
     if not result:
         _forget(waiters, me)

@@ -204,8 +204,9 @@ def _acquire_slow(st: LockState, blocking: bool, timeout: float, fdepth: int) ->
     level = rt.level
     if not level:
         return st.acquire(blocking, timeout)  # type: ignore[no-any-return]
-    if not blocking:
-        # The real lock validates (acquire(False, 1) raises ValueError) and answers.
+    if not blocking or timeout == 0:
+        # A try (blocking=False, or timeout=0) never waits: no wait-for edge, no deadlock
+        # check. The real lock validates (acquire(False, 1) raises ValueError) and answers.
         ok = st.acquire(blocking, timeout)
         blocked_by = None if ok else st.owner
         return _booked(st, ok, fdepth + 1, blocking, timeout, 0, not ok, blocked_by)
@@ -225,10 +226,11 @@ def _acquire_slow(st: LockState, blocking: bool, timeout: float, fdepth: int) ->
         # when the real acquire returns. wait_lock raises DeadlockError (unregistered already)
         # when this wait closes a cycle and on_deadlock="raise".
         wait_lock(me, st, timeout, _caller(fdepth))
+        ok = None
         try:
             ok = st.acquire(True, timeout)
         finally:
-            forget(me)
+            forget(me, ok)
     except BaseException as exc:  # KeyboardInterrupt while blocked, DeadlockError, for two
         wait = rt.now() - t0
         st.contended += 1
@@ -386,10 +388,11 @@ class PyTracedLock(_TracedLockBase):
             # About to block: in the wait-for graph meanwhile (_detect.py; reported, never
             # raised: failing here would leave Condition.wait's caller without the lock).
             wait_restore(me, st)
+            got = None
             try:
-                st.acquire()
+                got = st.acquire()
             finally:
-                forget(me)
+                forget(me, got)
         _restore_booked(st, me, 1, t0, blocked_by)
 
 
@@ -443,9 +446,11 @@ class PyTracedRLock(_TracedLockBase):
             # Held by another thread as far as our books say: about to block, so in the
             # wait-for graph meanwhile (_detect.py; reported, never raised, as for PyTracedLock).
             wait_restore(me, st)
+            got = None
             try:
                 st.raw._acquire_restore(state)
+                got = True
             finally:
-                forget(me)
+                forget(me, got)
         _restore_booked(st, me, state[0], t0, blocked_by)
 

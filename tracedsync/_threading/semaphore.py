@@ -158,7 +158,8 @@ def _acquire(self: TracedSemaphore, blocking: bool = True, timeout: float | None
 def _acquire_slow(self: TracedSemaphore, st: SemaphoreState, blocking: Any, timeout: Any) -> bool:
     """An acquire with other arguments than ``()`` or ``(False)``."""
     # (frames: the caller <- _acquire <- here <- ...)
-    if not blocking:
+    if not blocking or (plain_timeout(timeout) and timeout is not None and timeout <= 0):
+        # A try never waits (timeout <= 0 is one): never in the wait-for graph.
         ok = _raw_acquire(self, blocking, timeout)  # the real one validates and answers
         return _booked(st, ok, not ok, 0, blocking, timeout, 3, None, _permits)
     if _raw_acquire(self, False):  # (never raises, whatever the timeout)
@@ -179,10 +180,11 @@ def _acquire_blocked(st: SemaphoreState, acquire: Callable[[Any, Any], bool], bl
         # Runtime detection (_detect.py): in the wait-for graph while blocked (owners: the
         # permit holders); raises DeadlockError, unregistered, with on_deadlock="raise".
         wait_sem(me, st, timeout if plain else None, _getframe(fdepth))
+        got: bool | None = None  # how the wait ended, for a reported deadlock (deadlock_end)
         try:
-            ok = acquire(blocking, timeout)
+            ok = got = acquire(blocking, timeout)
         finally:
-            forget(me)
+            forget(me, got)
     except BaseException as exc:  # KeyboardInterrupt while blocked, or a bad timeout
         if plain:
             t1 = rt.now()

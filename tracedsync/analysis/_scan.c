@@ -906,7 +906,9 @@ apply(Kernel *k, const Rec *r, const char *func, uint32_t flen)
             if (t == NULL) return -1;
             t->active = 1;
             if (held_find(t, r->prim) < 0) {
-                if (t->nheld && add_edges(k, t, r->prim, si, r->tid) < 0) return -1;
+                /* a try (blocking false, or timeout 0) cannot wait: no edge into it */
+                if (t->nheld && !r->blocking_false && add_edges(k, t, r->prim, si, r->tid) < 0)
+                    return -1;
                 if (held_push(t, r->prim, si) < 0) return -1;
             }
             if (r->restored) {
@@ -1015,6 +1017,7 @@ typedef struct {
     Int ts, tid, depth, wait, hold, blocked;
     Str prim, site, func;
     Bool ok, contended, restored, blocking;
+    int try_zero; /* timeout 0: a try, read as blocking false (hotdecode.blocking_of) */
 } Ev;
 
 #define PUNT 0  /* maybe a usable acquire or release: Python decides */
@@ -1259,6 +1262,15 @@ parse_line(const char *p, const char *end, Ev *ev)
         case 7:
             if (KEY("wait_ns")) { ONCE(ev->wait); p = parse_int(p, end, &ev->wait); goto next; }
             if (KEY("hold_ns")) { ONCE(ev->hold); p = parse_int(p, end, &ev->hold); goto next; }
+            if (KEY("timeout")) {
+                /* only a zero matters; any other value is skipped below */
+                if (p < end && *p == '0') {
+                    const char *z = p + 1;
+                    if (z < end && *z == '.') { z++; while (z < end && *z == '0') z++; }
+                    const char *w = skip_ws(z, end);
+                    if (w < end && (*w == ',' || *w == '}')) ev->try_zero = 1;
+                }
+            }
             break;
         case 8:
             if (KEY("restored")) {
@@ -1338,7 +1350,7 @@ to_rec(Kernel *k, const Ev *ev, Rec *r)
         r->wait = ev->wait.set == 1 ? ev->wait.v : 0;
         r->has_wait = ev->wait.set == 1;
         r->restored = ev->restored.set == 1 && ev->restored.v;
-        r->blocking_false = ev->blocking.set == 1 && !ev->blocking.v;
+        r->blocking_false = (ev->blocking.set == 1 && !ev->blocking.v) || ev->try_zero;
         r->has_blocked = ev->blocked.set == 1;
         r->blocked = ev->blocked.v;
     } else {

@@ -31,6 +31,7 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from .caps import count_smallest, keep_smallest, stable_key
+from .facts import Facts
 from .hist import Histogram
 
 AGGREGATE_KIND = "tracedsync-aggregate"
@@ -182,6 +183,8 @@ class PrimInfo:
     func: str | None = None
     pid: int | None = None  # creating process
     lock: str | None = None  # a Condition's lock
+    var: str | None = None  # the name the creating line assigned it to
+    initial: int | None = None  # a semaphore's initial value
     cond_waits: int = 0
     cond_timeouts: int = 0
     notifies: int = 0
@@ -218,6 +221,8 @@ class PrimInfo:
         ):
             self.site, self.func = o.site, o.func
         self.lock = _min_some(self.lock, o.lock)
+        self.var = _min_some(self.var, o.var)
+        self.initial = _min_some(self.initial, o.initial)
         self.pid = _min_some(self.pid, o.pid)
         for f in self._SUMS:
             setattr(self, f, getattr(self, f) + getattr(o, f))
@@ -249,7 +254,7 @@ class Tally:
     Used for misuse, read-modify-writes, lost wake-ups, runtime long waits: anything reported as
     "this happened N times at these sites, in these threads". Details are examples: when two
     files give one a different value, the smaller (by its JSON form) is kept; ``still_waiting``
-    is a count and adds up; ``waits`` is a list of examples, the smallest kept.
+    and ``unsure`` are counts and add up; ``waits`` is a list of examples, the smallest kept.
     """
 
     __slots__ = ("count", "details", "max_ns", "thread_count", "threads")
@@ -269,6 +274,14 @@ class Tally:
         if tid is not None:
             keep_smallest(self.threads, (("", pid, tid),), MAX_THREADS)
 
+    def stamp(self, stamp: list[Any]) -> None:
+        """Keep ``[host, pid, tid, ts]`` of an occurrence (the smallest `MAX_THREADS`)."""
+        mine = {tuple(w) for w in self.details.get("stamps", [])}
+        if tuple(stamp) in mine:
+            return
+        keep_smallest(mine, [tuple(stamp)], MAX_THREADS)
+        self.details["stamps"] = [list(w) for w in sorted(mine, key=stable_key)]
+
     def note(self, key: str, value: Any) -> None:
         """Keep ``value`` as the detail ``key`` (the smaller of it and what is there)."""
         cur = self.details.get(key)
@@ -280,12 +293,15 @@ class Tally:
         self.max_ns = max(self.max_ns, o.max_ns)
         keep_smallest(self.threads, o.threads, MAX_THREADS)
         for k, v in o.details.items():
-            if k == "still_waiting":
+            if k in ("still_waiting", "unsure"):
                 self.details[k] = int(self.details.get(k, 0)) + int(v)
             elif k == "waits":
                 mine = {tuple(w) for w in self.details.get(k, [])}
                 keep_smallest(mine, (tuple(w) for w in v), MAX_THREADS)
                 self.details[k] = [list(w) for w in sorted(mine)]
+            elif k == "stamps":
+                for w in v:
+                    self.stamp(list(w))
             else:
                 self.note(k, v)
 
@@ -504,6 +520,7 @@ class Aggregate:
     timeline_shift: int = TIMELINE_SHIFT
     timeline: dict[str, dict[int, list[int]]] = dataclasses.field(default_factory=dict)
     hosts: dict[str, HostInfo] = dataclasses.field(default_factory=dict)
+    facts: Facts = dataclasses.field(default_factory=Facts)
 
     # -- merging ------------------------------------------------------------------------------
     @classmethod
@@ -577,6 +594,7 @@ class Aggregate:
             self.deadlocks = _sorted_by_json([*self.deadlocks, *o.deadlocks])
         if o.permits_held:
             self.permits_held = _sorted_by_json([*self.permits_held, *o.permits_held])
+        self.facts.merge(o.facts)
         for h, hinfo in o.hosts.items():
             cur_h = self.hosts.get(h)
             if cur_h is None:
@@ -642,6 +660,8 @@ class Aggregate:
         self.timeline = {p: dict(sorted(self.timeline[p].items())) for p in sorted(self.timeline)}
         self.event_counts = dict(sorted(self.event_counts.items()))
         self.hosts = dict(sorted(self.hosts.items()))
+        for items in self.facts.notes.values():
+            items.sort(key=stable_key)
 
     def copy(self) -> Aggregate:
         """A deep copy (through `merge`)."""
@@ -665,6 +685,8 @@ class Aggregate:
                     t.details["waits"] = [
                         [host(w[0]), *w[1:]] if len(w) == 4 else w for w in t.details["waits"]
                     ]
+                if "stamps" in t.details:
+                    t.details["stamps"] = [[host(w[0]), *w[1:]] for w in t.details["stamps"]]
                 if k2 in out:
                     out[k2].merge(t)
                 else:
@@ -706,6 +728,7 @@ class Aggregate:
         for p in self.permits_held:
             p["prim"] = prim(p["prim"])
             p["host"] = host(str(p.get("host", "")))
+        self.facts.rename(prim, host)
         self.timeline = {prim(p): b for p, b in self.timeline.items()}
         self.hosts = {host(h): i for h, i in self.hosts.items()}
 
@@ -744,6 +767,7 @@ class Aggregate:
                 for p, bs in sorted(self.timeline.items())
             ],
             "hosts": [[h, self.hosts[h].to_dict()] for h in sorted(self.hosts)],
+            "facts": self.facts.to_dict(),
         }
 
     @classmethod
@@ -786,6 +810,7 @@ class Aggregate:
             timeline_shift=int(d["timeline_shift"]),
             timeline={p: {int(b): [int(n), int(w)] for b, n, w in bs} for p, bs in d["timeline"]},
             hosts={h: HostInfo.from_dict(i) for h, i in d.get("hosts", [])},
+            facts=Facts.from_dict(d.get("facts")),
         )
 
 

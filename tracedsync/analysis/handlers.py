@@ -18,10 +18,15 @@ from . import reader
 from .aggregate import MAX_THREADS, UNKNOWN_SITE, PrimInfo, Tally
 from .caps import keep_smallest
 from .hosts import host_info, host_key
+from .sem_books import SemBooks
 
 Event = dict[str, Any]
 WAIT_FIELDS = ("wait_ns", "waited_ns")
 MAX_VALUE_READS = 100_000  # reads remembered for pairing, per file
+MAX_MISUSE_NOTES = 64  # occurrences kept whole per (primitive, what, site), per file
+SEMAPHORES = ("Semaphore", "BoundedSemaphore")
+NOTED = ("deadlock_end", "nested_monitor", "test")
+"""Rare events kept whole (`facts.Facts.notes`) for the findings that need them."""
 SESSION_FIELDS = ("ts", "ppid", "process", "argv", "python", "version", "hostname", "wall_ns",
                   "mono_ns")
 
@@ -41,9 +46,16 @@ class RareHandlers:
     ident_tid: dict[int, int]
     waiting: dict[tuple[int, str], tuple[str, bool]]
     last_notify: dict[str, tuple[int, int, str, int | None]]
-    last_set: dict[str, tuple[int, str, int | None]]
-    last_clear: dict[str, int]
-    value_reads: dict[tuple[Any, ...], tuple[str, bool]]
+    last_set: dict[str, tuple[int, str, int | None, bool]]
+    last_clear: dict[str, tuple[int, int | None]]
+    value_reads: dict[tuple[Any, ...], tuple[str, bool, int]]
+    rmw_seen: set[tuple[Any, ...]]
+    sem_books: SemBooks
+    ident_tids: dict[int, set[int]]
+    misuse_notes: dict[tuple[Any, ...], int]
+    nested_pending: dict[tuple[int, str], dict[str, Any]]
+    test_held: dict[int, set[str]]
+    in_order: bool
     saw_values: bool
     rmw_unpaired: set[tuple[str, str]]
     owners_at_exit: list[tuple[str, int, int]]
@@ -62,6 +74,7 @@ class RareHandlers:
             "session": self._session,
             "thread": self._thread,
             "created": self._created,
+            "attached": self._attached,
             "cond_wait": self._cond_wait,
             "cond_wake": self._cond_wake,
             "notify": self._notify,
@@ -81,7 +94,13 @@ class RareHandlers:
             "event_clear": self._event_clear,
             "event_wait": self._event_wait,
             "sem_acquire": self._sem_acquire,
+            "sem_release": self._sem_release,
             "barrier_broken": self._barrier_broken,
+            "deadlock_end": self._note,
+            "nested_monitor": self._nested_monitor,
+            "test": self._test,
+            "lock_order": self._lock_order,
+            "order_violation": self._lock_order,  # its name before schema 3
         }
 
     def _prim(self, prim: str) -> PrimInfo:
@@ -96,8 +115,12 @@ class RareHandlers:
         if t is None:
             t = table[key] = Tally()
         pid = ev.get("pid", self.pid)
+        pid = pid if type(pid) is int else self.pid
         tid = ev.get("tid")
-        t.hit(pid if type(pid) is int else self.pid, tid if type(tid) is int else None, ns)
+        t.hit(pid, tid if type(tid) is int else None, ns)
+        ts = ev.get("ts")
+        if type(ts) is int:  # when it happened (the tests it happened in: under_pytest.py)
+            t.stamp(["", pid, tid if type(tid) is int else -1, ts])
         return t
 
     # -- rare events --------------------------------------------------------------------------
@@ -135,7 +158,11 @@ class RareHandlers:
         ident = ev.get("ident")
         if isinstance(ident, int):
             self.ident_tid[ident] = tid
+            self.ident_tids.setdefault(ident, set()).add(tid)
         self.agg.threads[("", pid, tid)] = str(ev.get("name") or tid)
+        if isinstance(tid, int) and type(ev.get("ts")) is int:
+            self.agg.facts.note("thread_born", {"host": "", "pid": pid, "tid": tid,
+                                                "ts": ev["ts"]})
 
     def _created(self, ev: Event) -> None:
         info = self._prim(ev["prim"])
@@ -146,6 +173,23 @@ class RareHandlers:
         info.pid = int(ev["pid"])
         lock = ev.get("lock")
         info.lock = lock if isinstance(lock, str) else None
+        var = ev.get("var")
+        info.var = var if isinstance(var, str) else None
+        value = ev.get("value")
+        if info.kind in SEMAPHORES and type(value) is int:
+            info.initial = value
+
+    def _attached(self, ev: Event) -> None:
+        """A primitive of another process arrived here: what it is (its creation is in the
+        other process's log)."""
+        self._count_other(ev)
+        info = self._prim(ev["prim"])
+        if info.kind == "?" and isinstance(ev.get("kind"), str):
+            info.kind = ev["kind"]
+            info.name = ev.get("name")
+        value = ev.get("value")
+        if info.kind in SEMAPHORES and type(value) is int and info.initial is None:
+            info.initial = value
 
     def _cond_wait(self, ev: Event) -> None:
         prim = ev["prim"]
@@ -156,6 +200,10 @@ class RareHandlers:
     def _cond_wake(self, ev: Event) -> None:
         prim = ev["prim"]
         info = self._prim(prim)
+        note = self.nested_pending.pop((ev["tid"], prim), None)
+        if note is not None:
+            note["ended"] = {"notified": ev.get("notified") is True, "ts": ev["ts"],
+                             "waited_ns": ev.get("waited_ns")}
         info.cond_waits += 1
         pending = self.waiting.pop((ev["tid"], prim), None)
         if not ev.get("notified"):
@@ -163,13 +211,14 @@ class RareHandlers:
             if pending is not None and pending[1]:
                 self._lost(ev, prim, pending[0], int(ev.get("waited_ns") or 0))
 
-    def _lost(self, ev: Event, prim: str, wait_site: str, waited: int) -> None:
+    def _lost(self, ev: Event, prim: str, wait_site: str, waited: int) -> Tally:
         last = self.last_notify.get(prim)
         notify_site = last[2] if last else UNKNOWN_SITE
         t = self._tally(self.agg.lost_wakeups, (prim, notify_site, wait_site), ev, waited)
         if last is not None and last[3] is not None:
             keep_smallest(t.threads, [("", self.pid, last[3])], MAX_THREADS)
         t.details.setdefault("still_waiting", 0)
+        return t
 
     def _notify(self, ev: Event) -> None:
         prim = ev["prim"]
@@ -180,37 +229,44 @@ class RareHandlers:
             info.unheard_notifies += 1
         self.last_notify[prim] = (ev["ts"], waiters, ev.get("site") or UNKNOWN_SITE, ev["tid"])
 
+    # An Event's lost pulse: a set that no wait saw (nobody was waiting, and no wait found the
+    # flag set before it was cleared), then a clear, then a wait that began after the clear and
+    # timed out. A set that woke a waiter, or that a wait found, was heard, whatever that
+    # waiter does next (clear, then wait(timeout) as a sleep). A set cleared by the thread
+    # that set it is the pulse idiom (`set(); clear()`), which loses the pulse for anyone not
+    # yet waiting; cleared by another thread it is unsure: the clearing thread may have done
+    # the work the set asked for (`wait(); clear(); work()` loops), so it is noted "unsure".
     def _event_set(self, ev: Event) -> None:
         prim = ev["prim"]
         self._count_other(ev)
         site = ev.get("site") or UNKNOWN_SITE
-        self.last_set[prim] = (ev["ts"], site, ev.get("tid"))
-        waiters = ev.get("waiters")
-        if isinstance(waiters, int):
-            self.last_notify[prim] = (ev["ts"], waiters, site, ev["tid"])
+        self.last_set[prim] = (ev["ts"], site, ev.get("tid"), False)
 
     def _event_clear(self, ev: Event) -> None:
         self._count_other(ev)
-        self.last_clear[ev["prim"]] = ev["ts"]
+        self.last_clear[ev["prim"]] = (ev["ts"], ev.get("tid"))
 
     def _event_wait(self, ev: Event) -> None:
-        """A timed-out wait that began after a set *and* its clear missed that pulse."""
         prim = ev["prim"]
         self._count_other(ev)
+        last = self.last_set.get(prim)
+        if ev.get("result") is True:
+            if last is not None and last[0] <= ev["ts"]:
+                self.last_set[prim] = (*last[:3], True)  # heard
+            return
         if ev.get("result") is not False and ev.get("timed_out") is not True:
             return
         waited = _waited(ev)
         began = ev["ts"] - waited
-        last = self.last_set.get(prim)
-        if last is None or last[0] > began:
+        if last is None or last[0] > began or last[3]:
             return
         cleared = self.last_clear.get(prim)
-        unheard = self.last_notify.get(prim)
-        if (cleared is not None and last[0] <= cleared <= began) or (
-            unheard is not None and unheard[1] == 0 and unheard[0] == last[0]
-        ):
-            self.last_notify[prim] = (last[0], 0, last[1], last[2])
-            self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+        if cleared is None or not last[0] <= cleared[0] <= began:
+            return
+        self.last_notify[prim] = (last[0], 0, last[1], last[2])
+        t = self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+        if cleared[1] != last[2]:
+            t.details["unsure"] = int(t.details.get("unsure", 0)) + 1
 
     def _sem_acquire(self, ev: Event) -> None:
         prim = ev["prim"]
@@ -220,6 +276,59 @@ class RareHandlers:
             info.other_wait.add(int(ev.get("wait_ns") or 0))
         if ev.get("ok") is False and ev.get("blocking", True):
             info.other_timeouts += 1
+        if ev.get("ok") is True and isinstance(ev.get("tid"), int):
+            self.sem_books.acquired(prim, ev["tid"], ev.get("site") or UNKNOWN_SITE, ev["ts"])
+
+    def _sem_release(self, ev: Event) -> None:
+        self._count_other(ev)
+        n = ev.get("n")
+        if isinstance(ev.get("tid"), int) and type(n) is int:
+            self.sem_books.released(ev["prim"], ev["tid"], n)
+
+    def _note(self, ev: Event) -> None:
+        """A rare event kept whole for the findings (`facts.Facts.notes`)."""
+        self._count_other(ev)
+        fields = {k: v for k, v in ev.items() if k != "event"}
+        fields["host"] = ""
+        fields.setdefault("pid", self.pid)
+        self.agg.facts.note(ev["event"], fields)
+
+    def _test(self, ev: Event) -> None:
+        """A test started or ended (the pytest plugin). What its thread took during the test and
+        still held at its end leaked from it: noted, for the findings about locks held (their
+        events carry no time). Only in a file read in order: the held locks of a byte range's
+        thread are not known at each of its lines."""
+        self._note(ev)
+        tid = ev.get("tid")
+        if not self.in_order or not isinstance(tid, int):
+            return
+        held = {p for p, _ in self.kernel.held_of(tid)}
+        if ev.get("phase") == "start":
+            self.test_held[tid] = held
+            return
+        leaked = held - self.test_held.pop(tid, held)
+        if leaked:
+            self.agg.facts.note("test_leak", {"host": "", "pid": ev.get("pid", self.pid),
+                                              "tid": tid, "ts": ev["ts"],
+                                              "nodeid": ev.get("nodeid"),
+                                              "prims": sorted(leaked)})
+
+    def _nested_monitor(self, ev: Event) -> None:
+        """A nested-monitor lockout forming; how the holder's condition wait ended is added
+        from its ``cond_wake`` (`_cond_wake`), if it comes."""
+        self._note(ev)
+        note = self.agg.facts.notes["nested_monitor"][-1]
+        holder, cond = ev.get("holder"), ev.get("cond")
+        if isinstance(holder, int) and isinstance(cond, str):
+            self.nested_pending[(holder, cond)] = note
+
+    def _lock_order(self, ev: Event) -> None:
+        """A lock-order inversion seen at run time (``lock_order=True``); ``order_violation``
+        is its name in logs before schema 3."""
+        fields = {k: ev.get(k) for k in ("ts", "pid", "tid", "prim", "held", "held_site",
+                                         "site", "reverse", "stack")}
+        fields["host"] = ""
+        self.agg.facts.note("lock_order", fields)
 
     def _barrier_broken(self, ev: Event) -> None:
         prim = ev["prim"]
@@ -240,6 +349,12 @@ class RareHandlers:
         t = self._tally(self.agg.misuse, key, ev)
         t.details.setdefault("error", ev.get("error"))
         t.details.setdefault("func", ev.get("func"))
+        n = self.misuse_notes.get(key, 0)
+        if n < MAX_MISUSE_NOTES:  # each occurrence, for the test it happened in
+            self.misuse_notes[key] = n + 1
+            self.agg.facts.note("misuse", {"prim": prim, "what": key[1], "site": key[2],
+                                           "ts": ev.get("ts"), "pid": ev.get("pid", self.pid),
+                                           "tid": ev.get("tid"), "host": ""})
 
     def _stats(self, ev: Event) -> None:
         prim = ev["prim"]
@@ -252,21 +367,51 @@ class RareHandlers:
         contended = ev.get("contended_count", ev.get("contended"))
         info.stats_contended += int(contended or 0)
         owner = ev.get("owner")
-        if isinstance(owner, int):
-            tid = self.ident_tid.get(owner, owner)
+        # An owner that is no thread of this process held the lock when the parent forked
+        # this one: nobody here can release it, nor ever took it (not "held at exit").
+        if isinstance(owner, int) and owner in self.ident_tid:
+            tid = self.ident_tid[owner]
             self.owners_at_exit.append((prim, tid, int(ev.get("depth") or 1)))
+            stack = ev.get("owner_stack")
+            if isinstance(stack, list) and stack:  # where the holder was at exit
+                self.agg.facts.note("held_stack", {"prim": prim, "pid": self.pid, "tid": tid,
+                                                   "host": "", "ts": ev.get("ts"),
+                                                   "stack": stack})
+        if info.kind in SEMAPHORES or "held_by" in ev:
+            self._sem_stats(prim, info, ev)
+
+    def _sem_stats(self, prim: str, info: PrimInfo, ev: Event) -> None:
+        """A semaphore's counters: its value now (the last one of a run is its value at the
+        end) and, if permits are held, who holds them and where each was acquired (the
+        replayed books at level full; else the recorder's, by ident)."""
+        permits = ev.get("permits")
+        self.agg.facts.sem_stats(prim, int(ev["ts"]), permits if type(permits) is int else None)
+        if info.initial is None and type(ev.get("max_permits")) is int:
+            info.initial = ev["max_permits"]
         held_by = ev.get("held_by")
-        if held_by:
-            self.agg.permits_held.append(
-                {
-                    "prim": prim,
-                    "pid": self.pid,
-                    "host": "",
-                    "kind": info.kind,
-                    "name": info.name,
-                    "held_by": _held_by(held_by, self.ident_tid),
-                }
-            )
+        holders = self.sem_books.holders(prim)
+        self.sem_books.forget(prim)
+        # The replay is the truth when it accounts for every permit the recorder's books hold
+        # (level full, and no events lost or in another process's log); else the books.
+        booked = sum(int(x.get("permits") or 0) for x in held_by or [] if isinstance(x, dict))
+        replayed = not self.counters_only and sum(h["permits"] for h in holders) == booked
+        if not replayed:
+            holders = []
+        if not holders and not held_by:
+            return
+        entry: dict[str, Any] = {
+            "prim": prim, "pid": self.pid, "host": "", "ts": ev["ts"],
+            "kind": info.kind, "name": info.name,
+            "permits": permits if type(permits) is int else None,
+            "held_by": _held_by(held_by or [], self.ident_tid),
+            "holders": holders, "replayed": replayed,
+        }
+        if not replayed:  # idents a later thread reused: the holder may be either thread
+            entry["ambiguous"] = {
+                str(tid): sorted(self.ident_tids[i]) for i, tid in
+                ((i, self.ident_tid.get(i)) for i in _idents(held_by or []))
+                if len(self.ident_tids.get(i, ())) > 1}
+        self.agg.permits_held.append(entry)
 
     def _dropped(self, ev: Event) -> None:
         self.source.dropped += int(ev.get("count") or 0)
@@ -295,26 +440,39 @@ class RareHandlers:
             }
         )
 
+    # Read-modify-writes. The run-time rule (_multiprocessing/rmw.py), as far as the log shows
+    # it: a thread read an item (the same Value, index or field) and then wrote it, and did not
+    # hold the value's lock at the read or at the write; the run-time `rmw` event adds the case
+    # of a lock held at both but released in between. Unknown (`locked` null) is not unsafe.
+    # Whether it can lose an update depends on other writers of the item: every write's time
+    # is kept per item and thread (`facts`), and the finding asks whether another thread or
+    # process wrote the item while this one read-modified-wrote it.
     def _rmw(self, ev: Event) -> None:
         prim = ev.get("prim") or "?"
         self._count_other(ev)
-        key = (prim, ev.get("site") or UNKNOWN_SITE)
-        if self.saw_values:
+        site = ev.get("site") or UNKNOWN_SITE
+        key = (prim, site)
+        read = ev.get("read_site")
+        thread = ("", int(ev.get("pid", self.pid)), ev.get("tid"))
+        item = _item(ev)
+        if self.saw_values or not self.counters_only:
             self.rmw_unpaired.add(key)  # counted by its value_set pair, or once at the end
             t = self.agg.rmw.get(key)
             if t is None:
                 t = self.agg.rmw[key] = Tally()
-        else:
+            if isinstance(thread[2], int):  # its value_get is remembered; its value_set follows
+                got = self.value_reads.get((thread[2], prim, ev.get("index"), ev.get("field")))
+                self.agg.facts.rmw(prim, site, item, thread, got[2] if got else ev["ts"],
+                                   ev["ts"], read if isinstance(read, str) else None)
+                self.rmw_seen.add((thread[2], prim, ev.get("index"), ev.get("field")))
+        else:  # level contention: no value events, only the first rmw of each site
             t = self._tally(self.agg.rmw, key, ev)
-        read = ev.get("read_site")
+            self.agg.facts.note("rmw", {"prim": prim, "site": site, "key": item,
+                                        "read_site": read, "ts": ev["ts"], "pid": thread[1],
+                                        "tid": thread[2], "host": ""})
         if isinstance(read, str):
             t.details.setdefault("read_site", read)
 
-    # The run-time rule (_mp_rmw.py), as far as the log shows it: a thread read an item (the
-    # same Value, index or field) and then wrote it, and did not hold the value's lock at the
-    # read or at the write. (A lock held at both but released in between is not visible here:
-    # the run-time `rmw` event still reports such a site, counted once.) Unknown (`locked`
-    # null) is not unsafe.
     def _value_get(self, ev: Event) -> None:
         self.saw_values = True
         self._count_other(ev)
@@ -325,19 +483,27 @@ class RareHandlers:
         else:
             if len(self.value_reads) >= MAX_VALUE_READS:
                 self.value_reads.clear()  # reads never written back: forget (at worst a miss)
-            self.value_reads[key] = (ev.get("site") or UNKNOWN_SITE, locked is True)
+            self.value_reads[key] = (ev.get("site") or UNKNOWN_SITE, locked is True, ev["ts"])
 
     def _value_set(self, ev: Event) -> None:
         self.saw_values = True
         self._count_other(ev)
         key = (ev["tid"], ev["prim"], ev.get("index"), ev.get("field"))
+        thread = ("", int(ev.get("pid", self.pid)), ev["tid"])
+        self.agg.facts.wrote(ev["prim"], _item(ev), thread, ev["ts"])
         read = self.value_reads.pop(key, None)
         locked = ev.get("locked")
+        seen = key in self.rmw_seen
+        self.rmw_seen.discard(key)
         if read is not None and locked is not None and not (read[1] and locked):
-            site_key = (ev["prim"], ev.get("site") or UNKNOWN_SITE)
+            site = ev.get("site") or UNKNOWN_SITE
+            site_key = (ev["prim"], site)
             t = self._tally(self.agg.rmw, site_key, ev)
             t.details.setdefault("read_site", read[0])
             self.rmw_unpaired.discard(site_key)
+            if not seen:
+                self.agg.facts.rmw(ev["prim"], site, _item(ev), thread, read[2], ev["ts"],
+                                   read[0])
 
     def _long(self, ev: Event) -> None:
         prim = ev.get("prim") or "?"
@@ -404,6 +570,20 @@ def barrier_timed_out(ev: Event) -> bool:
         and ev.get("broken_by") == ev.get("tid")
         and ev.get("broken_by_pid", ev.get("pid")) == ev.get("pid")
     )
+
+
+def _item(ev: Event) -> Any:
+    """Which item of a Value or Array an event is about: its index (an int, or a slice as a
+    string), its field, or None (a Value's ``.value``)."""
+    index = ev.get("index")
+    return index if index is not None else ev.get("field")
+
+
+def _idents(value: Any) -> list[int]:
+    """The idents of a ``held_by`` list (the recorder's form)."""
+    if not isinstance(value, list):
+        return []
+    return [x["ident"] for x in value if isinstance(x, dict) and isinstance(x.get("ident"), int)]
 
 
 def _held_by(value: Any, ident_tid: dict[int, int]) -> dict[str, int]:

@@ -63,7 +63,9 @@ def host_of_prim(prim: str) -> str:
 
 def hosts_of(agg: Aggregate) -> list[str]:
     """The hosts of the files in ``agg``, sorted."""
-    return sorted({s.host for s in agg.sources})
+    # An empty file (a process killed before its first flush) names no host.
+    return sorted({s.host for s in agg.sources if s.events or s.sessions}) or sorted(
+        {s.host for s in agg.sources})
 
 
 @contextlib.contextmanager

@@ -46,6 +46,7 @@ class Hot(msgspec.Struct, gc=False):
     hold_ns: I64 | None = None
     restored: bool | None = None
     blocking: bool | None = None
+    timeout: Any = None  # only 0 matters (a try, as blocking=False); anything else ignored
 
 
 class TracedHot(Hot):
@@ -67,6 +68,7 @@ class Acquire(msgspec.Struct, gc=False, kw_only=True, tag_field="event", tag="ac
     contended: bool
     wait_ns: I64 | None = None
     blocking: bool | None = None
+    timeout: Any = None  # only 0 matters (`blocking_of`)
     restored: bool | None = None
     site: str | None = None
     func: str | None = None
@@ -246,6 +248,15 @@ def hot_problem(ev: dict[str, Any]) -> str | None:
         if ev["ok"] and ev.get("depth") is None:
             return "missing field 'depth'"
     return None
+
+
+def blocking_of(blocking: Any, timeout: Any) -> Any:
+    """``blocking`` as the kernels read it: False also for a try with ``timeout`` 0 (it could
+    not wait: it counts as no timeout when it fails, and makes no lock-order edge when it
+    succeeds), else as logged."""
+    if type(timeout) in (int, float) and timeout == 0:
+        return False
+    return blocking
 
 
 def usable(ev: Hot) -> bool:

@@ -45,7 +45,7 @@ from .aggregate import (
     SiteStat,
     rebin,
 )
-from .hotdecode import Acquire, Hot, Release, TypedDecoder, usable
+from .hotdecode import Acquire, Hot, Release, TypedDecoder, blocking_of, usable
 from .trace import js, us
 
 DEFER_EVENTS = 1024
@@ -214,7 +214,7 @@ class PyKernel:
             if held is None:
                 held = self.held[tid] = {}
             if prim not in held:
-                if held:
+                if held and blocking is not False:  # a try cannot wait: no edge into it
                     self._edges(held, prim, ss, tid)
                 held[prim] = ss
             if restored:
@@ -337,7 +337,8 @@ class PyKernel:
                 self.acquires += 1
                 self.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok,  # type: ignore[arg-type]
                              ev.depth, ev.contended, ev.wait_ns, ev.restored,  # type: ignore[arg-type]
-                             ev.blocking, getattr(ev, "blocked_by", None))
+                             blocking_of(ev.blocking, ev.timeout),
+                             getattr(ev, "blocked_by", None))
             else:
                 self.releases += 1
                 self.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts,  # type: ignore[arg-type]
@@ -406,8 +407,8 @@ class PyKernel:
                             held = held_by[tid] = {}
                         last_tid = tid
                     if prim not in held:
-                        if held:
-                            self._edges(held, prim, ss, tid)
+                        if held and blocking_of(ev.blocking, ev.timeout) is not False:
+                            self._edges(held, prim, ss, tid)  # (a try cannot wait: no edge)
                         held[prim] = ss
                     if ev.restored:
                         ss.restored += 1
@@ -423,7 +424,8 @@ class PyKernel:
                     elif ts < lo:
                         lo = ts
                     self._acquire(ev.tid, ev.prim, ev.site or unknown, ev.func, ts, ok, depth,
-                                  contended, wait, ev.restored, ev.blocking)
+                                  contended, wait, ev.restored,
+                                  blocking_of(ev.blocking, ev.timeout))
                     continue
             elif cls is rel_t:
                 nrel += 1

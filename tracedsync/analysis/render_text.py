@@ -194,6 +194,9 @@ class TextRenderer:
             )
 
     def _findings(self, c: Console, r: Report) -> None:
+        if r.suppressed:
+            c.print(Text(f"{len(r.suppressed)} finding(s) suppressed (ignore comments, "
+                         "baseline): listed in the JSON report", style="dim"))
         if not r.findings:
             c.print(Text("No findings.", style="green"))
             return
@@ -211,13 +214,34 @@ class TextRenderer:
             threads = ", ".join(f"{t['name']} ({t['pid']}/{t['tid']})" for t in f.threads[:4])
             if len(f.threads) > 4:
                 threads += f", +{len(f.threads) - 4}"
+            what = shorten(f.message)
+            if f.tests:
+                more = f", +{len(f.tests) - 3}" if len(f.tests) > 3 else ""
+                what += f"\ntests: {', '.join(f.tests[:3])}{more}"
             tab.add_row(
                 Text(f.severity, style=_STYLE.get(f.severity, "")),
                 f.kind,
-                shorten(f.message),
+                what,
                 threads or "-",
             )
         c.print(tab)
+        self._stacks(c, r)
+
+    def _stacks(self, c: Console, r: Report) -> None:
+        """The stacks of the findings that carry them (deadlocks, nested-monitor lockouts,
+        locks held at exit), after the table, numbered as the table's rows."""
+        for n, f in enumerate(r.findings, 1):
+            stacks = stacks_of(f.details)
+            if not stacks:
+                continue
+            c.print(Text(f"Finding {n} ({f.severity} {f.kind}), stacks:", style="bold"))
+            for who, frames in stacks:
+                c.print(Text(f"  {who}:"))
+                shown = frames[-STACK_FRAMES:]
+                if len(frames) > len(shown):
+                    c.print(Text(f"    ... {len(frames) - len(shown)} outer frame(s)"))
+                for frame in shown:
+                    c.print(Text(f"    {shorten(frame)}"))
 
     def _rows(
         self, c: Console, title: str, rows: list[Row], first: str, created: bool = False
@@ -305,6 +329,25 @@ class TextRenderer:
             c.print(Text(f"  {p['path']}:{p['line']}: {p['reason']}"))
         if r.problem_count > 20:
             c.print(Text(f"  ... and {r.problem_count - 20} more"))
+
+
+STACK_FRAMES = 12
+"""Innermost frames shown per stack in the text report (the JSON has them all)."""
+
+
+def stacks_of(details: dict[str, Any]) -> list[tuple[str, list[str]]]:
+    """``(whose, frames)`` of every stack a finding's details hold: a deadlock's cycle entries,
+    or ``stacks`` (nested-monitor lockouts, locks held at exit)."""
+    out: list[tuple[str, list[str]]] = []
+    for entry in details.get("cycle") or []:
+        if isinstance(entry, dict) and entry.get("stack"):
+            who = entry.get("thread") or f"{entry.get('pid')}/{entry.get('tid')}"
+            what = f"{who} ({entry.get('pid')}/{entry.get('tid')}), waiting at {entry.get('site')}"
+            out.append((what, list(entry["stack"])))
+    for entry in details.get("stacks") or []:
+        if isinstance(entry, dict) and entry.get("stack"):
+            out.append((str(entry.get("thread")), list(entry["stack"])))
+    return out
 
 
 RENDERER = TextRenderer

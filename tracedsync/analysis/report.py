@@ -21,6 +21,7 @@ from .findings import Finding, Options, find_all
 from .hist import BOUNDS, Histogram, bucket_high, bucket_low
 from .hosts import host_of_prim, hosts_of, unqualified
 from .labels import Labels
+from .suppress import split
 
 REPORT_VERSION = 1
 _LOW = [lo for lo, _ in BOUNDS]
@@ -145,6 +146,8 @@ class Report:
     call_sites: list[Row] = dataclasses.field(default_factory=list)
     timeline: Timeline = dataclasses.field(default_factory=Timeline)
     findings: list[Finding] = dataclasses.field(default_factory=list)
+    suppressed: list[Finding] = dataclasses.field(default_factory=list)
+    """Findings an inline comment or the baseline leaves out (`suppress.py`)."""
 
     def to_dict(self) -> dict[str, Any]:
         """The documented JSON form (a new object: orjson turns the dataclasses into it)."""
@@ -166,6 +169,7 @@ class Report:
             d[k] = [Row.from_dict(r) for r in d[k]]
         d["timeline"] = Timeline.from_dict(d["timeline"])
         d["findings"] = [Finding.from_dict(f) for f in d["findings"]]
+        d["suppressed"] = [Finding.from_dict(f) for f in d.get("suppressed", [])]
         return cls(**d)
 
     def worst(self) -> str | None:
@@ -288,7 +292,7 @@ def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Ro
     prims = []
     for prim, g in by_prim.items():
         info = agg.prims.get(prim) or PrimInfo(prim)
-        r = _row(prim, labels.prim(prim), info.kind, g, labels)
+        r = _row(prim, labels.short(prim), info.kind, g, labels)
         r.created_at = info.site
         prims.append(r)
     created_rows = []
@@ -342,7 +346,7 @@ def _timeline(
                 else:
                     _spread(lo + start, lo + start + (1 << shift), n, w, start, width, waits,
                             wait_ns)
-        label = labels.prim(name) if name != "other" else f"{len(rest)} other primitives"
+        label = labels.short(name) if name != "other" else f"{len(rest)} other primitives"
         series.append(Series(prim=name, label=label, waits=waits, wait_ns=wait_ns))
     return Timeline(start_ts=start, column_ns=width, columns=cols, series=series)
 
@@ -415,6 +419,7 @@ def _build(agg: Aggregate, options: Options | None) -> Report:
     if offsets:
         totals["hosts"] = hosts
         totals["clock"] = "wall"
+    findings, suppressed = split(find_all(agg, opts), opts.baseline)
     return Report(
         options={"long_hold_ns": opts.long_hold_ns, "long_wait_ns": opts.long_wait_ns},
         totals=totals,
@@ -426,5 +431,6 @@ def _build(agg: Aggregate, options: Options | None) -> Report:
         creation_sites=created,
         call_sites=calls,
         timeline=_timeline(agg, labels, lo, hi, offsets),
-        findings=find_all(agg, opts),
+        findings=findings,
+        suppressed=suppressed,
     )

@@ -85,7 +85,14 @@ _FINDING = _obj(
         "prims": {"type": "array", "items": _STR},
         "count": _INT,
         "details": {"type": "object"},
-    }
+    },
+    optional={
+        "primitives": {"type": "array", "items": _obj(
+            {"prim": _STR, "kind": _STR, "name": _NSTR, "var": _NSTR, "created_at": _NSTR,
+             "func": _NSTR, "label": _STR})},
+        "tests": {"type": "array", "items": _STR},
+        "key": _STR,
+    },
 )
 _SERIES = _obj(
     {
@@ -155,7 +162,8 @@ REPORT_SCHEMA: dict[str, Any] = {
                 }
             ),
             "findings": {"type": "array", "items": {"$ref": "#/$defs/finding"}},
-        }
+        },
+        optional={"suppressed": {"type": "array", "items": {"$ref": "#/$defs/finding"}}},
     ),
     "$defs": {"thread": _THREAD, "dist": _DIST, "row": _ROW, "finding": _FINDING},
 }

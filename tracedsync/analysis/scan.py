@@ -34,11 +34,12 @@ from .aggregate import MAX_PROBLEMS, UNKNOWN_SITE, Aggregate, ProcessEnd, Source
 from .feed import feed_bytes
 from .handlers import RareHandlers
 from .hosts import qualify
-from .hotdecode import HOT_EVENTS, decode_line, hot_problem, usable
+from .hotdecode import HOT_EVENTS, blocking_of, decode_line, hot_problem, usable
 from .inputs import size
 from .kernel import HotPart, PyKernel
 from .native import kernel_class
 from .reader import Problem
+from .sem_books import SemBooks
 from .trace import RareTrace, TraceSpec
 
 Event = dict[str, Any]
@@ -68,7 +69,8 @@ def hot_line(kernel: Any, raw: bytes) -> str | None:
         return None
     if ev.event == "acquire":
         kernel.acquire(ev.tid, ev.prim, ev.site, ev.func, ev.ts, ev.ok, ev.depth, ev.contended,
-                       ev.wait_ns, ev.restored, ev.blocking, ev.blocked_by)
+                       ev.wait_ns, ev.restored, blocking_of(ev.blocking, ev.timeout),
+                       ev.blocked_by)
     else:
         kernel.release(ev.tid, ev.prim, ev.depth, ev.hold_ns, ev.ts, ev.saved_depth)
     return ev.event
@@ -95,10 +97,19 @@ class Scanner(RareHandlers):
         self.ident_tid: dict[int, int] = {}  # threading ident -> native tid (for `stats`)
         self.waiting: dict[tuple[int, str], tuple[str, bool]] = {}  # (tid, cond) -> site, lost?
         self.last_notify: dict[str, tuple[int, int, str, int | None]] = {}  # ts, waiters, site
-        self.last_set: dict[str, tuple[int, str, int | None]] = {}  # Event: ts, site, tid
-        self.last_clear: dict[str, int] = {}  # Event: ts
-        # value_get not yet written back: (tid, prim, index, field) -> (site, locked)
-        self.value_reads: dict[tuple[Any, ...], tuple[str, bool]] = {}
+        # Event: ts, site, tid of its last set, and whether a wait saw it
+        self.last_set: dict[str, tuple[int, str, int | None, bool]] = {}
+        self.last_clear: dict[str, tuple[int, int | None]] = {}  # Event: ts, tid
+        # value_get not yet written back: (tid, prim, index, field) -> (site, locked, ts)
+        self.value_reads: dict[tuple[Any, ...], tuple[str, bool, int]] = {}
+        self.rmw_seen: set[tuple[Any, ...]] = set()  # value_sets whose rmw event was read
+        self.sem_books = SemBooks()  # who holds which permits, replayed from the events
+        self.ident_tids: dict[int, set[int]] = {}  # ident -> every tid that had it
+        self.misuse_notes: dict[tuple[Any, ...], int] = {}
+        # nested_monitor notes whose holder's condition wait has not ended yet
+        self.nested_pending: dict[tuple[int, str], dict[str, Any]] = {}
+        self.test_held: dict[int, set[str]] = {}  # tid -> locks held when its test began
+        self.in_order = True  # every line handled where it is (not a byte range's spine)
         # Read-modify-writes: at `full` the value_get/value_set pairs give the count and the
         # run-time `rmw` event (once per site and process, written before its value_set) only
         # makes sure a site is reported; with no value events (`contention`) it is the count.
@@ -183,7 +194,9 @@ class Scanner(RareHandlers):
                     g = ev.get
                     self.kernel.acquire(ev["tid"], ev["prim"], g("site"), g("func"), ev["ts"],
                                         ev["ok"], g("depth"), ev["contended"], g("wait_ns"),
-                                        g("restored"), g("blocking"), g("blocked_by"))
+                                        g("restored"),
+                                        blocking_of(g("blocking"), g("timeout")),
+                                        g("blocked_by"))
                 else:
                     self.kernel.release(ev["tid"], ev["prim"], ev["depth"], ev.get("hold_ns"),
                                         ev["ts"], ev.get("saved_depth"))
@@ -274,6 +287,9 @@ class Scanner(RareHandlers):
         self.last_set = {}
         self.last_clear = {}
         self.value_reads = {}
+        self.rmw_seen = set()
+        self.sem_books.clear()
+        self.nested_pending = {}
         for key in self.rmw_unpaired:  # seen at run time by a rule wider than the pairs above
             t = self.agg.rmw[key]
             if t.count == 0:

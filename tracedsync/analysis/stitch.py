@@ -49,6 +49,7 @@ def stitch(files: str | Sequence[str], parts: list[Part], native: bool | None = 
     paths = [files] if isinstance(files, str) else list(files)
     parts = sorted(parts, key=lambda p: p.index)
     sc = Scanner(paths[0], new_kernel(native=native))
+    sc.in_order = False  # a range's rare lines come after its acquires and releases
     spine = sc.kernel
     was_enabled = gc.isenabled()
     gc.disable()

@@ -119,8 +119,11 @@ def _ms(ns: int) -> str:
     return f"{ns / 1e6:.3f}"
 
 
-def render_text(summary: dict[str, PrimSummary]) -> str:
-    """A fixed-width table, one row per primitive, busiest first."""
+def render_text(summary: dict[str, PrimSummary],
+                racing: set[tuple[str, str]] | None = None) -> str:
+    """A fixed-width table, one row per primitive, busiest first. ``racing``: the (prim, site)
+    of the read-modify-writes that another writer overlapped (analyze's rule); the others are
+    noted as what they were, without a claim of lost updates."""
     rows = sorted(summary.values(), key=lambda s: (-s.acquisitions, s.prim))
     head = (
         "primitive",
@@ -157,9 +160,14 @@ def render_text(summary: dict[str, PrimSummary]) -> str:
         if s.gets or s.sets:
             notes.append(f"{s.label}: {s.gets} reads and {s.sets} writes of its value")
         for site, pids in sorted(s.rmw_sites.items()):
-            notes.append(f"{s.label}: UNSYNCHRONISED read-modify-write at {_short(site)} "
-                         f"(in {len(pids)} process{'es' if len(pids) != 1 else ''}): the lock "
-                         f"is not held across the read and the write, so updates are lost")
+            where = (f"{_short(site)} (in {len(pids)} process{'es' if len(pids) != 1 else ''})")
+            if racing is None or (s.prim, site) in racing:
+                notes.append(f"{s.label}: UNSYNCHRONISED read-modify-write at {where}: the lock "
+                             "is not held across the read and the write while another writer "
+                             "updates it, so updates are lost")
+            else:
+                notes.append(f"{s.label}: read-modify-write without the lock at {where}, with "
+                             "no other writer at the same time: no update was lost")
     lines = []
     for i, r in enumerate(table):
         lines.append(

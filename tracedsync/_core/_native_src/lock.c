@@ -539,7 +539,10 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
             r = acquire_timed(self->lock, left);
             /* out of the graph, keeping any exception the wait raised */
             PyObject *exc = PyErr_GetRaisedException();
-            PyObject *f = PyObject_CallMethodOneArg(ts_hooks.waits, s_forget, me_obj);
+            PyObject *ok_obj = r == PY_LOCK_ACQUIRED ? Py_True
+                             : r == PY_LOCK_FAILURE ? Py_False : Py_None;
+            PyObject *f = PyObject_CallMethodObjArgs(ts_hooks.waits, s_forget, me_obj, ok_obj,
+                                                     NULL);
             Py_XDECREF(f);
             if (f == NULL) {
                 PyErr_Clear();
@@ -828,7 +831,8 @@ lock_acquire_restore(NativeLock *self, PyObject *state)
             }
         }
         if (me_obj) {
-            PyObject *f = PyObject_CallMethodOneArg(ts_hooks.waits, s_forget, me_obj);
+            PyObject *f = PyObject_CallMethodObjArgs(ts_hooks.waits, s_forget, me_obj, Py_True,
+                                                     NULL);
             Py_XDECREF(f);
             PyErr_Clear();
             Py_DECREF(me_obj);

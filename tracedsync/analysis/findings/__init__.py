@@ -27,7 +27,11 @@ class Options:
 
     long_hold_ns: int = 100_000_000
     long_wait_ns: int = 100_000_000
-    hot_sites: int = 3  # how many "most waited-on call site" notes to give
+    long_severity: str = "info"  # "warning" when the user chose the thresholds
+    hot_sites: int = 3  # how many "most waited-on call site" notes to give, at most...
+    hot_share: float = 0.05  # ...of sites that waited at least this share of the run's span
+    hot_min_ns: int = 1_000_000  # ...and at least this long in all
+    baseline: frozenset[str] = frozenset()  # keys of findings to leave out (suppress.py)
 
 
 @dataclasses.dataclass
@@ -43,6 +47,12 @@ class Finding:
     prims: list[str] = dataclasses.field(default_factory=list)
     count: int = 1
     details: dict[str, Any] = dataclasses.field(default_factory=dict)
+    primitives: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    """Each of ``prims`` named: kind, ``name=``, assigned name, creation site (`Labels`)."""
+    tests: list[str] = dataclasses.field(default_factory=list)
+    """Under pytest: the node ids of the tests running when its events were recorded."""
+    key: str = ""
+    """What identifies it across runs (kind and sites: `baseline.py`), for baselines."""
 
     def to_dict(self) -> dict[str, Any]:
         import orjson
@@ -53,6 +63,10 @@ class Finding:
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> Finding:
         return cls(**d)
+
+    def stamps(self) -> list[list[Any]]:
+        """When its events were recorded, as far as known: ``[host, pid, tid, ts]`` each."""
+        return list(self.details.get("stamps", []))
 
 
 def make(
@@ -69,6 +83,7 @@ def make(
 ) -> Finding:
     """A finding with de-duplicated, sorted sites, threads, processes and primitives."""
     ths = sorted(set(threads))
+    prims = list(dict.fromkeys(prims))
     return Finding(
         kind=kind,
         severity=severity,
@@ -76,9 +91,10 @@ def make(
         call_sites=list(dict.fromkeys(s for s in sites if s)),
         threads=[labels.thread(*t) for t in ths],
         processes=sorted({t[1] for t in ths}),
-        prims=list(dict.fromkeys(prims)),
+        prims=prims,
         count=count,
         details=details,
+        primitives=[labels.describe(p) for p in prims],
     )
 
 
@@ -87,13 +103,14 @@ Detector = Callable[[Aggregate, Options, Labels], list[Finding]]
 
 def find_all(agg: Aggregate, options: Options | None = None) -> list[Finding]:
     """Run every detector; most severe first, then by kind and message (deterministic)."""
-    from . import deadlocks, lock_order, misuse, thresholds, wakeups
+    from . import deadlocks, lock_order, misuse, nested, thresholds, wakeups
 
     opts = options or Options()
     labels = Labels(agg)
     out: list[Finding] = []
     detectors: list[Detector] = [
         deadlocks.detect,
+        nested.detect,
         lock_order.detect,
         wakeups.detect,
         misuse.detect,
@@ -101,6 +118,11 @@ def find_all(agg: Aggregate, options: Options | None = None) -> list[Finding]:
     ]
     for det in detectors:
         out.extend(det(agg, opts, labels))
+    from ..under_pytest import attribute
+
+    attribute(out, agg)  # the tests they happened in (a traced pytest session)
+    for f in out:
+        f.details.pop("stamps", None)  # (only for that)
     out.sort(key=lambda f: (-severity_rank(f.severity), f.kind, f.message))
     return out
 

@@ -15,6 +15,7 @@ from ..aggregate import Aggregate, Edge
 from ..graph import cycles
 from ..labels import Labels
 from . import Finding, Options, make
+from .signals import signal_locks
 
 
 def _edge_details(a: str, b: str, e: Edge, labels: Labels) -> dict[str, Any]:
@@ -42,8 +43,10 @@ def _gate(cycle_edges: list[Edge]) -> set[str]:
 
 def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     graph: dict[str, list[str]] = {}
+    signals = signal_locks(agg)  # no mutual exclusion: their edges order nothing
     for a, b in agg.edges:
-        graph.setdefault(a, []).append(b)
+        if a not in signals and b not in signals:
+            graph.setdefault(a, []).append(b)
     # Instance cycles through the same classes (e.g. every pair of accounts in a transfer that
     # locks "from" then "to") are one mistake: group them into one finding with examples.
     groups: dict[tuple[str, ...], list[list[str]]] = {}
@@ -52,7 +55,50 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     out: list[Finding] = []
     for cycs in groups.values():
         out.append(_instance_finding(agg, labels, cycs))
-    out.extend(_class_level(agg, labels, {frozenset(c) for c in groups}))
+    out.extend(_class_level(agg, labels, {frozenset(c) for c in groups}, signals))
+    out.extend(_runtime(agg, labels, out))
+    return out
+
+
+def _runtime(agg: Aggregate, labels: Labels, found: list[Finding]) -> list[Finding]:
+    """The recorder's ``lock_order`` events (``lock_order=True``; ``order_violation`` before
+    schema 3): the stack of a cycle already found in the acquires, else a finding of its own
+    (a log at level contention has no uncontended acquires to find it in)."""
+    out: list[Finding] = []
+    for n in agg.facts.notes.get("lock_order", []):
+        a, b = n.get("held"), n.get("prim")
+        if not isinstance(a, str) or not isinstance(b, str):
+            continue
+        host, pid, tid = str(n.get("host", "")), int(n.get("pid") or 0), n.get("tid")
+        who = labels.thread_text(host, pid, tid) if isinstance(tid, int) else "a thread"
+        stack = {"thread": f"{who}, taking {labels.prim(b)} at {n.get('site')}",
+                 "stack": n.get("stack") or []}
+        same = [f for f in found + out if f.details.get("level") == "instance"
+                and {a, b} <= set(f.prims)]
+        if same:
+            same[0].details.setdefault("stacks", []).append(stack)
+            continue
+        rev = n.get("reverse") or []
+        earlier = "; ".join(
+            f"{labels.prim(str(e.get('to')))} taken at {e.get('site')} while holding "
+            f"{labels.prim(str(e.get('from')))} (taken at {e.get('held_site')})"
+            for e in rev if isinstance(e, dict))
+        out.append(make(
+            "lock_order", "warning",
+            f"Lock-order inversion seen at run time: {who} took {labels.prim(b)} at "
+            f"{n.get('site')} while holding {labels.prim(a)} (taken at {n.get('held_site')}), "
+            f"against the order seen before ({earlier}): threads taking these locks at the "
+            "same time can deadlock.",
+            labels,
+            sites=[str(n.get("site") or ""), str(n.get("held_site") or ""),
+                   *(str(e.get("site") or "") for e in rev if isinstance(e, dict))],
+            threads=[(host, pid, tid)] if isinstance(tid, int) else [],
+            prims=[a, b],
+            level="instance",
+            source="runtime",
+            stacks=[stack],
+            stamps=[[host, pid, tid, n.get("ts")]],
+        ))
     return out
 
 
@@ -96,6 +142,7 @@ def _instance_finding(agg: Aggregate, labels: Labels, cycs: list[list[str]]) -> 
         threads=[t for e in all_edges for t in e.threads],
         prims=[p for c in cycs for p in c],
         count=len(cycs),
+        level="instance",
         cycles=cycs,
         edges=[_edge_details(a, b, e, labels) for (a, b), e in zip(pairs, edges, strict=True)],
         gate=sorted(gate),
@@ -109,9 +156,12 @@ def _class(agg: Aggregate, prim: str) -> str:
     return f"{info.kind} created at {info.site}"
 
 
-def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]]) -> list[Finding]:
+def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]],
+                 signals: set[str]) -> list[Finding]:
     cls_edges: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for a, b in agg.edges:
+        if a in signals or b in signals:
+            continue
         ca, cb = _class(agg, a), _class(agg, b)
         cls_edges.setdefault((ca, cb), []).append((a, b))
     graph: dict[str, list[str]] = {}
@@ -131,7 +181,7 @@ def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]]) -> l
         )
         out.append(
             make(
-                "lock_order_class",
+                "lock_order",
                 "warning",
                 f"Locks of classes {' → '.join([*cyc, cyc[0]])} are taken in both orders by "
                 f"different instances ({how}): the same code on the same instances can deadlock.",
@@ -140,6 +190,7 @@ def _class_level(agg: Aggregate, labels: Labels, done: set[frozenset[str]]) -> l
                 threads=[t for e in sample for t in e.threads],
                 prims=[p for i in inst for pair in i for p in pair],
                 count=min(sum(agg.edges[x].count for x in i) for i in inst),
+                level="class",
                 classes=cyc,
                 edges=[_edge_details(*i[0], agg.edges[i[0]], labels) for i in inst],
             )

@@ -1,15 +1,16 @@
 """Misuse and unsafe patterns the recorder reports directly, and gaps in the logs themselves.
 
-Misuse (releasing a lock one does not hold, waiting on a condition without its lock),
-unsynchronised read-modify-writes of shared values, semaphore permits never returned, and lost
-events (an incomplete log makes every other figure an undercount).
+Misuse (releasing a lock one does not hold, waiting on a condition without its lock), broken
+barriers, and lost events (an incomplete log makes every other figure an undercount); with
+unsynchronised read-modify-writes of shared values (`rmw`) and semaphore permits never returned
+(`permits`).
 """
 
 from __future__ import annotations
 
 from ..aggregate import Aggregate
 from ..labels import Labels
-from . import Finding, Options, make
+from . import Finding, Options, make, permits, rmw
 
 _MISUSE = {
     "release_unowned": "released by a thread that does not own it",
@@ -35,45 +36,11 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 prims=[prim],
                 count=t.count,
                 what=what,
+                stamps=t.details.get("stamps", []),
             )
         )
-    for (prim, site), t in sorted(agg.rmw.items()):
-        read = t.details.get("read_site")
-        out.append(
-            make(
-                "rmw",
-                "error",
-                f"Unsynchronised read-modify-write of {labels.prim(prim)} at {site}"
-                + (f" (read at {read})" if read else "")
-                + f", {t.count} time(s): concurrent updates can be lost; hold the value's lock "
-                "around the whole update.",
-                labels,
-                sites=[site, read or ""],
-                threads=t.threads,
-                prims=[prim],
-                count=t.count,
-            )
-        )
-    for p in agg.permits_held:
-        held = p.get("held_by") or {}
-        n = sum(int(v) for v in held.values())
-        who = ", ".join(f"{k} ({v})" for k, v in sorted(held.items()))
-        out.append(
-            make(
-                "permits_held",
-                "warning",
-                f"{n} permit(s) of {labels.prim(p['prim'])} were never returned (held by thread(s) "
-                f"{who} at exit); a release is missing on some path.",
-                labels,
-                prims=[p["prim"]],
-                threads=[
-                    (str(p.get("host", "")), int(p["pid"]), int(k))
-                    for k in held
-                    if str(k).isdigit()
-                ],
-                count=n,
-            )
-        )
+    out.extend(rmw.detect(agg, labels))
+    out.extend(permits.detect(agg, labels))
     for (prim, why, site), t in sorted(agg.broken.items()):
         cause = {
             "abort": "abort() was called",
@@ -93,6 +60,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 prims=[prim],
                 count=t.count,
                 why=why,
+                stamps=t.details.get("stamps", []),
             )
         )
     for src in agg.sources:

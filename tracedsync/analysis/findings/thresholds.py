@@ -2,13 +2,21 @@
 
 Counts over a threshold come from the histograms, so they are exact for whole buckets and may
 miss values that share the threshold's own bucket (within 6 % of it); maxima are exact.
+
+A long hold or wait is a fact about time, not a bug: over the default thresholds it is an
+``info``; a ``warning`` when the user chose the threshold (``--long-hold``/``--long-wait``,
+or the recorder's ``long_hold``/``long_wait`` settings, whose reports are the runtime ones).
+A hold released by another thread than the one that took it (its acquiring site is unknown
+to the releasing thread: a Lock used as a signal) is no critical section and not reported.
+A hot site is noted only when waiting there is a material share of the run: at least
+``hot_share`` of its span and ``hot_min_ns`` in all.
 """
 
 from __future__ import annotations
 
 import heapq
 
-from ..aggregate import Aggregate, SiteStat
+from ..aggregate import UNKNOWN_SITE, Aggregate, SiteStat
 from ..labels import Labels
 from . import Finding, Options, make, ms
 
@@ -18,13 +26,14 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     every: list[tuple[str, SiteStat]] = [
         (prim, st) for prim, per in agg.sites.items() for st in per.values()
     ]
+    sev = options.long_severity
     for prim, st in every:
-        if st.hold.max >= options.long_hold_ns:
+        if st.hold.max >= options.long_hold_ns and st.site != UNKNOWN_SITE:
             n = st.hold.count_at_least(options.long_hold_ns)
             out.append(
                 make(
                     "long_hold",
-                    "warning",
+                    sev,
                     f"{labels.prim(prim)} taken at {st.site} was held for up to {ms(st.hold.max)} "
                     f"({n} of {st.hold.count} holds over {ms(options.long_hold_ns)}), blocking "
                     "every other thread that needs it.",
@@ -41,7 +50,7 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
             out.append(
                 make(
                     "long_wait",
-                    "warning",
+                    sev,
                     f"Threads waited up to {ms(st.wait.max)} for {labels.prim(prim)} at {st.site} "
                     f"({n} of {st.wait.count} waits over {ms(options.long_wait_ns)}).",
                     labels,
@@ -67,11 +76,13 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
                 count=t.count,
                 max_ns=t.max_ns,
                 source="runtime",
+                stamps=t.details.get("stamps", []),
             )
         )
+    floor = max(options.hot_min_ns, int(options.hot_share * _span(agg)))
     hot = heapq.nsmallest(
         options.hot_sites,
-        ((prim, st) for prim, st in every if st.contended),
+        ((prim, st) for prim, st in every if st.contended and st.wait.total >= floor),
         key=lambda x: (-x[1].wait.total, x[0], x[1].site),
     )
     for prim, st in hot:
@@ -93,3 +104,15 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
             )
         )
     return out
+
+
+def _span(agg: Aggregate) -> int:
+    """The run's length: the longest span of one host's logs (clocks of two hosts do not
+    compare)."""
+    spans: dict[str, list[int]] = {}
+    for s in agg.sources:
+        if s.first_ts is None or s.last_ts is None:
+            continue
+        cur = spans.setdefault(s.host, [s.first_ts, s.last_ts])
+        cur[0], cur[1] = min(cur[0], s.first_ts), max(cur[1], s.last_ts)
+    return max((hi - lo for lo, hi in spans.values()), default=0)

@@ -18,25 +18,36 @@ def detect(agg: Aggregate, options: Options, labels: Labels) -> list[Finding]:
     out: list[Finding] = []
     for (prim, notify_site, wait_site), t in sorted(agg.lost_wakeups.items()):
         stuck = int(t.details.get("still_waiting", 0))
+        unsure = int(t.details.get("unsure", 0))
         timed_out = t.count - stuck
         parts = []
         if timed_out:
             parts.append(f"{timed_out} wait(s) timed out (longest {ms(t.max_ns)})")
         if stuck:
             parts.append(f"{stuck} wait(s) never returned")
+        if unsure and unsure >= timed_out and not stuck:
+            severity = "info"
+            said = (f"{labels.prim(prim)} was set at {notify_site} while nobody waited and "
+                    f"cleared by another thread before any wait saw it, then at {wait_site} "
+                    f"{' and '.join(parts)}: lost, unless the clearing thread did the work the "
+                    "set asked for.")
+        else:
+            severity = "error" if stuck else "warning"
+            said = (f"Possible lost wake-up on {labels.prim(prim)}: the notify at "
+                    f"{notify_site} found no waiter, then at {wait_site} {' and '.join(parts)}; "
+                    "the waiter missed the signal.")
         out.append(
             make(
                 "lost_wakeup",
-                "error" if stuck else "warning",
-                f"Possible lost wake-up on {labels.prim(prim)}: the notify at {notify_site} "
-                f"found no waiter, then at {wait_site} {' and '.join(parts)}; the waiter "
-                "missed the signal.",
+                severity,
+                said,
                 labels,
                 sites=[notify_site, wait_site],
                 threads=t.threads,
                 prims=[prim],
                 count=t.count,
                 still_waiting=stuck,
+                stamps=t.details.get("stamps", []),
             )
         )
     lost = {(p, ws) for p, _, ws in agg.lost_wakeups}
