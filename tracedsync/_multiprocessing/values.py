@@ -17,10 +17,13 @@ Design note (the rmw rule itself is in `rmw`; the classes and the level switch i
   failed access records nothing.
 * A Value's ``value`` over a traced multiprocessing lock, with the native recorder, is C
   (``mp_value_get``/``mp_value_set`` in ``_core/_native_src/mplock.c``): the lock's C paths, the
-  books in C (`_ValueBooks` extends ``MpValueBooks``), the rmw rule called as it is here. An
-  access made while the caller holds the value's RLock does not take it again (see mplock.c).
+  books in C (`_ValueBooks` extends ``MpValueBooks``), the rmw rule called as it is here.
   Everything else (Arrays, a char Array's ``value``/``raw``, Structure fields, other locks, the
   pure-Python twin) is `_access` below.
+* An access made while the caller holds the value's multiprocessing RLock does not take it
+  again: the real wrapper would take it once more and give it back, which changes nothing
+  another thread or process can see; the log records the access (``locked: true``), not the
+  nested acquire/release pair.
 * ``locked`` is asked of the lock itself where it can answer for the calling thread: a
   multiprocessing lock's semaphore (``_is_mine()``, which also sees acquisitions made behind
   the traced lock, through a real lock over the same semaphore), a traced threading lock's
@@ -188,7 +191,10 @@ def _access(st: ValueState, f: FrameType, fdepth: int, is_set: bool, item: bool,
     me = rt.ident()
     locked = vb.owned()
     hold = _hold(vb, me) if locked else None
-    _take(vb, fdepth + 1)
+    # Not again if the caller holds the multiprocessing RLock (as the C path: see mplock.c).
+    take = not (locked and vb.lock_kind == _MP and vb.lock_state.reentrant)  # type: ignore[union-attr]
+    if take:
+        _take(vb, fdepth + 1)
     try:
         obj = vb.obj
         if is_set:
@@ -216,7 +222,8 @@ def _access(st: ValueState, f: FrameType, fdepth: int, is_set: bool, item: bool,
         if level == FULL:
             rt.emit((OP_VALUE, rt.now(), me, st.prim, is_set, key, locked, code, pos))
     finally:
-        _give(vb)
+        if take:
+            _give(vb)
     return result
 
 
