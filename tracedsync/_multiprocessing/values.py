@@ -15,11 +15,12 @@ Design note (the rmw rule itself is in `rmw`; the classes and the level switch i
   held the lock (``locked``), and the rmw check (at every level but ``off``). Errors (a bad
   index, a value of the wrong type) come from the ctypes object, as in the real wrapper; a
   failed access records nothing.
-* A Value's ``value`` over a traced multiprocessing lock, with the native recorder, is C
-  (``mp_value_get``/``mp_value_set`` in ``_core/_native_src/mplock.c``): the lock's C paths, the
+* A Value's ``value`` and an Array's items by an int index, over a traced multiprocessing lock
+  and with the native recorder, are C (``mp_value_get``/``mp_value_set``, the Array's
+  ``__getitem__``/``__setitem__``, in ``_core/_native_src/mplock.c``): the lock's C paths, the
   books in C (`_ValueBooks` extends ``MpValueBooks``), the rmw rule called as it is here.
-  Everything else (Arrays, a char Array's ``value``/``raw``, Structure fields, other locks, the
-  pure-Python twin) is `_access` below.
+  Everything else (slices, iteration, a char Array's ``value``/``raw``, Structure fields, other
+  locks, the pure-Python twin) is `_access` below.
 * An access made while the caller holds the value's multiprocessing RLock does not take it
   again: the real wrapper would take it once more and give it back, which changes nothing
   another thread or process can see; the log records the access (``locked: true``), not the
@@ -88,21 +89,22 @@ def _is_twin_lock(lock: Any) -> bool:
 
 _BooksBase: type = NATIVE.MpValueBooks if NATIVE is not None else object
 _PY_SLOTS = () if NATIVE is not None else (
-    "gets", "lock", "lock_books", "obj", "prim", "prim_n", "prim_pid", "rmws", "sets",
+    "gets", "length", "lock", "lock_books", "obj", "prim", "prim_n", "prim_pid", "rmws", "sets",
     "unlocked")
 
 
 class _ValueBooks(_BooksBase):  # type: ignore[misc]
     """The per-process books of one traced Value or Array: with the native recorder, the C
-    ``MpValueBooks`` (obj, lock, lock_books, prim, counters) and these slots."""
+    ``MpValueBooks`` (obj, lock, lock_books, prim, length, counters) and these slots."""
 
-    __slots__ = ("length", "lock_kind", "lock_state", "owned", *_PY_SLOTS)
+    __slots__ = ("lock_kind", "lock_state", "owned", *_PY_SLOTS)
     obj: Any
     lock: Any
     lock_books: Any
     prim: str
     prim_pid: int
     prim_n: int
+    length: int
     gets: int
     sets: int
     unlocked: int
@@ -354,17 +356,20 @@ class TracedCharArray(TracedArray, SynchronizedString):
 _PURE_ENTER: dict[str, Any] = {} if NATIVE is not None else {"__enter__": _enter}
 if NATIVE is not None:
     NATIVE.mp_configure(MpOriginal, {
-        "value_get": value_get, "value_set": value_set, "note_get": rmw.note_get,
-        "check_set": rmw.check_set, "rmw_found": rmw_found, "kind_value": K_VALUE,
+        "value_get": value_get, "value_set": value_set, "item_get": _getitem,
+        "item_set": _setitem, "note_get": rmw.note_get, "check_set": rmw.check_set,
+        "rmw_found": rmw_found, "kind_value": K_VALUE,
     })
     _VALUE = property(NATIVE.mp_value_get, NATIVE.mp_value_set)
+    _ITEMS: dict[str, Any] = NATIVE.mp_item_methods(_SyncBase)
 else:
     _VALUE = property(value_get, value_set)
+    _ITEMS = {"__getitem__": _getitem, "__setitem__": _setitem}
 register_tracing({
     _SyncBase: _PURE_ENTER,
     TracedValue: {"value": _VALUE},
-    TracedArray: {"__getitem__": _getitem, "__setitem__": _setitem, "__iter__": _iter,
-                  "__reversed__": _reversed, "__contains__": _contains},
+    TracedArray: {**_ITEMS, "__iter__": _iter, "__reversed__": _reversed,
+                  "__contains__": _contains},
     TracedCharArray: {"value": _field("value"), "raw": _field("raw")},
 })
 

@@ -98,6 +98,7 @@ typedef struct {
     PyObject *lock_books;     /* its MpLockBooks (a traced multiprocessing lock), or NULL */
     PyObject *prim;           /* the value's id */
     unsigned int prim_pid, prim_n;
+    Py_ssize_t length;        /* an Array's length (0: a Value) */
     unsigned long long gets, sets, unlocked, rmws;
 } MpValueBooks;
 
@@ -111,6 +112,8 @@ static PyObject *py_release_unbooked = NULL;  /* locks.release_unbooked(st, me) 
 static PyObject *py_acquire_args = NULL;   /* locks.acquire_args(lock, *args, **kwargs) */
 static PyObject *py_value_get = NULL;      /* values.value_get(obj) */
 static PyObject *py_value_set = NULL;      /* values.value_set(obj, value) */
+static PyObject *py_item_get = NULL;       /* values.item_get(obj, index) */
+static PyObject *py_item_set = NULL;       /* values.item_set(obj, index, value) */
 static PyObject *py_note_get = NULL;       /* rmw.note_get */
 static PyObject *py_check_set = NULL;      /* rmw.check_set */
 static PyObject *py_rmw_found = NULL;      /* values.rmw_found(obj, key, read, code, pos) */
@@ -489,16 +492,16 @@ value_books(PyObject *obj)
     return (MpValueBooks *)vb;
 }
 
-/* mp_value_get(obj): `obj.value`, recorded. */
+/* One get (`value` NULL) or set of `obj.value` (`index` NULL) or `obj[index]` over a traced
+ * multiprocessing lock, recorded, as the Python path (values._access) does it: the lock taken
+ * unless the caller holds the RLock, the ctypes object read or written, the books, the rmw
+ * rule (`key`: the index normalised, or None), the record at full, the lock released. A new
+ * reference (the value got, or None), or NULL with the error of the access. */
 static PyObject *
-mp_value_get(PyObject *module, PyObject *obj)
+value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, PyObject *value)
 {
-    MpValueBooks *vb = value_books(obj);
     int level = ts_level;
-    if (vb == NULL || !level || vb->lock_books == NULL || py_note_get == NULL ||
-        kind_value < 0) {
-        return PyObject_CallOneArg(py_value_get, obj);  /* any other lock: the Python path */
-    }
+    int is_set = value != NULL;
     MpLockBooks *lb = (MpLockBooks *)vb->lock_books;
     ts_tbuf *tb = my_buf();
     if (tb == NULL) {
@@ -512,30 +515,60 @@ mp_value_get(PyObject *module, PyObject *obj)
         return NULL;
     }
     Py_INCREF(hold);
-    PyObject *result = PyObject_GetAttr(vb->obj, s_value);
+    PyObject *result;
+    if (is_set) {
+        int rc = index == NULL ? PyObject_SetAttr(vb->obj, s_value, value)
+                               : PyObject_SetItem(vb->obj, index, value);
+        result = rc < 0 ? NULL : Py_NewRef(Py_None);
+    }
+    else {
+        result = index == NULL ? PyObject_GetAttr(vb->obj, s_value)
+                               : PyObject_GetItem(vb->obj, index);
+    }
     if (result != NULL) {
-        vb->gets++;
-        if (!locked) {
-            vb->unlocked++;
+        PyObject *lockedp = locked ? Py_True : Py_False;
+        PyObject *r;
+        if (is_set) {
+            vb->sets++;
+            PyObject *cargs[4] = {vb->prim, key, lockedp, hold};
+            r = PyObject_Vectorcall(py_check_set, cargs, 4, NULL);
+            if (r != NULL && r != Py_None) {  /* an unsynchronised read-modify-write */
+                PyObject *code, *pos;
+                PyObject *found = NULL;
+                if (site_args(site, &code, &pos) == 0) {
+                    PyObject *rargs[5] = {obj, key, r, code, pos};
+                    found = PyObject_Vectorcall(py_rmw_found, rargs, 5, NULL);
+                    Py_DECREF(code);
+                    Py_DECREF(pos);
+                }
+                Py_DECREF(r);
+                r = found;
+            }
         }
-        PyObject *code, *pos;
-        if (site_args(site, &code, &pos) < 0) {
+        else {
+            vb->gets++;
+            PyObject *code, *pos;
+            r = NULL;
+            if (site_args(site, &code, &pos) == 0) {
+                PyObject *nargs[6] = {vb->prim, key, code, pos, lockedp, hold};
+                r = PyObject_Vectorcall(py_note_get, nargs, 6, NULL);
+                Py_DECREF(code);
+                Py_DECREF(pos);
+            }
+        }
+        if (r == NULL) {
             Py_CLEAR(result);
         }
         else {
-            PyObject *args[6] = {vb->prim, Py_None, code, pos, locked ? Py_True : Py_False,
-                                 hold};
-            PyObject *r = PyObject_Vectorcall(py_note_get, args, 6, NULL);
-            Py_DECREF(code);
-            Py_DECREF(pos);
-            if (r == NULL) {
-                Py_CLEAR(result);
+            Py_DECREF(r);
+            if (!locked) {
+                vb->unlocked++;
             }
-            else {
-                Py_DECREF(r);
-                if (level == LEVEL_FULL) {  /* bits: a get, no index, locked */
-                    rec_kind(kind_value, vb->prim_pid, vb->prim_n, site, locked ? 4 : 0, 0, 0);
-                }
+            if (level == LEVEL_FULL) {
+                /* bits: a set, an index (in w0), locked */
+                uint8_t bits = (uint8_t)(is_set | (key != Py_None) << 1 | locked << 2);
+                uint64_t w0 = key == Py_None ? 0 : (uint64_t)PyLong_AsSsize_t(key);
+                rec_kind(kind_value, vb->prim_pid, vb->prim_n, site, bits, w0, 0);
             }
         }
     }
@@ -557,6 +590,30 @@ mp_value_get(PyObject *module, PyObject *obj)
     return result;
 }
 
+/* The C paths serve objects whose lock is a traced multiprocessing lock, while tracing;
+ * anything else is the Python path's. */
+static inline MpValueBooks *
+served(PyObject *obj)
+{
+    MpValueBooks *vb = value_books(obj);
+    if (vb == NULL || !ts_level || vb->lock_books == NULL || py_note_get == NULL ||
+        py_check_set == NULL || py_rmw_found == NULL || kind_value < 0) {
+        return NULL;
+    }
+    return vb;
+}
+
+/* mp_value_get(obj): `obj.value`, recorded. */
+static PyObject *
+mp_value_get(PyObject *module, PyObject *obj)
+{
+    MpValueBooks *vb = served(obj);
+    if (vb == NULL) {
+        return PyObject_CallOneArg(py_value_get, obj);
+    }
+    return value_access(obj, vb, NULL, Py_None, NULL);
+}
+
 /* mp_value_set(obj, value): `obj.value = value`, recorded. */
 static PyObject *
 mp_value_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -565,80 +622,78 @@ mp_value_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
         PyErr_SetString(PyExc_TypeError, "mp_value_set(obj, value)");
         return NULL;
     }
-    PyObject *obj = args[0], *value = args[1];
-    MpValueBooks *vb = value_books(obj);
-    int level = ts_level;
-    if (vb == NULL || !level || vb->lock_books == NULL || py_check_set == NULL ||
-        py_rmw_found == NULL || kind_value < 0) {
+    MpValueBooks *vb = served(args[0]);
+    if (vb == NULL) {
         return PyObject_Vectorcall(py_value_set, args, 2, NULL);
     }
-    MpLockBooks *lb = (MpLockBooks *)vb->lock_books;
-    ts_tbuf *tb = my_buf();
-    if (tb == NULL) {
-        return NULL;
-    }
-    uint32_t site = ts_site_of_caller();
-    int taken = 0;
-    PyObject *hold = NULL;
-    int locked = value_enter(vb, lb, site, tb->ident, &taken, &hold);
-    if (locked < 0) {
-        return NULL;
-    }
-    Py_INCREF(hold);
-    int failed = PyObject_SetAttr(vb->obj, s_value, value) < 0;
-    if (!failed) {
-        vb->sets++;
-        if (!locked) {
-            vb->unlocked++;
-        }
-        PyObject *cargs[4] = {vb->prim, Py_None, locked ? Py_True : Py_False, hold};
-        PyObject *read = PyObject_Vectorcall(py_check_set, cargs, 4, NULL);
-        if (read == NULL) {
-            failed = 1;
-        }
-        else {
-            if (read != Py_None) {  /* an unsynchronised read-modify-write */
-                PyObject *code, *pos;
-                if (site_args(site, &code, &pos) < 0) {
-                    failed = 1;
-                }
-                else {
-                    PyObject *rargs[5] = {obj, Py_None, read, code, pos};
-                    PyObject *r = PyObject_Vectorcall(py_rmw_found, rargs, 5, NULL);
-                    Py_DECREF(code);
-                    Py_DECREF(pos);
-                    if (r == NULL) {
-                        failed = 1;
-                    }
-                    Py_XDECREF(r);
-                }
-            }
-            Py_DECREF(read);
-            if (!failed && level == LEVEL_FULL) {  /* bits: a set, no index, locked */
-                rec_kind(kind_value, vb->prim_pid, vb->prim_n, site, locked ? 5 : 1, 0, 0);
-            }
-        }
-    }
-    Py_DECREF(hold);
-    if (taken) {
-        PyObject *exc = failed ? get_raised() : NULL;
-        PyObject *r = release_fast(vb->lock, lb, site);
-        if (r == NULL) {
-            Py_XDECREF(exc);
-            failed = 1;
-        }
-        else {
-            Py_DECREF(r);
-            if (exc != NULL) {
-                set_raised(exc);
-            }
-        }
-    }
-    if (failed) {
-        return NULL;
-    }
-    Py_RETURN_NONE;
+    return value_access(args[0], vb, NULL, Py_None, args[1]);
 }
+
+/* An Array's index as the events and the rmw rule see it (normalised: a negative one counts
+ * from the end), a new reference; NULL without an error for anything but an int (a slice, a
+ * bool, an object with __index__: the Python path). */
+static PyObject *
+item_key(MpValueBooks *vb, PyObject *index)
+{
+    if (!PyLong_CheckExact(index)) {
+        return NULL;
+    }
+    Py_ssize_t i = PyLong_AsSsize_t(index);
+    if (i == -1 && PyErr_Occurred()) {
+        PyErr_Clear();
+        return NULL;
+    }
+    if (i >= 0) {
+        return Py_NewRef(index);
+    }
+    return PyLong_FromSsize_t(i + vb->length);
+}
+
+/* __getitem__(index) of a traced Array, recorded. */
+static PyObject *
+m_item_get(PyObject *self, PyObject *index)
+{
+    MpValueBooks *vb = served(self);
+    PyObject *key = vb == NULL ? NULL : item_key(vb, index);
+    if (key == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        PyObject *args[2] = {self, index};
+        return PyObject_Vectorcall(py_item_get, args, 2, NULL);
+    }
+    PyObject *r = value_access(self, vb, index, key, NULL);
+    Py_DECREF(key);
+    return r;
+}
+
+/* __setitem__(index, value) of a traced Array, recorded. */
+static PyObject *
+m_item_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
+{
+    if (nargs != 2) {
+        PyErr_SetString(PyExc_TypeError, "__setitem__(index, value)");
+        return NULL;
+    }
+    MpValueBooks *vb = served(self);
+    PyObject *key = vb == NULL ? NULL : item_key(vb, args[0]);
+    if (key == NULL) {
+        if (PyErr_Occurred()) {
+            return NULL;
+        }
+        PyObject *all[3] = {self, args[0], args[1]};
+        return PyObject_Vectorcall(py_item_set, all, 3, NULL);
+    }
+    PyObject *r = value_access(self, vb, args[0], key, args[1]);
+    Py_DECREF(key);
+    return r;
+}
+
+static PyMethodDef mp_item_defs[] = {
+    {"__getitem__", (PyCFunction)m_item_get, METH_O, NULL},
+    {"__setitem__", (PyCFunction)(void (*)(void))m_item_set, METH_FASTCALL, NULL},
+    {NULL, NULL, 0, NULL},
+};
 
 /* -- MpLockBooks as a Python object --------------------------------------------------------- */
 static PyObject *
@@ -929,6 +984,7 @@ static PyMemberDef vbooks_members[] = {
     {"prim", T_OBJECT, offsetof(MpValueBooks, prim), 0, "the value's id"},
     {"prim_pid", T_UINT, offsetof(MpValueBooks, prim_pid), 0, NULL},
     {"prim_n", T_UINT, offsetof(MpValueBooks, prim_n), 0, NULL},
+    {"length", T_PYSSIZET, offsetof(MpValueBooks, length), 0, "an Array's length (0: a Value)"},
     {"gets", T_ULONGLONG, offsetof(MpValueBooks, gets), 0, NULL},
     {"sets", T_ULONGLONG, offsetof(MpValueBooks, sets), 0, NULL},
     {"unlocked", T_ULONGLONG, offsetof(MpValueBooks, unlocked), 0, NULL},
@@ -989,6 +1045,7 @@ mp_configure(PyObject *module, PyObject *args)
         {"acquire_slow", &py_acquire_slow}, {"release", &py_release},
         {"release_unbooked", &py_release_unbooked}, {"acquire_args", &py_acquire_args},
         {"value_get", &py_value_get}, {"value_set", &py_value_set},
+        {"item_get", &py_item_get}, {"item_set", &py_item_set},
         {"note_get", &py_note_get}, {"check_set", &py_check_set},
         {"rmw_found", &py_rmw_found},
     };
@@ -1025,20 +1082,19 @@ mp_configure(PyObject *module, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* mp_lock_methods(cls) -> {name: method}: the C methods for a class of traced locks (their
- * base `cls`), to put on it while the level is not off. */
+/* {name: method} for class `cls` of the methods `defs`. */
 static PyObject *
-mp_lock_methods(PyObject *module, PyObject *cls)
+methods_for(PyObject *cls, PyMethodDef *defs)
 {
     if (!PyType_Check(cls)) {
-        PyErr_SetString(PyExc_TypeError, "mp_lock_methods(cls): a class");
+        PyErr_SetString(PyExc_TypeError, "a class");
         return NULL;
     }
     PyObject *out = PyDict_New();
     if (out == NULL) {
         return NULL;
     }
-    for (PyMethodDef *def = mp_lock_defs; def->ml_name != NULL; def++) {
+    for (PyMethodDef *def = defs; def->ml_name != NULL; def++) {
         PyObject *descr = PyDescr_NewMethod((PyTypeObject *)cls, def);
         if (descr == NULL || PyDict_SetItemString(out, def->ml_name, descr) < 0) {
             Py_XDECREF(descr);
@@ -1048,6 +1104,22 @@ mp_lock_methods(PyObject *module, PyObject *cls)
         Py_DECREF(descr);
     }
     return out;
+}
+
+/* mp_lock_methods(cls) -> {name: method}: the C methods for a class of traced locks (their
+ * base `cls`), to put on it while the level is not off. */
+static PyObject *
+mp_lock_methods(PyObject *module, PyObject *cls)
+{
+    return methods_for(cls, mp_lock_defs);
+}
+
+/* mp_item_methods(cls) -> {name: method}: __getitem__ and __setitem__ for a class of traced
+ * Arrays (their base `cls`). */
+static PyObject *
+mp_item_methods(PyObject *module, PyObject *cls)
+{
+    return methods_for(cls, mp_item_defs);
 }
 
 /* mp_after_fork(): this process's pid, for the owner words. */
@@ -1063,6 +1135,8 @@ static PyMethodDef mp_module_methods[] = {
      "Connect the multiprocessing hot paths to their Python side."},
     {"mp_lock_methods", mp_lock_methods, METH_O,
      "The C methods of a traced multiprocessing lock class."},
+    {"mp_item_methods", mp_item_methods, METH_O,
+     "The C __getitem__ and __setitem__ of a traced Array class."},
     {"mp_value_get", mp_value_get, METH_O, "obj.value of a traced Value, recorded."},
     {"mp_value_set", (PyCFunction)(void (*)(void))mp_value_set, METH_FASTCALL,
      "obj.value = value on a traced Value, recorded."},
