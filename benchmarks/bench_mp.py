@@ -2,6 +2,7 @@
 run.
 
     python benchmarks/bench_mp.py [--fast] [pyperf options]
+    python benchmarks/bench_mp.py --rounds N        (interleaved, for a loaded machine)
 
 The uncontended paths of issue 13, item 6: ``with lock: pass`` and
 ``lock.acquire(); lock.release()`` written inline on a multiprocessing RLock, ``v.value`` and
@@ -12,6 +13,12 @@ divide each traced figure by the raw figure measured in the same run. As in benc
 the flusher is held off while a loop is timed (a long flush interval, a budget that drops
 nothing) and the log is emptied after it: the figures are the inline cost, what the
 application thread pays on its own path.
+
+``--rounds N`` does without pyperf: one process times each operation raw and at each level in
+turn, N rounds (the level switched between runs, as `configure` does), and prints the median
+of each round's ratio to that round's raw figure. On a machine whose load changes while it runs
+(other work on its two cores), the ratios of neighbouring runs are steadier than pyperf's means
+of benchmarks run one after the other.
 """
 
 from __future__ import annotations
@@ -195,7 +202,36 @@ BENCHES = [
 LEVELS = ["raw", "off", "contention", "full"]
 
 
+def interleaved(rounds: int, loops: int = 20_000) -> None:
+    """Each operation raw and at each level in turn, ``rounds`` times; median ratios to raw."""
+    import statistics
+
+    times: dict[tuple[str, str], list[float]] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for title, func in BENCHES:
+            row = {level: func(loops, level) / (loops * UNROLL) for level in LEVELS}
+            for level, t in row.items():
+                times.setdefault((title, level), []).append(t)
+                ratios.setdefault((title, level), []).append(t / row["raw"])
+    lines = ["", f"| operation (median of {rounds} rounds) | raw | off | contention | full |",
+             "|---|---|---|---|---|"]
+    for title, _ in BENCHES:
+        raw = statistics.median(times[(title, "raw")])
+        cells = [f"{raw * 1e9:.0f} ns"]
+        for level in LEVELS[1:]:
+            t = statistics.median(times[(title, level)])
+            cells.append(f"{t * 1e9:.0f} ns ({statistics.median(ratios[(title, level)]):.2f}x)")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines.append(f"Python {sys.version.split()[0]}, tracedsync {tracedsync.__version__}, "
+                 f"{'native recorder' if NATIVE is not None else 'pure-Python twin'}")
+    print("\n".join(lines))
+
+
 def main() -> None:
+    if "--rounds" in sys.argv:
+        interleaved(int(sys.argv[sys.argv.index("--rounds") + 1]))
+        return
     runner = pyperf.Runner()
     results: dict[tuple[str, str], float] = {}
     for title, func in BENCHES:
