@@ -14,11 +14,11 @@ the flusher is held off while a loop is timed (a long flush interval, a budget t
 nothing) and the log is emptied after it: the figures are the inline cost, what the
 application thread pays on its own path.
 
-``--rounds N`` does without pyperf: one process times each operation raw and at each level in
-turn, N rounds (the level switched between runs, as `configure` does), and prints the median
-of each round's ratio to that round's raw figure. On a machine whose load changes while it runs
-(other work on its two cores), the ratios of neighbouring runs are steadier than pyperf's means
-of benchmarks run one after the other.
+``--rounds N`` does without pyperf: each round times every operation raw and at each level, a
+process per level, one level after the other, and the table gives the median of each round's
+ratio to that round's raw figure. On a machine whose load changes while it runs (other work on
+its two cores), the ratios of neighbouring runs are steadier than pyperf's means of benchmarks
+run one after the other.
 """
 
 from __future__ import annotations
@@ -202,18 +202,36 @@ BENCHES = [
 LEVELS = ["raw", "off", "contention", "full"]
 
 
+def _one_level(level: str, loops: int) -> None:
+    """Time every operation at ``level`` (this process's only level: see `interleaved`)."""
+    import json
+
+    print(json.dumps({title: func(loops, level) / (loops * UNROLL) for title, func in BENCHES}))
+
+
 def interleaved(rounds: int, loops: int = 20_000) -> None:
-    """Each operation raw and at each level in turn, ``rounds`` times; median ratios to raw."""
+    """Each operation raw and at each level in turn, ``rounds`` times; median ratios to raw.
+
+    Each level is timed in a process of its own: switching the level puts methods on classes
+    and takes them off, and on 3.12+ a class changed too often (about a thousand times) loses
+    its version tag, and with it the interpreter's specialised attribute access."""
+    import json
     import statistics
+    import subprocess
 
     times: dict[tuple[str, str], list[float]] = {}
     ratios: dict[tuple[str, str], list[float]] = {}
     for _ in range(rounds):
-        for title, func in BENCHES:
-            row = {level: func(loops, level) / (loops * UNROLL) for level in LEVELS}
-            for level, t in row.items():
-                times.setdefault((title, level), []).append(t)
-                ratios.setdefault((title, level), []).append(t / row["raw"])
+        row: dict[str, dict[str, float]] = {}
+        for level in LEVELS:
+            out = subprocess.run([sys.executable, __file__, "--one-level", level, str(loops)],
+                                 check=True, capture_output=True, text=True).stdout
+            row[level] = json.loads(out.splitlines()[-1])
+        for title, _ in BENCHES:
+            for level in LEVELS:
+                times.setdefault((title, level), []).append(row[level][title])
+                ratios.setdefault((title, level), []).append(
+                    row[level][title] / row["raw"][title])
     lines = ["", f"| operation (median of {rounds} rounds) | raw | off | contention | full |",
              "|---|---|---|---|---|"]
     for title, _ in BENCHES:
@@ -231,6 +249,10 @@ def interleaved(rounds: int, loops: int = 20_000) -> None:
 def main() -> None:
     if "--rounds" in sys.argv:
         interleaved(int(sys.argv[sys.argv.index("--rounds") + 1]))
+        return
+    if "--one-level" in sys.argv:
+        at = sys.argv.index("--one-level")
+        _one_level(sys.argv[at + 1], int(sys.argv[at + 2]))
         return
     runner = pyperf.Runner()
     results: dict[tuple[str, str], float] = {}

@@ -132,6 +132,8 @@ def set_tracing(on: bool) -> None:
     """Put the recording methods on the traced classes (or take them off: level off), and the
     instance attributes multiprocessing gives its objects in the matching state."""
     global _on
+    if on == _on:
+        return  # (configure calls this at every change of settings)
     _on = on
     for table in _tables:
         install_methods(table, on)
