@@ -56,8 +56,13 @@ class TracedMpEvent(MpOriginal, RawEvent):
         self._ts_books = None
 
     def __reduce_ex__(self, protocol: Any) -> Any:
-        # multiprocessing's Event pickles its attributes (its Condition says whether it may).
-        return (_rebuild, (type(self), dict(self.__dict__), info_of(self._ts_state)))
+        # multiprocessing's Event pickles its attributes (its Condition says whether it may);
+        # ours are sent as the identity.
+        state = {k: v for k, v in self.__dict__.items() if k not in _OURS}
+        return (_rebuild, (type(self), state, info_of(self._ts_state)))
+
+
+_OURS = ("_ts_state", "_ts_books")
 
 
 def _setup(st: EventState) -> None:

@@ -593,7 +593,7 @@ def acquire_restore(st: LockState, count: int) -> None:
 
 # -- the methods on the class while the level is not off -------------------------------------
 if NATIVE is not None:  # the uncontended acquire and the release in C (mplock.c)
-    NATIVE.mp_configure(MpOriginal, {
+    NATIVE.mp_configure({
         "acquire_slow": acquire_slow, "release": release_py,
         "release_unbooked": release_unbooked, "acquire_args": acquire,
         "kind_acquire": K_MP_ACQUIRE, "kind_release": K_RELEASE,

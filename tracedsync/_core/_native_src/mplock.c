@@ -105,7 +105,7 @@ typedef struct {
 static PyTypeObject MpValueBooksType;
 
 /* -- configuration (mp_configure) ----------------------------------------------------------- */
-static Py_ssize_t off_books = -1, off_state = -1;  /* the `_ts_books`, `_ts_state` slots */
+static PyObject *s_ts_books = NULL, *s_ts_state = NULL;  /* "_ts_books", "_ts_state" */
 static PyObject *py_acquire_slow = NULL;   /* locks.acquire_slow(st, block, timeout, fdepth) */
 static PyObject *py_release = NULL;        /* locks.release_py(st) */
 static PyObject *py_release_unbooked = NULL;  /* locks.release_unbooked(st, me) */
@@ -168,31 +168,24 @@ my_buf(void)
 }
 
 /* -- the books, from the primitive objects -------------------------------------------------- */
-static inline PyObject *
-slot(PyObject *obj, Py_ssize_t off)
-{
-    return *(PyObject **)((char *)obj + off);
-}
-
+/* The books of traced lock `lock` (its `_ts_books`), a new reference; NULL with an error. */
 static MpLockBooks *
 lock_books(PyObject *lock)
 {
-    PyObject *b = off_books < 0 ? NULL : slot(lock, off_books);
-    if (b == NULL || !PyObject_TypeCheck(b, &MpLockBooksType)) {
+    PyObject *b = PyObject_GetAttr(lock, s_ts_books);
+    if (b != NULL && !PyObject_TypeCheck(b, &MpLockBooksType)) {
+        Py_DECREF(b);
         PyErr_SetString(PyExc_TypeError, "tracedsync: a traced multiprocessing lock without books");
         return NULL;
     }
     return (MpLockBooks *)b;
 }
 
+/* The state of a traced primitive (its `_ts_state`), a new reference; NULL with an error. */
 static PyObject *
 state_of(PyObject *obj)
 {
-    PyObject *st = off_state < 0 ? NULL : slot(obj, off_state);
-    if (st == NULL) {
-        PyErr_SetString(PyExc_AttributeError, "tracedsync: a traced primitive without state");
-    }
-    return st;
+    return PyObject_GetAttr(obj, s_ts_state);
 }
 
 /* -- acquire ------------------------------------------------------------------------------ */
@@ -259,11 +252,9 @@ acquire_fast(PyObject *lock, MpLockBooks *b, int block, uint32_t site)
         }
         PyObject *args[4] = {st, block ? Py_True : Py_False, Py_None, NULL};
         args[3] = PyLong_FromLong(0);  /* 0: the slow path finds the user's frame itself */
-        if (args[3] == NULL) {
-            return NULL;
-        }
-        PyObject *r = PyObject_Vectorcall(py_acquire_slow, args, 4, NULL);
-        Py_DECREF(args[3]);
+        PyObject *r = args[3] == NULL ? NULL : PyObject_Vectorcall(py_acquire_slow, args, 4, NULL);
+        Py_XDECREF(args[3]);
+        Py_DECREF(st);
         return r;
     }
     took(b, tb, level, site, block);
@@ -280,7 +271,12 @@ release_fast(PyObject *lock, MpLockBooks *b, uint32_t site)
     long long depth = b->depth;
     if (UNLIKELY(!level || depth <= 0 || tb == NULL || b->owner != tb->ident)) {
         PyObject *st = state_of(lock);
-        return st == NULL ? NULL : PyObject_CallOneArg(py_release, st);
+        if (st == NULL) {
+            return NULL;
+        }
+        PyObject *r = PyObject_CallOneArg(py_release, st);
+        Py_DECREF(st);
+        return r;
     }
     int64_t *rec = b->rec;
     depth -= 1;
@@ -313,6 +309,7 @@ release_fast(PyObject *lock, MpLockBooks *b, uint32_t site)
             }
             PyObject *me = PyLong_FromUnsignedLong(tb->ident);
             if (me == NULL) {
+                Py_DECREF(st);
                 return NULL;
             }
             b->owner = 0;
@@ -320,6 +317,7 @@ release_fast(PyObject *lock, MpLockBooks *b, uint32_t site)
             PyObject *args[2] = {st, me};
             r = PyObject_Vectorcall(py_release_unbooked, args, 2, NULL);
             Py_DECREF(me);
+            Py_DECREF(st);
             return r;
         }
         Py_DECREF(r);
@@ -368,7 +366,12 @@ m_acquire(PyObject *self, PyObject *const *args, Py_ssize_t nargs, PyObject *kwn
             }
         }
         MpLockBooks *b = lock_books(self);
-        return b == NULL ? NULL : acquire_fast(self, b, block, 0);
+        if (b == NULL) {
+            return NULL;
+        }
+        PyObject *r = acquire_fast(self, b, block, 0);
+        Py_DECREF(b);
+        return r;
     }
 python:;
     Py_ssize_t n = nargs + (kwnames ? PyTuple_GET_SIZE(kwnames) : 0);
@@ -395,21 +398,30 @@ static PyObject *
 m_enter(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     MpLockBooks *b = lock_books(self);
-    return b == NULL ? NULL : acquire_fast(self, b, 1, 0);
+    if (b == NULL) {
+        return NULL;
+    }
+    PyObject *r = acquire_fast(self, b, 1, 0);
+    Py_DECREF(b);
+    return r;
 }
 
 static PyObject *
 m_release(PyObject *self, PyObject *Py_UNUSED(ignored))
 {
     MpLockBooks *b = lock_books(self);
-    return b == NULL ? NULL : release_fast(self, b, 0);
+    if (b == NULL) {
+        return NULL;
+    }
+    PyObject *r = release_fast(self, b, 0);
+    Py_DECREF(b);
+    return r;
 }
 
 static PyObject *
 m_exit(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
 {
-    MpLockBooks *b = lock_books(self);
-    return b == NULL ? NULL : release_fast(self, b, 0);
+    return m_release(self, NULL);
 }
 
 static PyMethodDef mp_lock_defs[] = {
@@ -482,11 +494,15 @@ site_args(uint32_t site, PyObject **code, PyObject **pos)
     return 0;
 }
 
+/* The books of traced Value or Array `obj` (its `_ts_books`), a new reference; NULL without
+ * an error if it has none of ours. */
 static inline MpValueBooks *
 value_books(PyObject *obj)
 {
-    PyObject *vb = off_books < 0 ? NULL : slot(obj, off_books);
+    PyObject *vb = PyObject_GetAttr(obj, s_ts_books);
     if (vb == NULL || !PyObject_TypeCheck(vb, &MpValueBooksType)) {
+        PyErr_Clear();
+        Py_XDECREF(vb);
         return NULL;
     }
     return (MpValueBooks *)vb;
@@ -590,15 +606,18 @@ value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, Py
     return result;
 }
 
-/* The C paths serve objects whose lock is a traced multiprocessing lock, while tracing;
- * anything else is the Python path's. */
+/* The C paths serve objects whose lock is a traced multiprocessing lock, while tracing (their
+ * books, a new reference); anything else is the Python path's (NULL, no error). */
 static inline MpValueBooks *
 served(PyObject *obj)
 {
-    MpValueBooks *vb = value_books(obj);
-    if (vb == NULL || !ts_level || vb->lock_books == NULL || py_note_get == NULL ||
-        py_check_set == NULL || py_rmw_found == NULL || kind_value < 0) {
+    if (!ts_level || py_note_get == NULL || py_check_set == NULL || py_rmw_found == NULL ||
+        kind_value < 0) {
         return NULL;
+    }
+    MpValueBooks *vb = value_books(obj);
+    if (vb != NULL && vb->lock_books == NULL) {
+        Py_CLEAR(vb);
     }
     return vb;
 }
@@ -611,7 +630,9 @@ mp_value_get(PyObject *module, PyObject *obj)
     if (vb == NULL) {
         return PyObject_CallOneArg(py_value_get, obj);
     }
-    return value_access(obj, vb, NULL, Py_None, NULL);
+    PyObject *r = value_access(obj, vb, NULL, Py_None, NULL);
+    Py_DECREF(vb);
+    return r;
 }
 
 /* mp_value_set(obj, value): `obj.value = value`, recorded. */
@@ -626,7 +647,9 @@ mp_value_set(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     if (vb == NULL) {
         return PyObject_Vectorcall(py_value_set, args, 2, NULL);
     }
-    return value_access(args[0], vb, NULL, Py_None, args[1]);
+    PyObject *r = value_access(args[0], vb, NULL, Py_None, args[1]);
+    Py_DECREF(vb);
+    return r;
 }
 
 /* An Array's index as the events and the rmw rule see it (normalised: a negative one counts
@@ -656,6 +679,7 @@ m_item_get(PyObject *self, PyObject *index)
     MpValueBooks *vb = served(self);
     PyObject *key = vb == NULL ? NULL : item_key(vb, index);
     if (key == NULL) {
+        Py_XDECREF(vb);
         if (PyErr_Occurred()) {
             return NULL;
         }
@@ -664,6 +688,7 @@ m_item_get(PyObject *self, PyObject *index)
     }
     PyObject *r = value_access(self, vb, index, key, NULL);
     Py_DECREF(key);
+    Py_DECREF(vb);
     return r;
 }
 
@@ -678,6 +703,7 @@ m_item_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     MpValueBooks *vb = served(self);
     PyObject *key = vb == NULL ? NULL : item_key(vb, args[0]);
     if (key == NULL) {
+        Py_XDECREF(vb);
         if (PyErr_Occurred()) {
             return NULL;
         }
@@ -686,6 +712,7 @@ m_item_set(PyObject *self, PyObject *const *args, Py_ssize_t nargs)
     }
     PyObject *r = value_access(self, vb, args[0], key, args[1]);
     Py_DECREF(key);
+    Py_DECREF(vb);
     return r;
 }
 
@@ -1007,38 +1034,14 @@ static PyTypeObject MpValueBooksType = {
 };
 
 /* -- configuration -------------------------------------------------------------------------- */
-static Py_ssize_t
-member_offset(PyObject *cls, const char *name)
-{
-    PyObject *d = PyObject_GetAttrString(cls, name);
-    if (d == NULL) {
-        return -1;
-    }
-    if (!PyObject_TypeCheck(d, &PyMemberDescr_Type)) {
-        PyErr_Format(PyExc_TypeError, "%s is not a slot", name);
-        Py_DECREF(d);
-        return -1;
-    }
-    Py_ssize_t o = ((PyMemberDescrObject *)d)->d_member->offset;
-    Py_DECREF(d);
-    return o;
-}
-
-/* mp_configure(base_cls, hooks: dict): the `_ts_books` and `_ts_state` slots of the traced
- * classes' base, and the Python functions and record kinds the C paths use (see the
+/* mp_configure(hooks: dict): the Python functions and record kinds the C paths use (see the
  * declarations above); a call sets those its dict names (locks.py and values.py each give
  * theirs). */
 static PyObject *
-mp_configure(PyObject *module, PyObject *args)
+mp_configure(PyObject *module, PyObject *hooks)
 {
-    PyObject *base, *hooks;
-    if (!PyArg_ParseTuple(args, "O!O!:mp_configure", &PyType_Type, &base, &PyDict_Type,
-                          &hooks)) {
-        return NULL;
-    }
-    Py_ssize_t ob = member_offset(base, "_ts_books");
-    Py_ssize_t os = ob < 0 ? -1 : member_offset(base, "_ts_state");
-    if (os < 0) {
+    if (!PyDict_Check(hooks)) {
+        PyErr_SetString(PyExc_TypeError, "mp_configure(hooks: dict)");
         return NULL;
     }
     struct { const char *name; PyObject **dst; } table[] = {
@@ -1076,8 +1079,6 @@ mp_configure(PyObject *module, PyObject *args)
         }
         *kinds[i].dst = (int)k;
     }
-    off_books = ob;
-    off_state = os;
     my_pid = (long)getpid();
     Py_RETURN_NONE;
 }
@@ -1131,7 +1132,7 @@ mp_after_fork(PyObject *module, PyObject *noargs)
 }
 
 static PyMethodDef mp_module_methods[] = {
-    {"mp_configure", mp_configure, METH_VARARGS,
+    {"mp_configure", mp_configure, METH_O,
      "Connect the multiprocessing hot paths to their Python side."},
     {"mp_lock_methods", mp_lock_methods, METH_O,
      "The C methods of a traced multiprocessing lock class."},
@@ -1147,7 +1148,9 @@ static PyMethodDef mp_module_methods[] = {
 int
 ts_mplock_init(PyObject *module)
 {
-    if ((s_value = PyUnicode_InternFromString("value")) == NULL) {
+    if ((s_value = PyUnicode_InternFromString("value")) == NULL ||
+        (s_ts_books = PyUnicode_InternFromString("_ts_books")) == NULL ||
+        (s_ts_state = PyUnicode_InternFromString("_ts_state")) == NULL) {
         return -1;
     }
     if (PyType_Ready(&MpLockBooksType) < 0 || PyType_Ready(&MpValueBooksType) < 0) {
