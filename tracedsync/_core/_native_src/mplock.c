@@ -1,14 +1,16 @@
 /*
- * The hot paths of the traced multiprocessing locks and of a Value's `value`, in C.
+ * The hot paths of the traced multiprocessing locks and of a Value's or Array's get and set,
+ * in C.
  *
  * Design note (read tracedsync/_multiprocessing/base.py and locks.py first). A traced
  * multiprocessing Lock/RLock is a subclass of multiprocessing's own class; while the level is
  * not off, the methods below are on that class (`mp_lock_methods`), and the instance
  * attributes multiprocessing sets (`acquire`/`release`, its SemLock's) are not there. Its books
- * are an `MpLockBooks` (this file), in the object's `_ts_books` slot: owner, depth, hold start,
- * counters as C fields, the SemLock's own bound methods, and the address of the shared owner
- * record (owner.py). The lock's `LockState` (its `_ts_state` slot: the detectors, the Python
- * slow paths) reads and writes the same fields through properties.
+ * are an `MpLockBooks` (this file), the object's `_ts_books` attribute: owner, depth, hold
+ * start, counters as C fields, the SemLock's own bound methods, and the address of the shared
+ * owner record (owner.py). The lock's `LockState` (its `_ts_state`: the detectors, the Python
+ * slow paths) reads and writes the same fields through properties. Both are attributes in the
+ * instance's dict (see base.py for why not slots), read here with one attribute lookup.
  *
  * The common cases are here: an acquire with the default arguments (or a plain block flag)
  * that gets the lock at once, a release the books agree with. The real SemLock's `acquire`
@@ -19,19 +21,21 @@
  * the real acquire and before the real release, with the GIL held.
  *
  * A Value's `value` (`mp_value_get`/`mp_value_set`, the getter and setter of the property on
- * the traced Value class) is multiprocessing's getter and setter with the lock taken by the
- * code above: take the value's lock, read or write the ctypes object, keep the books
- * (`MpValueBooks`: gets, sets, unlocked, rmws), call the read-modify-write rule
- * (tracedsync/_multiprocessing/rmw.py, in Python: it is the rule's own code), write the record
- * (`K_VALUE`) and release. If the caller already holds the value's RLock (its SemLock says so),
- * the value is read or written under that holding without taking the lock again: the real
- * wrapper would take it once more and give it back, which changes nothing another thread or
- * process can see, and the log records the access (`locked: true`) and not the nested pair.
- * Values over any other lock take the Python path.
+ * the traced Value class) and an Array's items by an int index (its `__getitem__` and
+ * `__setitem__`: `mp_item_methods`) are multiprocessing's getter and setter with the lock
+ * taken by the code above (`value_access`): take the value's lock, read or write the ctypes
+ * object, keep the books (`MpValueBooks`: gets, sets, unlocked, rmws), call the
+ * read-modify-write rule (tracedsync/_multiprocessing/rmw.py, in Python: it is the rule's own
+ * code), write the record (`K_VALUE`, with the normalised index) and release. If the caller
+ * already holds the value's RLock (its SemLock says so), the value is read or written under
+ * that holding without taking the lock again: the real wrapper would take it once more and
+ * give it back, which changes nothing another thread or process can see, and the log records
+ * the access (`locked: true`) and not the nested pair. Values over any other lock, slices and
+ * other indexes take the Python path.
  *
  * Objects: the uncontended paths create no Python object, but for what the rmw rule keeps per
- * read (its own tuples) and a hold's start as an int (once per holding, when a locked access
- * first asks for it).
+ * read (its own tuples, and the call-site position it is given) and a hold's start as an int
+ * (once per holding, when a locked access first asks for it).
  */
 #include "native.h"
 #include <limits.h>
