@@ -1,6 +1,6 @@
 """Whole workloads, raw vs traced at each level, measured in one pyperf run (issue: overhead).
 
-    python benchmarks/bench_workloads.py [--fast] [pyperf options]
+    python benchmarks/bench_workloads.py [--only threads|seeds|value] [--fast] [pyperf options]
 
 * Condition ping-pong: two threads hand a token back and forth through one Condition.
 * Producer/consumer: 4 producers and 4 consumers move 200,000 items through a list guarded by a
@@ -11,7 +11,10 @@
   threading's and multiprocessing's own primitives.
 
 Raw runs use ``threading``'s primitives; traced runs use tracedsync's at ``off``,
-``contention`` and ``full``.
+``contention`` and ``full``. ``--only`` runs one group: the two thread workloads, the seed
+programs, or the Value seed program alone (``value_get_lock.py``). The seed programs run as
+installed code does: from cached bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped from their
+environment; the first run writes it).
 """
 
 from __future__ import annotations
@@ -130,10 +133,11 @@ def seed_program(loops: int, script: str, level: str) -> float:
     path = os.path.join(ROOT, "examples", script)
     cmd = ([sys.executable, "-c", _RAW_RUNNER, path] if level == "raw"
            else [sys.executable, path])
+    base = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     total = 0.0
     for _ in range(loops):
         with tempfile.TemporaryDirectory(prefix="tracedsync-bench-seed-") as logs:
-            env = dict(os.environ, TRACEDSYNC_LEVEL="off" if level == "raw" else level,
+            env = dict(base, TRACEDSYNC_LEVEL="off" if level == "raw" else level,
                        TRACEDSYNC_LOG_DIR=logs, DEMO_SPEED="0.05")
             t0 = time.perf_counter()
             subprocess.run(cmd, env=env, check=True, stdout=subprocess.DEVNULL)
@@ -141,16 +145,33 @@ def seed_program(loops: int, script: str, level: str) -> float:
     return total
 
 
+GROUPS = ("threads", "seeds", "value")
+WORKLOADS = ("Condition ping-pong (2 x 2000)", "producer/consumer 4x4, 200k items")
+
+
+def _pass_only(cmd: list[str], args: Any) -> None:
+    if args.only:
+        cmd.extend(("--only", args.only))
+
+
 def main() -> None:
-    runner = pyperf.Runner()
+    runner = pyperf.Runner(add_cmdline_args=_pass_only)
+    runner.argparser.add_argument("--only", choices=GROUPS, default=None,
+                                  help="run one group of benchmarks")
+    only = runner.parse_args().only
     res: dict[tuple[str, str], float] = {}
-    for title, func in (("Condition ping-pong (2 x 2000)", ping_pong),
-                        ("producer/consumer 4x4, 200k items", producer_consumer)):
+    workloads = (zip(WORKLOADS, (ping_pong, producer_consumer), strict=True)
+                 if only in (None, "threads") else ())
+    for title, func in workloads:
         for level in LEVELS:
             b = runner.bench_time_func(f"{title} [{level}]", func, level)
             if b is not None and not runner.args.worker:
                 res[(title, level)] = b.mean()
-    seeds = ("condition_producer_consumer.py", "rlock_recursion.py", "value_get_lock.py")
+    seeds: tuple[str, ...] = ()
+    if only in (None, "seeds"):
+        seeds = ("condition_producer_consumer.py", "rlock_recursion.py", "value_get_lock.py")
+    elif only == "value":
+        seeds = ("value_get_lock.py",)
     for script in seeds:
         for level in LEVELS:
             b = runner.bench_time_func(f"seed {script} [{level}]", seed_program, script, level)
@@ -159,7 +180,7 @@ def main() -> None:
     if runner.args.worker or not res:
         return
     print("\n| workload | raw | off | contention | full |\n|---|---|---|---|---|")
-    for title in ("Condition ping-pong (2 x 2000)", "producer/consumer 4x4, 200k items"):
+    for title in WORKLOADS if workloads else ():
         raw = res[(title, "raw")]
         cells = [f"{raw * 1e3:.0f} ms"] + [
             f"{res[(title, lv)] * 1e3:.0f} ms ({raw / res[(title, lv)]:.2f}x throughput)"

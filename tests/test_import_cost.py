@@ -88,7 +88,35 @@ def test_lazy_names_load_on_first_use(tmp_path: Path) -> None:
             print(exc)
     """, tmp_path)
     assert run["out"] == ["module 'tracedsync' has no attribute 'Nope'"]
-    assert {"wrapt", "multiprocessing", "tracedsync.mp"} <= run["loaded"]
+    assert {"multiprocessing", "tracedsync.mp"} <= run["loaded"]
+    if NATIVE_BUILT:  # (the twin's locks are wrapt proxies)
+        assert not run["loaded"] & {"wrapt", "asyncio"}
+
+
+@pytest.mark.skipif(not NATIVE_BUILT, reason="the twin's locks are wrapt proxies")
+def test_multiprocessing_primitives_import_no_wrapt(tmp_path: Path) -> None:
+    """The traced multiprocessing primitives are multiprocessing's classes subclassed: making
+    and using each of them (and a Value, an Array) imports neither wrapt nor asyncio, at any
+    level."""
+    run = _loaded_after("""
+        import tracedsync, tracedsync.mp as mp
+        for level in ("full", "off", "contention"):
+            tracedsync.configure(level=level)
+            v, a = tracedsync.Value("i", 0), tracedsync.Array("c", b"ab")
+            with v.get_lock():
+                v.value += 1
+            a.value = b"x"
+            lock, rlock, cond = mp.Lock(), mp.RLock(), mp.Condition()
+            sem, bsem = mp.Semaphore(), mp.BoundedSemaphore()
+            ev, barrier = mp.Event(), mp.Barrier(1)
+            with lock, rlock, cond, sem, bsem:
+                cond.notify()
+            ev.set()
+            assert ev.wait(0) and barrier.wait() == 0
+        tracedsync.flush()
+    """, tmp_path)
+    assert {"multiprocessing", "tracedsync.mp"} <= run["loaded"]
+    assert not run["loaded"] & {"wrapt", "asyncio", "structlog", "rich"}, run["stderr"]
 
 
 def test_structlog_only_for_user_processors(tmp_path: Path) -> None:

@@ -258,13 +258,16 @@ def test_array_created_event_has_length_and_ctypes_type_name() -> None:
 
 
 def test_a_real_multiprocessing_lock_given_is_traced_once() -> None:
-    """A real lock handed to two Values becomes one traced lock, shared by both."""
+    """A real lock handed to two Values becomes one traced lock, shared by both: the same lock
+    (a traced lock over the real one's semaphore)."""
     raw = CTX.Lock()
     v1 = tracedsync.Value("i", lock=raw, ctx=CTX)
     v2 = tracedsync.Array("i", 2, lock=raw, ctx=CTX)
     assert isinstance(v1.get_lock(), tracedsync.mp.TracedMpLock)
     assert v1.get_lock() is v2.get_lock()
-    assert v1.get_lock().__wrapped__ is raw
+    assert v1.get_lock()._semlock is raw._semlock
+    with raw:
+        assert v1.get_lock().acquire(False) is False
 
 
 def test_a_traced_lock_given_is_used_as_is() -> None:

@@ -716,7 +716,9 @@ def test_real_multiprocessing_primitives_are_traced_at_the_users_line() -> None:
         q = multiprocessing.Queue()
         q.close()
         q.join_thread()
-    assert type(value).__name__.startswith("Traced") and type(lock).__name__.startswith("Traced")
-    assert not type(q._rlock).__name__.startswith("Traced")  # type: ignore[attr-defined]
+    # (the traced classes bear multiprocessing's __name__; their __qualname__ is their own)
+    assert type(value).__qualname__.startswith("Traced")
+    assert type(lock).__qualname__.startswith("Traced")
+    assert not type(q._rlock).__qualname__.startswith("Traced")  # type: ignore[attr-defined]
     sites = {e["kind"]: e["site"] for e in _created(events) if e["kind"] in ("Value", "Lock")}
     assert sites["Value"] == f"{__file__}:{line}" and sites["Lock"] == f"{__file__}:{line + 1}"

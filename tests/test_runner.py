@@ -364,7 +364,7 @@ def test_multiprocessing_value_races_are_found_in_spawned_children(tmp_path: Pat
                 w.start()
             for w in workers:
                 w.join(60)
-            print(type(counter).__name__)
+            print(type(counter).__qualname__)  # (its __name__ is multiprocessing's)
     """)
     proc = run(tmp_path, "--log-dir", "logs", "prog.py")
     assert proc.returncode == 0, proc.stderr

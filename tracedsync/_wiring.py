@@ -24,7 +24,8 @@ _connected = False
 
 def _tracing_methods(settings: Any) -> None:
     """The recording methods of the primitives that have them are on their classes only while
-    the level is not off (at off those cost exactly what ``threading``'s cost)."""
+    the level is not off (at off those cost exactly what ``threading``'s and
+    ``multiprocessing``'s cost)."""
     on = settings.level != "off"
     condition.set_tracing(on)
     # The others are imported when first used (and then set themselves from the level).
@@ -32,6 +33,9 @@ def _tracing_methods(settings: Any) -> None:
         module = sys.modules.get(f"{__package__}._threading.{name}")
         if module is not None:
             module.set_tracing(on)
+    mp_base = sys.modules.get(f"{__package__}._multiprocessing.base")
+    if mp_base is not None:  # the multiprocessing classes, and their objects' attributes
+        mp_base.set_tracing(on)
 
 
 def connect() -> None:

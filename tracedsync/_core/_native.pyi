@@ -90,8 +90,45 @@ def collect(skip_ident: int = ...) -> Snapshot: ...
 def site_info(site: int) -> tuple[CodeType, int, int] | None: ...
 def rec(kind: int, prim_pid: int, prim_n: int, bits: int, w0: int, w1: int, w2: int, w3: int,
         *idents: int) -> None: ...
-def install_mp(proxy: type, state: type, acquire_slow: Any, release: Any, kind_acquire: int,
-               kind_release: int) -> None: ...
+class MpLockBooks:
+    """The books of a traced multiprocessing lock (mplock.c)."""
+    owner: int | None
+    depth: int
+    t_hold: int
+    acquisitions: int
+    contended: int
+    failed: int
+    max_depth: int
+    wait_ns: int
+    hold_ns: int
+    restore_ns: int
+    prim_pid: int
+    prim_n: int
+    reentrant: bool
+    record: Any
+    sl_acquire: Any
+    sl_release: Any
+    sl_is_mine: Any
+
+class MpValueBooks:
+    """The C part of a traced Value's or Array's books (mplock.c)."""
+    obj: Any
+    lock: Any
+    lock_books: MpLockBooks | None
+    prim: str
+    prim_pid: int
+    prim_n: int
+    length: int
+    gets: int
+    sets: int
+    unlocked: int
+    rmws: int
+
+def mp_configure(hooks: dict[str, Any]) -> None: ...
+def mp_lock_methods(cls: type) -> dict[str, Any]: ...
+def mp_item_methods(cls: type) -> dict[str, Any]: ...
+def mp_value_get(obj: Any) -> Any: ...
+def mp_value_set(obj: Any, value: Any) -> None: ...
 def mp_after_fork() -> None: ...
 def define_kind(kind: int, op_code: int, tids_word: int, json: list[Any],
                 tuple_prog: list[Any]) -> None: ...

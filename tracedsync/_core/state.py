@@ -202,7 +202,7 @@ class PrimState:
 class LockState(PrimState):
     """A Lock or RLock (threading's or multiprocessing's): holder, depth, hold and wait times."""
 
-    __slots__ = ("acquire", "acquisitions", "contended", "depth", "ext_addr", "failed",
+    __slots__ = ("acquire", "acquisitions", "contended", "depth", "failed",
                  "hold_ns", "max_depth", "owner", "reentrant", "release", "restore_ns", "t_hold",
                  "wait_ns", "waiters")
 
@@ -225,8 +225,6 @@ class LockState(PrimState):
         """How long the last re-acquire at the end of a condition wait took."""
         self.waiters: list[int] = []
         """Idents of this process's threads blocked in acquire (multiprocessing locks)."""
-        self.ext_addr = 0
-        """The address of ``ext``, a multiprocessing lock's shared owner record (0: none)."""
 
     COUNTERS = ("misuse", "acquisitions", "contended", "failed", "max_depth", "wait_ns",
                 "hold_ns", "restore_ns")

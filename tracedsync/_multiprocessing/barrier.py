@@ -1,17 +1,17 @@
-"""`TracedMpBarrier`: ``multiprocessing.Barrier`` behind a proxy that records passes and breaks.
+"""`TracedMpBarrier`: ``multiprocessing.Barrier``, subclassed, recording passes and breaks.
 
 Design note: who broke it, and why, when the parties are processes.
 
 multiprocessing's Barrier is ``threading.Barrier``'s algorithm over a multiprocessing Condition
 and two shared ints. As in threading's (`tracedsync._threading.barrier`), the cause of a break
 is decided in ``_break``, called under the barrier's condition lock by the thread that timed
-out, by ``abort()``, or by the thread whose ``action`` raised; the proxy puts a hook in the real
-barrier's ``_break`` (an instance attribute, installed again in every process that receives the
-barrier). Since the threads that see the barrier broken may be in other processes, the cause is
-written to a small record in shared memory, allocated with the barrier and sent with it:
+out, by ``abort()``, or by the thread whose ``action`` raised; while tracing, the traced class's
+``_break`` notes the cause first, then calls the original's. Since the threads that see the
+barrier broken may be in other processes, the cause is written to a small record in shared
+memory, allocated with the barrier and sent with it:
 
     [BREAKS] times the barrier went from working to broken
-    [WHO]    owner word (pid << 32 | native tid, see `_mp_owner`) of the thread that broke it
+    [WHO]    owner word (pid << 32 | native tid, see `owner`) of the thread that broke it
     [WHY]    1 timeout, 2 abort, 3 action, 4 reset
 
 It is written under the barrier's condition lock, which every woken waiter re-takes before it
@@ -22,9 +22,10 @@ that process's events). ``reset()`` notes "reset" under the same lock, only when
 waiters (the barrier was filling and someone was waiting).
 
 The books and events around the real calls are shared with the threading barrier
-(`tracedsync._threading.barrier_books`); `_SharedCauses` is this barrier's `BreakCauses`: the
-cause kept in the shared record, a break recorded as a generic ``barrier_broken`` naming the
-breaker's pid and tid.
+(`tracedsync._threading.barrier_books`), given multiprocessing's own ``wait``, ``abort`` and
+``reset``; `_SharedCauses` is this barrier's `BreakCauses`: the cause kept in the shared record,
+a break recorded as a generic ``barrier_broken`` naming the breaker's pid and tid. At level off
+the recording methods are not on the class (`base`).
 
 The action given to the barrier is wrapped in a small picklable callable (`_WatchedAction`) that
 notes "action" before the exception reaches ``_break``: the action of a multiprocessing barrier
@@ -35,34 +36,40 @@ from __future__ import annotations
 
 import sys
 import threading
+import weakref
 from collections.abc import Callable
-from types import FrameType
-from typing import Any, cast
+from multiprocessing import synchronize
+from types import CodeType, FrameType, MethodType
+from typing import Any, ClassVar, cast
 
 from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
+from .._core.sites import user_site
 from .._core.state import BarrierState
 from .._threading.barrier_books import (
+    BROKEN,
     BreakCauses,
     count_broken,
     extra_stats,
-    install_break_hook,
     traced_abort,
     traced_reset,
     traced_wait,
 )
 from .._threading.common import new_books
-from .._threading.proxy import get_state as _get_any_state
-from .base import MpProxy
+from .base import MpOriginal, attach_state, info_of, new_state, register_tracing, untraced
 from .owner import owner_word, split
-
-get_state = cast("Callable[[Any], BarrierState]", _get_any_state)
-"""The state of one of this module's proxies (always a `BarrierState`)."""
 
 _getframe = sys._getframe
 _get_ident = threading.get_ident
 FULL = rt.FULL
 BrokenBarrierError = threading.BrokenBarrierError
+RawBarrier = synchronize.Barrier
+_raw_wait = RawBarrier.wait
+_raw_abort = RawBarrier.abort
+_raw_reset = RawBarrier.reset
+_raw_break = RawBarrier._break  # type: ignore[attr-defined]
+_raw_getstate: Callable[[Any], Any] = RawBarrier.__getstate__  # type: ignore[attr-defined]
+_raw_setstate: Callable[[Any, Any], None] = RawBarrier.__setstate__  # type: ignore[attr-defined]
 
 BREAKS, WHO, WHY = 0, 1, 2
 _WHY = {"timeout": 1, "abort": 2, "action": 3, "reset": 4}
@@ -133,7 +140,7 @@ class _SharedCauses(BreakCauses):
         key = (self.prim, _get_ident())
         _pending[key] = ("abort", None)
         try:
-            raw.abort()
+            _raw_abort(raw)
         finally:
             _pending.pop(key, None)
 
@@ -145,7 +152,7 @@ class _SharedCauses(BreakCauses):
             if raw._state == 0 and raw._count > 0:  # the waiters will be broken by this reset
                 rec[WHO] = owner_word()
                 rec[WHY] = _WHY["reset"]
-            raw.reset()
+            _raw_reset(raw)
         return waiting, was_broken
 
     def broken(self, st: BarrierState, me: int, t: int, waited: int, arrived: int,
@@ -170,73 +177,88 @@ class _SharedCauses(BreakCauses):
                   "n_waiting": waiting}, f.f_code, f.f_lineno))
 
 
-class BarrierMethods:
-    """The methods of the multiprocessing Barrier's proxy: the real barrier does the work,
-    exactly as the original; passes and breaks are recorded by the functions threading's barrier
-    uses (see the design note; each barrier's `BreakCauses` says where a break's cause is
-    kept)."""
-
-    __slots__ = ()
-
-    def wait(self, timeout: float | None = None) -> int:
-        """Wait until ``parties`` parties wait, exactly as the original; record it."""
-        st = get_state(self)
-        raw = st.raw
-        if not rt.level:
-            return raw.wait(timeout)  # type: ignore[no-any-return]
-        return traced_wait(st, raw.wait, timeout)
-
-    def abort(self) -> None:
-        """Break the barrier, exactly as the original's ``abort``; record it."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.abort()
-            return
-        traced_abort(st, rt.ident())
-
-    def reset(self) -> None:
-        """Return the barrier to its empty state, exactly as the original's ``reset``."""
-        st = get_state(self)
-        if not rt.level:
-            st.raw.reset()
-            return
-        traced_reset(st, rt.ident())
-
-    @property
-    def parties(self) -> int:
-        """The number of parties required to pass the barrier."""
-        return get_state(self).raw.parties  # type: ignore[no-any-return]
-
-    @property
-    def n_waiting(self) -> int:
-        """The number of parties waiting at the barrier now."""
-        return get_state(self).raw.n_waiting  # type: ignore[no-any-return]
-
-    @property
-    def broken(self) -> bool:
-        """Whether the barrier is broken."""
-        return get_state(self).raw.broken  # type: ignore[no-any-return]
-
-
-class TracedMpBarrier(BarrierMethods, MpProxy):
+class TracedMpBarrier(MpOriginal, RawBarrier):
     """A traced ``multiprocessing.Barrier``: same behaviour, plus each pass, and who broke it
     (in which process) and why."""
 
     __slots__ = ()
+    _ts_raw: ClassVar[type] = RawBarrier
+    _ts_state: BarrierState
+    _action: Any
+    _timeout: Any
 
-    @classmethod
-    def _setup(cls, st: BarrierState, shared: Any) -> None:
-        raw = st.raw
-        rec = new_record() if shared is None else shared
-        st.ext = rec
-        if isinstance(raw._action, _WatchedAction):
-            raw._action.prim = st.prim
-        st.break_book = causes = _SharedCauses(rec, st.prim)
-        install_break_hook(raw, causes)
-        new_books(st)
-        st.parties = raw.parties
-        st.default_timeout = raw._timeout
-        st.extra_stats = extra_stats
+    def __init__(self, parties: int, action: Callable[[], Any] | None = None,
+                 timeout: float | None = None, *, ctx: Any = None, name: str | None = None,
+                 _site: tuple[CodeType | None, int] | None = None,
+                 _extra: dict[str, Any] | None = None) -> None:
+        untraced(RawBarrier.__init__, self, parties, watch(action), timeout, ctx=ctx)
+        st = new_state(BarrierState, weakref.proxy(self), "Barrier", name,
+                       _site if _site is not None else user_site(), _extra)
+        _setup(self, st, None)
+        self._ts_state = st
+        self._ts_books = None
 
-    def _shared(self) -> Any:
-        return get_state(self).ext
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        # multiprocessing's state first: its Condition says whether it may be pickled.
+        st = self._ts_state
+        return (_rebuild, (type(self), _raw_getstate(self), info_of(st), st.ext))
+
+
+def _setup(barrier: TracedMpBarrier, st: BarrierState, shared: Any) -> None:
+    rec = new_record() if shared is None else shared
+    st.ext = rec
+    if isinstance(barrier._action, _WatchedAction):
+        barrier._action.prim = st.prim
+    st.break_book = _SharedCauses(rec, st.prim)
+    new_books(st)
+    st.parties = barrier.parties
+    st.default_timeout = barrier._timeout
+    st.extra_stats = extra_stats
+
+
+def _rebuild(cls: type[TracedMpBarrier], state: Any, info: Any, shared: Any) -> TracedMpBarrier:
+    """Unpickling in a child: the same barrier, under the same id."""
+    barrier = cls.__new__(cls)
+    _raw_setstate(barrier, state)
+    prim, kind, name, extra = info
+    st = attach_state(weakref.proxy(barrier), prim, kind, name, extra,
+                      lambda st: _setup(barrier, cast(BarrierState, st), shared), BarrierState)
+    barrier._ts_state = cast(BarrierState, st)
+    barrier._ts_books = None
+    return barrier
+
+
+# -- the recording methods (on the class while the level is not off) ----------------------------
+def _wait(self: TracedMpBarrier, timeout: float | None = None) -> int:
+    """Wait until ``parties`` parties wait, exactly as multiprocessing's; record it."""
+    if not rt.level:
+        return _raw_wait(self, timeout)
+    return traced_wait(self._ts_state, MethodType(_raw_wait, self), timeout)
+
+
+def _abort(self: TracedMpBarrier) -> None:
+    """Break the barrier, exactly as multiprocessing's ``abort``; record it."""
+    if not rt.level:
+        return _raw_abort(self)
+    return traced_abort(self._ts_state, rt.ident())
+
+
+def _reset(self: TracedMpBarrier) -> None:
+    """Return the barrier to its empty state, exactly as multiprocessing's ``reset``."""
+    if not rt.level:
+        return _raw_reset(self)
+    return traced_reset(self._ts_state, rt.ident())
+
+
+def _break(self: TracedMpBarrier) -> None:
+    # multiprocessing's _break (threading's), called under the barrier's lock; first, who
+    # breaks it and why.
+    causes: BreakCauses = self._ts_state.break_book
+    why, error = causes.take()
+    if self._state != BROKEN:  # type: ignore[attr-defined]
+        causes.note(why, error)
+    _raw_break(self)
+
+
+register_tracing({TracedMpBarrier: {"wait": _wait, "abort": _abort, "reset": _reset,
+                                    "_break": _break}})

@@ -6,7 +6,8 @@ for the logs). `tracedsync.patch()` calls exactly these, for multiprocessing's m
 and for ``multiprocessing.context.BaseContext`` methods (``ctx=self``).
 
 Called from inside tracedsync's own machinery (the guard is on: the internals of the real
-primitives, built by `untraced`), each returns the real, untraced primitive.
+primitives, built by `untraced`), each returns the real, untraced primitive. Otherwise each
+returns an instance of multiprocessing's own class, subclassed (see `base`).
 """
 
 from __future__ import annotations
@@ -16,31 +17,21 @@ from typing import Any
 
 from .._core import runtime as rt
 from .._core.sites import user_site
-from .._core.state import ValueState, state_class
 from .._threading.locks import wrap_lock
-from .._threading.locks_py import _RAW_LOCK_TYPE, _RAW_RLOCK_TYPES
-from .barrier import TracedMpBarrier, watch
-from .base import MpProxy, new_state, real_context, start_method, untraced
+from .._threading.originals import RAW_LOCK_TYPE, RAW_RLOCK_TYPES
+from .barrier import TracedMpBarrier
+from .base import real_context, start_method
 from .condition import TracedMpCondition
 from .event import TracedMpEvent
-from .locks import TracedMpLock, TracedMpRLock, _MpLockBase, is_raw_lock, new_lock
+from .locks import TracedMpLock, TracedMpRLock, _MpLockBase, is_raw_lock, trace_raw_lock
 from .semaphore import TracedMpBoundedSemaphore, TracedMpSemaphore
-from .values import traced_value
+from .values import new_value
 
 
 def _sync() -> Any:
-    # Imported when first needed: on a platform without sem_open it raises ImportError there,
-    # as multiprocessing does, instead of making `import tracedsync` fail.
     from multiprocessing import synchronize
 
     return synchronize
-
-
-def _make(cls: type[MpProxy], raw: Any, kind: str, name: str | None, site: tuple[Any, int],
-          extra: dict[str, Any]) -> Any:
-    st = new_state(state_class(kind), raw, kind, name, site, extra)
-    cls._setup(st, None)
-    return cls(raw, st)
 
 
 # -- locks -----------------------------------------------------------------------------------------
@@ -48,30 +39,36 @@ def Lock(ctx: Any = None, name: str | None = None, *,
          _site: tuple[Any, int] | None = None) -> TracedMpLock:
     """A new traced ``multiprocessing.Lock`` of context ``ctx``."""
     ctx = real_context(ctx)
-    raw = _sync().Lock(ctx=ctx)
     if rt.in_guard():
-        return raw  # type: ignore[no-any-return]  # tracedsync's own machinery: untraced
-    return new_lock(raw, name, _site or user_site(), start_method(ctx))  # type: ignore[return-value]
+        return _sync().Lock(ctx=ctx)  # type: ignore[no-any-return]  # our own machinery
+    return TracedMpLock(ctx=ctx, name=name, _site=_site or user_site(),
+                        _extra={"start_method": start_method(ctx)})
 
 
 def RLock(ctx: Any = None, name: str | None = None, *,
           _site: tuple[Any, int] | None = None) -> TracedMpRLock:
     """A new traced ``multiprocessing.RLock`` of context ``ctx``."""
     ctx = real_context(ctx)
-    raw = _sync().RLock(ctx=ctx)
     if rt.in_guard():
-        return raw  # type: ignore[no-any-return]
-    return new_lock(raw, name, _site or user_site(), start_method(ctx))  # type: ignore[return-value]
+        return _sync().RLock(ctx=ctx)  # type: ignore[no-any-return]
+    return TracedMpRLock(ctx=ctx, name=name, _site=_site or user_site(),
+                         _extra={"start_method": start_method(ctx)})
 
 
 def _traced_lock(lock: Any, site: tuple[Any, int]) -> Any:
     """A lock handed to a Condition or Value: a real multiprocessing or threading lock gets its
-    traced proxy (one per real lock); anything else is used as it is."""
+    traced lock (one per real lock); anything else is used as it is."""
     if is_raw_lock(lock):
-        return new_lock(lock, None, site, None)
-    if isinstance(lock, (_RAW_LOCK_TYPE, *_RAW_RLOCK_TYPES)):
+        return trace_raw_lock(lock, None, site, None)
+    if isinstance(lock, (RAW_LOCK_TYPE, *RAW_RLOCK_TYPES)):
         return wrap_lock(lock, site=site)
     return lock
+
+
+def _new_rlock(ctx: Any, name: str | None, site: tuple[Any, int]) -> TracedMpRLock:
+    """The RLock multiprocessing would make for a Condition or a Value, traced."""
+    return TracedMpRLock(ctx=ctx, name=None if name is None else f"{name}.lock", _site=site,
+                         _extra={"start_method": start_method(ctx)})
 
 
 # -- condition, semaphores, event, barrier --------------------------------------------------------
@@ -80,53 +77,43 @@ def Condition(lock: Any = None, ctx: Any = None, name: str | None = None, *,
     """A new traced ``multiprocessing.Condition`` over ``lock`` (a new traced RLock if None; a
     real multiprocessing lock is traced)."""
     ctx = real_context(ctx)
-    sync = _sync()
     if rt.in_guard():
-        return sync.Condition(lock, ctx=ctx)  # type: ignore[no-any-return]
+        return _sync().Condition(lock, ctx=ctx)  # type: ignore[no-any-return]
     site = _site or user_site()
-    if lock is None:
-        lock = new_lock(sync.RLock(ctx=ctx), None if name is None else f"{name}.lock", site,
-                        start_method(ctx))
-    else:
-        lock = _traced_lock(lock, site)
-    raw = untraced(sync.Condition, lock, ctx=ctx)
+    lock = _new_rlock(ctx, name, site) if lock is None else _traced_lock(lock, site)
     lock_prim = lock.statistics().prim if isinstance(lock, _MpLockBase) else None
-    return _make(TracedMpCondition, raw, "Condition", name, site,  # type: ignore[no-any-return]
-                 {"lock": lock_prim, "start_method": start_method(ctx)})
+    return TracedMpCondition(lock, ctx=ctx, name=name, _site=site,
+                             _extra={"lock": lock_prim, "start_method": start_method(ctx)})
 
 
 def Semaphore(value: int = 1, ctx: Any = None, name: str | None = None, *,
               _site: tuple[Any, int] | None = None) -> TracedMpSemaphore:
     """A new traced ``multiprocessing.Semaphore`` of context ``ctx``."""
     ctx = real_context(ctx)
-    raw = untraced(_sync().Semaphore, value, ctx=ctx)
     if rt.in_guard():
-        return raw  # type: ignore[no-any-return]
-    return _make(TracedMpSemaphore, raw, "Semaphore", name,  # type: ignore[no-any-return]
-                 _site or user_site(), {"value": value, "start_method": start_method(ctx)})
+        return _sync().Semaphore(value, ctx=ctx)  # type: ignore[no-any-return]
+    return TracedMpSemaphore(value, ctx=ctx, name=name, _site=_site or user_site(),
+                             _extra={"value": value, "start_method": start_method(ctx)})
 
 
 def BoundedSemaphore(value: int = 1, ctx: Any = None, name: str | None = None, *,
                      _site: tuple[Any, int] | None = None) -> TracedMpBoundedSemaphore:
     """A new traced ``multiprocessing.BoundedSemaphore`` of context ``ctx``."""
     ctx = real_context(ctx)
-    raw = untraced(_sync().BoundedSemaphore, value, ctx=ctx)
     if rt.in_guard():
-        return raw  # type: ignore[no-any-return]
-    return _make(TracedMpBoundedSemaphore, raw, "BoundedSemaphore",  # type: ignore[no-any-return]
-                 name, _site or user_site(),
-                 {"value": value, "start_method": start_method(ctx)})
+        return _sync().BoundedSemaphore(value, ctx=ctx)  # type: ignore[no-any-return]
+    return TracedMpBoundedSemaphore(value, ctx=ctx, name=name, _site=_site or user_site(),
+                                    _extra={"value": value, "start_method": start_method(ctx)})
 
 
 def Event(ctx: Any = None, name: str | None = None, *,
           _site: tuple[Any, int] | None = None) -> TracedMpEvent:
     """A new traced ``multiprocessing.Event`` of context ``ctx``."""
     ctx = real_context(ctx)
-    raw = untraced(_sync().Event, ctx=ctx)
     if rt.in_guard():
-        return raw  # type: ignore[no-any-return]
-    return _make(TracedMpEvent, raw, "Event", name, _site or user_site(),  # type: ignore[no-any-return]
-                 {"start_method": start_method(ctx)})
+        return _sync().Event(ctx=ctx)  # type: ignore[no-any-return]
+    return TracedMpEvent(ctx=ctx, name=name, _site=_site or user_site(),
+                         _extra={"start_method": start_method(ctx)})
 
 
 def Barrier(parties: int, action: Callable[[], Any] | None = None, timeout: float | None = None,
@@ -134,21 +121,19 @@ def Barrier(parties: int, action: Callable[[], Any] | None = None, timeout: floa
             _site: tuple[Any, int] | None = None) -> TracedMpBarrier:
     """A new traced ``multiprocessing.Barrier`` of context ``ctx``."""
     ctx = real_context(ctx)
-    sync = _sync()
     if rt.in_guard():
-        return sync.Barrier(parties, action, timeout, ctx=ctx)  # type: ignore[no-any-return]
-    raw = untraced(sync.Barrier, parties, watch(action), timeout, ctx=ctx)
-    return _make(TracedMpBarrier, raw, "Barrier", name, _site or user_site(),  # type: ignore[no-any-return]
-                 {"parties": parties, "timeout": timeout, "start_method": start_method(ctx)})
+        return _sync().Barrier(parties, action, timeout, ctx=ctx)  # type: ignore[no-any-return]
+    return TracedMpBarrier(parties, action, timeout, ctx=ctx, name=name,
+                           _site=_site or user_site(),
+                           _extra={"parties": parties, "timeout": timeout,
+                                   "start_method": start_method(ctx)})
 
 
 # -- shared memory -------------------------------------------------------------------------------
 def _value_lock(lock: Any, ctx: Any, name: str | None, site: tuple[Any, int]) -> Any:
     """multiprocessing's choice of the lock of a Value/Array, with traced locks."""
     if lock in (True, None):
-        ctx = real_context(ctx)
-        lock = new_lock(_sync().RLock(ctx=ctx), None if name is None else f"{name}.lock", site,
-                        start_method(ctx))
+        lock = _new_rlock(real_context(ctx), name, site)
     else:
         lock = _traced_lock(lock, site)
     if not hasattr(lock, "acquire"):
@@ -186,10 +171,8 @@ def Value(typecode_or_type: Any, *args: Any, lock: Any = True, ctx: Any = None,
         return obj
     site = _site or user_site()
     lock = _value_lock(lock, ctx, name, site)
-    raw = sharedctypes.synchronized(obj, lock, ctx=ctx)
-    st = new_state(ValueState, raw, "Value", name, site,
-                   {"typecode": _typecode(typecode_or_type), "lock": _lock_prim(lock)})
-    return traced_value(raw, st)
+    return new_value(obj, lock, ctx, "Value", name, site,
+                     {"typecode": _typecode(typecode_or_type), "lock": _lock_prim(lock)})
 
 
 def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, ctx: Any = None,
@@ -208,9 +191,6 @@ def Array(typecode_or_type: Any, size_or_initializer: Any, *, lock: Any = True, 
         return obj
     site = _site or user_site()
     lock = _value_lock(lock, ctx, name, site)
-    raw = sharedctypes.synchronized(obj, lock, ctx=ctx)
-    st = new_state(ValueState, raw, "Array", name, site,
-                   {"typecode": _typecode(typecode_or_type), "length": len(obj),
-                    "lock": _lock_prim(lock)})
-    return traced_value(raw, st)
-
+    return new_value(obj, lock, ctx, "Array", name, site,
+                     {"typecode": _typecode(typecode_or_type), "length": len(obj),
+                      "lock": _lock_prim(lock)})

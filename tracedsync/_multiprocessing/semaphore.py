@@ -1,4 +1,4 @@
-"""`TracedMpSemaphore` and `TracedMpBoundedSemaphore`: multiprocessing's semaphores, traced.
+"""`TracedMpSemaphore` and `TracedMpBoundedSemaphore`: multiprocessing's semaphores, subclassed.
 
 Design note. Like the threading semaphores (`tracedsync._threading.semaphore`): the real
 semaphore does the counting, blocking and raising; a blocking acquire first tries
@@ -8,28 +8,33 @@ permits (``held``, ``for_others``) are this process's: permits taken or given ba
 processes are in their own logs. ``permits`` is the real semaphore's value just after the call
 (``get_value()``; null where the platform cannot tell, macOS).
 
+Each is a subclass of multiprocessing's class (a SemLock, as the locks are: `locks.SemLockOriginal`
+says how its ``acquire``/``release`` instance attributes follow the level, and how it pickles).
 The books and events are threading's semaphore's functions; this module makes its own calls to
-the real semaphore (multiprocessing's signatures) and passes its own permits reader. A blocked
-acquire's exception is always recorded as an interruption: the timeout's type was checked
-before (its value is not: see ``plain`` in `_acquire_blocked`). At ``full``, an uncontended
-``acquire()`` and a ``release()`` write native records, as threading's do.
+the real semaphore (the SemLock's methods, multiprocessing's signatures) and passes its own
+permits reader. A blocked acquire's exception is always recorded as an interruption: the
+timeout's type was checked before (its value is not: see ``plain`` in `_acquire_blocked`). At
+``full``, an uncontended ``acquire()`` and a ``release()`` write native records, as threading's
+do.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import Any, cast
+import weakref
+from multiprocessing import synchronize
+from types import CodeType
+from typing import Any, ClassVar, cast
 
 from .._core import runtime as rt
+from .._core.sites import user_site
 from .._core.state import SemaphoreState
 from .._threading.common import new_books
-from .._threading.proxy import get_state as _get_any_state
 from .._threading.semaphore import _acquire_blocked, _booked, _refused, _released, _sem_stats
-from .base import MpProxy, given_args, reset_in_fork_child
+from .base import given_args, new_state, register_tracing, reset_in_fork_child, untraced
+from .locks import SemLockOriginal
 
-get_state = cast("Callable[[Any], SemaphoreState]", _get_any_state)
-"""The state of one of this module's proxies (always a `SemaphoreState`)."""
-
+RawSemaphore = synchronize.Semaphore
+RawBoundedSemaphore = synchronize.BoundedSemaphore
 _PLAIN = (bool, int)
 _NUMBER = (int, float)
 
@@ -41,57 +46,74 @@ def _permits(st: SemaphoreState) -> int | None:
         return None
 
 
-class TracedMpSemaphore(MpProxy):
+class TracedMpSemaphore(SemLockOriginal, RawSemaphore):
     """A traced ``multiprocessing.Semaphore``: same behaviour, plus waits and permits held."""
 
     __slots__ = ()
+    _ts_raw: ClassVar[type] = RawSemaphore
+    _ts_kind = "Semaphore"
+    _ts_state: SemaphoreState
 
-    @classmethod
-    def _setup(cls, st: SemaphoreState, shared: Any) -> None:
+    def __init__(self, value: int = 1, *, ctx: Any = None, name: str | None = None,
+                 _site: tuple[CodeType | None, int] | None = None,
+                 _extra: dict[str, Any] | None = None) -> None:
+        # (its errors are the original's)
+        untraced(cast(Any, self._ts_raw).__init__, self, value, ctx=ctx)
+        st = new_state(SemaphoreState, weakref.proxy(self), self._ts_kind, name,
+                       _site if _site is not None else user_site(), _extra)
+        self._ts_setup(st, None)
+        self._ts_bind(st)
+
+    def _ts_setup(self, st: SemaphoreState, shared: Any) -> None:
+        st.acquire = self._semlock.acquire  # the real ones: the SemLock's
+        st.release = self._semlock.release
         new_books(st)
         st.extra_stats = _extra_stats
         reset_in_fork_child(st, _forget_holders)
 
-    def acquire(self, block: bool = True, timeout: float | None = None, *args: Any,
-                _depth: int = 1, **kwargs: Any) -> bool:
-        """Acquire a permit, exactly as multiprocessing's does, and record it."""
-        st = get_state(self)
-        level = rt.level
-        if not level or args or kwargs:  # off, or not multiprocessing's signature
-            return st.acquire(*given_args(block, timeout, args), **kwargs)  # type: ignore[no-any-return]
-        if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
-            ok = st.acquire(block, timeout)  # the real one validates (raises) and answers
-            return _booked(st, ok, False, 0, block, timeout, _depth + 1, None, _permits)
-        if not block or (timeout is not None and timeout <= 0):  # a try: never waits
-            ok = st.acquire(block, timeout)
-            return _booked(st, ok, not ok, 0, block, timeout, _depth + 1, None, _permits)
-        if st.acquire(False):
-            return _booked(st, True, False, 0, block, timeout, _depth + 1, None, _permits)
-        # In the wait-for graph while blocked (_detect.py; owners: this process's holders).
-        return _acquire_blocked(st, st.acquire, True, timeout, True, _depth + 1, _permits)
 
-    def __enter__(self) -> bool:
-        return self.acquire(True, None, _depth=2)
-
-    def release(self) -> None:
-        """Release a permit, exactly as multiprocessing's does, and record it."""
-        _release(get_state(self), 2)
-
-    def __exit__(self, *exc_info: object) -> None:
-        _release(get_state(self), 2)
-
-    def get_value(self) -> int:
-        """The semaphore's value (multiprocessing's ``get_value``)."""
-        return get_state(self).raw.get_value()  # type: ignore[no-any-return]
-
-
-class TracedMpBoundedSemaphore(TracedMpSemaphore):
+class TracedMpBoundedSemaphore(TracedMpSemaphore, RawBoundedSemaphore):
     """A traced ``multiprocessing.BoundedSemaphore``; an over-release is recorded as misuse."""
 
     __slots__ = ()
+    _ts_raw: ClassVar[type] = RawBoundedSemaphore
+    _ts_kind = "BoundedSemaphore"
 
 
-def _release(st: SemaphoreState, fdepth: int) -> None:
+# -- the recording methods (on the class while the level is not off) ----------------------------
+def _acquire(self: TracedMpSemaphore, block: bool = True, timeout: float | None = None,
+             *args: Any, _depth: int = 1, **kwargs: Any) -> bool:
+    """Acquire a permit, exactly as multiprocessing's does, and record it."""
+    st = self._ts_state
+    level = rt.level
+    if not level or args or kwargs:  # off, or not multiprocessing's signature
+        return st.acquire(*given_args(block, timeout, args), **kwargs)  # type: ignore[no-any-return]
+    if type(block) not in _PLAIN or not (timeout is None or type(timeout) in _NUMBER):
+        ok = st.acquire(block, timeout)  # the real one validates (raises) and answers
+        return _booked(st, ok, False, 0, block, timeout, _depth + 1, None, _permits)
+    if not block or (timeout is not None and timeout <= 0):  # a try: never waits
+        ok = st.acquire(block, timeout)
+        return _booked(st, ok, not ok, 0, block, timeout, _depth + 1, None, _permits)
+    if st.acquire(False):
+        return _booked(st, True, False, 0, block, timeout, _depth + 1, None, _permits)
+    # In the wait-for graph while blocked (_detect; owners: this process's holders).
+    return _acquire_blocked(st, st.acquire, True, timeout, True, _depth + 1, _permits)
+
+
+def _enter(self: TracedMpSemaphore) -> bool:
+    return _acquire(self, True, None, _depth=2)
+
+
+def _release(self: TracedMpSemaphore) -> None:
+    """Release a permit, exactly as multiprocessing's does, and record it."""
+    _release_st(self._ts_state, 2)
+
+
+def _exit(self: TracedMpSemaphore, *exc_info: object) -> None:
+    _release_st(self._ts_state, 2)
+
+
+def _release_st(st: SemaphoreState, fdepth: int) -> None:
     if not rt.level:
         st.release()
         return
@@ -103,8 +125,12 @@ def _release(st: SemaphoreState, fdepth: int) -> None:
     _released(st, 1, fdepth + 1, _permits)
 
 
+register_tracing({TracedMpSemaphore: {"acquire": _acquire, "__enter__": _enter,
+                                      "release": _release, "__exit__": _exit}})
+
+
 def _forget_holders(st: SemaphoreState) -> None:
-    # In a forked child, no thread of this process holds a permit (see _mp_base).
+    # In a forked child, no thread of this process holds a permit (see `base`).
     st.held = {}
 
 

@@ -24,9 +24,10 @@ racing (a reset while a timeout breaks it) report whichever cause was noted last
 
 ``n_waiting`` in events is the real ``n_waiting`` read just before the call: a snapshot.
 
-The books and events around the real calls are shared with the multiprocessing barrier, a proxy
-whose methods are `BarrierMethods` (`barrier_books`); `_BreakBook` is this barrier's
-`BreakCauses`: the cause kept in this process, a break recorded as ``OP_BARRIER_BROKEN``.
+The books and events around the real calls are shared with the multiprocessing barrier
+(`barrier_books`; multiprocessing's Barrier subclassed the same way); `_BreakBook` is this
+barrier's `BreakCauses`: the cause kept in this process, a break recorded as
+``OP_BARRIER_BROKEN``.
 """
 
 from __future__ import annotations

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import sys
 import threading
-import weakref
 from collections.abc import Callable
 from types import FrameType
 from typing import Any
@@ -81,23 +80,6 @@ class BreakCauses:
     def aborted(self, st: BarrierState, me: int, t: int, waiting: int, f: FrameType) -> None:
         """Record thread ``me``'s ``abort`` breaking the barrier."""
         raise NotImplementedError
-
-
-def install_break_hook(raw: Any, causes: BreakCauses) -> None:
-    """Put the hook that notes who broke ``raw`` and why in its ``_break`` (see the notes; an
-    instance attribute: multiprocessing's barrier)."""
-    ref = weakref.ref(raw)  # no cycle: the real barrier does not keep itself alive
-
-    def _break() -> None:
-        barrier = ref()
-        why, error = causes.take()
-        if barrier is None:  # pragma: no cover - it is our caller
-            return
-        if barrier._state != BROKEN:
-            causes.note(why, error)
-        raw_break(barrier)
-
-    raw._break = _break
 
 
 def traced_wait(st: BarrierState, wait: Callable[[Any], int], timeout: float | None) -> int:

@@ -113,10 +113,16 @@ class OriginalSubclass:
 
 def install_methods(table: dict[type, dict[str, Any]], on: bool) -> None:
     """Put each class's recording methods on it (``on``), or take them off, so that the
-    original's are found: at level ``off`` a traced class costs what the original costs."""
+    original's are found: at level ``off`` a traced class costs what the original costs.
+
+    A class is changed only where it differs: every change gives it a new version tag, and on
+    3.12+ a class that has had too many (about a thousand) loses the interpreter's specialised
+    attribute access for good; `configure` calls this whether or not the level changed."""
     for cls, methods in table.items():
+        present = vars(cls)
         for name, fn in methods.items():
             if on:
-                setattr(cls, name, fn)
-            elif name in vars(cls):
+                if present.get(name) is not fn:
+                    setattr(cls, name, fn)
+            elif name in present:
                 delattr(cls, name)

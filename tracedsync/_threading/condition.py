@@ -37,6 +37,7 @@ from .._core.sites import user_site
 from .._core.state import ConditionState, LockBooks, Statistics
 from .._core.waits import forget, wait_cond
 from . import originals as _originals
+from .common import install_methods
 from .locks import is_traced_lock, lock_state, new_rlock, wrap_lock
 
 RawCondition = _originals.RawCondition
@@ -202,11 +203,7 @@ _TRACING = {"wait": _wait, "notify": _notify, "notify_all": _notify_all}
 
 def set_tracing(on: bool) -> None:
     """Put the recording methods on `TracedCondition` (or take them off: level ``off``)."""
-    for name, fn in _TRACING.items():
-        if on:
-            setattr(TracedCondition, name, fn)
-        elif name in vars(TracedCondition):
-            delattr(TracedCondition, name)
+    install_methods({TracedCondition: _TRACING}, on)
 
 
 set_tracing(True)

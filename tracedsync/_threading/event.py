@@ -17,11 +17,10 @@ Records. At ``full``, a set or a clear writes one native record (`K_EVENT_SET`),
 ``waited_ns`` is 0 (reading the clock twice would cost two Python ints). A wait that blocks or
 has a timeout writes the op tuple, timed, as does the pure-Python twin throughout.
 
-The multiprocessing twin (`tracedsync._multiprocessing.event`) is a proxy whose methods are
-`EventMethods`: they record the same events with the same functions (`_flip`, `_wait_traced`),
-given the real event. The one difference is `EventMethods.register_always`: threading's event
-enters the wait-for graph only when the flag is clear (about to block), multiprocessing's on
-every wait.
+The multiprocessing twin (`tracedsync._multiprocessing.event`, multiprocessing's Event
+subclassed) records a wait with `_wait_traced`, given multiprocessing's own ``wait``. The one
+difference is its ``always``: threading's event enters the wait-for graph only when the flag is
+clear (about to block), multiprocessing's on every wait.
 """
 
 from __future__ import annotations
@@ -155,33 +154,6 @@ def set_tracing(on: bool) -> None:
 
 
 set_tracing(rt.level != rt.OFF)  # (imported when first used: at the level of that moment)
-
-
-def _flip(st: EventState, flag: bool) -> None:
-    """set() (``flag`` true) or clear() on the real event ``st.raw``, then books and record.
-    Called by the multiprocessing twin's set and clear, `EventMethods` (the frame two up is
-    their caller)."""
-    raw = st.raw
-    level = rt.level
-    was = raw.is_set() if level else False
-    if flag:
-        raw.set()
-    else:
-        raw.clear()
-    if not level:
-        return
-    with st.books:
-        if flag:
-            st.sets += 1
-        else:
-            st.clears += 1
-    if rt.level == FULL:
-        if _rec is not None:
-            _rec(K_EVENT_SET, st.prim_pid, st.prim_n, (1 if flag else 0) | (2 if was else 0),
-                 0, 0, 0, 0)
-            return
-        f = _getframe(2)
-        rt.emit((OP_EVENT_SET, rt.now(), rt.ident(), st.prim, flag, was, f.f_code, f.f_lineno))
 
 
 def _wait_traced(st: EventState, wait: Callable[[Any], Any], already: bool,

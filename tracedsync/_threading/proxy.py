@@ -1,6 +1,6 @@
-"""`StateProxy`, the wrapt base of the proxies (the pure-Python locks, the multiprocessing
-primitives): one ``_self_state`` slot and ``statistics()``. (What the threading primitives share
-without wrapt is in `common`: importing this module imports wrapt.)
+"""`StateProxy`, the wrapt base of the proxies (the pure-Python twin of the locks, and a real
+lock wrapped): one ``_self_state`` slot and ``statistics()``. (What the threading primitives
+share without wrapt is in `common`: importing this module imports wrapt.)
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from .._core.state import PrimState, Statistics
 
 
 class StateProxy(wrapt.BaseObjectProxy[Any]):
-    """The wrapt base of every traced proxy, threading's and multiprocessing's: the real object,
+    """The wrapt base of the traced proxies (the twin's locks): the real object,
     and its state in one ``_self_state`` slot (read with `get_state`). Not for direct use."""
 
     __slots__ = ("_self_state",)
