@@ -7,6 +7,7 @@ its log afterwards, or a full run fills the disk.
 
 from __future__ import annotations
 
+import glob
 import os
 import time
 from typing import Any
@@ -15,12 +16,21 @@ import tracedsync
 
 
 def discard_log() -> None:
-    """Flush, then empty this process's log."""
+    """Flush, then empty this process's log: its current file truncated, the older files of its
+    rotated set (``tracedsync-<pid>.1.jsonl``, ...: a file rotates at a quarter of
+    ``max_log_bytes``, and one timed run can fill several) deleted."""
     tracedsync.flush()
+    path = tracedsync.log_path()
     try:
-        os.truncate(tracedsync.log_path(), 0)  # the recorder appends (O_APPEND): safe
+        os.truncate(path, 0)  # the recorder appends (O_APPEND): safe
     except OSError:
         pass
+    stem = path[: -len(".jsonl")] if path.endswith(".jsonl") else path
+    for old in glob.glob(glob.escape(stem) + ".*.jsonl"):
+        try:
+            os.unlink(old)
+        except OSError:
+            pass
 
 
 def time_with(lock: Any, loops: int) -> float:
