@@ -12,7 +12,8 @@ import sys
 
 from setuptools import Extension, setup
 
-extra = [] if sys.platform == "win32" else ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function"]
+extra = [] if sys.platform == "win32" else ["-O2", "-std=gnu11", "-Wall", "-Wno-unused-function",
+                                             "-fvisibility=hidden"]
 
 setup(
     ext_modules=[

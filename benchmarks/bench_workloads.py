@@ -1,6 +1,7 @@
 """Whole workloads, raw vs traced at each level, measured in one pyperf run (issue: overhead).
 
     python benchmarks/bench_workloads.py [--only threads|seeds|value] [--fast] [pyperf options]
+    python benchmarks/bench_workloads.py --paired N [--only threads|seeds|value]
 
 * Condition ping-pong: two threads hand a token back and forth through one Condition.
 * Producer/consumer: 4 producers and 4 consumers move 200,000 items through a list guarded by a
@@ -15,6 +16,13 @@ Raw runs use ``threading``'s primitives; traced runs use tracedsync's at ``off``
 programs, or the Value seed program alone (``value_get_lock.py``). The seed programs run as
 installed code does: from cached bytecode (``PYTHONDONTWRITEBYTECODE`` is dropped from their
 environment; the first run writes it).
+
+``--paired N`` does without pyperf, for the issue's "median of paired runs": each of N rounds
+runs producer/consumer (in a fresh process per level: the level is a process-wide setting) and
+the seed programs raw, then at each level, one after the other, and the table gives the median
+of each round's ratio to that round's raw run (throughput for producer/consumer, wall time for
+the seeds). Neighbouring runs share the machine's state, so their ratio is steadier than the
+ratio of two means taken minutes apart.
 """
 
 from __future__ import annotations
@@ -154,7 +162,56 @@ def _pass_only(cmd: list[str], args: Any) -> None:
         cmd.extend(("--only", args.only))
 
 
+def _pc_in_fresh_process(level: str) -> float:
+    out = subprocess.run([sys.executable, __file__, "--pc-once", level], check=True,
+                         capture_output=True, text=True).stdout
+    return float(out.split()[-1])
+
+
+def paired(rounds: int, only: str | None) -> None:
+    """``rounds`` rounds of raw and every level in turn; median ratios (see the docstring)."""
+    import statistics
+
+    jobs: list[tuple[str, Any, bool]] = []  # (title, level -> seconds, throughput?)
+    if only in (None, "threads"):
+        jobs.append((WORKLOADS[1], _pc_in_fresh_process, True))
+    scripts = {None: ("condition_producer_consumer.py", "rlock_recursion.py",
+                      "value_get_lock.py"), "seeds": ("condition_producer_consumer.py",
+                      "rlock_recursion.py", "value_get_lock.py"), "value": ("value_get_lock.py",),
+               "threads": ()}[only]
+    for script in scripts:
+        jobs.append((script, lambda level, s=script: seed_program(1, s, level), False))
+    times: dict[tuple[str, str], list[float]] = {}
+    ratios: dict[tuple[str, str], list[float]] = {}
+    for _ in range(rounds):
+        for title, run, throughput in jobs:
+            row = {level: run(level) for level in LEVELS}
+            for level in LEVELS:
+                times.setdefault((title, level), []).append(row[level])
+                r = row["raw"] / row[level] if throughput else row[level] / row["raw"]
+                ratios.setdefault((title, level), []).append(r)
+    print(f"\n| workload (median of {rounds} paired rounds) | raw | off | contention | full |")
+    print("|---|---|---|---|---|")
+    for title, _, throughput in jobs:
+        what = "x throughput" if throughput else "x wall"
+        cells = [f"{statistics.median(times[(title, 'raw')]) * 1e3:.0f} ms"]
+        for level in LEVELS[1:]:
+            rs = ratios[(title, level)]
+            cells.append(f"{statistics.median(times[(title, level)]) * 1e3:.0f} ms "
+                         f"({statistics.median(rs):.3f}{what}; {min(rs):.2f}..{max(rs):.2f})")
+        print(f"| {title} | " + " | ".join(cells) + " |")
+    print(f"\nPython {sys.version.split()[0]}, tracedsync {tracedsync.__version__}")
+
+
 def main() -> None:
+    if "--pc-once" in sys.argv:
+        print(_producer_consumer_once(sys.argv[sys.argv.index("--pc-once") + 1]))
+        return
+    if "--paired" in sys.argv:
+        at = sys.argv.index("--paired")
+        only = sys.argv[sys.argv.index("--only") + 1] if "--only" in sys.argv else None
+        paired(int(sys.argv[at + 1]), only)
+        return
     runner = pyperf.Runner(add_cmdline_args=_pass_only)
     runner.argparser.add_argument("--only", choices=GROUPS, default=None,
                                   help="run one group of benchmarks")

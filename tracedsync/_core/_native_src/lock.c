@@ -624,17 +624,17 @@ lock_acquire(NativeLock *self, PyObject *const *args, Py_ssize_t nargs, PyObject
 static PyObject *
 lock_release(NativeLock *self, PyObject *Py_UNUSED(ignored))
 {
-    unsigned long me = PyThread_get_thread_ident();
     if (self->reentrant) {
+        unsigned long me = PyThread_get_thread_ident();
         if (self->depth == 0 || self->owner != me) {
             PyErr_SetString(PyExc_RuntimeError, "cannot release un-acquired lock");
             misuse_now(self, me, "release_unowned");
             return NULL;
         }
     }
-    else if (!self->locked) {
+    else if (!self->locked) {  /* (a Lock may be released by any thread: no identity needed) */
         PyErr_SetString(PyExc_RuntimeError, "release unlocked lock");
-        misuse_now(self, me, "release_unlocked");
+        misuse_now(self, PyThread_get_thread_ident(), "release_unlocked");
         return NULL;
     }
     int level = ts_level;

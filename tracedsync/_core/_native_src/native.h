@@ -21,7 +21,11 @@
 #if defined(__GNUC__)
 #define LIKELY(x) __builtin_expect(!!(x), 1)
 #define UNLIKELY(x) __builtin_expect(!!(x), 0)
-#define TLS_VAR __thread
+/* initial-exec: one %fs-relative load, not a __tls_get_addr() call per access, as the
+ * default model of a dlopen()ed library would do (the record path reads it twice per
+ * acquire/release pair); glibc keeps static TLS room for such small variables of dlopen()ed
+ * modules. */
+#define TLS_VAR __thread __attribute__((tls_model("initial-exec")))
 #else
 #define LIKELY(x) (x)
 #define UNLIKELY(x) (x)
