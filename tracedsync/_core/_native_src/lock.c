@@ -27,37 +27,6 @@
 #include <math.h>
 #include <stddef.h>
 
-#if PY_VERSION_HEX < 0x030C0000
-/* 3.12's exception API, for 3.10 and 3.11. */
-static PyObject *
-PyErr_GetRaisedException(void)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
-        Py_DECREF(tb);
-    }
-    Py_DECREF(type);
-    return value;
-}
-
-static void
-PyErr_SetRaisedException(PyObject *exc)
-{
-    if (exc == NULL) {
-        PyErr_Clear();
-        return;
-    }
-    PyObject *type = Py_NewRef((PyObject *)Py_TYPE(exc));
-    PyObject *tb = PyException_GetTraceback(exc);
-    PyErr_Restore(type, exc, tb);
-}
-#endif
 
 typedef struct {
     PyObject_HEAD

@@ -43,36 +43,6 @@
 #include <structmember.h>
 #include <unistd.h>
 
-#if PY_VERSION_HEX < 0x030C0000
-/* 3.12's exception API, for 3.10 and 3.11 (as in lock.c). */
-static PyObject *
-get_raised(void)
-{
-    PyObject *type, *value, *tb;
-    PyErr_Fetch(&type, &value, &tb);
-    if (type == NULL) {
-        return NULL;
-    }
-    PyErr_NormalizeException(&type, &value, &tb);
-    if (tb != NULL) {
-        PyException_SetTraceback(value, tb);
-        Py_DECREF(tb);
-    }
-    Py_DECREF(type);
-    return value;
-}
-
-static void
-set_raised(PyObject *exc)
-{
-    PyObject *type = Py_NewRef((PyObject *)Py_TYPE(exc));
-    PyObject *tb = PyException_GetTraceback(exc);
-    PyErr_Restore(type, exc, tb);
-}
-#else
-#define get_raised PyErr_GetRaisedException
-#define set_raised PyErr_SetRaisedException
-#endif
 
 /* -- the books of a lock ------------------------------------------------------------------- */
 typedef struct {
@@ -594,7 +564,7 @@ value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, Py
     }
     Py_DECREF(hold);
     if (taken) {
-        PyObject *exc = result == NULL ? get_raised() : NULL;
+        PyObject *exc = result == NULL ? PyErr_GetRaisedException() : NULL;
         PyObject *r = release_fast(vb->lock, lb, site);
         if (r == NULL) {
             Py_XDECREF(exc);
@@ -603,7 +573,7 @@ value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, Py
         else {
             Py_DECREF(r);
             if (exc != NULL) {
-                set_raised(exc);
+                PyErr_SetRaisedException(exc);
             }
         }
     }
