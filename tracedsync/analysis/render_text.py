@@ -77,7 +77,9 @@ def print_table(
     limits: dict[int, int] = {}
 
     def build(idx: list[int], heading: str) -> Table:
-        tab = Table(title=heading, box=box.SIMPLE_HEAD, title_justify="left")
+        # (at least as wide as its title, which would otherwise wrap over a narrow part)
+        tab = Table(title=heading, box=box.SIMPLE_HEAD, title_justify="left",
+                    min_width=min(len(heading), c.width) if heading else None)
         for i in idx:
             head, kw = columns[i]
             opts = {k: v for k, v in kw.items() if k != "unit"}
