@@ -91,30 +91,6 @@ is_none(const ts_rec *r, int src, int present)
 }
 
 /* -- rendering (no GIL) ------------------------------------------------------------------- */
-static inline char *
-put_u(char *p, uint64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) {
-        *p++ = tmp[--n];
-    }
-    return p;
-}
-
-static inline char *
-put_s(char *p, int64_t v)
-{
-    if (v < 0) {
-        *p++ = '-';
-        return put_u(p, (uint64_t)(-(v + 1)) + 1);
-    }
-    return put_u(p, (uint64_t)v);
-}
 
 static char *
 put_tid(char *p, uint64_t ident, const ts_tid_lookup *look)
@@ -125,7 +101,7 @@ put_tid(char *p, uint64_t ident, const ts_tid_lookup *look)
         memcpy(p, text, len);
         return p + len;
     }
-    return put_u(p, ident);  /* as the decoder: the ident, when no thread event names it */
+    return ts_put_u64(p, ident);  /* as the decoder: the ident, when no thread event names it */
 }
 
 static char *
@@ -138,9 +114,9 @@ put_value(char *p, const ts_rec *r, const kinstr *in, double ns_per_tick,
     }
     if (src == S_PRIM) {
         *p++ = '"';
-        p = put_u(p, r->prim_pid);
+        p = ts_put_u64(p, r->prim_pid);
         *p++ = '.';
-        p = put_u(p, r->prim_n);
+        p = ts_put_u64(p, r->prim_n);
         *p++ = '"';
         return p;
     }
@@ -164,12 +140,12 @@ put_value(char *p, const ts_rec *r, const kinstr *in, double ns_per_tick,
     }
     uint64_t v = word(r, src - S_W0);
     if (in->type == T_DUR) {
-        return put_s(p, (int64_t)((double)v * ns_per_tick));
+        return ts_put_i64(p, (int64_t)((double)v * ns_per_tick));
     }
     if (in->type == T_TID) {
         return put_tid(p, v, look);
     }
-    return put_s(p, (int64_t)v);
+    return ts_put_i64(p, (int64_t)v);
 }
 
 /* The line's event name; NULL for an unknown kind. */
@@ -224,7 +200,7 @@ ts_kind_fields(char *p, const ts_rec *r, double ns_per_tick, const ts_tid_lookup
         case I_KEY:
             if (!is_none(r, in->src, in->present)) {
                 memcpy(p, in->text, in->len);
-                p = put_s(p + in->len, (int64_t)word(r, in->src - S_W0));
+                p = ts_put_i64(p + in->len, (int64_t)word(r, in->src - S_W0));
             }
             break;
         case I_SITE:

@@ -64,6 +64,32 @@ PyErr_SetRaisedException(PyObject *exc)
 }
 #endif
 
+/* Decimal digits of an integer at `p` (the renderers, no GIL); returns the end. */
+static inline char *
+ts_put_u64(char *p, uint64_t v)
+{
+    char tmp[24];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    while (n) {
+        *p++ = tmp[--n];
+    }
+    return p;
+}
+
+static inline char *
+ts_put_i64(char *p, int64_t v)
+{
+    if (v < 0) {
+        *p++ = '-';
+        return ts_put_u64(p, (uint64_t)(-(v + 1)) + 1);
+    }
+    return ts_put_u64(p, (uint64_t)v);
+}
+
 /* -- levels (the same numbers as tracedsync._core.runtime) ------------------------------- */
 #define LEVEL_OFF 0
 #define LEVEL_CONTENTION 1

@@ -202,30 +202,6 @@ find_tid(const void *ctx, unsigned long ident, const char **text, int *len)
 }
 
 /* -- formatting -------------------------------------------------------------------------- */
-static inline char *
-put_u64(char *p, uint64_t v)
-{
-    char tmp[24];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) {
-        *p++ = tmp[--n];
-    }
-    return p;
-}
-
-static inline char *
-put_i64(char *p, int64_t v)
-{
-    if (v < 0) {
-        *p++ = '-';
-        return put_u64(p, (uint64_t)(-(v + 1)) + 1);
-    }
-    return put_u64(p, (uint64_t)v);
-}
 
 #define PUT(p, lit) (memcpy((p), (lit), sizeof(lit) - 1), (p) + sizeof(lit) - 1)
 
@@ -250,7 +226,7 @@ format_rec(char *p, const Snapshot *s, const seg_t *g, const ts_rec *r, int64_t 
     else {
         p = PUT(p, "{\"event\":\"release\",\"ts\":");
     }
-    p = put_i64(p, ns);
+    p = ts_put_i64(p, ns);
     p = PUT(p, ",\"pid\":");
     memcpy(p, s->pid_text, s->pid_len);
     p += s->pid_len;
@@ -262,15 +238,15 @@ format_rec(char *p, const Snapshot *s, const seg_t *g, const ts_rec *r, int64_t 
         return ts_kind_fields(p, r, s->from.ns_per_tick, &look, extra, extra_len);
     }
     p = PUT(p, ",\"prim\":\"");
-    p = put_u64(p, r->prim_pid);
+    p = ts_put_u64(p, r->prim_pid);
     *p++ = '.';
-    p = put_u64(p, r->prim_n);
+    p = ts_put_u64(p, r->prim_n);
     p = PUT(p, "\",\"depth\":");
-    p = put_u64(p, r->depth);
+    p = ts_put_u64(p, r->depth);
     if (r->op == REC_ACQUIRE && (r->flags & FLAG_CONTENDED)) {
         const ts_ext *x = (const ts_ext *)(r + 1);
         p = PUT(p, ",\"ok\":true,\"contended\":true,\"wait_ns\":");
-        p = put_i64(p, dur_ns(s, r->val));
+        p = ts_put_i64(p, dur_ns(s, r->val));
         p = PUT(p, ",\"blocked_by\":");
         if (x->w[0] == 0) {
             p = PUT(p, "null");
@@ -282,7 +258,7 @@ format_rec(char *p, const Snapshot *s, const seg_t *g, const ts_rec *r, int64_t 
                 p += o->tid_len;
             }
             else {
-                p = put_u64(p, x->w[0]);  /* as the decoder: the ident, when no thread event */
+                p = ts_put_u64(p, x->w[0]);  /* as the decoder: the ident, when no thread event */
             }
         }
         p = PUT(p, ",\"blocking\":true,\"timeout\":null");
@@ -295,7 +271,7 @@ format_rec(char *p, const Snapshot *s, const seg_t *g, const ts_rec *r, int64_t 
     }
     else if (r->flags & FLAG_HOLD) {
         p = PUT(p, ",\"hold_ns\":");
-        p = put_i64(p, dur_ns(s, r->val));
+        p = ts_put_i64(p, dur_ns(s, r->val));
     }
     return p;
 }
