@@ -219,7 +219,7 @@ def test_summary_goes_to_stderr_and_logs_to_a_fresh_directory(tmp_path: Path) ->
     assert proc.stdout == "program output\n"
     (log_dir,) = (tmp_path / "tracedsync-logs").iterdir()
     assert list(log_dir.glob("tracedsync-*.jsonl"))
-    assert f"tracedsync: logs in {log_dir}" in proc.stderr
+    assert f"tracedsync: logs in {log_dir.relative_to(tmp_path)};" in proc.stderr
     assert "prog.py:2" in proc.stderr and "No findings." in proc.stderr
     # one screen: the findings, the locks and the call sites; the rest is analyze's
     assert "Locks (" in proc.stderr and "Call sites" in proc.stderr

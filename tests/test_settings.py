@@ -182,7 +182,7 @@ def test_run_honours_tracedsync_log_dir_and_the_flag_wins(tmp_path: Path) -> Non
     proc = _run(tmp_path, "prog.py", TRACEDSYNC_LOG_DIR="envlogs")
     assert proc.returncode == 0, proc.stderr
     assert list((tmp_path / "envlogs").glob("tracedsync-*.jsonl"))
-    assert f"logs in {tmp_path / 'envlogs'}" in proc.stderr
+    assert "logs in envlogs;" in proc.stderr
     assert not (tmp_path / "tracedsync-logs").exists()
     proc = _run(tmp_path, "--log-dir", "flaglogs", "prog.py", TRACEDSYNC_LOG_DIR="envlogs2")
     assert proc.returncode == 0, proc.stderr
@@ -227,8 +227,8 @@ def test_run_finds_the_logs_of_a_program_that_moves_them(tmp_path: Path) -> None
     own = tmp_path / "own-logs"
     assert len(list(own.glob("tracedsync-*.jsonl"))) == 2  # the program and its spawned child
     assert "no traced primitive recorded anything" not in proc.stderr
-    assert f"the program also logged to {own}" in proc.stderr
-    assert f"logs in {tmp_path / 'runlogs'} {own}" in proc.stderr
+    assert "the program also logged to own-logs" in proc.stderr
+    assert "logs in runlogs own-logs;" in proc.stderr
     assert "prog.py:4" in proc.stderr, proc.stderr  # its lock, in the summary
 
 

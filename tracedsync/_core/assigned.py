@@ -10,6 +10,7 @@ whose source cannot be read (``python -c``, a zip without sources), names nothin
 from __future__ import annotations
 
 import ast
+import functools
 import linecache
 import re
 
@@ -34,10 +35,45 @@ def assigned_name(filename: str, line: int, qualname: str | None) -> str | None:
         target = m.group(1)
     head, dot, rest = target.partition(".")
     if dot and head in ("self", "cls"):
-        owner = _class_of(qualname)
+        # (3.10's code objects have no qualified name: the function's name alone, then read
+        # from the source which class the line is in)
+        owner = _class_of(qualname) or _class_of(_qualname_at(filename, line))
         if owner is not None:
             return f"{owner}.{rest}"
     return target
+
+
+@functools.lru_cache(maxsize=64)
+def _functions(filename: str) -> tuple[tuple[int, int, str], ...]:
+    """(first line, last line, qualified name) of every function defined in ``filename``."""
+    try:
+        tree = ast.parse("".join(linecache.getlines(filename)))
+    except (SyntaxError, ValueError):
+        return ()
+    out: list[tuple[int, int, str]] = []
+
+    def visit(node: ast.AST, prefix: str) -> None:
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                name = prefix + child.name
+                out.append((child.lineno, child.end_lineno or child.lineno, name))
+                visit(child, name + ".<locals>.")
+            elif isinstance(child, ast.ClassDef):
+                visit(child, prefix + child.name + ".")
+            else:
+                visit(child, prefix)
+
+    visit(tree, "")
+    return tuple(out)
+
+
+def _qualname_at(filename: str, line: int) -> str | None:
+    """The qualified name of the innermost function of ``filename`` around ``line``."""
+    best: tuple[int, str] | None = None
+    for first, last, name in _functions(filename):
+        if first <= line <= last and (best is None or first >= best[0]):
+            best = (first, name)
+    return best[1] if best is not None else None
 
 
 def _parsed_target(stmt: str) -> str | None:

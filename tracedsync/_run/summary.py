@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import glob
 import os
+import shlex
 import time
 from collections.abc import Iterable, Sequence
 from typing import TextIO
@@ -50,6 +51,18 @@ def preload() -> None:
 
 def _dirs(log_dirs: str | Sequence[str]) -> list[str]:
     return [log_dirs] if isinstance(log_dirs, str) else list(log_dirs)
+
+
+def _shown(path: str) -> str:
+    """``path`` as the user would type it from here: relative when it is below the current
+    directory, else as it is (quoted for a shell when it needs it)."""
+    try:
+        rel = os.path.relpath(path)
+    except ValueError:  # another drive (Windows)
+        rel = path
+    if rel == os.pardir or rel.startswith(os.pardir + os.sep) or os.path.isabs(rel):
+        rel = path
+    return shlex.quote(rel)
 
 
 def load_report(log_dirs: str | Sequence[str], baseline: str | None = None) -> Report | None:
@@ -93,12 +106,14 @@ def render(
     from ..analysis.render_text import TextRenderer
 
     dirs = _dirs(log_dirs)
-    where = " ".join(dirs)
+    shown = [_shown(d) for d in dirs]
+    where = " ".join(shown)
     if len(dirs) > 1:
-        print(f"tracedsync: the program also logged to {' '.join(dirs[1:])} (it configured "
+        print(f"tracedsync: the program also logged to {' '.join(shown[1:])} (it configured "
               f"log_dir itself): every directory is read", file=out)
     if report is None or not report.totals.get("primitives"):
-        written = [d for d in dirs if glob.glob(os.path.join(glob.escape(d), "tracedsync-*.jsonl"))]
+        written = [_shown(d) for d in dirs
+                   if glob.glob(os.path.join(glob.escape(d), "tracedsync-*.jsonl"))]
         if not written:
             print(f"tracedsync: no traced primitive recorded anything: no log was written in "
                   f"{where} (were the primitives created before tracing began?)", file=out)
