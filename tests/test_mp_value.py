@@ -393,6 +393,31 @@ def test_holding_the_lock_across_both_is_not_an_rmw() -> None:
     assert v.statistics().rmws == a.statistics().rmws == 0
 
 
+def test_items_are_told_apart_and_many_reads_are_forgotten_not_misreported() -> None:
+    """An Array's items are separate: reading item 0 then writing item 1 is no rmw, writing
+    item 0 back is. A thread that reads more items than the rule remembers (64) forgets the
+    older reads: their writes are missed, never reported falsely. (The C and Python paths keep
+    the same rule: this module runs under both.)"""
+    a = tracedsync.Array("i", 100, ctx=CTX)
+
+    def body() -> None:  # (in a thread of its own: no read remembered from earlier tests)
+        x = a[0]
+        a[1] = x
+        a[0] = x + 1
+        reads = [a[i] for i in range(2, 100)]
+        for i in range(2, 100):
+            a[i] = reads[i - 2] + 1
+
+    with capture() as events:
+        t = threading.Thread(target=body)
+        t.start()
+        t.join(60)
+    assert not t.is_alive()
+    # item 0, and of the 98 reads the 34 made after the 64-entry table was last cleared
+    assert a.statistics().rmws == 1 + 34
+    assert all(e["prim"] == prim_of(a) for e in events.where(event="rmw"))
+
+
 def test_lock_released_between_read_and_write_is_an_rmw() -> None:
     """Read under the lock, write under it again later: not one holding, so an rmw."""
     v = tracedsync.Value("i", 0, ctx=CTX)

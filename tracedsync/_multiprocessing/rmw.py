@@ -19,6 +19,12 @@ Unknown is not unsafe: when ownership cannot be known (the value's lock is some 
 an owner, or it was taken behind the traced proxy so its holding has no ``t_hold``), nothing is
 reported.
 
+Where it runs: the native recorder applies this same rule in C to a Value's ``value`` and an
+Array's items by an int index over a traced lock (``mplock.c``: each thread's gets in a table of
+its record buffer, this module's ``rmw_found`` counterpart called only to report); this module
+is the reference and serves the Python paths (slices, other locks, the pure-Python twin). A get
+remembered by one and a set seen by the other do not meet: a missed report, never a false one.
+
 Cost: a thread-local dict per thread, one store per get, one pop per set. It is bounded: a
 thread that reads many items it never writes clears it when it passes `_MAX_READS` entries
 (forgetting those reads; at worst a missed report, never a false one).

@@ -24,18 +24,17 @@
  * the traced Value class) and an Array's items by an int index (its `__getitem__` and
  * `__setitem__`: `mp_item_methods`) are multiprocessing's getter and setter with the lock
  * taken by the code above (`value_access`): take the value's lock, read or write the ctypes
- * object, keep the books (`MpValueBooks`: gets, sets, unlocked, rmws), call the
- * read-modify-write rule (tracedsync/_multiprocessing/rmw.py, in Python: it is the rule's own
- * code), write the record (`K_VALUE`, with the normalised index) and release. If the caller
+ * object, keep the books (`MpValueBooks`: gets, sets, unlocked, rmws), apply the
+ * read-modify-write rule (rmw.py's, in C: the thread's remembered gets are a table in its
+ * record buffer; Python is called only to report a read-modify-write), write the record (`K_VALUE`, with the normalised index) and release. If the caller
  * already holds the value's RLock (its SemLock says so), the value is read or written under
  * that holding without taking the lock again: the real wrapper would take it once more and
  * give it back, which changes nothing another thread or process can see, and the log records
  * the access (`locked: true`) and not the nested pair. Values over any other lock, slices and
  * other indexes take the Python path.
  *
- * Objects: the uncontended paths create no Python object, but for what the rmw rule keeps per
- * read (its own tuples, and the call-site position it is given) and a hold's start as an int
- * (once per holding, when a locked access first asks for it).
+ * Objects: the uncontended paths create no Python object (an unsynchronised
+ * read-modify-write, which is reported, does).
  */
 #include "native.h"
 #include <limits.h>
@@ -421,10 +420,10 @@ hold_obj(MpLockBooks *b)
 
 /* Take the value's lock for one access unless the caller holds it (an RLock): `*taken` says
  * whether it was taken. Returns locked (the caller held it before: 1, else 0), -1 on error;
- * `*hold` (borrowed) the caller's holding as the rmw rule sees it, or None. */
+ * `*has_hold`/`*hold`: the caller's holding as the rmw rule sees it (known when it owns it). */
 static int
 value_enter(MpValueBooks *vb, MpLockBooks *lb, uint32_t site, unsigned long me, int *taken,
-            PyObject **hold)
+            int *has_hold, int64_t *hold)
 {
     PyObject *r = PyObject_CallNoArgs(lb->sl_is_mine);  /* the lock itself answers */
     if (r == NULL) {
@@ -435,13 +434,8 @@ value_enter(MpValueBooks *vb, MpLockBooks *lb, uint32_t site, unsigned long me, 
     if (locked < 0) {
         return -1;
     }
-    *hold = Py_None;
-    if (locked && lb->owner == me && lb->depth > 0) {
-        *hold = hold_obj(lb);
-        if (*hold == NULL) {
-            return -1;
-        }
-    }
+    *has_hold = locked && lb->owner == me && lb->depth > 0;
+    *hold = *has_hold ? lb->t_hold : 0;
     *taken = !(locked && lb->reentrant);
     if (*taken) {
         r = acquire_fast(vb->lock, lb, 1, site);
@@ -451,6 +445,53 @@ value_enter(MpValueBooks *vb, MpLockBooks *lb, uint32_t site, unsigned long me, 
         Py_DECREF(r);
     }
     return locked;
+}
+
+/* -- the read-modify-write rule, in C (rmw.py's, with the thread's gets in its buffer) -------- */
+/* Remember a get of item `key` of `vb` by this thread. */
+static void
+rmw_note(ts_tbuf *tb, MpValueBooks *vb, int64_t key, uint32_t site, int locked, int has_hold,
+         int64_t hold)
+{
+    ts_rmw_read *e = NULL;
+    for (uint32_t i = 0; i < tb->n_reads; i++) {
+        ts_rmw_read *x = &tb->reads[i];
+        if (x->key == key && x->prim_n == vb->prim_n && x->prim_pid == vb->prim_pid) {
+            e = x;
+            break;
+        }
+    }
+    if (e == NULL) {
+        if (tb->n_reads >= RMW_READS) {
+            tb->n_reads = 0;  /* forget them (at worst a missed report, never a false one) */
+        }
+        e = &tb->reads[tb->n_reads++];
+        e->prim_pid = vb->prim_pid;
+        e->prim_n = vb->prim_n;
+        e->key = key;
+    }
+    e->site = site;
+    e->locked = (int8_t)locked;
+    e->has_hold = (int8_t)has_hold;
+    e->hold = hold;
+}
+
+/* Forget this thread's get of item `key` of `vb`; 1 with it in `*got` if this set completes an
+ * unsynchronised read-modify-write (the lock not held across both by one holding), else 0. */
+static int
+rmw_check(ts_tbuf *tb, MpValueBooks *vb, int64_t key, int locked, int has_hold, int64_t hold,
+          ts_rmw_read *got)
+{
+    for (uint32_t i = 0; i < tb->n_reads; i++) {
+        ts_rmw_read *x = &tb->reads[i];
+        if (x->key == key && x->prim_n == vb->prim_n && x->prim_pid == vb->prim_pid) {
+            *got = *x;
+            tb->reads[i] = tb->reads[--tb->n_reads];
+            int same = got->has_hold == has_hold && (!has_hold || got->hold == hold);
+            return !(locked && got->locked && same);
+        }
+    }
+    return 0;
 }
 
 /* The rule's arguments (code, pos) for site `site`; new references. */
@@ -498,13 +539,13 @@ value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, Py
         return NULL;
     }
     uint32_t site = ts_site_of_caller();
-    int taken = 0;
-    PyObject *hold = NULL;
-    int locked = value_enter(vb, lb, site, tb->ident, &taken, &hold);
+    int taken = 0, has_hold = 0;
+    int64_t hold = 0;
+    int locked = value_enter(vb, lb, site, tb->ident, &taken, &has_hold, &hold);
     if (locked < 0) {
         return NULL;
     }
-    Py_INCREF(hold);
+    int64_t ikey = key == Py_None ? RMW_NO_KEY : (int64_t)PyLong_AsSsize_t(key);
     PyObject *result;
     if (is_set) {
         int rc = index == NULL ? PyObject_SetAttr(vb->obj, s_value, value)
@@ -516,53 +557,51 @@ value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, Py
                                : PyObject_GetItem(vb->obj, index);
     }
     if (result != NULL) {
-        PyObject *lockedp = locked ? Py_True : Py_False;
-        PyObject *r;
-        if (is_set) {
-            vb->sets++;
-            PyObject *cargs[4] = {vb->prim, key, lockedp, hold};
-            r = PyObject_Vectorcall(py_check_set, cargs, 4, NULL);
-            if (r != NULL && r != Py_None) {  /* an unsynchronised read-modify-write */
-                PyObject *code, *pos;
-                PyObject *found = NULL;
-                if (site_args(site, &code, &pos) == 0) {
-                    PyObject *rargs[5] = {obj, key, r, code, pos};
-                    found = PyObject_Vectorcall(py_rmw_found, rargs, 5, NULL);
+        int failed = 0;
+        ts_rmw_read got;
+        if (!is_set) {
+            vb->gets++;
+            rmw_note(tb, vb, ikey, site, locked, has_hold, hold);
+        }
+        else if (vb->sets++, rmw_check(tb, vb, ikey, locked, has_hold, hold, &got)) {
+            /* an unsynchronised read-modify-write: rmw.py's reporting, with the get as
+             * rmw.note_get would have kept it (code, pos, locked, hold) */
+            PyObject *rcode, *rpos, *code, *pos;
+            failed = -1;
+            if (site_args(got.site, &rcode, &rpos) == 0) {
+                PyObject *read = got.has_hold
+                    ? Py_BuildValue("(NNON)", rcode, rpos, got.locked ? Py_True : Py_False,
+                                    PyLong_FromLongLong(got.hold))
+                    : Py_BuildValue("(NNOO)", rcode, rpos, got.locked ? Py_True : Py_False,
+                                    Py_None);
+                if (read != NULL && site_args(site, &code, &pos) == 0) {
+                    PyObject *rargs[5] = {obj, key, read, code, pos};
+                    PyObject *found = PyObject_Vectorcall(py_rmw_found, rargs, 5, NULL);
                     Py_DECREF(code);
                     Py_DECREF(pos);
+                    if (found != NULL) {
+                        Py_DECREF(found);
+                        failed = 0;
+                    }
                 }
-                Py_DECREF(r);
-                r = found;
+                Py_XDECREF(read);
             }
         }
-        else {
-            vb->gets++;
-            PyObject *code, *pos;
-            r = NULL;
-            if (site_args(site, &code, &pos) == 0) {
-                PyObject *nargs[6] = {vb->prim, key, code, pos, lockedp, hold};
-                r = PyObject_Vectorcall(py_note_get, nargs, 6, NULL);
-                Py_DECREF(code);
-                Py_DECREF(pos);
-            }
-        }
-        if (r == NULL) {
+        if (failed) {
             Py_CLEAR(result);
         }
         else {
-            Py_DECREF(r);
             if (!locked) {
                 vb->unlocked++;
             }
             if (level == LEVEL_FULL) {
                 /* bits: a set, an index (in w0), locked */
                 uint8_t bits = (uint8_t)(is_set | (key != Py_None) << 1 | locked << 2);
-                uint64_t w0 = key == Py_None ? 0 : (uint64_t)PyLong_AsSsize_t(key);
+                uint64_t w0 = key == Py_None ? 0 : (uint64_t)ikey;
                 rec_kind(kind_value, vb->prim_pid, vb->prim_n, site, bits, w0, 0);
             }
         }
     }
-    Py_DECREF(hold);
     if (taken) {
         PyObject *exc = result == NULL ? PyErr_GetRaisedException() : NULL;
         PyObject *r = release_fast(vb->lock, lb, site);

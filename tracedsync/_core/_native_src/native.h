@@ -169,6 +169,19 @@ typedef struct ts_chunk {
     ts_rec recs[];
 } ts_chunk;
 
+/* A get remembered by the read-modify-write rule (mplock.c; rmw.py is the rule's Python
+ * twin): which item, where, and whether the caller held the value's lock (which holding). */
+typedef struct {
+    uint32_t prim_pid, prim_n;
+    int64_t key;               /* the normalised index, or RMW_NO_KEY for a Value's value */
+    uint32_t site;
+    int8_t locked;
+    int8_t has_hold;           /* the holding is known (the caller is the lock's owner) */
+    int64_t hold;              /* its start (the lock's t_hold) */
+} ts_rmw_read;
+#define RMW_NO_KEY INT64_MIN
+#define RMW_READS 64           /* as rmw.MAX_READS: past it, the remembered gets are forgotten */
+
 typedef struct ts_tbuf {
     struct ts_tbuf *next;      /* every buffer of this process, newest first */
     ts_chunk *head;            /* oldest chunk with records not yet rendered */
@@ -180,6 +193,8 @@ typedef struct ts_tbuf {
     volatile int dead;         /* the thread has exited (pthread-key destructor) */
     char tid_text[24];
     int tid_len;
+    uint32_t n_reads;          /* the read-modify-write rule's remembered gets (mplock.c) */
+    ts_rmw_read reads[RMW_READS];
 } ts_tbuf;
 
 extern TLS_VAR ts_tbuf *ts_tls_buf;
