@@ -33,22 +33,79 @@ def discard_log() -> None:
             pass
 
 
+UNROLL = 10
+"""Operations per pass of the timed loops below (pyperf's ``inner_loops``)."""
+LEVELS = ["raw", "off", "contention", "full"]
+
+
+def with_blocks(lock: Any, loops: int) -> None:
+    """``loops`` times ten ``with lock: pass`` (unrolled: the loop's own cost is a tenth of
+    what it would be)."""
+    for _ in range(loops):
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+        with lock: pass  # noqa: E701
+
+
 def time_with(lock: Any, loops: int) -> float:
-    """Seconds for ``loops`` times ten ``with lock: pass`` (unrolled: the loop's own cost is a
-    tenth of what it would be), then the log emptied."""
-    rng = range(loops)
+    """Seconds for `with_blocks`, then the log emptied."""
     t0 = time.perf_counter()
-    for _ in rng:
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
-        with lock: pass  # noqa: E701
+    with_blocks(lock, loops)
     dt = time.perf_counter() - t0
     discard_log()
     return dt
+
+
+def time_inline(obj: Any, loops: int) -> float:
+    """Seconds for ``loops`` times ten ``obj.acquire(); obj.release()`` written inline (the
+    methods looked up on each call), then the log emptied."""
+    rng = range(loops)
+    t0 = time.perf_counter()
+    for _ in rng:
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+        obj.acquire(); obj.release()  # noqa: E702
+    dt = time.perf_counter() - t0
+    discard_log()
+    return dt
+
+
+def run_levels(runner: Any, benches: list[tuple[Any, ...]]) -> dict[tuple[str, str], float]:
+    """Each of ``benches`` (title, function, its arguments before the level...) at every level
+    of `LEVELS` in pyperf's ``runner``: {(title, level): mean seconds per operation} (in the
+    parent process only; empty in pyperf's workers)."""
+    results: dict[tuple[str, str], float] = {}
+    for title, func, *args in benches:
+        for level in LEVELS:
+            bench = runner.bench_time_func(f"{title} [{level}]", func, *args, level,
+                                           inner_loops=UNROLL)
+            if bench is not None and not runner.args.worker:
+                results[(title, level)] = bench.mean()
+    return results
+
+
+def ratio_table(titles: list[str], results: dict[tuple[str, str], float]) -> list[str]:
+    """The Markdown table of `run_levels`' results: each level's time and its ratio to raw."""
+    lines = ["", "| operation | raw | off | contention | full |", "|---|---|---|---|---|"]
+    for title in titles:
+        raw = results[(title, "raw")]
+        cells = [f"{raw * 1e9:.0f} ns"]
+        for level in LEVELS[1:]:
+            t = results[(title, level)]
+            cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
+        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    return lines

@@ -19,12 +19,18 @@ import time
 from typing import Any
 
 import pyperf
-from _bench_util import discard_log, time_with
+from _bench_util import (
+    discard_log,
+    ratio_table,
+    run_levels,
+    time_inline,
+    time_with,
+    with_blocks,
+)
 
 import tracedsync
 from tracedsync._core.native import NATIVE
 
-UNROLL = 10
 BUDGET = 2 * 1024**3
 """Records' memory for the inline benchmarks: a timed run must drop nothing (a dropped record
 costs less than a written one), and each run's records are flushed after it."""
@@ -69,23 +75,7 @@ def bench_acquire_release(loops: int, kind: str, level: str) -> float:
 
 def bench_inline(loops: int, kind: str, level: str) -> float:
     """``lock.acquire(); lock.release()`` written inline: the method looked up on each call."""
-    lock = _make(kind, level)
-    rng = range(loops)
-    t0 = time.perf_counter()
-    for _ in rng:
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-    dt = time.perf_counter() - t0
-    discard_log()
-    return dt
+    return time_inline(_make(kind, level), loops)
 
 
 def bench_end_to_end(loops: int, kind: str, level: str) -> float:
@@ -98,17 +88,7 @@ def bench_end_to_end(loops: int, kind: str, level: str) -> float:
             tracedsync.flush()
             discard_log()
         t0 = time.perf_counter()
-        for _ in range(20_000):
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
-            with lock: pass  # noqa: E701
+        with_blocks(lock, 20_000)
         if level != "raw":
             tracedsync.flush()
         total += time.perf_counter() - t0
@@ -141,18 +121,11 @@ BENCHES = [
     ("bound acquire/release Lock", bench_acquire_release, "lock"),
     ("inline lock.acquire(); lock.release() Lock", bench_inline, "lock"),
 ]
-LEVELS = ["raw", "off", "contention", "full"]
 
 
 def main() -> None:
     runner = pyperf.Runner()
-    results: dict[tuple[str, str], float] = {}
-    for title, func, kind in BENCHES:
-        for level in LEVELS:
-            bench = runner.bench_time_func(f"{title} [{level}]", func, kind, level,
-                                           inner_loops=UNROLL)
-            if bench is not None and not runner.args.worker:
-                results[(title, level)] = bench.mean()
+    results = run_levels(runner, BENCHES)
     e2e: dict[tuple[str, str], float] = {}
     for kind in ("lock", "rlock"):
         for level in ("raw", "full"):
@@ -163,14 +136,7 @@ def main() -> None:
     flush = runner.bench_time_func("flusher CPU per event", bench_flush_cost, inner_loops=1000)
     if runner.args.worker or not results:
         return
-    lines = ["", "| operation | raw | off | contention | full |", "|---|---|---|---|---|"]
-    for title, _, _ in BENCHES:
-        raw = results[(title, "raw")]
-        cells = [f"{raw * 1e9:.0f} ns"]
-        for level in LEVELS[1:]:
-            t = results[(title, level)]
-            cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines = ratio_table([title for title, *_ in BENCHES], results)
     for kind in ("lock", "rlock"):
         if (kind, "full") in e2e:
             raw, full = e2e[(kind, "raw")], e2e[(kind, "full")]

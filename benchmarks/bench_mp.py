@@ -31,13 +31,20 @@ import time
 from typing import Any
 
 import pyperf
-from _bench_util import discard_log, time_with
+from _bench_util import (
+    LEVELS,
+    UNROLL,
+    discard_log,
+    ratio_table,
+    run_levels,
+    time_inline,
+    time_with,
+)
 
 import tracedsync
 import tracedsync.mp
 from tracedsync._core.native import NATIVE
 
-UNROLL = 10
 BUDGET = 2 * 1024**3
 """Records' memory for a timed run: it must drop nothing (see bench_locks.py)."""
 LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-logs")
@@ -76,23 +83,7 @@ def bench_with(loops: int, level: str) -> float:
 
 def bench_acquire_release(loops: int, level: str) -> float:
     """``lock.acquire(); lock.release()`` written inline."""
-    lock = _lock(level)
-    rng = range(loops)
-    t0 = time.perf_counter()
-    for _ in rng:
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-        lock.acquire(); lock.release()  # noqa: E702
-    dt = time.perf_counter() - t0
-    discard_log()
-    return dt
+    return time_inline(_lock(level), loops)
 
 
 def bench_get(loops: int, level: str) -> float:
@@ -199,7 +190,6 @@ BENCHES = [
     ("with v.get_lock(): v.value += 1", bench_increment),
     ("a[0] (Array)", bench_item),
 ]
-LEVELS = ["raw", "off", "contention", "full"]
 
 
 def _one_level(level: str, loops: int) -> None:
@@ -255,23 +245,10 @@ def main() -> None:
         _one_level(sys.argv[at + 1], int(sys.argv[at + 2]))
         return
     runner = pyperf.Runner()
-    results: dict[tuple[str, str], float] = {}
-    for title, func in BENCHES:
-        for level in LEVELS:
-            bench = runner.bench_time_func(f"{title} [{level}]", func, level,
-                                           inner_loops=UNROLL)
-            if bench is not None and not runner.args.worker:
-                results[(title, level)] = bench.mean()
+    results = run_levels(runner, BENCHES)
     if runner.args.worker or not results:
         return
-    lines = ["", "| operation | raw | off | contention | full |", "|---|---|---|---|---|"]
-    for title, _ in BENCHES:
-        raw = results[(title, "raw")]
-        cells = [f"{raw * 1e9:.0f} ns"]
-        for level in LEVELS[1:]:
-            t = results[(title, level)]
-            cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines = ratio_table([title for title, _ in BENCHES], results)
     lines.append(f"Python {sys.version.split()[0]}, tracedsync {tracedsync.__version__}, "
                  f"{'native recorder' if NATIVE is not None else 'pure-Python twin'}")
     print("\n".join(lines))

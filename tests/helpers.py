@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -68,3 +69,17 @@ def read_jsonl(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
     """Every line of a JSON-lines file (a log as written), parsed."""
     with open(path, encoding="utf-8") as f:
         return [json.loads(line) for line in f]
+
+
+def start_thread(target: Callable[[], Any], name: str) -> threading.Thread:
+    """A daemon thread named ``name`` running ``target``, started."""
+    t = threading.Thread(target=target, name=name, daemon=True)
+    t.start()
+    return t
+
+
+def join_threads(*threads: threading.Thread) -> None:
+    """Join each of ``threads`` within `LIMIT`; fail naming the one that did not finish."""
+    for t in threads:
+        t.join(LIMIT)
+        assert not t.is_alive(), f"{t.name} did not finish"

@@ -24,6 +24,8 @@ from typing import Any
 
 import pytest
 from helpers import clean_env, prim_of, until
+from helpers import join_threads as _join
+from helpers import start_thread as _start
 
 import tracedsync
 from tracedsync._core import waits
@@ -93,18 +95,6 @@ def _deadlock_on_disk(*prims: str) -> dict[str, Any]:
                 return ev
         return None
     return until(find, f"a deadlock event over {prims} in the log file")
-
-
-def _start(target: Callable[[], None], name: str) -> threading.Thread:
-    t = threading.Thread(target=target, name=name, daemon=True)
-    t.start()
-    return t
-
-
-def _join(*threads: threading.Thread) -> None:
-    for t in threads:
-        t.join(LIMIT)
-        assert not t.is_alive(), f"{t.name} did not finish"
 
 
 # -- deadlocks -----------------------------------------------------------------------------------

@@ -17,7 +17,9 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
+from helpers import join_threads as _join
 from helpers import prim_of, until
+from helpers import start_thread as _start
 
 import tracedsync
 from tracedsync._core.waits import WAITS
@@ -38,18 +40,6 @@ def _detection_settings() -> Iterator[None]:
 def _waits_on(thread: threading.Thread, obj: Any) -> bool:
     w = WAITS.get(thread.ident or 0)
     return w is not None and w.st.prim == prim_of(obj)
-
-
-def _start(target: Callable[[], None], name: str) -> threading.Thread:
-    t = threading.Thread(target=target, name=name, daemon=True)
-    t.start()
-    return t
-
-
-def _join(*threads: threading.Thread) -> None:
-    for t in threads:
-        t.join(LIMIT)
-        assert not t.is_alive(), f"{t.name} did not finish"
 
 
 # -- tries -------------------------------------------------------------------------------------

@@ -32,6 +32,8 @@ import jsonschema
 import orjson
 import pytest
 from helpers import clean_env, prim_of, read_jsonl, until
+from helpers import join_threads as _join
+from helpers import start_thread as _start
 
 import tracedsync
 import tracedsync.mp
@@ -332,18 +334,6 @@ SCENARIOS: dict[str, Scenario] = {}
 def scenario(fn: Scenario) -> Scenario:
     SCENARIOS[fn.__name__.lstrip("_")] = fn
     return fn
-
-
-def _start(target: Callable[[], Any], name: str) -> threading.Thread:
-    t = threading.Thread(target=target, name=name, daemon=True)
-    t.start()
-    return t
-
-
-def _join(*threads: threading.Thread) -> None:
-    for t in threads:
-        t.join(LIMIT)
-        assert not t.is_alive(), f"{t.name} did not finish"
 
 
 def _blocked_on(thread: threading.Thread, obj: Any) -> bool:

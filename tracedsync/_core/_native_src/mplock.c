@@ -54,7 +54,6 @@ typedef struct {
     unsigned long owner;      /* ident of the holder (0: none) */
     long long depth;
     int64_t t_hold;           /* monotonic ns of the acquire that took it from free */
-    PyObject *t_hold_obj;     /* t_hold as an int, once asked during this holding */
     unsigned long long acquisitions, contended, failed, max_depth;
     int64_t wait_ns, hold_ns, restore_ns;
     unsigned int prim_pid, prim_n;
@@ -178,7 +177,6 @@ took(MpLockBooks *b, ts_tbuf *tb, int level, uint32_t site, int blocking)
     else {
         b->owner = me;
         b->t_hold = now_ns();
-        Py_CLEAR(b->t_hold_obj);
         depth = 1;
     }
     if (b->rec != NULL) {
@@ -294,7 +292,6 @@ release_fast(PyObject *lock, MpLockBooks *b, uint32_t site)
             return r;
         }
         Py_DECREF(r);
-        Py_CLEAR(b->t_hold_obj);
         b->hold_ns += hold;
     }
     else {
@@ -408,16 +405,6 @@ static PyMethodDef mp_lock_defs[] = {
 };
 
 /* -- a Value's `value` --------------------------------------------------------------------- */
-/* The start of the caller's holding as an int (made once per holding), borrowed. */
-static PyObject *
-hold_obj(MpLockBooks *b)
-{
-    if (b->t_hold_obj == NULL) {
-        b->t_hold_obj = PyLong_FromLongLong(b->t_hold);
-    }
-    return b->t_hold_obj;
-}
-
 /* Take the value's lock for one access unless the caller holds it (an RLock): `*taken` says
  * whether it was taken. Returns locked (the caller held it before: 1, else 0), -1 on error;
  * `*has_hold`/`*hold`: the caller's holding as the rmw rule sees it (known when it owns it). */
@@ -759,7 +746,6 @@ books_clear(MpLockBooks *self)
     Py_CLEAR(self->sl_release);
     Py_CLEAR(self->sl_is_mine);
     Py_CLEAR(self->record);
-    Py_CLEAR(self->t_hold_obj);
     self->rec = NULL;
     return 0;
 }
@@ -845,9 +831,6 @@ set_owner(MpLockBooks *s, PyObject *v, void *c)
 static PyObject *
 get_t_hold(MpLockBooks *s, void *c)
 {
-    if (s->t_hold_obj != NULL) {
-        return Py_NewRef(s->t_hold_obj);
-    }
     return PyLong_FromLongLong(s->t_hold);
 }
 
@@ -859,7 +842,6 @@ set_t_hold(MpLockBooks *s, PyObject *v, void *c)
         return -1;
     }
     s->t_hold = x;
-    Py_CLEAR(s->t_hold_obj);
     return 0;
 }
 
