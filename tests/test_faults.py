@@ -19,11 +19,19 @@ import pytest
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="POSIX signals and fork")
 
 
+def _default_sigint() -> None:
+    # A job started in the background by a shell without job control (`make test &` in a
+    # script, some CI runners) ignores SIGINT, and so would the child: Python then installs no
+    # KeyboardInterrupt handler. The child gets the default disposition, as in a terminal.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(code: str, log_dir: Path, **env: str) -> subprocess.Popen[str]:
     return subprocess.Popen(
         [sys.executable, "-c", textwrap.dedent(code)],
         env={**os.environ, "TRACEDSYNC_LOG_DIR": str(log_dir), **env},
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=_default_sigint if os.name == "posix" else None,
     )
 
 
