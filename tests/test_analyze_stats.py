@@ -10,6 +10,7 @@ import orjson
 import pytest
 from test_analyze_util import Log
 
+from tracedsync.analysis import hist
 from tracedsync.analysis.aggregate import Aggregate
 from tracedsync.analysis.analyze import analyze
 from tracedsync.analysis.hist import Histogram, bucket_high, bucket_low, bucket_of
@@ -55,6 +56,31 @@ def test_bulk_add_merge_and_json_agree_with_one_by_one() -> None:
     a.merge(b)
     assert a == one
     assert Histogram.from_dict(orjson.loads(orjson.dumps(one.to_dict()))) == one
+
+
+def test_merged_sums_parts_alike_native_and_python() -> None:
+    """Histogram.merged gives what merging one by one gives, with the native sum and the
+    Python one, empty parts skipped, and totals beyond 64 bits summed exactly."""
+    rnd = random.Random(3)
+    parts = []
+    for n in (0, 1, 50, 2000, 0, 7):
+        h = Histogram()
+        h.add_values([rnd.randrange(0, 10**8) for _ in range(n)])
+        parts.append(h)
+    one = Histogram()
+    for p in parts:
+        one.merge(p)
+    assert Histogram.merged(parts) == one
+    assert Histogram.merged(iter(parts)) == one
+    assert Histogram.merged([]) == Histogram()
+    assert hist._python_sum_hists(parts) == hist.sum_hists(parts)
+    huge = Histogram()
+    huge.add_values([2**62, 2**62 + 1])  # a total beyond 64 bits: summed in Python
+    both = Histogram.merged([huge, huge])
+    assert (both.count, both.total, both.min, both.max) == (4, 2**64 + 2, 2**62, 2**62 + 1)
+    assert sum(both.buckets.values()) == 4
+    if hist.sum_hists is not hist._python_sum_hists:
+        assert hist.sum_hists([huge, huge]) is None
 
 
 def _workload(tmp_path: Path) -> Log:

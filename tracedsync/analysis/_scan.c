@@ -2150,8 +2150,63 @@ add_counts(PyObject *mod, PyObject *args)
     Py_RETURN_NONE;
 }
 
-/* sum_counts(dicts): one dict, the sum of dicts of counts keyed by small ints (buckets). */
+/* Sums of dicts of counts keyed by small ints (histogram buckets): the counts of keys
+ * 0..DENSE-1 are added in an array, anything else in the output dict itself. */
 #define DENSE 4096
+
+static int
+dense_add(int64_t *dense, PyObject *out, PyObject *d)
+{
+    if (!PyDict_Check(d)) { PyErr_SetString(PyExc_TypeError, "expected dicts"); return -1; }
+    Py_ssize_t pos = 0;
+    PyObject *key, *val;
+    while (PyDict_Next(d, &pos, &key, &val)) {
+        if (PyLong_CheckExact(key) && PyLong_CheckExact(val)) {
+            int of1 = 0, of2 = 0;
+            long long k = PyLong_AsLongLongAndOverflow(key, &of1);
+            long long v = PyLong_AsLongLongAndOverflow(val, &of2);
+            if (!of1 && !of2 && k >= 0 && k < DENSE && v >= 0 && v < (1LL << 53)) {
+                dense[k] += v;
+                continue;
+            }
+        }
+        PyObject *cur = PyDict_GetItemWithError(out, key);
+        if (cur == NULL && PyErr_Occurred()) return -1;
+        PyObject *sum = cur ? PyNumber_Add(cur, val) : Py_NewRef(val);
+        if (sum == NULL) return -1;
+        int rc = PyDict_SetItem(out, key, sum);
+        Py_DECREF(sum);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* The array's counts into the dict (added to what it holds for the same key). */
+static int
+dense_flush(const int64_t *dense, PyObject *out)
+{
+    for (int64_t k = 0; k < DENSE; k++) {
+        if (!dense[k]) continue;
+        PyObject *key = PyLong_FromLongLong(k), *val = PyLong_FromLongLong(dense[k]);
+        PyObject *cur = key ? PyDict_GetItemWithError(out, key) : NULL;
+        if (key == NULL || val == NULL || (cur == NULL && PyErr_Occurred())) {
+            Py_XDECREF(key); Py_XDECREF(val);
+            return -1;
+        }
+        if (cur != NULL) {
+            PyObject *sum = PyNumber_Add(cur, val);
+            Py_DECREF(val);
+            if (sum == NULL) { Py_DECREF(key); return -1; }
+            val = sum;
+        }
+        int rc = PyDict_SetItem(out, key, val);
+        Py_DECREF(key); Py_DECREF(val);
+        if (rc < 0) return -1;
+    }
+    return 0;
+}
+
+/* sum_counts(dicts): one dict, the sum of dicts of counts. */
 static PyObject *
 sum_counts(PyObject *mod, PyObject *seq_in)
 {
@@ -2164,51 +2219,9 @@ sum_counts(PyObject *mod, PyObject *seq_in)
         PyMem_Free(dense); Py_XDECREF(out); Py_DECREF(seq);
         return dense == NULL ? PyErr_NoMemory() : NULL;
     }
-    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
-        PyObject *d = PySequence_Fast_GET_ITEM(seq, i);
-        if (!PyDict_Check(d)) { PyErr_SetString(PyExc_TypeError, "expected dicts"); goto fail; }
-        Py_ssize_t pos = 0;
-        PyObject *key, *val;
-        while (PyDict_Next(d, &pos, &key, &val)) {
-            int ok = 0;
-            if (PyLong_CheckExact(key) && PyLong_CheckExact(val)) {
-                int of1 = 0, of2 = 0;
-                long long k = PyLong_AsLongLongAndOverflow(key, &of1);
-                long long v = PyLong_AsLongLongAndOverflow(val, &of2);
-                if (!of1 && !of2 && k >= 0 && k < DENSE && v >= 0 && v < (1LL << 53)) {
-                    dense[k] += v;
-                    ok = 1;
-                }
-            }
-            if (!ok) { /* anything else: added in the dict itself */
-                PyObject *cur = PyDict_GetItemWithError(out, key);
-                if (cur == NULL && PyErr_Occurred()) goto fail;
-                PyObject *sum = cur ? PyNumber_Add(cur, val) : Py_NewRef(val);
-                if (sum == NULL) goto fail;
-                int rc = PyDict_SetItem(out, key, sum);
-                Py_DECREF(sum);
-                if (rc < 0) goto fail;
-            }
-        }
-    }
-    for (int64_t k = 0; k < DENSE; k++) {
-        if (!dense[k]) continue;
-        PyObject *key = PyLong_FromLongLong(k), *val = PyLong_FromLongLong(dense[k]);
-        PyObject *cur = key ? PyDict_GetItemWithError(out, key) : NULL;
-        if (key == NULL || val == NULL || (cur == NULL && PyErr_Occurred())) {
-            Py_XDECREF(key); Py_XDECREF(val);
-            goto fail;
-        }
-        if (cur != NULL) {
-            PyObject *sum = PyNumber_Add(cur, val);
-            Py_DECREF(val);
-            if (sum == NULL) { Py_DECREF(key); goto fail; }
-            val = sum;
-        }
-        int rc = PyDict_SetItem(out, key, val);
-        Py_DECREF(key); Py_DECREF(val);
-        if (rc < 0) goto fail;
-    }
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
+        if (dense_add(dense, out, PySequence_Fast_GET_ITEM(seq, i)) < 0) goto fail;
+    if (dense_flush(dense, out) < 0) goto fail;
     PyMem_Free(dense);
     Py_DECREF(seq);
     return out;
@@ -2219,9 +2232,86 @@ fail:
     return NULL;
 }
 
+/* An int attribute of a histogram as int64; 0 ok, 1 not a plain int64, -1 error. */
+static int
+attr_i64(PyObject *o, PyObject *name, int64_t *out)
+{
+    PyObject *v = PyObject_GetAttr(o, name);
+    if (v == NULL) return -1;
+    int rc = 1;
+    if (PyLong_CheckExact(v)) {
+        int of = 0;
+        long long x = PyLong_AsLongLongAndOverflow(v, &of);
+        if (!of) { *out = x; rc = 0; }
+        else if (PyErr_Occurred()) rc = -1;
+    }
+    Py_DECREF(v);
+    return rc;
+}
+
+/* sum_hists(hists): (count, total, min, max, buckets) of the histograms (hist.Histogram)
+ * that are not empty, in one pass; None when a figure does not fit in 64 bits (the caller
+ * sums them in Python then). */
+static PyObject *
+sum_hists(PyObject *mod, PyObject *seq_in)
+{
+    (void)mod;
+    static PyObject *s_count, *s_total, *s_min, *s_max, *s_buckets;
+    if (s_buckets == NULL) {
+        s_count = PyUnicode_InternFromString("count");
+        s_total = PyUnicode_InternFromString("total");
+        s_min = PyUnicode_InternFromString("min");
+        s_max = PyUnicode_InternFromString("max");
+        s_buckets = PyUnicode_InternFromString("buckets");
+        if (!s_count || !s_total || !s_min || !s_max || !s_buckets) return NULL;
+    }
+    PyObject *seq = PySequence_Fast(seq_in, "sum_hists needs a sequence of histograms");
+    if (seq == NULL) return NULL;
+    int64_t *dense = PyMem_Calloc(DENSE, sizeof(int64_t));
+    PyObject *out = PyDict_New();
+    if (dense == NULL || out == NULL) {
+        PyMem_Free(dense); Py_XDECREF(out); Py_DECREF(seq);
+        return dense == NULL ? PyErr_NoMemory() : NULL;
+    }
+    int64_t count = 0, total = 0, lo = 0, hi = 0;
+    int any = 0, rc = 0;
+    for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {
+        PyObject *h = PySequence_Fast_GET_ITEM(seq, i);
+        int64_t c, t, a, b;
+        if ((rc = attr_i64(h, s_count, &c)) != 0) break;
+        if (c == 0) continue;
+        if ((rc = attr_i64(h, s_total, &t)) != 0 || (rc = attr_i64(h, s_min, &a)) != 0
+            || (rc = attr_i64(h, s_max, &b)) != 0)
+            break;
+        if (__builtin_add_overflow(count, c, &count) || __builtin_add_overflow(total, t, &total)) {
+            rc = 1;
+            break;
+        }
+        if (!any || a < lo) lo = a;
+        if (!any || b > hi) hi = b;
+        any = 1;
+        PyObject *d = PyObject_GetAttr(h, s_buckets);
+        if (d == NULL) { rc = -1; break; }
+        rc = dense_add(dense, out, d);
+        Py_DECREF(d);
+        if (rc != 0) break;
+    }
+    PyObject *res = NULL;
+    if (rc == 0 && dense_flush(dense, out) == 0)
+        res = Py_BuildValue("LLLLO", (long long)count, (long long)total, (long long)lo,
+                            (long long)hi, out);
+    else if (rc == 1)
+        res = Py_NewRef(Py_None);
+    PyMem_Free(dense);
+    Py_DECREF(out);
+    Py_DECREF(seq);
+    return res;
+}
+
 static PyMethodDef module_methods[] = {
     {"add_counts", add_counts, METH_VARARGS, "dst[k] += src[k] for dicts of counts"},
     {"sum_counts", sum_counts, METH_O, "the sum of dicts of counts"},
+    {"sum_hists", sum_hists, METH_O, "count, total, min, max and buckets of histograms"},
     {NULL, NULL, 0, NULL},
 };
 

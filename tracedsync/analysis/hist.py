@@ -44,9 +44,25 @@ def _native(name: str, fallback: Any) -> Any:
     return getattr(_cscan, name)
 
 
-# dst[i] += src[i], and the sum of many, for dicts of counts (native when built)
+def _python_sum_hists(hists: list[Histogram]) -> tuple[int, int, int, int, dict[int, int]] | None:
+    full = [h for h in hists if h.count]
+    if not full:
+        return 0, 0, 0, 0, {}
+    return (
+        sum(h.count for h in full),
+        sum(h.total for h in full),
+        min(h.min for h in full),
+        max(h.max for h in full),
+        _python_sum_counts([h.buckets for h in full]),
+    )
+
+
+# dst[i] += src[i], and the sum of many, for dicts of counts; count, total, min, max and
+# buckets of many histograms in one pass (native when built: None when a figure does not fit
+# in 64 bits)
 add_counts = _native("add_counts", _python_add_counts)
 sum_counts = _native("sum_counts", _python_sum_counts)
+sum_hists = _native("sum_hists", _python_sum_hists)
 
 SUB_BITS = 4
 SUB = 1 << SUB_BITS  # buckets per power of two
@@ -186,14 +202,12 @@ class Histogram:
     @classmethod
     def merged(cls, parts: Iterable[Histogram]) -> Histogram:
         """A new histogram holding all of ``parts`` (their buckets summed in one go)."""
+        hists = parts if isinstance(parts, list) else list(parts)
+        sums = sum_hists(hists)
+        if sums is None:  # a figure beyond 64 bits
+            sums = _python_sum_hists(hists)
         h = cls()
-        full = [p for p in parts if p.count]
-        if full:
-            h.count = sum(p.count for p in full)
-            h.total = sum(p.total for p in full)
-            h.min = min(p.min for p in full)
-            h.max = max(p.max for p in full)
-            h.buckets = sum_counts([p.buckets for p in full])
+        h.count, h.total, h.min, h.max, h.buckets = sums
         return h
 
     def percentile(self, q: float) -> int:

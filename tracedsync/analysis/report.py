@@ -215,6 +215,18 @@ class _Group:
         self.prims[info.prim] = None
         self.info.merge(dataclasses.replace(info, kind="?"))  # counters only
 
+    def wait(self) -> Histogram:
+        """The waits summed (once: a group added to another adds the sum)."""
+        if len(self.waits) != 1:
+            self.waits = [Histogram.merged(self.waits)]
+        return self.waits[0]
+
+    def hold(self) -> Histogram:
+        """The holds summed (once, as `wait`)."""
+        if len(self.holds) != 1:
+            self.holds = [Histogram.merged(self.holds)]
+        return self.holds[0]
+
     def add_group(self, o: _Group) -> None:
         """Add another group (its sites and infos, already summed)."""
         self.site.merge(o.site)
@@ -245,8 +257,8 @@ def _row(key: str, label: str, kind: str, g: _Group, labels: Labels) -> Row:
         timeouts=st.timeouts,
         contended_share=round(contended / attempts, 6) if attempts else 0.0,
         max_depth=st.max_depth,
-        wait=Dist.of(Histogram.merged(g.waits)),
-        hold=Dist.of(Histogram.merged(g.holds)),
+        wait=Dist.of(g.wait()),
+        hold=Dist.of(g.hold()),
         threads=[labels.thread(*t) for t in threads[:MAX_ROW_THREADS]],
         thread_count=len(threads),
         processes=sorted({t[1] for t in threads}),
@@ -285,16 +297,16 @@ def _rows(agg: Aggregate, labels: Labels) -> tuple[list[Row], list[Row], list[Ro
             if call is None:
                 call = by_call[st.site] = _Group()
             call.add_site(prim, st)
-        c = by_created.get((info.kind, info.site or "?"))
-        if c is None:
-            c = by_created[(info.kind, info.site or "?")] = _Group()
-        c.add_group(g)
     prims = []
-    for prim, g in by_prim.items():
+    for prim, g in by_prim.items():  # first: a creation site's group adds their sums
         info = agg.prims.get(prim) or PrimInfo(prim)
         r = _row(prim, labels.short(prim), info.kind, g, labels)
         r.created_at = info.site
         prims.append(r)
+        c = by_created.get((info.kind, info.site or "?"))
+        if c is None:
+            c = by_created[(info.kind, info.site or "?")] = _Group()
+        c.add_group(g)
     created_rows = []
     for (kind, site), g in by_created.items():
         r = _row(f"{kind}@{site}", f"{kind} at {site}", kind, g, labels)
