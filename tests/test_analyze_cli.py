@@ -160,3 +160,37 @@ def test_summary_still_works(tmp_path: Path, capsys: pytest.CaptureFixture[str])
     """The older ``summary`` subcommand is untouched by ``analyze``."""
     assert main(["summary", str(_clean(tmp_path))]) == 0
     assert "only" in capsys.readouterr().out
+
+
+def test_the_command_exits_fast_with_its_status_output_and_exit_handlers(tmp_path: Path) -> None:
+    """``python -m tracedsync analyze`` ends without freeing the analysis (`console_main`):
+    its status, its whole output on stdout and in -o files, and the exit handlers still run."""
+    import subprocess
+    import sys
+    import textwrap
+
+    script = tmp_path / "cmd.py"
+    script.write_text(textwrap.dedent("""
+        import atexit, sys
+        atexit.register(lambda: print("atexit ran", file=sys.stderr))
+        sys.argv[0] = "tracedsync"
+        from tracedsync.cli import console_main
+        console_main()
+    """))
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, str(script), "analyze", "--no-progress", *args],
+                              capture_output=True, text=True, timeout=120, check=False)
+
+    clean = run("-f", "json", str(_clean(tmp_path)))
+    assert clean.returncode == 0, clean.stderr
+    assert json.loads(clean.stdout)["totals"]["primitives"] == 1
+    assert "atexit ran" in clean.stderr
+    out = tmp_path / "r.json"
+    bad = run("-f", "json", "-o", str(out), str(_misuse(tmp_path)))
+    assert bad.returncode == 1 and "atexit ran" in bad.stderr
+    assert json.loads(out.read_text())["findings"]
+    missing = run(str(tmp_path / "nowhere"))
+    assert missing.returncode == 2 and "atexit ran" in missing.stderr
+    usage = run("--no-such-option")
+    assert usage.returncode == 2

@@ -183,3 +183,87 @@ def test_the_odd_lines_are_read_as_their_plain_twins(tmp_path: Path) -> None:
         a, b = scan_file(p1, native=native), scan_file(p2, native=native)
         assert a.sites == b.sites or a.to_dict()["sites"] == b.to_dict()["sites"]
         assert a.sites["100.1"]["é.py:1"].wait.max == 7
+
+
+def _cond_log() -> tuple[Log, list[bytes]]:
+    """Condition events the native kernel parses itself (the recorder's form), and the same
+    written other ways, damaged, or around a nested-monitor note (which the Python handlers
+    take)."""
+    log = Log()
+    lock = log.created(1)
+    cond = log.created(2, "Condition", lock=lock)
+    log.thread(11, "a")
+    log.thread(12, "b")
+    log.ev("notify", 12, prim=cond, n=1, waiters=0, woken=[], site="app.py:40")  # unheard
+    log.ev("cond_wait", 11, prim=cond, lock=lock, saved_depth=1, timeout=0.5, site="app.py:30")
+    log.ev("cond_wake", 11, prim=cond, waited_ns=500, notified=False)  # a lost wake-up
+    log.ev("notify", 12, prim=cond, n=1, waiters=1, woken=[11], site="app.py:41")
+    log.ev("cond_wait", 11, prim=cond, lock=lock, saved_depth=1, timeout=None, site="app.py:31")
+    log.ev("cond_wake", 11, prim=cond, waited_ns=9, notified=True)
+    log.ev("notify", 12, prim=cond, waiters=None, site="")  # unheard, no site
+    log.ev("cond_wait", 12, prim=cond, site=None)
+    log.ev("cond_wake", 12, prim=cond, notified=None)  # a timeout, no waited_ns
+    log.ev("nested_monitor", 12, holder=11, cond=cond, outer=lock, site="app.py:50")
+    log.ev("cond_wait", 11, prim=cond, site="app.py:32")
+    log.ev("cond_wake", 11, prim=cond, waited_ns=3, notified=True)  # ends the note
+    log.ev("notify_all", 12, prim=cond, n=-1, waiters=0, woken=[], site="app.py:42")
+    t = log.ts
+    odd = [  # other key orders, escapes, strings for ints, no pid: the Python handlers'
+        b'{"tid":11,"event":"cond_wait","ts":%d,"pid":100,"prim":"%s","site":"x.py:1"}'
+        % (t + 1, cond.encode()),
+        b'{"event":"cond_wake","ts":%d,"tid":11,"prim":"%s","notified":false,"waited_ns":7}'
+        % (t + 2, cond.encode()),
+        b'{"event":"notify","ts":%d,"pid":100,"tid":12,"prim":"%s","waiters":"2",'
+        b'"site":"caf\\u00e9.py:1"}' % (t + 3, cond.encode()),
+        b'{"event":"cond_wait","ts":%d,"pid":100,"tid":12,"prim":"%s","site":"\xc3\xa9.py:2"}'
+        % (t + 4, cond.encode()),
+        b'{"event":"cond_wake","ts":%d,"pid":100,"tid":12,"prim":"%s","notified":1}'
+        % (t + 5, cond.encode()),
+    ]
+    damaged = [
+        b'{"event":"cond_wake","ts":%d,"pid":100,"prim":"%s","notified":true}'
+        % (t + 6, cond.encode()),  # no tid
+        b'{"event":"notify","pid":100,"tid":12,"prim":"%s","waiters":0}' % cond.encode(),
+        b'{"event":"cond_wait","ts":1,"pid":100,"tid":12}',  # no prim
+    ]
+    return log, odd + damaged
+
+
+def test_condition_events_parsed_natively_agree_with_the_python_handlers(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The native kernel hands plain condition events to the handlers as fields, and every
+    other form to the dict handlers: same aggregate as the Python scanner, the same lost
+    wake-ups, unheard notifies and nested-monitor ending, the same problems."""
+    from tracedsync.analysis import handlers
+
+    log, extra = _cond_log()
+    path = log.write(tmp_path)
+    with open(path, "ab") as fh:
+        fh.write(b"\n".join(extra) + b"\n")
+    by_dict: list[str] = []
+    for name in handlers.CONDITION_EVENTS:
+        inner = handlers.HANDLERS[name]
+
+        def counted(scanner: Any, ev: dict[str, Any], inner: Any = inner) -> None:
+            by_dict.append(ev["event"])
+            inner(scanner, ev)
+
+        monkeypatch.setitem(handlers.HANDLERS, name, counted)
+    native = scan_file(path, native=True).to_dict()
+    in_c = len(by_dict)
+    python = scan_file(path, native=False).to_dict()
+    assert native == python
+    assert in_c == 6  # another key order, a string for an int, 1 for true; the damaged
+    assert len(by_dict) - in_c == 19  # every condition line, in Python
+    cond = next(p for p in native["prims"] if p["prim"] == "100.2")
+    assert (cond["cond_waits"], cond["cond_timeouts"]) == (6, 3)
+    # a notify line reported unusable (no ts) is not counted
+    assert (cond["notifies"], cond["unheard_notifies"]) == (5, 3)
+    lost = {tuple(key[1:]): t["count"] for key, t in native["lost_wakeups"]}
+    assert lost == {("app.py:40", "app.py:30"): 1, ("?", "?"): 1, ("app.py:42", "x.py:1"): 1}
+    note = native["facts"]["notes"]["nested_monitor"][0]
+    assert note["ended"] == {"notified": True, "ts": log.ts - 1000, "waited_ns": 3}
+    assert native["event_counts"]["cond_wait"] == 7  # the damaged one too
+    assert [r for _, _, r in native["problems"]] == [
+        "missing field 'tid'", "missing field 'ts'", "missing field 'prim'"]

@@ -79,3 +79,65 @@ def test_a_barrier_wait_ended_by_its_break_is_drawn(tmp_path: Path) -> None:
     waits = sorted((e["tid"], e["dur"], e["args"]["why"]) for e in events
                    if e.get("name", "").startswith("barrier_broken"))
     assert waits == [(7, 5.0, "timeout"), (8, 4.0, "timeout")]
+
+
+def _two_processes(tmp_path: Path) -> Path:
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    text = workload(5, events=400).text()  # process 100, and the same as process 200
+    (logs / "tracedsync-100.jsonl").write_bytes(text)
+    (logs / "tracedsync-200.jsonl").write_bytes(
+        text.replace(b'"pid":100', b'"pid":200').replace(b'"100.', b'"200.'))
+    return logs
+
+
+def test_drawn_into_the_output_or_copied_from_parts_the_bytes_are_the_same(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A serial scan draws straight into the output file (no part, no copy); workers draw
+    parts, copied in; to stdout, parts too: the same bytes, valid JSON with the names after
+    the events, and no file left beside the output."""
+    logs = _two_processes(tmp_path)
+    out = tmp_path / "out"
+    out.mkdir()
+    streamed, parts = out / "a.json", out / "b.json"
+    assert main(["analyze", str(logs), "-f", "perfetto", "-j1", "-o", str(streamed),
+                 "--fail-on", "never"]) == 0
+    assert main(["analyze", str(logs), "-f", "perfetto", "-j2", "-o", str(parts),
+                 "--fail-on", "never"]) == 0
+    capsys.readouterr()
+    assert main(["analyze", str(logs), "-f", "perfetto", "-j1", "--fail-on", "never"]) == 0
+    printed = capsys.readouterr().out.encode()
+    assert streamed.read_bytes() == parts.read_bytes() == printed
+    assert sorted(p.name for p in out.iterdir()) == ["a.json", "b.json"]
+    assert printed.startswith(render_perfetto.HEADER + b" \n{")
+    events = json.loads(printed)["traceEvents"]
+    names = [i for i, e in enumerate(events) if e["ph"] == "M"]
+    assert names and names == list(range(len(events) - len(names), len(events)))
+    assert {e["pid"] for e in events} == {100, 200}
+    assert any(e.get("cat") == "cond" for e in events)  # condition waits drawn, parsed in C
+
+
+def test_a_trace_without_events_and_a_failed_analysis(tmp_path: Path) -> None:
+    """No event drawn: still valid JSON, written the same way streamed or not. A failed
+    analysis leaves the output as it was and nothing beside it; the output file is made
+    with the permissions an ordinary open would give it."""
+    import os
+
+    log = Log()
+    log.created(1, name="idle")
+    log.end()
+    log.write(tmp_path)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    assert main(["analyze", str(tmp_path), "-f", "perfetto", "-j1", "-o", str(a)]) == 0
+    assert main(["analyze", str(tmp_path), "-f", "perfetto", "-j2", "-o", str(b)]) == 0
+    assert a.read_bytes() == b.read_bytes()
+    assert json.loads(a.read_text())["traceEvents"][0]["ph"] == "M"
+    mask = os.umask(0)
+    os.umask(mask)
+    assert a.stat().st_mode & 0o777 == 0o666 & ~mask
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert main(["analyze", str(empty), "-f", "perfetto", "-j1", "-o", str(a)]) == 2
+    assert a.read_bytes() == b.read_bytes()  # untouched
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == []

@@ -1,6 +1,6 @@
 """``python -m tracedsync``: the command line."""
 
-from .cli import main
+from .cli import console_main
 
 if __name__ == "__main__":  # not when a spawned worker process imports this as its __main__
-    raise SystemExit(main())
+    console_main()

@@ -7,7 +7,7 @@ import contextlib
 import os
 import sys
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING, Any, TextIO
+from typing import TYPE_CHECKING, Any, NoReturn, TextIO
 
 if TYPE_CHECKING:
     from .analysis.reader import Event
@@ -97,15 +97,67 @@ def _analyze(args: argparse.Namespace) -> int:
         return 2
     progress = args.progress if args.progress is not None else sys.stderr.isatty()
     with contextlib.ExitStack() as stack:
-        trace_dir = None
+        trace_dir = trace_file = None
         if args.format == "perfetto":  # drawn while scanning: the logs are read once
             import tempfile
 
-            trace_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="tracedsync-"))
-        return _analyze_into(args, progress, trace_dir)
+            trace_file = _streamed_trace(args)
+            if trace_file is not None:
+                stack.callback(_remove, trace_file)  # (renamed to the output when done)
+            else:  # parts drawn in parallel, copied into the output at the end
+                trace_dir = stack.enter_context(
+                    tempfile.TemporaryDirectory(prefix="tracedsync-"))
+        return _analyze_into(args, progress, trace_dir, trace_file)
 
 
-def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | None) -> int:
+def _streamed_trace(args: argparse.Namespace) -> str | None:
+    """A serial scan draws the trace straight into the output (render_perfetto): a new file
+    beside it, renamed to it at the end, holding the header; None when the output is not a
+    plain local file or the scan may run in parallel."""
+    import tempfile
+
+    out = args.output
+    if args.jobs not in (0, 1) or args.scheduler or out in (None, "-") or "://" in out:
+        return None
+    if args.jobs == 0 and not _small(args.paths):  # (as analyze decides: serial if small)
+        return None
+    if os.path.lexists(out) and (os.path.islink(out) or not os.path.isfile(out)):
+        return None
+    from .analysis.render_perfetto import HEADER
+
+    where = os.path.dirname(os.path.abspath(out))
+    try:
+        fd, path = tempfile.mkstemp(dir=where, prefix=f".{os.path.basename(out)}.", suffix=".tmp")
+    except OSError:
+        return None  # (the output's own open says why, later)
+    with os.fdopen(fd, "wb") as fh:
+        fh.write(HEADER)
+    mask = os.umask(0)
+    os.umask(mask)
+    os.chmod(path, 0o666 & ~mask)  # as the output opened for writing would be
+    return path
+
+
+def _small(paths: list[str]) -> bool:
+    """Whether ``analyze(paths, jobs=0)`` scans serially (too little input for workers)."""
+    from .analysis.analyze import AUTO_SERIAL_BYTES, is_aggregate_file
+    from .analysis.inputs import log_files, size
+
+    try:
+        logs = log_files([p for p in paths if not is_aggregate_file(p)])
+        return sum(size(p) for p in logs) < AUTO_SERIAL_BYTES
+    except Exception:  # (analyze says what is wrong with the input)
+        return False
+
+
+def _remove(path: str) -> None:
+    with contextlib.suppress(FileNotFoundError):
+        os.remove(path)
+
+
+def _analyze_into(
+    args: argparse.Namespace, progress: bool, trace_dir: str | None, trace_file: str | None
+) -> int:
     import gc
 
     # Millions of objects, no reference cycles, and the process ends right after: the cyclic
@@ -126,6 +178,7 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
                 progress=progress,
                 executor=executor,
                 trace_dir=trace_dir,
+                trace_file=trace_file,
             )
     except _NoDaskError as exc:
         print(f"tracedsync: {exc}", file=sys.stderr)
@@ -170,10 +223,22 @@ def _analyze_into(args: argparse.Namespace, progress: bool, trace_dir: str | Non
         extra["parts"] = sorted(
             os.path.join(trace_dir, n) for n in os.listdir(trace_dir) if n.endswith(".part")
         )
+    if trace_file is not None:
+        from .analysis.render_perfetto import first_comma
+
+        extra["streamed"] = True
+        extra["events"] = first_comma(trace_file)
     renderer = get_renderer(args.format, top=args.top, **extra)
-    with _output(args.output) as out:
-        renderer.render(report, out)
+    if trace_file is not None:
+        with open(trace_file, "a", encoding="utf-8") as out:
+            renderer.render(report, out)
+        os.replace(trace_file, args.output)
+    else:
+        with _output(args.output) as out:
+            renderer.render(report, out)
     worst = report.worst()
+    if _KEEP is not None:
+        _KEEP.append((agg, report))
     failed = worst is not None and args.fail_on != "never"
     if failed and severity_rank(worst) >= severity_rank(args.fail_on):  # type: ignore[arg-type]
         return 1
@@ -349,6 +414,34 @@ def _analyze_parser(sub: argparse._SubParsersAction[argparse.ArgumentParser]) ->
         "start a LocalCluster of --jobs workers here (needs: pip install 'tracedsync[dask]')",
     )
     p.set_defaults(func=_cmd_analyze)
+
+
+_KEEP: list[Any] | None = None
+"""A list while `console_main` runs: ``analyze`` leaves what it built there (see there)."""
+
+
+def console_main() -> NoReturn:
+    """The ``tracedsync`` command (and ``python -m tracedsync``): `main`, then exit.
+
+    After ``analyze`` the process ends without freeing what the analysis built (millions of
+    objects: a tenth of the command's CPU time went to freeing them at exit): the exit
+    handlers run and the standard streams are flushed, then ``os._exit``. Called in-process,
+    `main` keeps nothing.
+    """
+    global _KEEP
+    _KEEP = []
+    status = main()
+    if _KEEP:
+        import atexit
+
+        atexit._run_exitfuncs()
+        for stream in (sys.stdout, sys.stderr):
+            try:
+                stream.flush()
+            except (OSError, ValueError):  # closed, or a broken pipe: as at a normal exit
+                pass
+        os._exit(status)
+    sys.exit(status)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -37,6 +37,16 @@ class RawKernel:
     def held_of(self, tid: int) -> list[tuple[str, str]]: ...
     def set_held(self, tid: int, held: list[tuple[str, str]]) -> None: ...
     def export_raw(self) -> dict[str, Any]: ...
+    def conds(
+        self,
+        on_wait: Callable[[int, str, str | None, int, str | None], None] | None,
+        on_wake: Callable[
+            [int, str, int, bool | None, int | None, int | None, int | None, str | None], None
+        ] | None,
+        on_notify: Callable[
+            [int, str, int, int | None, str | None, tuple[int, ...] | None], None
+        ] | None,
+    ) -> None: ...
     @property
     def next_id(self) -> int: ...
     def trace_start(

@@ -19,6 +19,7 @@
 
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -329,6 +330,13 @@ typedef struct {
     PrimTrace *pt; int32_t cappt;
     PyObject *cond_cb; /* on_cond(what, tid, lock, ts): a condition wait's lock, for the trace */
     int8_t *plain; int32_t ncache; /* per string: 1 written as is in JSON, 0 escaped, -1 ? */
+    /* Condition events parsed here and handed over as arguments (`conds_start`): the
+     * Scanner's cond_wait(tid, prim, site), cond_wake(tid, prim, ts, notified, waited_ns, pid)
+     * and notify(tid, prim, ts, waiters, site); how many of each (cond_wait, cond_wake,
+     * notify); each string's Python object, made once (by id). */
+    PyObject *on_wait, *on_wake, *on_notify;
+    int64_t nconds[3];
+    PyObject **objs; int32_t nobjs;
 } Kernel;
 
 static int32_t
@@ -1008,16 +1016,21 @@ receive(Kernel *k, Rec *r, const char *func, uint32_t flen)
 /* parsing one line                                                                         */
 
 typedef struct { const char *p; uint32_t n; int set; /* 0 absent, 1 string, 2 null */ } Str;
+#define WOKEN_MAX 32 /* a notify that woke more goes to Python */
 typedef struct { int64_t v; int set; /* 0 absent, 1 int, 2 null */ } Int;
 typedef struct { int v; int set; /* 0 absent, 1 bool, 2 null */ } Bool;
 
 typedef struct {
-    int event; /* 1 acquire, 2 release */
+    int event; /* 1 acquire, 2 release; with conds: 3 cond_wait, 4 cond_wake, 5 notify */
     int saved; /* saved_depth, not null */
     Int ts, tid, depth, wait, hold, blocked;
-    Str prim, site, func;
+    Int pid, waiters, waited, reacquire; /* condition events' */
+    Str prim, site, func, lock;
     Bool ok, contended, restored, blocking;
+    Bool notified;
     int try_zero; /* timeout 0: a try, read as blocking false (hotdecode.blocking_of) */
+    int woken_set; int32_t nwoken; /* a notify's woken threads... */
+    int64_t woken[WOKEN_MAX];      /* ...last: parse_line clears what comes before */
 } Ev;
 
 #define PUNT 0  /* maybe a usable acquire or release: Python decides */
@@ -1203,19 +1216,44 @@ parse_str(const char *p, const char *end, Str *out)
     return NULL;
 }
 
+/* A notify's "woken": a list of at most WOKEN_MAX integers, or null. */
+static const char *
+parse_woken(const char *p, const char *end, Ev *ev)
+{
+    if (end - p >= 4 && memcmp(p, "null", 4) == 0) { ev->woken_set = 2; return p + 4; }
+    if (p >= end || *p != '[') return NULL;
+    p = skip_ws(p + 1, end);
+    ev->woken_set = 1;
+    if (p < end && *p == ']') return p + 1;
+    for (;;) {
+        Int v = {0};
+        if (ev->nwoken == WOKEN_MAX) return NULL;
+        p = parse_int(p, end, &v);
+        if (p == NULL || v.set != 1) return NULL;
+        ev->woken[ev->nwoken++] = v.v;
+        p = skip_ws(p, end);
+        if (p < end && *p == ']') return p + 1;
+        if (p >= end || *p != ',') return NULL;
+        p = skip_ws(p + 1, end);
+    }
+}
+
 #define KEY(s) (klen == sizeof(s) - 1 && memcmp(key, s, sizeof(s) - 1) == 0)
 #define ONCE(f) do { if ((f).set) return PUNT; } while (0)
 
-/* Parse one line; GOOD if it is a plain, usable acquire or release (hotdecode's rule). */
+/* Parse one line; GOOD if it is a plain, usable acquire or release (hotdecode's rule), or,
+ * with ``conds``, a plain condition event whose fields the Scanner's handlers take as they are
+ * (see conds_take). */
 static int
-parse_line(const char *p, const char *end, Ev *ev)
+parse_line(const char *p, const char *end, Ev *ev, int conds)
 {
-    memset(ev, 0, sizeof(Ev));
+    memset(ev, 0, offsetof(Ev, woken)); /* (the woken list: filled up to nwoken) */
     p = skip_ws(p, end);
     if (p >= end || *p != '{') return PUNT;
     p = skip_ws(p + 1, end);
     if (p < end && *p == '}') return PUNT;
     int have_event = 0;
+    int nkeys = 0; /* keys before this one (a condition event's own keys follow "event") */
     for (;;) {
         if (p >= end || *p != '"') return PUNT;
         const char *key = p + 1;
@@ -1239,11 +1277,17 @@ parse_line(const char *p, const char *end, Ev *ev)
             break;
         case 3:
             if (KEY("tid")) { ONCE(ev->tid); p = parse_int(p, end, &ev->tid); goto next; }
+            if (KEY("pid") && ev->event > 2) {
+                ONCE(ev->pid); p = parse_int(p, end, &ev->pid); goto next;
+            }
             break;
         case 4:
             if (KEY("prim")) { ONCE(ev->prim); p = parse_str(p, end, &ev->prim); goto next; }
             if (KEY("site")) { ONCE(ev->site); p = parse_str(p, end, &ev->site); goto next; }
             if (KEY("func")) { ONCE(ev->func); p = parse_str(p, end, &ev->func); goto next; }
+            if (KEY("lock") && ev->event > 2) {
+                ONCE(ev->lock); p = parse_str(p, end, &ev->lock); goto next;
+            }
             break;
         case 5:
             if (KEY("event")) {
@@ -1254,14 +1298,26 @@ parse_line(const char *p, const char *end, Ev *ev)
                 if (p == NULL || s.set != 1) return PUNT;
                 if (s.n == 7 && memcmp(s.p, "acquire", 7) == 0) ev->event = 1;
                 else if (s.n == 7 && memcmp(s.p, "release", 7) == 0) ev->event = 2;
-                else return OTHER; /* every other event is Python's */
+                else if (!conds || nkeys) return OTHER; /* every other event is Python's */
+                else if (s.n == 9 && memcmp(s.p, "cond_wait", 9) == 0) ev->event = 3;
+                else if (s.n == 9 && memcmp(s.p, "cond_wake", 9) == 0) ev->event = 4;
+                else if (s.n == 6 && memcmp(s.p, "notify", 6) == 0) ev->event = 5;
+                else return OTHER;
                 goto next;
             }
             if (KEY("depth")) { ONCE(ev->depth); p = parse_int(p, end, &ev->depth); goto next; }
+            if (KEY("woken") && ev->event > 2) {
+                if (ev->woken_set) return PUNT;
+                p = parse_woken(p, end, ev);
+                goto next;
+            }
             break;
         case 7:
             if (KEY("wait_ns")) { ONCE(ev->wait); p = parse_int(p, end, &ev->wait); goto next; }
             if (KEY("hold_ns")) { ONCE(ev->hold); p = parse_int(p, end, &ev->hold); goto next; }
+            if (KEY("waiters") && ev->event > 2) {
+                ONCE(ev->waiters); p = parse_int(p, end, &ev->waiters); goto next;
+            }
             if (KEY("timeout")) {
                 /* only a zero matters; any other value is skipped below */
                 if (p < end && *p == '0') {
@@ -1279,6 +1335,9 @@ parse_line(const char *p, const char *end, Ev *ev)
             if (KEY("blocking")) {
                 ONCE(ev->blocking); p = parse_bool(p, end, &ev->blocking); goto next;
             }
+            if (KEY("notified") && ev->event > 2) {
+                ONCE(ev->notified); p = parse_bool(p, end, &ev->notified); goto next;
+            }
             break;
         case 10:
             if (KEY("blocked_by")) {
@@ -1292,6 +1351,14 @@ parse_line(const char *p, const char *end, Ev *ev)
             if (KEY("contended")) {
                 ONCE(ev->contended); p = parse_bool(p, end, &ev->contended); goto next;
             }
+            if (KEY("waited_ns") && ev->event > 2) {
+                ONCE(ev->waited); p = parse_int(p, end, &ev->waited); goto next;
+            }
+            break;
+        case 12:
+            if (KEY("reacquire_ns") && ev->event > 2) {
+                ONCE(ev->reacquire); p = parse_int(p, end, &ev->reacquire); goto next;
+            }
             break;
         case 11:
             if (KEY("saved_depth")) {
@@ -1303,6 +1370,7 @@ parse_line(const char *p, const char *end, Ev *ev)
         }
         p = skip_value(p, end, 1);
     next:
+        nkeys++;
         if (p == NULL) return PUNT;
         p = skip_ws(p, end);
         if (p >= end) return PUNT;
@@ -1312,6 +1380,7 @@ parse_line(const char *p, const char *end, Ev *ev)
     }
     if (skip_ws(p, end) != end) return PUNT;
     if (!have_event || ev->ts.set != 1 || ev->tid.set != 1 || ev->prim.set != 1) return PUNT;
+    if (ev->event > 2) return GOOD; /* its fields' types are checked above: conds_take */
     if (ev->event == 1) {
         if (ev->ok.set != 1 || ev->contended.set != 1) return PUNT;
         if (ev->contended.v && ev->wait.set != 1) return PUNT;
@@ -1421,7 +1490,129 @@ Kernel_dealloc(Kernel *k)
     PyMem_Free(k->tbuf);
     PyMem_Free(k->plain);
     Py_XDECREF(k->cond_cb);
+    Py_XDECREF(k->on_wait); Py_XDECREF(k->on_wake); Py_XDECREF(k->on_notify);
+    for (int32_t i = 0; i < k->nobjs; i++) Py_XDECREF(k->objs[i]);
+    PyMem_Free(k->objs);
     Py_TYPE(k)->tp_free((PyObject *)k);
+}
+
+/* The Python object of an interned string (made once; a new reference). */
+static PyObject *
+str_obj(Kernel *k, int32_t id)
+{
+    if (id >= k->nobjs) {
+        int32_t n = k->nobjs ? k->nobjs : 64;
+        while (n <= id) n *= 2;
+        PyObject **objs = PyMem_Realloc(k->objs, (size_t)n * sizeof(PyObject *));
+        if (objs == NULL) { PyErr_NoMemory(); return NULL; }
+        memset(objs + k->nobjs, 0, (size_t)(n - k->nobjs) * sizeof(PyObject *));
+        k->objs = objs;
+        k->nobjs = n;
+    }
+    if (k->objs[id] == NULL) {
+        k->objs[id] = PyUnicode_DecodeUTF8(str_ptr(&k->strs, id), str_len(&k->strs, id), NULL);
+        if (k->objs[id] == NULL) return NULL;
+    }
+    return Py_NewRef(k->objs[id]);
+}
+
+static PyObject *
+int_or_none(const Int *v)
+{
+    return v->set == 1 ? PyLong_FromLongLong((long long)v->v) : Py_NewRef(Py_None);
+}
+
+/* A condition event parsed by parse_line, to the Scanner's handler for it, with its fields as
+ * the handler would have read them from the event's dict (a string, int or bool, or None for
+ * null or absent; a notify's woken threads as a tuple). 1 done, 0 punt (a string that is not
+ * UTF-8), -1 error. */
+static int
+conds_take(Kernel *k, const Ev *ev)
+{
+    int32_t prim = intern(&k->strs, ev->prim.p, ev->prim.n);
+    if (prim == -2) return 0;
+    if (prim < 0) return -1;
+    int32_t site = NONE_ID;
+    if (ev->site.set == 1) {
+        site = intern(&k->strs, ev->site.p, ev->site.n);
+        if (site == -2) return 0;
+        if (site < 0) return -1;
+    }
+    int32_t lock = NONE_ID;
+    if (ev->event == 3 && ev->lock.set == 1) {
+        lock = intern(&k->strs, ev->lock.p, ev->lock.n);
+        if (lock == -2) return 0;
+        if (lock < 0) return -1;
+    }
+    PyObject *args[8] = {NULL, NULL, NULL, NULL, NULL, NULL, NULL, NULL};
+    size_t nargs;
+    PyObject *cb;
+    args[0] = PyLong_FromLongLong((long long)ev->tid.v);
+    args[1] = str_obj(k, prim);
+    if (ev->event == 3) { /* cond_wait(tid, prim, site, ts, lock) */
+        cb = k->on_wait;
+        nargs = 5;
+        args[2] = site == NONE_ID ? Py_NewRef(Py_None) : str_obj(k, site);
+        args[3] = PyLong_FromLongLong((long long)ev->ts.v);
+        args[4] = lock == NONE_ID ? Py_NewRef(Py_None) : str_obj(k, lock);
+    } else if (ev->event == 4) {
+        /* cond_wake(tid, prim, ts, notified, waited_ns, pid, reacquire_ns, site) */
+        cb = k->on_wake;
+        nargs = 8;
+        args[2] = PyLong_FromLongLong((long long)ev->ts.v);
+        args[3] = ev->notified.set == 1 ? PyBool_FromLong(ev->notified.v) : Py_NewRef(Py_None);
+        args[4] = int_or_none(&ev->waited);
+        args[5] = int_or_none(&ev->pid);
+        args[6] = int_or_none(&ev->reacquire);
+        args[7] = site == NONE_ID ? Py_NewRef(Py_None) : str_obj(k, site);
+    } else { /* notify(tid, prim, ts, waiters, site, woken) */
+        cb = k->on_notify;
+        nargs = 6;
+        args[2] = PyLong_FromLongLong((long long)ev->ts.v);
+        args[3] = int_or_none(&ev->waiters);
+        args[4] = site == NONE_ID ? Py_NewRef(Py_None) : str_obj(k, site);
+        if (ev->woken_set == 1) {
+            args[5] = PyTuple_New(ev->nwoken);
+            for (int32_t j = 0; args[5] != NULL && j < ev->nwoken; j++) {
+                PyObject *w = PyLong_FromLongLong((long long)ev->woken[j]);
+                if (w == NULL) { Py_CLEAR(args[5]); break; }
+                PyTuple_SET_ITEM(args[5], j, w);
+            }
+        } else {
+            args[5] = Py_NewRef(Py_None);
+        }
+    }
+    PyObject *res = NULL;
+    size_t i;
+    for (i = 0; i < nargs && args[i] != NULL; i++) {}
+    if (i == nargs) res = PyObject_Vectorcall(cb, args, nargs, NULL);
+    for (i = 0; i < nargs; i++) Py_XDECREF(args[i]);
+    k->last_thread = -1; /* the handler may have changed the threads */
+    if (res == NULL) return -1;
+    Py_DECREF(res);
+    seen(k, ev->ts.v);
+    k->nconds[ev->event - 3]++;
+    k->events++;
+    return 1;
+}
+
+/* conds(on_wait, on_wake, on_notify): condition events to these (conds_take) from now on;
+ * conds(None, None, None): to on_line again. */
+static PyObject *
+Kernel_conds(Kernel *k, PyObject *args)
+{
+    PyObject *w, *x, *n;
+    if (!PyArg_ParseTuple(args, "OOO", &w, &x, &n)) return NULL;
+    int none = w == Py_None && x == Py_None && n == Py_None;
+    if (!none && (!PyCallable_Check(w) || !PyCallable_Check(x) || !PyCallable_Check(n))) {
+        PyErr_SetString(PyExc_TypeError, "conds needs three callables, or three Nones");
+        return NULL;
+    }
+    Py_CLEAR(k->on_wait); Py_CLEAR(k->on_wake); Py_CLEAR(k->on_notify);
+    if (!none) {
+        k->on_wait = Py_NewRef(w); k->on_wake = Py_NewRef(x); k->on_notify = Py_NewRef(n);
+    }
+    Py_RETURN_NONE;
 }
 
 /* scan(data, length, on_line): the whole lines of data[:length]. */
@@ -1447,8 +1638,13 @@ Kernel_scan(Kernel *k, PyObject *args)
             Ev ev;
             Rec r;
             int done = 0;
-            int kind = parse_line(q, end, &ev);
-            if (kind == GOOD) {
+            int kind = parse_line(q, end, &ev, k->on_wait != NULL);
+            if (kind == GOOD && ev.event > 2) {
+                int got = conds_take(k, &ev);
+                if (got < 0) goto fail;
+                done = got;
+            }
+            else if (kind == GOOD) {
                 int got = to_rec(k, &ev, &r);
                 if (got < 0) goto fail;
                 if (got == 1) {
@@ -1946,12 +2142,14 @@ Kernel_export(Kernel *k, PyObject *Py_UNUSED(ignored))
         }
     }
     out = Py_BuildValue(
-        "{sOsOsOsisOsOsOsOsNsLsLsLsL}", "strings", strings, "sites", sites, "edges", edges,
+        "{sOsOsOsisOsOsOsOsNsLsLsLsLs(LLL)}", "strings", strings, "sites", sites,
+        "edges", edges,
         "shift", k->shift, "timeline", tl, "held", held, "prefix", prefix, "switched", switched,
         "ts", k->has_ts ? Py_BuildValue("(LL)", (long long)k->ts_min, (long long)k->ts_max)
                         : Py_NewRef(Py_None),
         "lines", (long long)k->lines, "events", (long long)k->events,
-        "acquires", (long long)k->acquires, "releases", (long long)k->releases);
+        "acquires", (long long)k->acquires, "releases", (long long)k->releases,
+        "conds", (long long)k->nconds[0], (long long)k->nconds[1], (long long)k->nconds[2]);
 fail:
     Py_XDECREF(strings); Py_XDECREF(sites); Py_XDECREF(edges); Py_XDECREF(tl);
     Py_XDECREF(held); Py_XDECREF(prefix); Py_XDECREF(switched);
@@ -2099,6 +2297,7 @@ static PyMethodDef Kernel_methods[] = {
     {"held_of", (PyCFunction)Kernel_held_of, METH_O, "what one thread holds"},
     {"set_held", (PyCFunction)Kernel_set_held, METH_VARARGS, "set what one thread holds"},
     {"export_raw", (PyCFunction)Kernel_export, METH_NOARGS, "statistics and state, raw"},
+    {"conds", (PyCFunction)Kernel_conds, METH_VARARGS, "condition events to these handlers"},
     {"trace_start", (PyCFunction)Kernel_trace_start, METH_VARARGS, "draw the trace"},
     {"set_label", (PyCFunction)Kernel_set_label, METH_VARARGS, "a primitive's name"},
     {"trace_take", (PyCFunction)Kernel_trace_take, METH_NOARGS, "the trace drawn so far"},

@@ -117,20 +117,21 @@ def merge_pair(a: Aggregate, b: Aggregate) -> Aggregate:
 
 def plan(
     logs: list[tuple[str, ...]], sizes: dict[str, int], workers: int,
-    trace_dir: str | None = None,
+    trace_dir: str | None = None, trace_file: str | None = None,
 ) -> list[Task]:
     """Tasks for ``workers``: whole logs, and logs much bigger than a worker's share cut into
     line-aligned byte ranges (each file of a rotated set cut on its own). Biggest first (the
     last task to finish is then small). With ``trace_dir``, whole logs each drawing their part
-    of the trace there."""
+    of the trace there; with ``trace_file``, at its end, one after the other."""
     total = sum(sizes.values())
     share = max(MIN_RANGE_BYTES, -(-total // max(1, workers * 2)))
     order = sorted(logs, key=lambda fs: (-sum(sizes[p] for p in fs), fs))
-    if trace_dir is not None:
+    if trace_dir is not None or trace_file is not None:
         hosts = trace_hosts([fs[0] for fs in order])
         return [
-            Task(fs, trace=TraceSpec(os.path.join(trace_dir, f"{i:06d}.part"), (i + 1) << 40,
-                                     hosts))
+            Task(fs, trace=TraceSpec(
+                trace_file or os.path.join(trace_dir or "", f"{i:06d}.part"), (i + 1) << 40,
+                hosts, append=trace_file is not None))
             for i, fs in enumerate(order)
         ]
     tasks: list[Task] = []
@@ -185,6 +186,7 @@ def analyze(
     executor: Any = None,
     native: bool | None = None,
     trace_dir: str | None = None,
+    trace_file: str | None = None,
 ) -> Aggregate:
     """Scan every log under ``paths`` (and merge saved aggregates among them).
 
@@ -193,14 +195,17 @@ def analyze(
     distributed ``Client`` to run the scans on. ``native``: the native scanner (True), the
     Python one (False), or the native one when it was built (None). ``trace_dir``: a
     directory where each file's scan also draws its part of the Perfetto trace (`trace.py`;
-    it must be one the workers can write to).
+    it must be one the workers can write to). ``trace_file``: draw the whole trace at the end
+    of this file instead (`render_perfetto.HEADER` written there first), scanning serially.
     Raises `FileNotFoundError` for a missing path, `reader.SchemaError` for a newer schema,
     `NoInputError` when there is nothing to read.
     """
     was_enabled = gc.isenabled()
     gc.disable()  # (see scan_files: many objects, no cycles)
     try:
-        return _analyze(list(paths), jobs, progress, executor, native, trace_dir)
+        if trace_file is not None:
+            jobs, executor = 1, None
+        return _analyze(list(paths), jobs, progress, executor, native, trace_dir, trace_file)
     finally:
         if was_enabled:
             gc.enable()
@@ -213,6 +218,7 @@ def _analyze(
     executor: Any,
     native: bool | None,
     trace_dir: str | None,
+    trace_file: str | None = None,
 ) -> Aggregate:
     saved = [p for p in paths if is_aggregate_file(p)]
     logs = log_files([p for p in paths if p not in saved])
@@ -226,7 +232,8 @@ def _analyze(
                 jobs = 1
         jobs = max(1, jobs)
     workers = jobs if executor is None else _workers(executor)
-    tasks = plan([tuple(g) for g in process_sets(logs)], sizes, workers, trace_dir) if logs else []
+    groups = [tuple(g) for g in process_sets(logs)]
+    tasks = plan(groups, sizes, workers, trace_dir, trace_file) if logs else []
     bar = Progress(len(logs), sum(sizes.values())) if progress else None
     total = Aggregate()
     for p in saved:

@@ -12,6 +12,7 @@ finished (`hosts.qualify`).
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from . import reader
@@ -25,6 +26,9 @@ WAIT_FIELDS = ("wait_ns", "waited_ns")
 MAX_VALUE_READS = 100_000  # reads remembered for pairing, per file
 MAX_MISUSE_NOTES = 64  # occurrences kept whole per (primitive, what, site), per file
 SEMAPHORES = ("Semaphore", "BoundedSemaphore")
+CONDITION_EVENTS = ("cond_wait", "cond_wake", "notify")
+"""Handled by `cond_wait`, `cond_wake` and `notify`, which the native kernel calls with the
+fields it parsed (the dict handlers call them too)."""
 NOTED = ("deadlock_end", "nested_monitor", "test")
 """Rare events kept whole (`facts.Facts.notes`) for the findings that need them."""
 SESSION_FIELDS = ("ts", "ppid", "process", "argv", "python", "version", "hostname", "wall_ns",
@@ -69,40 +73,6 @@ class RareHandlers:
     def _close_process(self) -> None:
         raise NotImplementedError
 
-    def handlers(self) -> dict[str, Any]:
-        return {
-            "session": self._session,
-            "thread": self._thread,
-            "created": self._created,
-            "attached": self._attached,
-            "cond_wait": self._cond_wait,
-            "cond_wake": self._cond_wake,
-            "notify": self._notify,
-            "notify_all": self._notify,
-            "misuse": self._misuse,
-            "stats": self._stats,
-            "dropped": self._dropped,
-            "session_end": self._session_end,
-            "reinit": self._reinit,
-            "deadlock": self._deadlock,
-            "rmw": self._rmw,
-            "value_get": self._value_get,
-            "value_set": self._value_set,
-            "long_wait": self._long,
-            "long_hold": self._long,
-            "event_set": self._event_set,
-            "event_clear": self._event_clear,
-            "event_wait": self._event_wait,
-            "sem_acquire": self._sem_acquire,
-            "sem_release": self._sem_release,
-            "barrier_broken": self._barrier_broken,
-            "deadlock_end": self._note,
-            "nested_monitor": self._nested_monitor,
-            "test": self._test,
-            "lock_order": self._lock_order,
-            "order_violation": self._lock_order,  # its name before schema 3
-        }
-
     def _prim(self, prim: str) -> PrimInfo:
         info = self.agg.prims.get(prim)
         if info is None:
@@ -111,14 +81,17 @@ class RareHandlers:
         return info  # type: ignore[no-any-return]
 
     def _tally(self, table: dict[Any, Tally], key: Any, ev: Event, ns: int = 0) -> Tally:
+        return self._tally_at(table, key, ev.get("pid", self.pid), ev.get("tid"), ev.get("ts"),
+                              ns)
+
+    def _tally_at(
+        self, table: dict[Any, Tally], key: Any, pid: Any, tid: Any, ts: Any, ns: int = 0
+    ) -> Tally:
         t = table.get(key)
         if t is None:
             t = table[key] = Tally()
-        pid = ev.get("pid", self.pid)
         pid = pid if type(pid) is int else self.pid
-        tid = ev.get("tid")
         t.hit(pid, tid if type(tid) is int else None, ns)
-        ts = ev.get("ts")
         if type(ts) is int:  # when it happened (the tests it happened in: under_pytest.py)
             t.stamp(["", pid, tid if type(tid) is int else -1, ts])
         return t
@@ -191,30 +164,52 @@ class RareHandlers:
         if info.kind in SEMAPHORES and type(value) is int and info.initial is None:
             info.initial = value
 
+    # Condition events: the native kernel parses them and calls `cond_wait`, `cond_wake` and
+    # `notify` with their fields (what the dict handlers below read from the event).
     def _cond_wait(self, ev: Event) -> None:
         prim = ev["prim"]
+        self.cond_wait(ev["tid"], prim, ev.get("site"))
+
+    def cond_wait(
+        self, tid: Any, prim: str, site: str | None, ts: Any = None, lock: Any = None
+    ) -> None:
+        """(``ts`` and ``lock``: the trace's; see scan.Scanner.scan.)"""
         last = self.last_notify.get(prim)
         lost = last is not None and last[1] == 0
-        self.waiting[(ev["tid"], prim)] = (ev.get("site") or UNKNOWN_SITE, lost)
+        self.waiting[(tid, prim)] = (site or UNKNOWN_SITE, lost)
 
     def _cond_wake(self, ev: Event) -> None:
         prim = ev["prim"]
+        self._prim(prim)
+        tid = ev["tid"]
+        ts = ev["ts"] if (tid, prim) in self.nested_pending else ev.get("ts")  # (for the note)
+        self.cond_wake(tid, prim, ts, ev.get("notified"), ev.get("waited_ns"),
+                       ev.get("pid", self.pid))
+
+    def cond_wake(
+        self, tid: Any, prim: str, ts: Any, notified: Any, waited_ns: Any, pid: Any,
+        reacquire_ns: Any = None, site: Any = None,
+    ) -> None:
+        """(``reacquire_ns`` and ``site``: the trace's.)"""
         info = self._prim(prim)
-        note = self.nested_pending.pop((ev["tid"], prim), None)
-        if note is not None:
-            note["ended"] = {"notified": ev.get("notified") is True, "ts": ev["ts"],
-                             "waited_ns": ev.get("waited_ns")}
+        if self.nested_pending:
+            note = self.nested_pending.pop((tid, prim), None)
+            if note is not None:
+                note["ended"] = {"notified": notified is True, "ts": ts, "waited_ns": waited_ns}
         info.cond_waits += 1
-        pending = self.waiting.pop((ev["tid"], prim), None)
-        if not ev.get("notified"):
+        pending = self.waiting.pop((tid, prim), None)
+        if not notified:
             info.cond_timeouts += 1
             if pending is not None and pending[1]:
-                self._lost(ev, prim, pending[0], int(ev.get("waited_ns") or 0))
+                self._lost(prim, pending[0], int(waited_ns or 0), pid, tid, ts)
 
-    def _lost(self, ev: Event, prim: str, wait_site: str, waited: int) -> Tally:
+    def _lost(
+        self, prim: str, wait_site: str, waited: int, pid: Any, tid: Any, ts: Any
+    ) -> Tally:
         last = self.last_notify.get(prim)
         notify_site = last[2] if last else UNKNOWN_SITE
-        t = self._tally(self.agg.lost_wakeups, (prim, notify_site, wait_site), ev, waited)
+        t = self._tally_at(self.agg.lost_wakeups, (prim, notify_site, wait_site), pid, tid, ts,
+                           waited)
         if last is not None and last[3] is not None:
             keep_smallest(t.threads, [("", self.pid, last[3])], MAX_THREADS)
         t.details.setdefault("still_waiting", 0)
@@ -222,12 +217,18 @@ class RareHandlers:
 
     def _notify(self, ev: Event) -> None:
         prim = ev["prim"]
+        self.notify(ev["tid"], prim, ev["ts"], ev.get("waiters"), ev.get("site"))
+
+    def notify(
+        self, tid: Any, prim: str, ts: Any, waiters: Any, site: str | None, woken: Any = None
+    ) -> None:
+        """(``woken``: the trace's.)"""
         info = self._prim(prim)
         info.notifies += 1
-        waiters = int(ev.get("waiters") or 0)
-        if waiters == 0:
+        n = int(waiters or 0)
+        if n == 0:
             info.unheard_notifies += 1
-        self.last_notify[prim] = (ev["ts"], waiters, ev.get("site") or UNKNOWN_SITE, ev["tid"])
+        self.last_notify[prim] = (ts, n, site or UNKNOWN_SITE, tid)
 
     # An Event's lost pulse: a set that no wait saw (nobody was waiting, and no wait found the
     # flag set before it was cleared), then a clear, then a wait that began after the clear and
@@ -264,7 +265,8 @@ class RareHandlers:
         if cleared is None or not last[0] <= cleared[0] <= began:
             return
         self.last_notify[prim] = (last[0], 0, last[1], last[2])
-        t = self._lost(ev, prim, ev.get("site") or UNKNOWN_SITE, waited)
+        t = self._lost(prim, ev.get("site") or UNKNOWN_SITE, waited, ev.get("pid", self.pid),
+                       ev.get("tid"), ev.get("ts"))
         if cleared[1] != last[2]:
             t.details["unsure"] = int(t.details.get("unsure", 0)) + 1
 
@@ -603,3 +605,40 @@ def _held_by(value: Any, ident_tid: dict[int, int]) -> dict[str, int]:
         key = str(ident_tid.get(t, t)) if isinstance(t, int) else str(t)
         out[key] = out.get(key, 0) + int(n)
     return out
+
+
+HANDLERS: dict[str, Callable[[RareHandlers, Event], None]] = {
+    "session": RareHandlers._session,
+    "thread": RareHandlers._thread,
+    "created": RareHandlers._created,
+    "attached": RareHandlers._attached,
+    "cond_wait": RareHandlers._cond_wait,
+    "cond_wake": RareHandlers._cond_wake,
+    "notify": RareHandlers._notify,
+    "notify_all": RareHandlers._notify,
+    "misuse": RareHandlers._misuse,
+    "stats": RareHandlers._stats,
+    "dropped": RareHandlers._dropped,
+    "session_end": RareHandlers._session_end,
+    "reinit": RareHandlers._reinit,
+    "deadlock": RareHandlers._deadlock,
+    "rmw": RareHandlers._rmw,
+    "value_get": RareHandlers._value_get,
+    "value_set": RareHandlers._value_set,
+    "long_wait": RareHandlers._long,
+    "long_hold": RareHandlers._long,
+    "event_set": RareHandlers._event_set,
+    "event_clear": RareHandlers._event_clear,
+    "event_wait": RareHandlers._event_wait,
+    "sem_acquire": RareHandlers._sem_acquire,
+    "sem_release": RareHandlers._sem_release,
+    "barrier_broken": RareHandlers._barrier_broken,
+    "deadlock_end": RareHandlers._note,
+    "nested_monitor": RareHandlers._nested_monitor,
+    "test": RareHandlers._test,
+    "lock_order": RareHandlers._lock_order,
+    "order_violation": RareHandlers._lock_order,  # its name before schema 3
+}
+"""The handler of each event, a function of (scanner, event): no bound methods kept, which
+would tie a scanner in a reference cycle (freed only by the cyclic collector, which the command
+line turns off)."""

@@ -73,6 +73,7 @@ class HotPart:
     events: int = 0
     acquires: int = 0
     releases: int = 0
+    conds: tuple[int, int, int] = (0, 0, 0)  # native: cond_wait, cond_wake, notify it parsed
 
 
 def simulate(held: Held, records: list[Record]) -> Held:

@@ -59,6 +59,7 @@ def part_from_raw(raw: dict[str, Any]) -> HotPart:
         events=raw["events"],
         acquires=raw["acquires"],
         releases=raw["releases"],
+        conds=raw["conds"],
     )
 
 

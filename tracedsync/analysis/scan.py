@@ -32,7 +32,7 @@ import orjson
 from . import reader
 from .aggregate import MAX_PROBLEMS, UNKNOWN_SITE, Aggregate, ProcessEnd, Source, Tally
 from .feed import feed_bytes
-from .handlers import RareHandlers
+from .handlers import CONDITION_EVENTS, HANDLERS, RareHandlers
 from .hosts import qualify
 from .hotdecode import HOT_EVENTS, blocking_of, decode_line, hot_problem, usable
 from .inputs import size
@@ -84,7 +84,8 @@ class Scanner(RareHandlers):
         self.kernel = kernel if kernel is not None else new_kernel()
         self.trace: RareTrace | None = None
         if trace is not None:
-            self.trace = RareTrace(trace, self.kernel, open(trace.path, "wb"))  # noqa: SIM115
+            out = open(trace.path, "ab" if trace.append else "wb")  # noqa: SIM115
+            self.trace = RareTrace(trace, self.kernel, out)
             if isinstance(self.kernel, PyKernel):
                 self.kernel.one_by_one = True
         self.agg = Aggregate()
@@ -126,7 +127,6 @@ class Scanner(RareHandlers):
         self._file_problems = 0  # problems found before the current file
         self._file_ts: int | None = None  # the largest ts when the current file began
         self._kernel_events = 0  # the kernel's own events already counted in a file's source
-        self._handlers = self.handlers()
         self._line = 0  # the line being handled (for handlers' problems)
 
     # -- reading ------------------------------------------------------------------------------
@@ -144,7 +144,18 @@ class Scanner(RareHandlers):
                 if progress is not None:
                     progress(n)
 
-        lines, tail = feed_bytes(self.path, self.kernel, self.line, start, end, tick)
+        # The native kernel parses condition events too and calls their handlers with the
+        # fields (no dict; nothing else to do for them but draw them in the trace).
+        conds = hasattr(self.kernel, "conds")
+        if conds and self.trace is None:
+            self.kernel.conds(self.cond_wait, self.cond_wake, self.notify)
+        elif conds:
+            self.kernel.conds(self._traced_wait, self._traced_wake, self._traced_notify)
+        try:
+            lines, tail = feed_bytes(self.path, self.kernel, self.line, start, end, tick)
+        finally:
+            if conds:  # (and no cycle left: the kernel held bound methods of this scanner)
+                self.kernel.conds(None, None, None)
         if tail is not None:
             self.problem(self.line_offset + tail[0], "truncated last line (no newline)")
         self.line_offset += lines
@@ -201,11 +212,11 @@ class Scanner(RareHandlers):
                     self.kernel.release(ev["tid"], ev["prim"], ev["depth"], ev.get("hold_ns"),
                                         ev["ts"], ev.get("saved_depth"))
                 return
-            handler = self._handlers.get(name)
+            handler = HANDLERS.get(name)
             if handler is None:
                 self._unknown(ev)
             else:
-                handler(ev)
+                handler(self, ev)
             if self.trace is not None:
                 if name == "session" and self.session_no == 1:
                     self.trace.session(ev, self.host or "")
@@ -217,6 +228,24 @@ class Scanner(RareHandlers):
             raise
         except Exception as exc:
             self.problem(lineno, _reason(ev, exc))
+
+    def _traced_wait(self, tid: int, prim: str, site: str | None, ts: int, lock: Any) -> None:
+        self.cond_wait(tid, prim, site)
+        self.trace.wait(tid, prim, ts, lock)  # type: ignore[union-attr]
+
+    def _traced_wake(
+        self, tid: int, prim: str, ts: int, notified: bool | None, waited_ns: int | None,
+        pid: int | None, reacquire_ns: int | None, site: str | None,
+    ) -> None:
+        self.cond_wake(tid, prim, ts, notified, waited_ns, pid)
+        self.trace.wake(tid, prim, ts, reacquire_ns, notified, site)  # type: ignore[union-attr]
+
+    def _traced_notify(
+        self, tid: int, prim: str, ts: int, waiters: int | None, site: str | None,
+        woken: tuple[int, ...] | None,
+    ) -> None:
+        self.notify(tid, prim, ts, waiters, site)
+        self.trace.notify(tid, prim, ts, woken)  # type: ignore[union-attr]
 
     def next_file(self, path: str) -> None:
         """Go on with the next file of the same process (a rotated set, read oldest first: see
@@ -323,7 +352,9 @@ class Scanner(RareHandlers):
                 cur_e.merge(e)
         shifted = Aggregate(timeline_shift=part.timeline_shift, timeline=part.timeline)
         agg._merge_timeline(shifted, take=True)
-        for name, n in (("acquire", part.acquires), ("release", part.releases)):
+        named = zip(("acquire", "release", *CONDITION_EVENTS),
+                    (part.acquires, part.releases, *part.conds), strict=True)
+        for name, n in named:
             if n:
                 agg.event_counts[name] = agg.event_counts.get(name, 0) + n
         self.source.events += part.events

@@ -55,6 +55,7 @@ class TraceSpec:
     path: str
     first_id: int  # ids of this part are above it (unique over the whole trace)
     hosts: tuple[str, ...] = ()  # sorted, when the logs come from several hosts
+    append: bool = False  # drawn at the end of ``path`` (one file for all: a serial scan)
 
     def pid(self, host: str, pid: int) -> int:
         return pid + (self.hosts.index(host) * HOST_PID_STRIDE if host in self.hosts else 0)
@@ -84,6 +85,7 @@ class RareTrace:
         self.cond_wait: dict[tuple[int, str], list[Any]] = {}
         self.notified: dict[tuple[int, str], list[int]] = {}  # woken thread -> flow ids
         self.deltas: dict[str, list[tuple[int, int]]] = {}
+        self.named: dict[str, str] = {}  # prim -> `js` of "cond wait <its name>"
 
     # -- set up -------------------------------------------------------------------------------
     def session(self, ev: dict[str, Any], host: str) -> None:
@@ -117,6 +119,7 @@ class RareTrace:
 
     def _label(self, prim: str, text: str) -> None:
         self.labels[prim] = text
+        self.named.pop(prim, None)
         self.kernel.set_label(prim, orjson.dumps(text))
 
     def name(self, prim: str) -> str:
@@ -133,20 +136,15 @@ class RareTrace:
         tid, prim, ts = ev.get("tid"), ev.get("prim"), ev.get("ts")
         if type(tid) is not int or not isinstance(prim, str) or type(ts) is not int:
             return
-        ts += self.offset
         if name == "cond_wait":
-            self.cond_wait[(tid, prim)] = [ts, ev.get("lock"), ts, None]
-            self.deltas.setdefault(prim, []).append((ts, 1))
+            self.wait(tid, prim, ts, ev.get("lock"))
         elif name == "cond_wake":
-            self._wake(ev, tid, prim, ts)
+            self.wake(tid, prim, ts, ev.get("reacquire_ns"), ev.get("notified"), ev.get("site"))
         elif name in ("notify", "notify_all"):
-            for w in ev.get("woken") or ():
-                if type(w) is int:
-                    fid = self._id()
-                    self.buf.append(self._flow("s", fid, "notify", tid, ts))
-                    self.notified.setdefault((w, prim), []).append(fid)
+            self.notify(tid, prim, ts, ev.get("woken"))
         elif name in ("sem_acquire", "event_wait", "barrier_wait", "barrier_broken"):
             # (a barrier_broken with waited_ns: a wait that ended in the break)
+            ts += self.offset
             wait = ev.get("wait_ns") if name == "sem_acquire" else ev.get("waited_ns")
             if type(wait) is int and wait > 0:
                 pairs = (("site", ev.get("site")), ("why", ev.get("why")))
@@ -157,19 +155,37 @@ class RareTrace:
                     f'"args":{args}}}'
                 )
 
-    def _wake(self, ev: dict[str, Any], tid: int, prim: str, ts: int) -> None:
+    # Condition events, from their fields (the native kernel parses them: scan.Scanner.scan).
+    def wait(self, tid: int, prim: str, ts: int, lock: Any) -> None:
+        ts += self.offset
+        self.cond_wait[(tid, prim)] = [ts, lock, ts, None]
+        self.deltas.setdefault(prim, []).append((ts, 1))
+
+    def notify(self, tid: int, prim: str, ts: int, woken: Any) -> None:
+        ts += self.offset
+        for w in woken or ():
+            if type(w) is int:
+                fid = self._id()
+                self.buf.append(self._flow("s", fid, "notify", tid, ts))
+                self.notified.setdefault((w, prim), []).append(fid)
+
+    def wake(
+        self, tid: int, prim: str, ts: int, reacquire: Any, notified: Any, site: Any
+    ) -> None:
+        ts += self.offset
         cw = self.cond_wait.pop((tid, prim), None)
         if cw is None:
             return
         start, end = cw[2], cw[3]
         if end is None:
-            reacquire = ev.get("reacquire_ns")
             end = ts - (reacquire if type(reacquire) is int else 0)
-        notified = ev.get("notified")
-        pairs = (("notified", notified), ("site", ev.get("site")))
+        pairs = (("notified", notified), ("site", site))
         args = {k: v for k, v in pairs if v is not None}
+        named = self.named.get(prim)
+        if named is None:
+            named = self.named[prim] = js("cond wait " + self.name(prim))
         self.buf.append(
-            f',\n{{"ph":"X","name":{js("cond wait " + self.name(prim))},"cat":"cond",'
+            f',\n{{"ph":"X","name":{named},"cat":"cond",'
             f'"pid":{self.pid},"tid":{tid},"ts":{us(start)},"dur":{us(max(0, end - start))},'
             f'"args":{orjson.dumps(args).decode()}}}'
         )
@@ -198,10 +214,9 @@ class RareTrace:
         self.out.write(self.kernel.trace_counters())
         for prim, deltas in sorted(self.deltas.items()):
             n = 0
+            name = js("waiting: " + self.name(prim))
+            head = f',\n{{"ph":"C","name":{name},"pid":{self.pid},"ts":'
             for ts, d in sorted(deltas):
                 n = max(0, n + d)
-                self.buf.append(
-                    f',\n{{"ph":"C","name":{js("waiting: " + self.name(prim))},'
-                    f'"pid":{self.pid},"ts":{us(ts)},"args":{{"threads":{n}}}}}'
-                )
+                self.buf.append(f'{head}{us(ts)},"args":{{"threads":{n}}}}}')
         self.flush()
