@@ -297,3 +297,64 @@ def test_an_idle_flusher_sleeps_until_something_is_recorded() -> None:
     with lock:
         pass
     until(lambda: NATIVE.buffer_info()["pending"] == 0, "the new records written")
+
+
+def test_a_pair_renders_as_its_two_events_in_time_order() -> None:
+    """A release right after its acquire shares the acquire's record (a pair): rendered as the
+    two events, in C and through the decoder alike, the release at its own time, after what
+    other threads recorded while the lock was held; a snapshot taken between the two keeps
+    them apart (a record in a snapshot is never changed)."""
+    assert NATIVE is not None
+    outer, inner = tracedsync.Lock(name="outer"), tracedsync.Lock(name="inner")
+    taken, done = threading.Event(), threading.Event()
+
+    def other() -> None:
+        assert taken.wait(LIMIT)
+        with inner:
+            pass
+        done.set()
+
+    def record() -> None:
+        t = threading.Thread(target=other)
+        t.start()
+        with outer:
+            taken.set()
+            assert done.wait(LIMIT)
+        t.join(LIMIT)
+
+    c_lines, py_lines = _both_ways(record)
+    assert c_lines == py_lines
+    events = [orjson.loads(line) for line in c_lines]
+    assert [e["ts"] for e in events] == sorted(e["ts"] for e in events)
+    names = {prim_of(outer): "outer", prim_of(inner): "inner"}
+    mine = [(e["event"], names[e["prim"]]) for e in events if e.get("prim") in names]
+    assert mine == [("acquire", "outer"), ("acquire", "inner"), ("release", "inner"),
+                    ("release", "outer")]
+    release = next(e for e in events if e["event"] == "release" and e["prim"] == prim_of(outer))
+    assert release["hold_ns"] > 0 and release["depth"] == 0
+
+    def one_snapshot() -> list[dict[str, Any]]:
+        assert NATIVE is not None
+        snap = NATIVE.collect(0)
+        try:
+            fd, path = tempfile.mkstemp()
+            try:
+                n, _nbytes, err = snap.render([], fd)
+            finally:
+                os.close(fd)
+            assert err == 0 and n == snap.records
+            with open(path, "rb") as f:
+                return [orjson.loads(line) for line in f.read().splitlines()
+                        if b'"prim":"' + prim_of(outer).encode() in line]
+        finally:
+            os.unlink(path)
+            snap.release()
+
+    tracedsync.flush()
+    with _flusher_held():
+        outer.acquire()
+        first = one_snapshot()
+        outer.release()
+        second = one_snapshot()
+    assert [e["event"] for e in first] == ["acquire"]
+    assert [e["event"] for e in second] == ["release"] and second[0]["hold_ns"] > 0

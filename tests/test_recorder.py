@@ -354,3 +354,31 @@ def test_budget_drops_and_counts_exactly_per_thread(level: None) -> None:
     assert dropped[0]["tid"] == threading.get_native_id()
     assert len(kept) + dropped[0]["count"] == 2 * n
     assert len(kept) < 2 * n
+
+
+@pytest.mark.skipif(NATIVE is None, reason="the native recorder's budget")
+def test_a_with_block_takes_one_record_of_the_budget(level: None) -> None:
+    """A release right after its acquire turns the acquire's record into a pair: a chunk's
+    worth of `with lock:` blocks (two chunks of events) fits in a budget of two chunks, whatever
+    the current chunk already held, and nothing is dropped."""
+    from tracedsync._record.recorder import RECORDER
+
+    assert NATIVE is not None
+    lock = tracedsync.Lock()
+    tracedsync.flush()
+    per_chunk = (NATIVE.CHUNK_BYTES - 16) // NATIVE.RECORD_BYTES
+    tracedsync.configure(buffer_bytes=2 * NATIVE.CHUNK_BYTES)
+    try:
+        with capture() as events:
+            RECORDER._write_lock.acquire()  # hold the flusher off: the budget is all there is
+            try:
+                for _ in range(per_chunk):
+                    with lock:
+                        pass
+            finally:
+                RECORDER._write_lock.release()
+    finally:
+        tracedsync.configure(buffer_bytes=64 * 1024 * 1024)
+    assert not [e for e in events if e["event"] == "dropped"]
+    kept = [e["event"] for e in events if e.get("prim") == prim_of(lock)]
+    assert kept == ["acquire", "release"] * per_chunk

@@ -140,6 +140,10 @@ enum {
                         * (val: the wait in ticks; an extension record follows: blocked_by) */
     REC_RELEASE = 2,   /* a release; FLAG_HOLD: val is the hold in ticks (depth reached 0) */
     REC_KIND = 3,      /* a declared kind (kinds.c): `depth` is the kind, `flags` its bits */
+    REC_PAIR = 4,      /* an uncontended acquire (to depth 1) and the release back to 0 that
+                        * came right after it in the same buffer: the acquire's record, turned
+                        * into this by the release (lock.c), val the hold in ticks. Rendered as
+                        * the two events: the acquire at t, the release at t + val. */
 };
 #define FLAG_HOLD 1
 #define FLAG_CONTENDED 2
@@ -193,6 +197,9 @@ typedef struct ts_tbuf {
     volatile int dead;         /* the thread has exited (pthread-key destructor) */
     char tid_text[24];
     int tid_len;
+    ts_chunk *sealed;          /* the current chunk when the last snapshot was taken, and its */
+    uint32_t sealed_n;         /* count: records below it there (and before) are the flusher's */
+    uint64_t pairs;            /* REC_PAIRs made since the last snapshot (two events each) */
     uint32_t n_reads;          /* the read-modify-write rule's remembered gets (mplock.c) */
     ts_rmw_read reads[RMW_READS];
 } ts_tbuf;

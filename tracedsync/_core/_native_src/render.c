@@ -38,7 +38,7 @@ typedef struct {
     char pid_text[24];
     int pid_len;
     int released;
-    Py_ssize_t records;
+    Py_ssize_t records;  /* the events they stand for */
     PyObject *dropped;  /* list of (ident, native_id, count) */
 } Snapshot;
 
@@ -137,6 +137,8 @@ collect(PyObject *module, PyObject *args)
             Py_DECREF(t);
             b->dropped = 0;
         }
+        b->sealed = b->cur;  /* (lock.c turns no record below this into a pair any more) */
+        b->sealed_n = b->cur ? b->cur->n : 0;
         seg_t *g = &s->segs[s->nseg++];
         g->b = b;
         g->c0 = b->head;
@@ -158,8 +160,9 @@ collect(PyObject *module, PyObject *args)
             }
         }
         if (!g->skip) {
-            s->records += recs;
+            s->records += recs + (Py_ssize_t)b->pairs;  /* events: a pair is two */
         }
+        b->pairs = 0;
     }
     s->pid_len = snprintf(s->pid_text, sizeof s->pid_text, "%ld", (long)getpid());
     take_calibration(s);
@@ -174,7 +177,7 @@ rec_slots(const ts_rec *r)
     if (r->op == REC_KIND) {
         return ts_kind_slots(r);
     }
-    return r->op == REC_ACQUIRE && (r->flags & FLAG_CONTENDED) ? 2 : 1;
+    return r->op == REC_ACQUIRE && (r->flags & FLAG_CONTENDED) ? 2 : 1;  /* (a pair: 1) */
 }
 
 /* The native id text of thread `ident`, from the snapshot's buffers; NULL if unknown. */
@@ -283,7 +286,48 @@ typedef struct {
     const seg_t *g;
     ts_chunk *c;
     uint32_t i, end;      /* position in c, and where c ends for this snapshot */
+    int half;             /* at a REC_PAIR: 0 its acquire next, 1 its release */
 } stream_t;
+
+/* The event a stream's head stands for: the record itself, or one half of a pair as the
+ * acquire or release record it was made from (written to `tmp`). */
+static inline const ts_rec *
+stream_rec(const stream_t *st, ts_rec *tmp)
+{
+    const ts_rec *r = &st->c->recs[st->i];
+    if (r->op != REC_PAIR) {
+        return r;
+    }
+    *tmp = *r;
+    if (st->half == 0) {
+        tmp->op = REC_ACQUIRE;
+        tmp->val = 0;
+    }
+    else {
+        tmp->op = REC_RELEASE;
+        tmp->flags = FLAG_HOLD;
+        tmp->depth = 0;
+        tmp->site = 0;
+        tmp->t = r->t + r->val;
+    }
+    return tmp;
+}
+
+/* Past the head's event: the release half of a pair next, or the next record. */
+static int stream_load(const Snapshot *s, stream_t *st);
+static inline int
+stream_next(const Snapshot *s, stream_t *st, const ts_rec *r)
+{
+    const ts_rec *at = &st->c->recs[st->i];
+    if (at->op == REC_PAIR && st->half == 0) {
+        st->half = 1;
+        st->ns = to_ns(s, at->t + at->val);
+        return 1;
+    }
+    st->half = 0;
+    st->i += rec_slots(r);
+    return stream_load(s, st);
+}
 
 static int
 stream_load(const Snapshot *s, stream_t *st)
@@ -473,7 +517,8 @@ snapshot_render(Snapshot *s, PyObject *args)
             }
         }
         else {
-            const ts_rec *r = &st->c->recs[st->i];
+            ts_rec tmp;
+            const ts_rec *r = stream_rec(st, &tmp);
             Py_ssize_t xlen = 0;
             const char *extra;
             size_t room = MAX_LINE + 2048 + (r->op == REC_KIND ? ts_kind_max_line(r) : 0);
@@ -498,8 +543,7 @@ snapshot_render(Snapshot *s, PyObject *args)
             o.len += (size_t)(e - p);
             o.pending++;
             events++;
-            st->i += rec_slots(r);
-            more = stream_load(s, st);
+            more = stream_next(s, st, r);
         }
         if (more) {
             heap_down(heap, nh, 0);
@@ -568,7 +612,8 @@ snapshot_as_tuples(Snapshot *s, PyObject *Py_UNUSED(ignored))
     }
     while (nh > 0) {
         stream_t *st = heap[0];
-        const ts_rec *r = &st->c->recs[st->i];
+        ts_rec tmp;
+        const ts_rec *r = stream_rec(st, &tmp);
         PyObject *prim = PyUnicode_FromFormat("%u.%u", r->prim_pid, r->prim_n);
         PyObject *tup = NULL;
         if (prim != NULL) {
@@ -606,8 +651,7 @@ snapshot_as_tuples(Snapshot *s, PyObject *Py_UNUSED(ignored))
             break;
         }
         Py_DECREF(pair);
-        st->i += rec_slots(r);
-        if (stream_load(s, st)) {
+        if (stream_next(s, st, r)) {
             heap_down(heap, nh, 0);
         }
         else {
