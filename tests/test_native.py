@@ -55,20 +55,29 @@ def _both_ways(record: Any) -> tuple[list[bytes], list[bytes]]:
                 decoder(item)
         snap = NATIVE.collect(0)
         try:
-            fd, path = tempfile.mkstemp()
-            try:
-                n, _nbytes, err = snap.render([], fd)
-            finally:
-                os.close(fd)
-            with open(path, "rb") as f:
-                c_lines = f.read().splitlines()
-            os.unlink(path)
+            c_lines = _rendered(snap)
             decoder.tids.update({threading.get_ident(): threading.get_native_id()})
             py_lines = [orjson.dumps(decoder(t)) for _ts, t in snap.as_tuples()]
         finally:
             snap.release()
-    assert err == 0 and n == len(c_lines)
     return c_lines, py_lines
+
+
+def _rendered(snap: Any) -> list[bytes]:
+    """The snapshot rendered in C (to a file, as the flusher does): its lines, checked to be
+    as many as it has events."""
+    fd, path = tempfile.mkstemp()
+    try:
+        try:
+            n, _nbytes, err = snap.render([], fd)
+        finally:
+            os.close(fd)
+        with open(path, "rb") as f:
+            lines = f.read().splitlines()
+    finally:
+        os.unlink(path)
+    assert err == 0 and n == len(lines) == snap.records
+    return lines
 
 
 def test_every_kind_renders_as_the_decoder_writes_it() -> None:
@@ -337,17 +346,9 @@ def test_a_pair_renders_as_its_two_events_in_time_order() -> None:
         assert NATIVE is not None
         snap = NATIVE.collect(0)
         try:
-            fd, path = tempfile.mkstemp()
-            try:
-                n, _nbytes, err = snap.render([], fd)
-            finally:
-                os.close(fd)
-            assert err == 0 and n == snap.records
-            with open(path, "rb") as f:
-                return [orjson.loads(line) for line in f.read().splitlines()
-                        if b'"prim":"' + prim_of(outer).encode() in line]
+            return [orjson.loads(line) for line in _rendered(snap)
+                    if b'"prim":"' + prim_of(outer).encode() in line]
         finally:
-            os.unlink(path)
             snap.release()
 
     tracedsync.flush()

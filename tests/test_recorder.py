@@ -324,29 +324,36 @@ def test_logger_taking_traced_locks_does_not_feed_back(tmp_path: Any) -> None:
     assert acquires == 10
 
 
-@pytest.mark.skipif(NATIVE is None, reason="the native recorder's budget")
-def test_budget_drops_and_counts_exactly_per_thread(level: None) -> None:
-    """Past the records' memory budget, records are dropped, never waited for, and counted
-    exactly: one `dropped` event per thread, and every event is either kept or counted."""
+def _with_blocks_within(lock: Any, blocks: int, budget: int) -> list[dict[str, Any]]:
+    """``blocks`` `with lock:` blocks with a records budget of ``budget`` bytes and the flusher
+    held off (the budget is all there is), captured."""
     from tracedsync._record.recorder import RECORDER
 
-    assert NATIVE is not None
-    lock = tracedsync.Lock()
     tracedsync.flush()
-    per_chunk = (NATIVE.CHUNK_BYTES - 16) // NATIVE.RECORD_BYTES
-    tracedsync.configure(buffer_bytes=NATIVE.CHUNK_BYTES)
-    n = 3 * per_chunk
+    tracedsync.configure(buffer_bytes=budget)
     try:
         with capture() as events:
-            RECORDER._write_lock.acquire()  # hold the flusher off so the budget runs out
+            RECORDER._write_lock.acquire()
             try:
-                for _ in range(n):
+                for _ in range(blocks):
                     with lock:
                         pass
             finally:
                 RECORDER._write_lock.release()
     finally:
         tracedsync.configure(buffer_bytes=64 * 1024 * 1024)
+    return events
+
+
+@pytest.mark.skipif(NATIVE is None, reason="the native recorder's budget")
+def test_budget_drops_and_counts_exactly_per_thread(level: None) -> None:
+    """Past the records' memory budget, records are dropped, never waited for, and counted
+    exactly: one `dropped` event per thread, and every event is either kept or counted."""
+    assert NATIVE is not None
+    lock = tracedsync.Lock()
+    per_chunk = (NATIVE.CHUNK_BYTES - 16) // NATIVE.RECORD_BYTES
+    n = 3 * per_chunk
+    events = _with_blocks_within(lock, n, NATIVE.CHUNK_BYTES)
     kept = [e for e in events if e["event"] in ("acquire", "release")
             and e["prim"] == prim_of(lock)]
     dropped = [e for e in events if e["event"] == "dropped"]
@@ -361,24 +368,10 @@ def test_a_with_block_takes_one_record_of_the_budget(level: None) -> None:
     """A release right after its acquire turns the acquire's record into a pair: a chunk's
     worth of `with lock:` blocks (two chunks of events) fits in a budget of two chunks, whatever
     the current chunk already held, and nothing is dropped."""
-    from tracedsync._record.recorder import RECORDER
-
     assert NATIVE is not None
     lock = tracedsync.Lock()
-    tracedsync.flush()
     per_chunk = (NATIVE.CHUNK_BYTES - 16) // NATIVE.RECORD_BYTES
-    tracedsync.configure(buffer_bytes=2 * NATIVE.CHUNK_BYTES)
-    try:
-        with capture() as events:
-            RECORDER._write_lock.acquire()  # hold the flusher off: the budget is all there is
-            try:
-                for _ in range(per_chunk):
-                    with lock:
-                        pass
-            finally:
-                RECORDER._write_lock.release()
-    finally:
-        tracedsync.configure(buffer_bytes=64 * 1024 * 1024)
+    events = _with_blocks_within(lock, per_chunk, 2 * NATIVE.CHUNK_BYTES)
     assert not [e for e in events if e["event"] == "dropped"]
     kept = [e["event"] for e in events if e.get("prim") == prim_of(lock)]
     assert kept == ["acquire", "release"] * per_chunk

@@ -75,7 +75,7 @@ def flush(rec: Recorder) -> int:
         events = drain(rec.decoder, rec.flusher_ident)
         events.extend(rec.take_overflow_events())
         events.extend(dropped_events(snapshot, rec.pid))
-        if not events and not snapshot.records:
+        if not events and not snapshot.slots:
             return 0
         if rec.fast_path():
             return _render(rec, snapshot, events)

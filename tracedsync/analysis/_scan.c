@@ -2405,19 +2405,31 @@ dense_flush(const int64_t *dense, PyObject *out)
     return 0;
 }
 
+/* A sum's sequence (PySequence_Fast), array and output dict; -1 (an error set) if not had. */
+static int
+dense_open(PyObject *seq_in, const char *what, PyObject **seq, int64_t **dense, PyObject **out)
+{
+    *seq = PySequence_Fast(seq_in, what);
+    if (*seq == NULL) return -1;
+    *dense = PyMem_Calloc(DENSE, sizeof(int64_t));
+    *out = PyDict_New();
+    if (*dense == NULL || *out == NULL) {
+        if (*dense == NULL) PyErr_NoMemory();
+        PyMem_Free(*dense); Py_XDECREF(*out); Py_DECREF(*seq);
+        return -1;
+    }
+    return 0;
+}
+
 /* sum_counts(dicts): one dict, the sum of dicts of counts. */
 static PyObject *
 sum_counts(PyObject *mod, PyObject *seq_in)
 {
     (void)mod;
-    PyObject *seq = PySequence_Fast(seq_in, "sum_counts needs a sequence of dicts");
-    if (seq == NULL) return NULL;
-    int64_t *dense = PyMem_Calloc(DENSE, sizeof(int64_t));
-    PyObject *out = PyDict_New();
-    if (dense == NULL || out == NULL) {
-        PyMem_Free(dense); Py_XDECREF(out); Py_DECREF(seq);
-        return dense == NULL ? PyErr_NoMemory() : NULL;
-    }
+    PyObject *seq, *out;
+    int64_t *dense;
+    if (dense_open(seq_in, "sum_counts needs a sequence of dicts", &seq, &dense, &out) < 0)
+        return NULL;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++)
         if (dense_add(dense, out, PySequence_Fast_GET_ITEM(seq, i)) < 0) goto fail;
     if (dense_flush(dense, out) < 0) goto fail;
@@ -2464,14 +2476,10 @@ sum_hists(PyObject *mod, PyObject *seq_in)
         s_buckets = PyUnicode_InternFromString("buckets");
         if (!s_count || !s_total || !s_min || !s_max || !s_buckets) return NULL;
     }
-    PyObject *seq = PySequence_Fast(seq_in, "sum_hists needs a sequence of histograms");
-    if (seq == NULL) return NULL;
-    int64_t *dense = PyMem_Calloc(DENSE, sizeof(int64_t));
-    PyObject *out = PyDict_New();
-    if (dense == NULL || out == NULL) {
-        PyMem_Free(dense); Py_XDECREF(out); Py_DECREF(seq);
-        return dense == NULL ? PyErr_NoMemory() : NULL;
-    }
+    PyObject *seq, *out;
+    int64_t *dense;
+    if (dense_open(seq_in, "sum_hists needs a sequence of histograms", &seq, &dense, &out) < 0)
+        return NULL;
     int64_t count = 0, total = 0, lo = 0, hi = 0;
     int any = 0, rc = 0;
     for (Py_ssize_t i = 0; i < PySequence_Fast_GET_SIZE(seq); i++) {

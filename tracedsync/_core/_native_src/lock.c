@@ -219,7 +219,6 @@ pair_release(NativeLock *self, uint64_t t_hold, uint64_t hold)
     }
     r->val = hold;
     r->op = REC_PAIR;
-    b->pairs++;
     return 1;
 }
 

@@ -199,7 +199,6 @@ typedef struct ts_tbuf {
     int tid_len;
     ts_chunk *sealed;          /* the current chunk when the last snapshot was taken, and its */
     uint32_t sealed_n;         /* count: records below it there (and before) are the flusher's */
-    uint64_t pairs;            /* REC_PAIRs made since the last snapshot (two events each) */
     uint32_t n_reads;          /* the read-modify-write rule's remembered gets (mplock.c) */
     ts_rmw_read reads[RMW_READS];
 } ts_tbuf;

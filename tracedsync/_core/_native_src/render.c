@@ -38,7 +38,8 @@ typedef struct {
     char pid_text[24];
     int pid_len;
     int released;
-    Py_ssize_t records;  /* the events they stand for */
+    Py_ssize_t slots;    /* record slots to render (extensions included) */
+    Py_ssize_t events;   /* the events they stand for (-1: not counted yet) */
     PyObject *dropped;  /* list of (ident, native_id, count) */
 } Snapshot;
 
@@ -114,7 +115,8 @@ collect(PyObject *module, PyObject *args)
     s->segs = NULL;
     s->nseg = 0;
     s->released = 0;
-    s->records = 0;
+    s->slots = 0;
+    s->events = -1;
     s->dropped = PyList_New(0);
     Py_ssize_t n = 0;
     for (ts_tbuf *b = ts_all_bufs; b != NULL; b = b->next) {
@@ -160,9 +162,8 @@ collect(PyObject *module, PyObject *args)
             }
         }
         if (!g->skip) {
-            s->records += recs + (Py_ssize_t)b->pairs;  /* events: a pair is two */
+            s->slots += recs;
         }
-        b->pairs = 0;
     }
     s->pid_len = snprintf(s->pid_text, sizeof s->pid_text, "%ld", (long)getpid());
     take_calibration(s);
@@ -714,9 +715,37 @@ snapshot_release(Snapshot *s, PyObject *Py_UNUSED(ignored))
 }
 
 static PyObject *
+snapshot_get_slots(Snapshot *s, void *c)
+{
+    return PyLong_FromSsize_t(s->slots);
+}
+
+/* The events the records stand for (a pair is two), counted once, when first asked (a write
+ * that failed says how many it lost): the records of a snapshot no longer change. */
+static PyObject *
 snapshot_get_records(Snapshot *s, void *c)
 {
-    return PyLong_FromSsize_t(s->records);
+    if (s->events < 0) {
+        Py_ssize_t n = 0;
+        for (Py_ssize_t k = 0; k < s->nseg; k++) {
+            const seg_t *g = &s->segs[k];
+            if (g->skip || g->c0 == NULL) {
+                continue;
+            }
+            stream_t st = {0};
+            st.g = g;
+            st.c = g->c0;
+            st.i = g->i0;
+            st.end = g->c0 == g->c1 ? g->n1 : g->c0->n;
+            while (stream_load(s, &st)) {
+                const ts_rec *r = &st.c->recs[st.i];
+                n += r->op == REC_PAIR ? 2 : 1;
+                st.i += rec_slots(r);
+            }
+        }
+        s->events = n;
+    }
+    return PyLong_FromSsize_t(s->events);
 }
 
 static PyObject *
@@ -747,7 +776,8 @@ static PyMethodDef snapshot_methods[] = {
 };
 
 static PyGetSetDef snapshot_getset[] = {
-    {"records", (getter)snapshot_get_records, NULL, "records to render", NULL},
+    {"records", (getter)snapshot_get_records, NULL, "events to render", NULL},
+    {"slots", (getter)snapshot_get_slots, NULL, "record slots to render (0: nothing)", NULL},
     {"dropped", (getter)snapshot_get_dropped, NULL, "(ident, native_id, count) per thread", NULL},
     {NULL},
 };
