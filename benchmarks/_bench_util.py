@@ -98,13 +98,16 @@ def run_levels(runner: Any, benches: list[tuple[Any, ...]]) -> dict[tuple[str, s
     return results
 
 
-def ratio_table(titles: list[str], results: dict[tuple[str, str], float]) -> list[str]:
-    """The Markdown table of `run_levels`' results: each level's time and its ratio to raw."""
-    lines = ["", "| operation | raw | off | contention | full |", "|---|---|---|---|---|"]
+def ratio_table(
+    titles: list[str], results: dict[tuple[str, str], float], columns: list[str] = LEVELS
+) -> list[str]:
+    """The Markdown table of `run_levels`' results (or any {(title, column): seconds} whose
+    first column is "raw"): each column's time and its ratio to raw."""
+    lines = ["", f"| operation | {' | '.join(columns)} |", "|---|" + "---|" * len(columns)]
     for title in titles:
         raw = results[(title, "raw")]
         cells = [f"{raw * 1e9:.0f} ns"]
-        for level in LEVELS[1:]:
+        for level in columns[1:]:
             t = results[(title, level)]
             cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
         lines.append(f"| {title} | " + " | ".join(cells) + " |")

@@ -29,7 +29,7 @@ import time
 from typing import Any
 
 import pyperf
-from _bench_util import discard_log, time_with
+from _bench_util import discard_log, ratio_table, time_with
 
 import tracedsync
 import tracedsync.mp
@@ -163,15 +163,7 @@ def main() -> None:
               if _xwaits_enabled() else None)
     if runner.args.worker or not results:
         return
-    header = " | ".join(VARIANTS)
-    lines = ["", f"| operation | {header} |", "|---|" + "---|" * len(VARIANTS)]
-    for title, _, _ in BENCHES:
-        raw = results[(title, "raw")]
-        cells = [f"{raw * 1e9:.0f} ns"]
-        for variant in VARIANTS[1:]:
-            t = results[(title, variant)]
-            cells.append(f"{t * 1e9:.0f} ns ({t / raw:.2f}x)")
-        lines.append(f"| {title} | " + " | ".join(cells) + " |")
+    lines = ratio_table([title for title, _, _ in BENCHES], results, VARIANTS)
     if check is not None:
         lines.append("")
         lines.append(f"Contended acquire, added before blocking (register, check, unregister): "

@@ -357,8 +357,7 @@ _PURE_ENTER: dict[str, Any] = {} if NATIVE is not None else {"__enter__": _enter
 if NATIVE is not None:
     NATIVE.mp_configure({
         "value_get": value_get, "value_set": value_set, "item_get": _getitem,
-        "item_set": _setitem, "note_get": rmw.note_get, "check_set": rmw.check_set,
-        "rmw_found": rmw_found, "kind_value": K_VALUE,
+        "item_set": _setitem, "rmw_found": rmw_found, "kind_value": K_VALUE,
     })
     _VALUE = property(NATIVE.mp_value_get, NATIVE.mp_value_set)
     _ITEMS: dict[str, Any] = NATIVE.mp_item_methods(_SyncBase)

@@ -26,7 +26,8 @@
  * taken by the code above (`value_access`): take the value's lock, read or write the ctypes
  * object, keep the books (`MpValueBooks`: gets, sets, unlocked, rmws), apply the
  * read-modify-write rule (rmw.py's, in C: the thread's remembered gets are a table in its
- * record buffer; Python is called only to report a read-modify-write), write the record (`K_VALUE`, with the normalised index) and release. If the caller
+ * record buffer; Python is called only to report a read-modify-write), write the record
+ * (`K_VALUE`, with the normalised index) and release. If the caller
  * already holds the value's RLock (its SemLock says so), the value is read or written under
  * that holding without taking the lock again: the real wrapper would take it once more and
  * give it back, which changes nothing another thread or process can see, and the log records
@@ -86,8 +87,6 @@ static PyObject *py_value_get = NULL;      /* values.value_get(obj) */
 static PyObject *py_value_set = NULL;      /* values.value_set(obj, value) */
 static PyObject *py_item_get = NULL;       /* values.item_get(obj, index) */
 static PyObject *py_item_set = NULL;       /* values.item_set(obj, index, value) */
-static PyObject *py_note_get = NULL;       /* rmw.note_get */
-static PyObject *py_check_set = NULL;      /* rmw.check_set */
 static PyObject *py_rmw_found = NULL;      /* values.rmw_found(obj, key, read, code, pos) */
 static int kind_acquire = -1, kind_release = -1, kind_value = -1;
 static long my_pid = 0;
@@ -611,8 +610,7 @@ value_access(PyObject *obj, MpValueBooks *vb, PyObject *index, PyObject *key, Py
 static inline MpValueBooks *
 served(PyObject *obj)
 {
-    if (!ts_level || py_note_get == NULL || py_check_set == NULL || py_rmw_found == NULL ||
-        kind_value < 0) {
+    if (!ts_level || py_rmw_found == NULL || kind_value < 0) {
         return NULL;
     }
     MpValueBooks *vb = value_books(obj);
@@ -1044,7 +1042,6 @@ mp_configure(PyObject *module, PyObject *hooks)
         {"release_unbooked", &py_release_unbooked}, {"acquire_args", &py_acquire_args},
         {"value_get", &py_value_get}, {"value_set", &py_value_set},
         {"item_get", &py_item_get}, {"item_set", &py_item_set},
-        {"note_get", &py_note_get}, {"check_set", &py_check_set},
         {"rmw_found", &py_rmw_found},
     };
     for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {
