@@ -29,7 +29,7 @@ from helpers import start_thread as _start
 
 import tracedsync
 from tracedsync._core import waits
-from tracedsync._core.waits import WAITS, RemoteWait
+from tracedsync._core.waits import RemoteWait, current
 from tracedsync._detect import deadlock
 from tracedsync._detect import lockorder as _lockorder
 from tracedsync._detect import watchdog as _watchdog
@@ -61,7 +61,7 @@ def _func(f: Any) -> str:
 
 
 def _waits_on(thread: threading.Thread, obj: Any, what: str | None = None) -> bool:
-    w = WAITS.get(thread.ident or 0)
+    w = current().get(thread.ident or 0)
     return w is not None and w.st.prim == prim_of(obj) and (what is None or w.what == what)
 
 
@@ -174,7 +174,7 @@ def test_deadlock_error_is_raised_in_the_closing_thread() -> None:
     assert (str(again), again.cycle) == (str(exc), exc.cycle)
     ev = _deadlock_on_disk(prim_of(a), prim_of(b))
     assert ev["action"] == "raise"
-    assert not WAITS.get(t_right.ident or 0)
+    assert not current().get(t_right.ident or 0)
 
 
 def test_three_lock_cycle() -> None:
@@ -191,7 +191,8 @@ def test_three_lock_cycle() -> None:
             with mine:
                 all3.wait(LIMIT)
                 if wait_for is not None:
-                    until(lambda: WAITS.get(threads[wait_for].ident or 0), "the others to block")
+                    until(lambda: current().get(threads[wait_for].ident or 0),
+                          "the others to block")
                 try:
                     # The last to block (t3) has no timeout: only the DeadlockError ends it.
                     if want.acquire(timeout=LIMIT if wait_for is None or wait_for == 0 else -1):
@@ -269,7 +270,7 @@ def test_a_running_holder_is_no_deadlock() -> None:
         done.set()
         _join(t_hold, t_block)
     assert not events.where(event="deadlock")
-    assert not WAITS.get(t_block.ident or 0)
+    assert not current().get(t_block.ident or 0)
 
 
 def test_self_deadlock_on_a_plain_lock() -> None:
@@ -367,7 +368,7 @@ def test_function_api_with_pid_tid_owners() -> None:
     _join(t_left, t_right)
     (exc,) = caught
     assert [c["prim"] for c in exc.cycle] == [prim_of(a), prim_of(external)]
-    assert not WAITS.get(t_left.ident or 0)
+    assert not current().get(t_left.ident or 0)
 
 
 def test_remote_lookup_continues_the_walk_into_another_process() -> None:
@@ -631,13 +632,13 @@ _SIGNAL_PROGRAM = textwrap.dedent(
     import sys, threading, time
     import tracedsync
     tracedsync.configure(log_dir=sys.argv[1])
-    from tracedsync._core.waits import WAITS
+    from tracedsync._core.waits import current
     lock = tracedsync.Lock(name="held")
     holding = threading.Event()
     def holder():
         with lock:
             holding.set()
-            while threading.main_thread().ident not in WAITS:  # main blocked on the lock
+            while threading.main_thread().ident not in current():  # main blocked on the lock
                 time.sleep(0.001)
             print(tracedsync.log_path(), flush=True)
             threading.Event().wait(60)

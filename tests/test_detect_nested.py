@@ -17,7 +17,7 @@ import pytest
 from helpers import prim_of, until
 
 import tracedsync
-from tracedsync._core.waits import WAITS
+from tracedsync._core.waits import current
 from tracedsync._detect import nested
 from tracedsync.testing import capture
 
@@ -32,7 +32,7 @@ def _fresh() -> Iterator[None]:
 
 
 def _waits(thread: threading.Thread, obj: Any, what: str) -> bool:
-    w = WAITS.get(thread.ident or 0)
+    w = current().get(thread.ident or 0)
     return w is not None and w.st.prim == prim_of(obj) and w.what == what
 
 

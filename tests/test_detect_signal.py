@@ -23,7 +23,7 @@ def test_lock_as_signal_is_neither_reported_nor_raised(raising: None) -> None:
     """A thread re-acquires a Lock it holds, to be released by a helper thread: legal. With
     on_deadlock="raise" the program still works, and the wait's own check reports nothing (the
     watchdog would, had it lasted a second: tests/test_detect_tries.py)."""
-    from tracedsync._core.waits import WAITS
+    from tracedsync._core.waits import current
 
     done = tracedsync.Lock(name="done")
     done.acquire()
@@ -32,7 +32,7 @@ def test_lock_as_signal_is_neither_reported_nor_raised(raising: None) -> None:
     def helper() -> None:
         # Release only once the main thread is registered as blocked (the check has run).
         for _ in range(30_000):
-            if WAITS.get(main) is not None:
+            if current().get(main) is not None:
                 break
             threading.Event().wait(0.001)
         done.release()  # a plain Lock may be released by any thread

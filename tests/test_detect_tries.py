@@ -22,7 +22,7 @@ from helpers import prim_of, until
 from helpers import start_thread as _start
 
 import tracedsync
-from tracedsync._core.waits import WAITS
+from tracedsync._core.waits import current
 from tracedsync._detect import deadlock
 from tracedsync.testing import capture
 
@@ -38,7 +38,7 @@ def _detection_settings() -> Iterator[None]:
 
 
 def _waits_on(thread: threading.Thread, obj: Any) -> bool:
-    w = WAITS.get(thread.ident or 0)
+    w = current().get(thread.ident or 0)
     return w is not None and w.st.prim == prim_of(obj)
 
 

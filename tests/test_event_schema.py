@@ -64,7 +64,7 @@ from tracedsync._core.ops import (
     OP_VALUE,
 )
 from tracedsync._core.state import EXTENSION_FIELDS, Statistics
-from tracedsync._core.waits import WAITS
+from tracedsync._core.waits import current
 from tracedsync._detect import lockorder as _lockorder
 from tracedsync._multiprocessing.locks import waiting_here
 from tracedsync._record.decode import Decoder, source
@@ -338,7 +338,7 @@ def scenario(fn: Scenario) -> Scenario:
 
 def _blocked_on(thread: threading.Thread, obj: Any) -> bool:
     """Whether ``thread`` is blocked on ``obj`` (it is in the wait-for graph)."""
-    w = WAITS.get(thread.ident or 0)
+    w = current().get(thread.ident or 0)
     return w is not None and w.st.prim == prim_of(obj)
 
 

@@ -148,10 +148,10 @@ def test_keyboard_interrupt_while_blocked_on_lock(tmp_path: Path) -> None:
     lock.acquire()
     def interrupt_when_blocked():
         import time
-        from tracedsync._core.waits import WAITS   # entered just before blocking
+        from tracedsync._core.waits import current   # entered just before blocking
         main = threading.main_thread().ident
         for _ in range(20000):
-            if main in WAITS:
+            if main in current():
                 time.sleep(0.05)   # (inside the blocking call, past the registration)
                 os.kill(os.getpid(), signal.SIGINT)   # a real signal interrupts the wait
                 return

@@ -28,7 +28,7 @@ TIMEOUT = 60
 PRELUDE = """
 import os, sys, threading, time
 import tracedsync
-from tracedsync._core.waits import WAITS
+from tracedsync._core.waits import current
 tracedsync.configure(log_dir=sys.argv[1], flush_interval=0.05)
 
 def until(pred, what="a state"):
@@ -39,7 +39,7 @@ def until(pred, what="a state"):
         time.sleep(0.001)
 
 def blocked(thread, obj=None):
-    w = WAITS.get(thread.ident)
+    w = current().get(thread.ident)
     return w is not None and (obj is None or w.st.prim == obj.statistics().prim)
 """
 

@@ -102,9 +102,9 @@ def test_contended_acquire_records_blocked_by() -> None:
 def _wait_until_blocked(thread: threading.Thread) -> None:
     """Wait until ``thread`` is blocked in a lock acquire: it entered the wait-for table, which
     a blocking acquire does after its non-blocking try failed and before it blocks."""
-    from tracedsync._core.waits import WAITS
+    from tracedsync._core.waits import current
 
-    until(lambda: (thread.ident or 0) in WAITS, "the thread to block in acquire")
+    until(lambda: (thread.ident or 0) in current(), "the thread to block in acquire")
 
 
 def test_timeout_is_recorded_as_failed_acquire() -> None:

@@ -48,6 +48,7 @@ def connect() -> None:
     if native.NATIVE is not None:
         runtime.use_native(native.NATIVE)
         waits.set_waker(native.NATIVE.wake_if_idle)
+        waits.set_native(native.NATIVE.sync_waits, native.NATIVE.waiting)
     RECORDER.install()
     waits.set_checker(deadlock.check)
     waits.set_watcher(nested.on_wait)

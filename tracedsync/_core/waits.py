@@ -17,6 +17,15 @@ so ``owner == U`` means that U really holds it at that instant), every permit ho
 semaphore, the holder of a condition's lock (only a thread holding it can notify), nobody known
 for an Event or a Barrier.
 
+Native waits. A contended acquire of a native Lock/RLock (and a condition wait's re-acquire)
+registers in C instead (``_native_src/waits.c``: a slot linked while the thread is blocked, and a
+C walk of the native waits that hands over to this table when it may close a cycle or reaches a
+wait registered here), so that it blocks untimed at once and makes no Python object. Readers
+see those waits through `current`, `lookup` and `any_waiting`, which first enter each native
+wait in `WAITS` as a `Wait` (`sync`; the waiting thread then removes it with `forget`, as for
+its own registrations). Read `WAITS` directly only for a thread's own entry or for a wait that
+this module registered (a condition, a semaphore, ...).
+
 This module is the table and the API the primitives call (they sit above it and below the
 detectors). What is *done* with a registration lives in `tracedsync._detect`: the deadlock check
 is installed with `set_checker` and runs in the registering thread, which it may stop with an
@@ -139,6 +148,8 @@ WAITS: dict[int, Wait] = {}
 """ident → the `Wait` of every thread of this process blocked on a traced primitive now."""
 
 _remote: Callable[[int, int], RemoteWait | None] | None = None
+_native_sync: Callable[[], None] | None = None
+_native_count: Callable[[], int] | None = None
 _checker: Checker | None = None
 _watcher: Callable[[int, Wait], None] | None = None
 _waker: Callable[[], None] | None = None
@@ -152,6 +163,41 @@ def set_waker(waker: Callable[[], None] | None) -> None:
     watchdog has a wait to watch now)."""
     global _waker
     _waker = waker
+
+
+def set_native(sync: Callable[[], None] | None, count: Callable[[], int] | None) -> None:
+    """Read the native recorder's waits too: ``sync()`` enters each in `WAITS` (with
+    `_native_wait`), ``count()`` says how many there are (None, None: none to read)."""
+    global _native_sync, _native_count
+    _native_sync, _native_count = sync, count
+
+
+def sync() -> None:
+    """Enter every native wait in `WAITS` (see the module docstring)."""
+    native = _native_sync
+    if native is not None:
+        native()
+
+
+def current() -> dict[int, Wait]:
+    """Every thread of this process blocked on a traced primitive now (a copy of `WAITS`, the
+    native waits included)."""
+    sync()
+    return WAITS.copy()
+
+
+def any_waiting() -> bool:
+    """Whether a thread of this process is blocked on a traced primitive now."""
+    count = _native_count
+    return bool(WAITS) or (count is not None and count() > 0)
+
+
+def _native_wait(ident: int, lock: PrimState, since: int, code: Any, pos: int,
+                 timeout: float | None, what: str) -> Wait:
+    """The `Wait` of a native wait (the extension's ``sync_waits`` calls this)."""
+    w = Wait(ident, lock, what, timeout, None if code is None else (code, pos))
+    w.since = since
+    return w
 
 
 def set_checker(checker: Checker | None) -> None:
@@ -231,7 +277,11 @@ def lookup(key: Key) -> Wait | RemoteWait | None:
             return remote(key[0], key[1])
         except Exception:  # a lookup that fails knows nothing
             return None
-    return WAITS.get(key)
+    w = WAITS.get(key)
+    if w is None and _native_sync is not None:
+        _native_sync()
+        w = WAITS.get(key)
+    return w
 
 
 def owners_of(node: Wait | RemoteWait) -> tuple[Key, ...]:

@@ -69,6 +69,7 @@ from .._core.waits import (
     Key,
     RemoteWait,
     Wait,
+    current,
     lookup,
     native_id,
     owners_of,
@@ -262,11 +263,12 @@ def _deadlock(cycle: list[tuple[Key, Node]], me: int, detected_by: str, may_rais
              {"detected_by": detected_by, "action": action, "certain": certain,
               "cycle": entries}, code, line))
     # Written now if the recorder is idle; never wait for its lock (see the design note).
-    entry = WAITS.get(me)
+    entry = WAITS.get(me) if me == threading.get_ident() else None
     RECORDER.try_flush()
     if entry is not None and WAITS.get(me) is not entry:
         # A sink processor that took a traced lock in this thread replaced (and removed) our
-        # entry; we are still about to block on ours.
+        # entry; we are still about to block on ours. (Only our own: another thread's wait,
+        # found by the watchdog, may have ended meanwhile.)
         WAITS[me] = entry
     if action == "raise":
         WAITS.pop(me, None)
@@ -339,7 +341,7 @@ def scan() -> int:
     report each once. Returns how many were found."""
     found = 0
     now = rt.now()
-    for ident, w in WAITS.copy().items():
+    for ident, w in current().items():
         if w.deadlocked:
             continue
         cycle = find_cycle(ident)

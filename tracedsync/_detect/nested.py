@@ -30,7 +30,7 @@ from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.sites import format_stack
 from .._core.state import ConditionState, is_lock_state
-from .._core.waits import WAITS, Wait, native_id, thread_name
+from .._core.waits import WAITS, Wait, current, native_id, thread_name
 from .._record.recorder import RECORDER
 from .lockorder import acquired_at
 
@@ -62,7 +62,7 @@ def _lock_wait(me: int, w: Wait) -> None:
 
 
 def _cond_wait(me: int, w: Wait) -> None:
-    for ident, other in list(WAITS.items()):
+    for ident, other in current().items():
         if ident == me or other.what not in ("acquire", "restore") or other.owners_fn is not None:
             continue
         st = other.st

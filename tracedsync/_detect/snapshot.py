@@ -3,7 +3,7 @@ and the signal (SIGUSR1 by default) that writes one to the log.
 
 Design note. A snapshot only reads: the live primitives' books (`_registry.live_states`: a
 lock's ``owner``/``depth``/``t_hold``, a semaphore's permit holders), the wait-for table
-(`tracedsync._core.waits.WAITS`) and ``sys._current_frames()``, each with single, GIL-atomic
+(`tracedsync._core.waits.current`) and ``sys._current_frames()``, each with single, GIL-atomic
 reads and copies.
 So it can be taken from any thread, including a signal handler that interrupted a thread in
 the middle of tracedsync's own code, and it takes no lock. Being a set of reads made one after
@@ -41,7 +41,7 @@ from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
 from .._core.sites import format_stack, ours
 from .._core.state import SemaphoreState, is_lock_state
-from .._core.waits import WAITS, native_id, thread_name
+from .._core.waits import current, native_id, thread_name
 from .._multiprocessing import wait_table as _xwaits
 from .._record import sighandlers
 from .._record.config import Settings
@@ -166,7 +166,7 @@ def _take() -> Snapshot:
     now = rt.now()
     pid = os.getpid()
     frames = sys._current_frames()
-    waits = WAITS.copy()
+    waits = current()
     holds: dict[int, list[Held]] = {}
     for st in live_states():
         if is_lock_state(st):

@@ -4,7 +4,7 @@ Design note. It runs inside the recorder's flusher thread (`Recorder.tick_hooks`
 ``flush_interval``, just before the periodic flush, so what it records is on disk in the same
 tick; a threshold is therefore noticed up to one ``flush_interval`` late. It only reads:
 
-* the wait-for table (`tracedsync._core.waits.WAITS`, copied atomically): a wait older than
+* the wait-for table (`tracedsync._core.waits.current`, a copy): a wait older than
   ``long_wait`` is reported once per wait, with the waiting thread's stack and who holds what
   it waits for;
   and every tick, `deadlock.scan` looks for a cycle that no thread's own check saw (a race on a
@@ -28,7 +28,7 @@ from .._core.ops import OP_GENERIC
 from .._core.registry import live_states
 from .._core.sites import format_stack
 from .._core.state import ConditionState, is_lock_state
-from .._core.waits import WAITS, native_id
+from .._core.waits import any_waiting, current, native_id
 from .._multiprocessing import wait_table as _xwaits
 from .._record.config import Settings
 from . import deadlock
@@ -46,7 +46,7 @@ def tick() -> None:
     global ticks
     if rt.level:  # at "off" nothing is traced and the books are not kept
         _xwaits.refresh()  # first: the scan below, and other processes', read it
-        if WAITS:
+        if any_waiting():
             deadlock.scan()
             if _long_wait_ns is not None:
                 _long_waits(_long_wait_ns)
@@ -58,7 +58,7 @@ def tick() -> None:
 def _long_waits(limit: int) -> None:
     now = rt.now()
     frames: dict[int, Any] | None = None
-    for ident, w in WAITS.copy().items():
+    for ident, w in current().items():
         if w.long_reported or now - w.since < limit:
             continue
         w.long_reported = True
@@ -124,7 +124,7 @@ def needs_ticks() -> bool:
     thread is blocked (long waits, deadlocks no check saw, and its wait published for other
     processes to refresh), or holds are watched. A process whose threads all run cannot be
     part of a deadlock: its flusher may sleep."""
-    return bool(WAITS) or _long_hold_ns is not None
+    return any_waiting() or _long_hold_ns is not None
 
 
 def apply_settings(settings: Settings) -> None:

@@ -375,6 +375,7 @@ ts_after_fork_child(PyObject *self, PyObject *noargs)
     }
     ts_all_bufs = NULL;
     ts_tls_buf = NULL;
+    ts_waits_after_fork();
     pthread_setspecific(tbuf_key, NULL);
     ts_filled_chunks = 0;
     dropped_total = 0;

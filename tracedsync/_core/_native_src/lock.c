@@ -53,7 +53,7 @@ typedef struct {
 } NativeLock;
 
 static PyTypeObject NativeLockType;
-#define GRACE_US 50  /* a contended wait shorter than this stays out of the wait-for graph */
+#define WALK_MAX 64  /* hops of the C walk before it hands over to Python (waits.c) */
 static PyTypeObject NativeRLockType;
 
 static PyObject *real_lock_type = NULL;    /* type(threading.Lock()) */
@@ -436,6 +436,84 @@ parse_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, i
     return 0;
 }
 
+/* -- blocking, registered as a native wait (waits.c) --------------------------------------- */
+#define WAIT_NEEDS_PY 3  /* wait_native: register in Python instead (another PyLockStatus) */
+
+/* Whether thread `me`, about to block on `lock`, must register in Python: the walk from the
+ * lock's owner through the native waits comes back to `me`, reaches a thread in the Python
+ * table, or is too long (see waits.c). With the GIL held; no Python code runs. */
+static int
+native_walk(NativeLock *lock, unsigned long me)
+{
+    NativeLock *cur = lock;
+    for (int hops = 0; hops < WALK_MAX; hops++) {
+        unsigned long o = cur->owner;
+        if (!cur->locked || o == 0) {
+            return 0;
+        }
+        if (o == me) {
+            return 1;
+        }
+        ts_wait *w = ts_wait_find(o);
+        if (w == NULL) {
+            return ts_py_waiting(o);
+        }
+        cur = (NativeLock *)w->lock;
+    }
+    return 1;
+}
+
+/* Block on `self` for *timeout_us (-1: forever) as a native wait that began at `t0`,
+ * interruptible as acquire_timed (running signal handlers, with the wait unlinked meanwhile)
+ * or not. Returns PY_LOCK_ACQUIRED, PY_LOCK_FAILURE, PY_LOCK_INTR (a handler raised), or
+ * WAIT_NEEDS_PY with *timeout_us what is left (nothing was taken). */
+static int
+wait_native(NativeLock *self, unsigned long me, PY_TIMEOUT_T *timeout_us, int what,
+            int interruptible, int64_t t0)
+{
+    ts_wait w;
+    w.ident = me;
+    w.lock = (PyObject *)self;
+    w.since = t0;
+    w.timeout_us = *timeout_us;
+    w.site = ts_site_of_caller();
+    w.what = what;
+    int64_t deadline = *timeout_us > 0 ? t0 + (int64_t)*timeout_us * 1000 : 0;
+    for (;;) {
+        if (native_walk(self, me)) {
+            return WAIT_NEEDS_PY;
+        }
+        ts_wait_link(&w);
+        if (ts_flusher_idle) {  /* the watchdog has a wait to watch */
+            PyObject *r = ts_wake_if_idle(NULL, NULL);
+            Py_XDECREF(r);
+        }
+        PyLockStatus r;
+        PY_TIMEOUT_T t = *timeout_us;
+        Py_BEGIN_ALLOW_THREADS
+        r = PyThread_acquire_lock_timed(self->lock, t, interruptible);
+        Py_END_ALLOW_THREADS
+        ts_wait_done(&w, r == PY_LOCK_ACQUIRED ? Py_True : r == PY_LOCK_FAILURE ? Py_False
+                                                                            : Py_None);
+        if (r != PY_LOCK_INTR) {
+            return r;
+        }
+        if (Py_MakePendingCalls() < 0) {
+            return PY_LOCK_INTR;
+        }
+        if (deadline) {
+            int64_t left = deadline - ts_mono_ns();
+            if (left < 0) {
+                return PY_LOCK_FAILURE;
+            }
+            *timeout_us = (PY_TIMEOUT_T)((left + 999) / 1000);
+        }
+        if (PyThread_acquire_lock_timed(self->lock, 0, 0) == PY_LOCK_ACQUIRED) {
+            return PY_LOCK_ACQUIRED;
+        }
+    }
+}
+
 /* Every acquire that is not an uncontended one with the default arguments. */
 static PyObject *
 acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *blocking_obj,
@@ -498,34 +576,24 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
         }
         Py_RETURN_FALSE;
     }
-    /* Contended. First a short wait with the GIL released (GRACE_US): most contention is a
-     * holder about to release, and a wait that ends within it is never in the wait-for graph
-     * (it cannot be part of a deadlock: it ended). Past it, into the graph (which may raise
-     * DeadlockError), then block for what is left of the timeout. */
+    /* Contended: in the wait-for graph while blocked (waits.c: in C, unless the walk there
+     * wants the Python registration, which may raise DeadlockError), then block for the
+     * timeout. */
     if (ensure_registered() < 0) {
         PyErr_Clear();
     }
-    PyObject *me_obj = ident_obj(me);
-    if (me_obj == NULL) {
-        return NULL;
-    }
+    PyObject *me_obj = NULL;
     int64_t t0 = ts_mono_ns();
     uint64_t k0 = ts_ticks();
-    PY_TIMEOUT_T grace = timeout_us < 0 || timeout_us > GRACE_US ? GRACE_US : timeout_us;
-    PyLockStatus r;
-    Py_BEGIN_ALLOW_THREADS
-    r = PyThread_acquire_lock_timed(self->lock, grace, 1);
-    Py_END_ALLOW_THREADS
-    if (r == PY_LOCK_INTR && Py_MakePendingCalls() >= 0) {
-        r = PY_LOCK_FAILURE;  /* a signal handler ran and did not raise: go on waiting */
-    }
-    if (r == PY_LOCK_FAILURE && (timeout_us < 0 || timeout_us > grace)) {
-        PY_TIMEOUT_T left = timeout_us < 0 ? -1 : timeout_us - grace;
+    PY_TIMEOUT_T left = timeout_us;
+    int r = wait_native(self, me, &left, TS_WAIT_ACQUIRE, 1, t0);
+    if (r == WAIT_NEEDS_PY) {
+        me_obj = ident_obj(me);
         PyObject *frame = user_site();  /* (code, pos): where it waits */
         PyObject *timeout_f = timeout_us < 0 ? PyFloat_FromDouble(-1.0)
                                              : PyFloat_FromDouble((double)timeout_us / 1e6);
         PyObject *reg = NULL;
-        if (frame != NULL && timeout_f != NULL) {
+        if (me_obj != NULL && frame != NULL && timeout_f != NULL) {
             reg = PyObject_CallMethodObjArgs(ts_hooks.waits, s_wait_lock, me_obj,
                                              (PyObject *)self, timeout_f, frame, NULL);
         }
@@ -547,6 +615,9 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
             }
             PyErr_SetRaisedException(exc);
         }
+        else if (me_obj == NULL) {
+            return NULL;
+        }
     }
     int64_t t1 = ts_mono_ns();
     int64_t wait = t1 - t0;
@@ -563,8 +634,8 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
         PyObject *site = msg ? user_site() : NULL;
         if (site != NULL) {
             PyObject *fields = Py_BuildValue("{sOsO}", "prim", self->prim, "error", msg);
-            PyObject *item = fields ? Py_BuildValue("(lLOONOO)", op_generic, (long long)t1,
-                                                    me_obj, s_interrupted, fields,
+            PyObject *item = fields ? Py_BuildValue("(lLNONOO)", op_generic, (long long)t1,
+                                                    ident_obj(me), s_interrupted, fields,
                                                     PyTuple_GET_ITEM(site, 0),
                                                     PyTuple_GET_ITEM(site, 1)) : NULL;
             if (ts_emit_tuple(item) < 0) {
@@ -576,11 +647,11 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
             PyErr_Clear();
         }
         Py_XDECREF(msg);
-        Py_DECREF(me_obj);
+        Py_XDECREF(me_obj);
         PyErr_SetRaisedException(exc);
         return NULL;
     }
-    Py_DECREF(me_obj);
+    Py_XDECREF(me_obj);
     int ok = r == PY_LOCK_ACQUIRED;
     uint64_t k1 = ts_ticks();
     if (ok) {
@@ -802,7 +873,18 @@ lock_acquire_restore(NativeLock *self, PyObject *state)
     unsigned long blocked_by = self->locked ? self->owner : 0;
     int64_t t0 = ts_mono_ns();
     int level = ts_level;
-    if (PyThread_acquire_lock_timed(self->lock, 0, 0) != PY_LOCK_ACQUIRED) {
+    int r = PyThread_acquire_lock_timed(self->lock, 0, 0);
+    if (r != PY_LOCK_ACQUIRED && level) {
+        /* About to block: in the wait-for graph meanwhile, as a native wait (waits.c) unless
+         * the walk there wants the Python registration. A plain lock's restore is threading's
+         * `acquire()`: interruptible; an RLock's is not. */
+        PY_TIMEOUT_T left = -1;
+        r = wait_native(self, me, &left, TS_WAIT_RESTORE, !self->reentrant, t0);
+        if (r == PY_LOCK_INTR) {
+            return NULL;
+        }
+    }
+    if (r != PY_LOCK_ACQUIRED) {
         /* About to block: in the wait-for graph meanwhile (reported, never raised: failing
          * here would leave Condition.wait's caller without the lock). */
         PyObject *me_obj = level ? ident_obj(me) : NULL;

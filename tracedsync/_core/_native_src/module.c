@@ -3,7 +3,8 @@
  *
  * The pieces: clock.c (ticks and their calibration), buffers.c (per-thread records, the
  * budget, the flusher's sleep), sites.c (call sites), lock.c (the Lock and RLock types),
- * render.c (the flusher's snapshot and the JSON renderer). The Python side that drives them is
+ * waits.c (the contended waits, for the wait-for graph), render.c (the flusher's snapshot and
+ * the JSON renderer). The Python side that drives them is
  * tracedsync/_core/native.py.
  */
 #include "native.h"
@@ -54,6 +55,9 @@ static PyMethodDef module_methods[] = {
     {"wake", ts_wake, METH_NOARGS, "End the flusher's sleep now."},
     {"wake_if_idle", ts_wake_if_idle, METH_NOARGS,
      "End the flusher's sleep if it sleeps until woken."},
+    {"sync_waits", ts_sync_waits, METH_NOARGS,
+     "Enter every native wait that has no waits.Wait yet in waits.WAITS."},
+    {"waiting", ts_native_waiting, METH_NOARGS, "How many native waits there are now."},
     {"set_budget", ts_set_budget, METH_VARARGS, "set_budget(bytes): the records' memory."},
     {"buffer_info", ts_buffer_info, METH_NOARGS, "Counts, for tests and benchmarks."},
     {NULL, NULL, 0, NULL},
@@ -74,7 +78,7 @@ PyInit__native(void)
     }
     if (ts_clock_init() < 0 || ts_buffers_init(m) < 0 || ts_sites_init(m) < 0 ||
         ts_lock_init(m) < 0 || ts_render_init(m) < 0 || ts_kinds_init(m) < 0 ||
-        ts_mplock_init(m) < 0) {
+        ts_mplock_init(m) < 0 || ts_waits_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -311,6 +311,33 @@ PyObject *ts_site_code(uint32_t id, int *lasti);
 /* -- the lock types (lock.c) ---------------------------------------------------------------- */
 int ts_lock_init(PyObject *module);
 
+/* -- native waits (waits.c) ----------------------------------------------------------------- */
+#define TS_WAIT_ACQUIRE 0
+#define TS_WAIT_RESTORE 1
+/* A thread blocked on a native lock, on that thread's stack while it is linked. */
+typedef struct ts_wait {
+    struct ts_wait *prev, *next;
+    unsigned long ident;
+    PyObject *lock;          /* borrowed: the waiting call holds a reference */
+    int64_t since;           /* CLOCK_MONOTONIC ns */
+    int64_t timeout_us;      /* -1: none */
+    uint64_t seq;
+    PyObject *wait;          /* its waits.Wait, once a reader made one (owned), else NULL */
+    uint32_t site;
+    int what;                /* TS_WAIT_ACQUIRE | TS_WAIT_RESTORE */
+} ts_wait;
+void ts_wait_link(ts_wait *w);
+/* Unlink `w` (the blocking call returned); `ok` is how it ended, for waits.forget. */
+void ts_wait_done(ts_wait *w, PyObject *ok);
+/* The wait linked last by thread `ident`, or NULL. */
+ts_wait *ts_wait_find(unsigned long ident);
+/* Whether thread `ident` is in the Python wait-for table (1 when that cannot be told). */
+int ts_py_waiting(unsigned long ident);
+PyObject *ts_sync_waits(PyObject *module, PyObject *noargs);
+PyObject *ts_native_waiting(PyObject *module, PyObject *noargs);
+void ts_waits_after_fork(void);
+int ts_waits_init(PyObject *module);
+
 /* -- rendering (render.c) ------------------------------------------------------------------- */
 int ts_render_init(PyObject *module);
 
