@@ -1,4 +1,5 @@
 # Stub of the C extension tracedsync._core._native (see tracedsync/_core/_native_src/).
+from collections.abc import Callable
 from types import CodeType, ModuleType
 from typing import Any
 
@@ -6,6 +7,7 @@ from .state import Statistics
 
 RECORD_BYTES: int
 CHUNK_BYTES: int
+K_NOTIFY: int
 
 class _NativeBase:
     def __init__(self, *, name: str | None = ..., _site: tuple[Any, int] | None = ...) -> None: ...
@@ -94,6 +96,19 @@ def collect(skip_ident: int = ...) -> Snapshot: ...
 def site_info(site: int) -> tuple[CodeType, int, int] | None: ...
 def rec(kind: int, prim_pid: int, prim_n: int, bits: int, w0: int, w1: int, w2: int, w3: int,
         *idents: int) -> None: ...
+class CondBooks:
+    notifies: int
+    unheard: int
+    prim_pid: int
+    prim_n: int
+    def __init__(self, waiters: Any, mirror: list[int], prim_pid: int, prim_n: int) -> None: ...
+
+class NotifyMethod:
+    def __init__(self, raw: Callable[..., Any], slow: Callable[..., Any],
+                 on_error: Callable[[Any, BaseException], None]) -> None: ...
+    def __get__(self, obj: Any, owner: Any = None) -> Any: ...
+    def __call__(self, *args: Any, **kwargs: Any) -> Any: ...
+
 class MpLockBooks:
     """The books of a traced multiprocessing lock (mplock.c)."""
     owner: int | None

@@ -237,10 +237,21 @@ class LockState(PrimState):
         }
 
 
+class CondCounts:
+    """A condition's notify counters (the native recorder keeps them in C instead: its
+    ``CondBooks``, which the C ``notify`` updates; see _native_src/cond.c)."""
+
+    __slots__ = ("notifies", "unheard")
+
+    def __init__(self) -> None:
+        self.notifies = 0
+        self.unheard = 0
+
+
 class ConditionState(PrimState):
     """A Condition: its lock, waits, notifies, and who waits now (oldest first)."""
 
-    __slots__ = ("lock", "lock_state", "notifies", "unheard", "wait_timeouts", "waiters", "waits")
+    __slots__ = ("books", "lock", "lock_state", "wait_timeouts", "waiters", "waits")
 
     def __init__(self, raw: Any, prim: str, kind: str, name: str | None) -> None:
         super().__init__(raw, prim, kind, name)
@@ -248,9 +259,27 @@ class ConditionState(PrimState):
         self.lock_state: LockBooks | None = None
         self.waits = 0
         self.wait_timeouts = 0
-        self.notifies = 0
-        self.unheard = 0
+        self.books: Any = CondCounts()
+        """``notifies`` and ``unheard`` (a `CondCounts`, or the native ``CondBooks``)."""
         self.waiters: list[int] = []
+
+    @property
+    def notifies(self) -> int:
+        """``notify``/``notify_all`` calls."""
+        return int(self.books.notifies)
+
+    @notifies.setter
+    def notifies(self, value: int) -> None:
+        self.books.notifies = value
+
+    @property
+    def unheard(self) -> int:
+        """Notifies that found no waiter."""
+        return int(self.books.unheard)
+
+    @unheard.setter
+    def unheard(self, value: int) -> None:
+        self.books.unheard = value
 
     COUNTERS = ("misuse", "waits", "wait_timeouts", "notifies", "unheard")
 

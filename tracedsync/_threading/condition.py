@@ -70,7 +70,11 @@ class TracedCondition(RawCondition):
                        {"lock": None if lock_st is None else lock_st.prim})
         st.lock = lock
         st.lock_state = lock_st
+        if NATIVE is not None:  # the C notify's books (cond.c): the real deque, the mirror
+            st.books = NATIVE.CondBooks(self._waiters, st.waiters,  # type: ignore[attr-defined]
+                                        st.prim_pid, st.prim_n)
         self._ts_state = st
+        self._ts_books = st.books
 
     def statistics(self) -> Statistics:
         """A snapshot of this condition's counters (its lock has its own)."""
@@ -198,7 +202,18 @@ def _notified(st: ConditionState, level: int, n: int, present: int, count: int,
              lineno))
 
 
-_TRACING = {"wait": _wait, "notify": _notify, "notify_all": _notify_all}
+def _notify_failed(self: TracedCondition, exc: BaseException) -> None:
+    """The C notify's hook: threading's notify raised ``exc`` (a RuntimeError: not owned)."""
+    try:
+        _misuse(self._ts_state, exc)
+    except Exception:  # pragma: no cover - a record must never replace the program's error
+        pass
+
+
+# The common notify in C (cond.c): threading's own, then the books and the record.
+_notify_method: Any = _notify if NATIVE is None else NATIVE.NotifyMethod(
+    _raw_notify, _notify, _notify_failed)
+_TRACING = {"wait": _wait, "notify": _notify_method, "notify_all": _notify_all}
 
 
 def set_tracing(on: bool) -> None:

@@ -283,6 +283,42 @@ ts_kind_tuple(const ts_rec *r, int64_t ts, unsigned long ident, double ns_per_ti
 }
 
 /* -- writing ------------------------------------------------------------------------------ */
+/* One record of a declared kind (kinds above: no check here), with up to 1024 idents. */
+void
+ts_kind_rec(long kind, uint32_t prim_pid, uint32_t prim_n, uint8_t bits, const uint64_t w[4],
+            const unsigned long long *idents, Py_ssize_t nid)
+{
+    if (nid > 1024) {
+        nid = 1024;  /* (a notify_all of more threads names the first 1024) */
+    }
+    if (ts_tls_buf == NULL && ts_thread_ident_slow() == 0) {
+        PyErr_Clear();
+        return;
+    }
+    uint32_t slots = 2 + (uint32_t)((nid + 3) / 4);
+    ts_rec *r = ts_rec_getn(slots);
+    if (r == NULL) {
+        return;  /* dropped (counted) */
+    }
+    r->t = ts_ticks();
+    r->prim_pid = prim_pid;
+    r->prim_n = prim_n;
+    r->site = ts_site_of_caller();
+    r->op = REC_KIND;
+    r->flags = bits;
+    r->depth = (uint16_t)kind;
+    r->val = w[0];
+    ts_ext *x = (ts_ext *)(r + 1);
+    x->w[0] = w[1];
+    x->w[1] = w[2];
+    x->w[2] = w[3];
+    x->w[3] = 0;
+    for (Py_ssize_t i = 0; i < nid; i++) {
+        ((ts_ext *)(r + 2 + i / 4))->w[i % 4] = idents[i];
+    }
+    ts_rec_commitn(slots);
+}
+
 /* rec(kind, prim_pid, prim_n, bits, w0, w1, w2, w3, *idents) */
 static PyObject *
 rec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
@@ -305,39 +341,19 @@ rec(PyObject *module, PyObject *const *args, Py_ssize_t nargs)
     }
     Py_ssize_t nid = nargs - 8;
     if (nid > 1024) {
-        nid = 1024;  /* (a notify_all of more threads names the first 1024) */
+        nid = 1024;
     }
-    if (ts_tls_buf == NULL && ts_thread_ident_slow() == 0) {
-        PyErr_Clear();
-        Py_RETURN_NONE;
-    }
-    uint32_t slots = 2 + (uint32_t)((nid + 3) / 4);
-    ts_rec *r = ts_rec_getn(slots);
-    if (r == NULL) {
-        Py_RETURN_NONE;  /* dropped (counted) */
-    }
-    r->t = ts_ticks();
-    r->prim_pid = (uint32_t)v[1];
-    r->prim_n = (uint32_t)v[2];
-    r->site = ts_site_of_caller();
-    r->op = REC_KIND;
-    r->flags = (uint8_t)v[3];
-    r->depth = (uint16_t)kind;
-    r->val = (uint64_t)v[4];
-    ts_ext *x = (ts_ext *)(r + 1);
-    x->w[0] = (uint64_t)v[5];
-    x->w[1] = (uint64_t)v[6];
-    x->w[2] = (uint64_t)v[7];
-    x->w[3] = 0;
+    unsigned long long ids[1024];
     for (Py_ssize_t i = 0; i < nid; i++) {
         unsigned long long id = PyLong_AsUnsignedLongLong(args[8 + i]);
         if (id == (unsigned long long)-1 && PyErr_Occurred()) {
             PyErr_Clear();
             id = 0;
         }
-        ((ts_ext *)(r + 2 + i / 4))->w[i % 4] = id;
+        ids[i] = id;
     }
-    ts_rec_commitn(slots);
+    uint64_t w[4] = {(uint64_t)v[4], (uint64_t)v[5], (uint64_t)v[6], (uint64_t)v[7]};
+    ts_kind_rec(kind, (uint32_t)v[1], (uint32_t)v[2], (uint8_t)v[3], w, ids, nid);
     Py_RETURN_NONE;
 }
 

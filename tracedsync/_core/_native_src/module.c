@@ -3,8 +3,9 @@
  *
  * The pieces: clock.c (ticks and their calibration), buffers.c (per-thread records, the
  * budget, the flusher's sleep), sites.c (call sites), lock.c (the Lock and RLock types),
- * waits.c (the contended waits, for the wait-for graph), render.c (the flusher's snapshot and
- * the JSON renderer). The Python side that drives them is
+ * waits.c (contended waits, for the wait-for graph), cond.c (a Condition's books and notify),
+ * kinds.c (the other primitives' records), mplock.c (multiprocessing's locks), render.c (the
+ * flusher's snapshot and the JSON renderer). The Python side that drives them is
  * tracedsync/_core/native.py.
  */
 #include "native.h"
@@ -78,12 +79,13 @@ PyInit__native(void)
     }
     if (ts_clock_init() < 0 || ts_buffers_init(m) < 0 || ts_sites_init(m) < 0 ||
         ts_lock_init(m) < 0 || ts_render_init(m) < 0 || ts_kinds_init(m) < 0 ||
-        ts_mplock_init(m) < 0 || ts_waits_init(m) < 0) {
+        ts_mplock_init(m) < 0 || ts_waits_init(m) < 0 || ts_cond_init(m) < 0) {
         Py_DECREF(m);
         return NULL;
     }
     if (PyModule_AddIntConstant(m, "RECORD_BYTES", (long)sizeof(ts_rec)) < 0 ||
-        PyModule_AddIntConstant(m, "CHUNK_BYTES", CHUNK_BYTES) < 0) {
+        PyModule_AddIntConstant(m, "CHUNK_BYTES", CHUNK_BYTES) < 0 ||
+        PyModule_AddIntConstant(m, "K_NOTIFY", K_NOTIFY) < 0) {
         Py_DECREF(m);
         return NULL;
     }

@@ -262,6 +262,12 @@ char *ts_kind_fields(char *p, const ts_rec *r, double ns_per_tick, const ts_tid_
 size_t ts_kind_max_line(const ts_rec *r);
 PyObject *ts_kind_tuple(const ts_rec *r, int64_t ts, unsigned long ident, double ns_per_tick);
 int ts_kinds_init(PyObject *module);
+/* Write one record of declared kind `kind` (bits, w[0..3], up to 1024 idents); a record that
+ * finds no room is dropped (counted). */
+void ts_kind_rec(long kind, uint32_t prim_pid, uint32_t prim_n, uint8_t bits, const uint64_t w[4],
+                 const unsigned long long *idents, Py_ssize_t nid);
+#define K_NOTIFY 0  /* tracedsync._core.native_kinds.K_NOTIFY (exported as K_NOTIFY: tested) */
+int ts_cond_init(PyObject *module);
 int ts_mplock_init(PyObject *module);
 
 /* The current thread's ident, registering it (its `thread` event) the first time. 0 and a
