@@ -48,7 +48,8 @@ def connect() -> None:
     if native.NATIVE is not None:
         runtime.use_native(native.NATIVE)
         waits.set_waker(native.NATIVE.wake_if_idle)
-        waits.set_native(native.NATIVE.sync_waits, native.NATIVE.waiting)
+        waits.set_native(native.NATIVE.sync_waits, native.NATIVE.waiting,
+                         native.NATIVE.waits_for)
     RECORDER.install()
     waits.set_checker(deadlock.check)
     waits.set_watcher(nested.on_wait)

@@ -150,6 +150,7 @@ WAITS: dict[int, Wait] = {}
 _remote: Callable[[int, int], RemoteWait | None] | None = None
 _native_sync: Callable[[], None] | None = None
 _native_count: Callable[[], int] | None = None
+_native_for: Callable[[int, Any], list[int]] | None = None
 _checker: Checker | None = None
 _watcher: Callable[[int, Wait], None] | None = None
 _waker: Callable[[], None] | None = None
@@ -165,11 +166,36 @@ def set_waker(waker: Callable[[], None] | None) -> None:
     _waker = waker
 
 
-def set_native(sync: Callable[[], None] | None, count: Callable[[], int] | None) -> None:
+def set_native(
+    sync: Callable[[], None] | None,
+    count: Callable[[], int] | None,
+    waits_for: Callable[[int, Any], list[int]] | None = None,
+) -> None:
     """Read the native recorder's waits too: ``sync()`` enters each in `WAITS` (with
-    `_native_wait`), ``count()`` says how many there are (None, None: none to read)."""
-    global _native_sync, _native_count
-    _native_sync, _native_count = sync, count
+    `_native_wait`), ``count()`` says how many there are, ``waits_for(owner, exclude)`` which
+    threads wait for a lock ``owner`` holds (None: none to read)."""
+    global _native_sync, _native_count, _native_for
+    _native_sync, _native_count, _native_for = sync, count, waits_for
+
+
+def lock_waits_for(owner: int, exclude: Any) -> list[tuple[int, Wait]]:
+    """The waits of this process for a Lock/RLock (an acquire or a condition's re-acquire)
+    that thread ``owner`` holds, other than lock ``exclude``. Makes a `Wait` only of the
+    native waits that qualify (a condition wait asks this while it holds its lock)."""
+    out: list[tuple[int, Wait]] = []
+    for ident, w in list(WAITS.items()):
+        st = w.st
+        if (ident != owner and w.what in ("acquire", "restore") and w.owners_fn is None
+                and st is not exclude and is_lock_state(st) and st.owner == owner):
+            out.append((ident, w))
+    native = _native_for
+    if native is not None:
+        seen = {ident for ident, _ in out}
+        for ident in native(owner, exclude):
+            w2 = lookup(ident)
+            if ident not in seen and isinstance(w2, Wait):
+                out.append((ident, w2))
+    return out
 
 
 def sync() -> None:

@@ -30,7 +30,7 @@ from .._core import runtime as rt
 from .._core.ops import OP_GENERIC
 from .._core.sites import format_stack
 from .._core.state import ConditionState, is_lock_state
-from .._core.waits import WAITS, Wait, current, native_id, thread_name
+from .._core.waits import WAITS, Wait, lock_waits_for, native_id, thread_name
 from .._record.recorder import RECORDER
 from .lockorder import acquired_at
 
@@ -62,11 +62,10 @@ def _lock_wait(me: int, w: Wait) -> None:
 
 
 def _cond_wait(me: int, w: Wait) -> None:
-    for ident, other in current().items():
-        if ident == me or other.what not in ("acquire", "restore") or other.owners_fn is not None:
-            continue
-        st = other.st
-        if is_lock_state(st) and st.owner == me and _waits_on_other_condition(w, st):
+    st = w.st
+    own = st.lock_state if isinstance(st, ConditionState) else None
+    for ident, other in lock_waits_for(me, own):  # (its lock held: only the few that matter)
+        if _waits_on_other_condition(w, other.st):
             _report(ident, other, me, w)
 
 

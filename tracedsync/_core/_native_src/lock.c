@@ -436,6 +436,14 @@ parse_acquire_args(PyObject *const *args, Py_ssize_t nargs, PyObject *kwnames, i
     return 0;
 }
 
+/* The holder of native lock `lock` (0: free), for waits.c. */
+unsigned long
+ts_lock_owner(PyObject *lock)
+{
+    NativeLock *l = (NativeLock *)lock;
+    return l->locked ? l->owner : 0;
+}
+
 /* -- blocking, registered as a native wait (waits.c) --------------------------------------- */
 #define WAIT_NEEDS_PY 3  /* wait_native: register in Python instead (another PyLockStatus) */
 

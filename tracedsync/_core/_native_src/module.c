@@ -59,6 +59,8 @@ static PyMethodDef module_methods[] = {
     {"sync_waits", ts_sync_waits, METH_NOARGS,
      "Enter every native wait that has no waits.Wait yet in waits.WAITS."},
     {"waiting", ts_native_waiting, METH_NOARGS, "How many native waits there are now."},
+    {"waits_for", ts_native_waits_for, METH_VARARGS,
+     "waits_for(owner, exclude): idents natively waiting for a lock owner holds."},
     {"set_budget", ts_set_budget, METH_VARARGS, "set_budget(bytes): the records' memory."},
     {"buffer_info", ts_buffer_info, METH_NOARGS, "Counts, for tests and benchmarks."},
     {NULL, NULL, 0, NULL},

@@ -342,6 +342,9 @@ int ts_py_waiting(unsigned long ident);
 PyObject *ts_sync_waits(PyObject *module, PyObject *noargs);
 PyObject *ts_native_waiting(PyObject *module, PyObject *noargs);
 void ts_waits_after_fork(void);
+PyObject *ts_native_waits_for(PyObject *module, PyObject *args);
+/* The holder of a native lock (0: free) (lock.c). */
+unsigned long ts_lock_owner(PyObject *lock);
 int ts_waits_init(PyObject *module);
 
 /* -- rendering (render.c) ------------------------------------------------------------------- */

@@ -221,6 +221,31 @@ ts_native_waiting(PyObject *module, PyObject *noargs)
     return PyLong_FromSsize_t(n_linked);
 }
 
+/* waits_for(owner, exclude) -> [ident]: the threads natively waiting for a lock that thread
+ * `owner` holds, other than `exclude` (the nested-monitor check, without making a Wait of
+ * every native wait). */
+PyObject *
+ts_native_waits_for(PyObject *module, PyObject *args)
+{
+    unsigned long owner;
+    PyObject *exclude;
+    if (!PyArg_ParseTuple(args, "kO:waits_for", &owner, &exclude)) {
+        return NULL;
+    }
+    PyObject *out = PyList_New(0);
+    for (ts_wait *w = head; out != NULL && w != NULL; w = w->next) {
+        if (w->lock == exclude || w->ident == owner || ts_lock_owner(w->lock) != owner) {
+            continue;
+        }
+        PyObject *id = PyLong_FromUnsignedLong(w->ident);
+        if (id == NULL || PyList_Append(out, id) < 0) {
+            Py_CLEAR(out);
+        }
+        Py_XDECREF(id);
+    }
+    return out;
+}
+
 void
 ts_waits_after_fork(void)
 {
