@@ -1,10 +1,11 @@
-"""Overhead of the traced Semaphore and Event against threading's, measured in one pyperf run.
+"""Overhead of the traced Semaphore, Event and Condition against threading's, in one pyperf run.
 
     python benchmarks/bench_primitives.py [--fast] [pyperf options]
 
 The uncontended paths of issue 13: ``with sem: pass``, ``sem.acquire(); sem.release()``,
-``ev.set(); ev.clear()`` and ``ev.wait()`` on an event already set, raw and traced at each
-level. Each benchmark runs in pyperf's worker processes; the ratios printed at the end divide
+``ev.set(); ev.clear()``, ``ev.wait()`` on an event already set and ``cond.notify()`` with
+no waiter (the condition's lock held), raw and traced at each level. Each benchmark runs in
+pyperf's worker processes; the ratios printed at the end divide
 each traced figure by the raw figure measured in the same run. As in bench_locks.py, the
 flusher is held off while a loop is timed and the log is emptied after it: the figures are the
 inline cost, what the application thread pays on its own path.
@@ -31,11 +32,14 @@ LOG_DIR = os.path.join(tempfile.gettempdir(), "tracedsync-bench-logs")
 
 
 def _make(kind: str, level: str) -> Any:
-    if level == "raw":
-        return threading.Semaphore(2) if kind == "semaphore" else threading.Event()
-    tracedsync.configure(level=level, log_dir=LOG_DIR, flush_interval=3600,
-                         buffer_limit=10**9, buffer_bytes=BUDGET)
-    return tracedsync.Semaphore(2) if kind == "semaphore" else tracedsync.Event()
+    module: Any = threading
+    if level != "raw":
+        tracedsync.configure(level=level, log_dir=LOG_DIR, flush_interval=3600,
+                             buffer_limit=10**9, buffer_bytes=BUDGET)
+        module = tracedsync
+    if kind == "semaphore":
+        return module.Semaphore(2)
+    return module.Condition() if kind == "condition" else module.Event()
 
 
 def bench_with(loops: int, level: str) -> float:
@@ -90,11 +94,34 @@ def bench_wait_set(loops: int, level: str) -> float:
     return dt
 
 
+def bench_notify(loops: int, level: str) -> float:
+    """``cond.notify()`` with nobody waiting, the condition's lock held (a producer's step)."""
+    cond = _make("condition", level)
+    rng = range(loops)
+    with cond:
+        t0 = time.perf_counter()
+        for _ in rng:
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+            cond.notify()
+        dt = time.perf_counter() - t0
+    discard_log()
+    return dt
+
+
 BENCHES = [
     ("with sem", bench_with),
     ("sem.acquire(); sem.release()", bench_acquire_release),
     ("ev.set(); ev.clear()", bench_set_clear),
     ("ev.wait() (set)", bench_wait_set),
+    ("cond.notify() (no waiter)", bench_notify),
 ]
 
 

@@ -105,6 +105,7 @@ def test_a_condition_reacquire_is_a_restore_wait() -> None:
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="no fork here")
+@pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 def test_a_forked_child_has_no_native_waits() -> None:
     lock = tracedsync.Lock()
     held, go = RawEvent(), RawEvent()
