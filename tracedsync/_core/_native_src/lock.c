@@ -19,9 +19,14 @@
  * the PyThread lock was taken and before it is released, so no other thread can be between.
  *
  * Records. An uncontended acquire with the default arguments and every release write one
- * 32-byte record at `full` (buffers.c); everything else (contention, timeouts, failures,
- * misuse, the Condition protocol) is rare and goes through the Python tuple channel, as the
- * pure-Python twin does, with the wait-for graph consulted before blocking (_core/waits.py).
+ * 32-byte record at `full` (buffers.c), and so does a contended one; the rest (timeouts,
+ * failures, misuse, the Condition protocol) is rare and goes through the Python tuple channel,
+ * as the pure-Python twin does.
+ *
+ * Waits. A thread about to block enters the wait-for graph first: as a native wait (waits.c:
+ * a slot on its stack, no Python object) unless the C walk there finds that the wait may close
+ * a cycle or reaches a wait registered in Python; then in Python (_core/waits.py), whose check
+ * may raise DeadlockError.
  */
 #include "native.h"
 #include <math.h>
