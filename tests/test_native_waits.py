@@ -9,6 +9,7 @@ Threads are coordinated with events and bounded polling of a state, never sleeps
 from __future__ import annotations
 
 import os
+import signal
 import sys
 import threading
 from pathlib import Path
@@ -122,3 +123,36 @@ def test_a_forked_child_has_no_native_waits() -> None:
     go.set()
     join_threads(holder, t)
     assert os.WIFEXITED(status) and os.WEXITSTATUS(status) == 0
+
+
+@pytest.mark.skipif(not hasattr(signal, "pthread_kill"), reason="no pthread_kill here")
+def test_a_signal_handler_during_the_wait_sees_it_and_the_wait_goes_on() -> None:
+    """A handler that interrupts a blocked acquire runs with the wait registered (a SIGUSR1
+    snapshot shows the thread waiting), and the acquire goes on waiting after it."""
+    lock = tracedsync.Lock()
+    main = threading.get_ident()
+    seen: list[object] = []
+    held = RawEvent()
+
+    def handler(signum: int, frame: object) -> None:
+        w = waits.current().get(main)
+        seen.append(w is not None and w.st is lock and w.what)
+
+    def helper() -> None:
+        with lock:
+            held.set()
+            until(lambda: NATIVE is not None and NATIVE.waiting() == 1, "main to block")
+            signal.pthread_kill(main, signal.SIGUSR2)
+            until(lambda: seen, "the handler to run")
+
+    previous = signal.signal(signal.SIGUSR2, handler)
+    try:
+        t = start_thread(helper, "helper")
+        assert held.wait(LIMIT)
+        assert lock.acquire(timeout=LIMIT)  # blocks until the helper lets go
+        join_threads(t)
+    finally:
+        signal.signal(signal.SIGUSR2, previous)
+    lock.release()
+    assert seen == ["acquire"]
+    assert NATIVE is not None and NATIVE.waiting() == 0 and main not in waits.current()

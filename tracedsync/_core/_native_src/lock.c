@@ -477,13 +477,18 @@ native_walk(NativeLock *lock, unsigned long me)
 }
 
 /* Block on `self` for *timeout_us (-1: forever) as a native wait that began at `t0`,
- * interruptible as acquire_timed (running signal handlers, with the wait unlinked meanwhile)
- * or not. Returns PY_LOCK_ACQUIRED, PY_LOCK_FAILURE, PY_LOCK_INTR (a handler raised), or
- * WAIT_NEEDS_PY with *timeout_us what is left (nothing was taken). */
+ * interruptible as acquire_timed or not. A signal handler that interrupts the wait runs with
+ * the wait still registered (as a Python registration stays through acquire_timed's retries):
+ * a snapshot taken by SIGUSR1 shows the thread waiting, and the thread goes on waiting once
+ * the handler returns. Returns PY_LOCK_ACQUIRED, PY_LOCK_FAILURE, PY_LOCK_INTR (a handler
+ * raised), or WAIT_NEEDS_PY (nothing was taken: register in Python and wait there). */
 static int
 wait_native(NativeLock *self, unsigned long me, PY_TIMEOUT_T *timeout_us, int what,
             int interruptible, int64_t t0)
 {
+    if (native_walk(self, me)) {
+        return WAIT_NEEDS_PY;
+    }
     ts_wait w;
     w.ident = me;
     w.lock = (PyObject *)self;
@@ -492,39 +497,35 @@ wait_native(NativeLock *self, unsigned long me, PY_TIMEOUT_T *timeout_us, int wh
     w.site = ts_site_of_caller();
     w.what = what;
     int64_t deadline = *timeout_us > 0 ? t0 + (int64_t)*timeout_us * 1000 : 0;
+    ts_wait_link(&w);
+    if (ts_flusher_idle) {  /* the watchdog has a wait to watch */
+        PyObject *woke = ts_wake_if_idle(NULL, NULL);
+        Py_XDECREF(woke);
+    }
+    PyLockStatus r;
     for (;;) {
-        if (native_walk(self, me)) {
-            return WAIT_NEEDS_PY;
-        }
-        ts_wait_link(&w);
-        if (ts_flusher_idle) {  /* the watchdog has a wait to watch */
-            PyObject *r = ts_wake_if_idle(NULL, NULL);
-            Py_XDECREF(r);
-        }
-        PyLockStatus r;
         PY_TIMEOUT_T t = *timeout_us;
         Py_BEGIN_ALLOW_THREADS
         r = PyThread_acquire_lock_timed(self->lock, t, interruptible);
         Py_END_ALLOW_THREADS
-        ts_wait_done(&w, r == PY_LOCK_ACQUIRED ? Py_True : r == PY_LOCK_FAILURE ? Py_False
-                                                                            : Py_None);
-        if (r != PY_LOCK_INTR) {
-            return r;
-        }
-        if (Py_MakePendingCalls() < 0) {
-            return PY_LOCK_INTR;
+        if (r != PY_LOCK_INTR || Py_MakePendingCalls() < 0) {
+            break;
         }
         if (deadline) {
             int64_t left = deadline - ts_mono_ns();
             if (left < 0) {
-                return PY_LOCK_FAILURE;
+                r = PY_LOCK_FAILURE;
+                break;
             }
             *timeout_us = (PY_TIMEOUT_T)((left + 999) / 1000);
         }
         if (PyThread_acquire_lock_timed(self->lock, 0, 0) == PY_LOCK_ACQUIRED) {
-            return PY_LOCK_ACQUIRED;
+            r = PY_LOCK_ACQUIRED;
+            break;
         }
     }
+    ts_wait_done(&w, r == PY_LOCK_ACQUIRED ? Py_True : r == PY_LOCK_FAILURE ? Py_False : Py_None);
+    return r;
 }
 
 /* Every acquire that is not an uncontended one with the default arguments. */

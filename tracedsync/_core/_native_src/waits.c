@@ -23,6 +23,11 @@
  * cycle the later one sees the earlier one: the rule waits.py states for its registrations
  * holds across both kinds.
  *
+ * A signal handler that interrupts a wait runs with the wait still linked (the thread goes on
+ * waiting after it); if the handler itself blocks on a native lock, its wait is linked in front
+ * and is the thread's wait until it ends (`ts_wait_find` finds the latest; `sync_waits` makes a
+ * `Wait` only of a thread's latest).
+ *
  * Python readers (the deadlock walk, the watchdog, snapshots, the nested-monitor check) see
  * these waits as `waits.Wait` objects: `sync_waits()` makes one for each linked wait that has
  * none yet (`waits._native_wait`), keeps it in the slot (so every reader gets the same object,
@@ -136,6 +141,19 @@ ts_py_waiting(unsigned long ident)
     return r;
 }
 
+/* Whether a wait linked later by the same thread hides `w`: a signal handler that ran during
+ * `w` and blocks again. Only the thread's latest wait is its wait now. */
+static int
+shadowed(ts_wait *w)
+{
+    for (ts_wait *v = head; v != w; v = v->next) {
+        if (v->ident == w->ident) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
 typedef struct {
     uint64_t seq;
     unsigned long ident;
@@ -152,7 +170,7 @@ ts_sync_waits(PyObject *module, PyObject *noargs)
 {
     Py_ssize_t n = 0;
     for (ts_wait *w = head; w != NULL; w = w->next) {
-        n += w->wait == NULL;
+        n += w->wait == NULL && !shadowed(w);
     }
     if (n == 0) {
         Py_RETURN_NONE;
@@ -163,7 +181,7 @@ ts_sync_waits(PyObject *module, PyObject *noargs)
     }
     Py_ssize_t k = 0;
     for (ts_wait *w = head; w != NULL && k < n; w = w->next) {
-        if (w->wait == NULL) {
+        if (w->wait == NULL && !shadowed(w)) {
             copies[k++] = (wait_copy){w->seq, w->ident, Py_NewRef(w->lock), w->since,
                                       w->timeout_us, w->site, w->what};
         }
