@@ -192,8 +192,8 @@ def lock_waits_for(owner: int, exclude: Any) -> list[tuple[int, Wait]]:
     if native is not None:
         seen = {ident for ident, _ in out}
         for ident in native(owner, exclude):
-            w2 = lookup(ident)
-            if ident not in seen and isinstance(w2, Wait):
+            w2 = None if ident in seen else lookup(ident)
+            if isinstance(w2, Wait):
                 out.append((ident, w2))
     return out
 
@@ -305,7 +305,7 @@ def lookup(key: Key) -> Wait | RemoteWait | None:
             return None
     w = WAITS.get(key)
     if w is None and _native_sync is not None:
-        _native_sync()
+        sync()
         w = WAITS.get(key)
     return w
 

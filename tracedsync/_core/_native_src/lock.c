@@ -125,10 +125,12 @@ ident_obj(unsigned long ident)
 }
 
 /* -- the PyThread lock, as _threadmodule.c drives it -------------------------------------- */
-/* timeout_us: -1 forever, 0 try, > 0 microseconds. Returns PY_LOCK_ACQUIRED,
- * PY_LOCK_FAILURE, or PY_LOCK_INTR with an exception set (a signal handler raised). */
+/* timeout_us: -1 forever, 0 try, > 0 microseconds; `intr`: a signal interrupts the wait (its
+ * handlers run, then the wait goes on with what is left), else it is not noticed until the
+ * lock is taken (an RLock's `_acquire_restore`). Returns PY_LOCK_ACQUIRED, PY_LOCK_FAILURE,
+ * or PY_LOCK_INTR with an exception set (a signal handler raised). */
 static PyLockStatus
-acquire_timed(PyThread_type_lock lock, PY_TIMEOUT_T timeout_us)
+acquire_timed(PyThread_type_lock lock, PY_TIMEOUT_T timeout_us, int intr)
 {
     int64_t deadline = 0;
     if (timeout_us > 0) {
@@ -139,7 +141,7 @@ acquire_timed(PyThread_type_lock lock, PY_TIMEOUT_T timeout_us)
         r = PyThread_acquire_lock_timed(lock, 0, 0);
         if (r == PY_LOCK_FAILURE && timeout_us != 0) {
             Py_BEGIN_ALLOW_THREADS
-            r = PyThread_acquire_lock_timed(lock, timeout_us, 1);
+            r = PyThread_acquire_lock_timed(lock, timeout_us, intr);
             Py_END_ALLOW_THREADS
         }
         if (r == PY_LOCK_INTR) {
@@ -476,15 +478,14 @@ native_walk(NativeLock *lock, unsigned long me)
     return 1;
 }
 
-/* Block on `self` for *timeout_us (-1: forever) as a native wait that began at `t0`,
- * interruptible as acquire_timed or not. A signal handler that interrupts the wait runs with
- * the wait still registered (as a Python registration stays through acquire_timed's retries):
- * a snapshot taken by SIGUSR1 shows the thread waiting, and the thread goes on waiting once
- * the handler returns. Returns PY_LOCK_ACQUIRED, PY_LOCK_FAILURE, PY_LOCK_INTR (a handler
- * raised), or WAIT_NEEDS_PY (nothing was taken: register in Python and wait there). */
+/* Block on `self` for timeout_us (-1: forever) as a native wait that began at `t0`, as
+ * acquire_timed does. A signal handler that interrupts the wait runs with the wait still
+ * registered (as a Python registration stays through acquire_timed's retries): a snapshot
+ * taken by SIGUSR1 shows the thread waiting. Returns what acquire_timed returns, or
+ * WAIT_NEEDS_PY (nothing was tried: register in Python and wait there). */
 static int
-wait_native(NativeLock *self, unsigned long me, PY_TIMEOUT_T *timeout_us, int what,
-            int interruptible, int64_t t0)
+wait_native(NativeLock *self, unsigned long me, PY_TIMEOUT_T timeout_us, int what, int intr,
+            int64_t t0)
 {
     if (native_walk(self, me)) {
         return WAIT_NEEDS_PY;
@@ -493,37 +494,15 @@ wait_native(NativeLock *self, unsigned long me, PY_TIMEOUT_T *timeout_us, int wh
     w.ident = me;
     w.lock = (PyObject *)self;
     w.since = t0;
-    w.timeout_us = *timeout_us;
+    w.timeout_us = timeout_us;
     w.site = ts_site_of_caller();
     w.what = what;
-    int64_t deadline = *timeout_us > 0 ? t0 + (int64_t)*timeout_us * 1000 : 0;
     ts_wait_link(&w);
     if (ts_flusher_idle) {  /* the watchdog has a wait to watch */
         PyObject *woke = ts_wake_if_idle(NULL, NULL);
         Py_XDECREF(woke);
     }
-    PyLockStatus r;
-    for (;;) {
-        PY_TIMEOUT_T t = *timeout_us;
-        Py_BEGIN_ALLOW_THREADS
-        r = PyThread_acquire_lock_timed(self->lock, t, interruptible);
-        Py_END_ALLOW_THREADS
-        if (r != PY_LOCK_INTR || Py_MakePendingCalls() < 0) {
-            break;
-        }
-        if (deadline) {
-            int64_t left = deadline - ts_mono_ns();
-            if (left < 0) {
-                r = PY_LOCK_FAILURE;
-                break;
-            }
-            *timeout_us = (PY_TIMEOUT_T)((left + 999) / 1000);
-        }
-        if (PyThread_acquire_lock_timed(self->lock, 0, 0) == PY_LOCK_ACQUIRED) {
-            r = PY_LOCK_ACQUIRED;
-            break;
-        }
-    }
+    PyLockStatus r = acquire_timed(self->lock, timeout_us, intr);
     ts_wait_done(&w, r == PY_LOCK_ACQUIRED ? Py_True : r == PY_LOCK_FAILURE ? Py_False : Py_None);
     return r;
 }
@@ -571,7 +550,7 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
         /* At level off nothing is recorded; a try that may not wait never waits, so it is
          * neither in the wait-for graph nor a wait. */
         if (timeout_us != 0) {
-            PyLockStatus r = acquire_timed(self->lock, timeout_us);
+            PyLockStatus r = acquire_timed(self->lock, timeout_us, 1);
             if (r == PY_LOCK_INTR) {
                 return NULL;
             }
@@ -599,8 +578,7 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
     PyObject *me_obj = NULL;
     int64_t t0 = ts_mono_ns();
     uint64_t k0 = ts_ticks();
-    PY_TIMEOUT_T left = timeout_us;
-    int r = wait_native(self, me, &left, TS_WAIT_ACQUIRE, 1, t0);
+    int r = wait_native(self, me, timeout_us, TS_WAIT_ACQUIRE, 1, t0);
     if (r == WAIT_NEEDS_PY) {
         me_obj = ident_obj(me);
         PyObject *frame = user_site();  /* (code, pos): where it waits */
@@ -616,7 +594,7 @@ acquire_slow(NativeLock *self, int blocking, PY_TIMEOUT_T timeout_us, PyObject *
         r = PY_LOCK_INTR;
         if (reg != NULL) {
             Py_DECREF(reg);
-            r = acquire_timed(self->lock, left);
+            r = acquire_timed(self->lock, timeout_us, 1);
             /* out of the graph, keeping any exception the wait raised */
             PyObject *exc = PyErr_GetRaisedException();
             PyObject *ok_obj = r == PY_LOCK_ACQUIRED ? Py_True
@@ -890,10 +868,9 @@ lock_acquire_restore(NativeLock *self, PyObject *state)
     int r = PyThread_acquire_lock_timed(self->lock, 0, 0);
     if (r != PY_LOCK_ACQUIRED && level) {
         /* About to block: in the wait-for graph meanwhile, as a native wait (waits.c) unless
-         * the walk there wants the Python registration. A plain lock's restore is threading's
-         * `acquire()`: interruptible; an RLock's is not. */
-        PY_TIMEOUT_T left = -1;
-        r = wait_native(self, me, &left, TS_WAIT_RESTORE, !self->reentrant, t0);
+         * the walk there wants the Python registration (below). A plain lock's restore is
+         * threading's `acquire()`: interruptible; an RLock's is not. */
+        r = wait_native(self, me, -1, TS_WAIT_RESTORE, !self->reentrant, t0);
         if (r == PY_LOCK_INTR) {
             return NULL;
         }
@@ -907,26 +884,16 @@ lock_acquire_restore(NativeLock *self, PyObject *state)
                                : NULL;
         Py_XDECREF(reg);
         PyErr_Clear();
-        if (self->reentrant) {
-            int got;
-            Py_BEGIN_ALLOW_THREADS
-            got = PyThread_acquire_lock(self->lock, 1);
-            Py_END_ALLOW_THREADS
-            (void)got;
-        }
-        else {
-            /* A plain lock's restore is threading's `acquire()`: interruptible. */
-            if (acquire_timed(self->lock, -1) == PY_LOCK_INTR) {
-                if (me_obj) {
-                    PyObject *exc = PyErr_GetRaisedException();
-                    PyObject *f = PyObject_CallMethodOneArg(ts_hooks.waits, s_forget, me_obj);
-                    Py_XDECREF(f);
-                    PyErr_Clear();
-                    PyErr_SetRaisedException(exc);
-                    Py_DECREF(me_obj);
-                }
-                return NULL;
+        if (acquire_timed(self->lock, -1, !self->reentrant) == PY_LOCK_INTR) {
+            if (me_obj) {
+                PyObject *exc = PyErr_GetRaisedException();
+                PyObject *f = PyObject_CallMethodOneArg(ts_hooks.waits, s_forget, me_obj);
+                Py_XDECREF(f);
+                PyErr_Clear();
+                PyErr_SetRaisedException(exc);
+                Py_DECREF(me_obj);
             }
+            return NULL;
         }
         if (me_obj) {
             PyObject *f = PyObject_CallMethodObjArgs(ts_hooks.waits, s_forget, me_obj, Py_True,
